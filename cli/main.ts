@@ -1,0 +1,118 @@
+/**
+ * The `enarx` command: parses the subcommand, runs it, and turns errors into
+ * one line and an exit status. A stack trace appears only with `--verbose`.
+ *
+ * @module
+ */
+import { ENARX_VERSION, WASMTIME_VERSION } from "../runtime/version.ts";
+import { errorCode, ExitStatus, exitStatusFor, UsageError } from "../runtime/errors.ts";
+import type { Command } from "./_command.ts";
+
+/** Subcommands, loaded on demand so that start-up stays fast. */
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  run: {
+    summary: "Run a WebAssembly (WASI) module in a local keep",
+    load: async () => (await import("./run.ts")).command,
+  },
+  deploy: {
+    summary: "Deploy a module to a keep on a host, after attestation",
+    load: async () => (await import("./deploy.ts")).command,
+  },
+  keepmgr: {
+    summary: "Run the keep manager daemon on a host",
+    load: async () => (await import("./keepmgr.ts")).command,
+  },
+  keepldr: {
+    summary: "Run one keep's loader (started by keepmgr)",
+    load: async () => (await import("./keepldr.ts")).command,
+  },
+  wasmldr: {
+    summary: "Run the app loader inside a keep (started by keepldr)",
+    load: async () => (await import("./wasmldr.ts")).command,
+  },
+  platform: {
+    summary: "Inspect this host's TEE platforms (platform info)",
+    load: async () => (await import("./platform.ts")).command,
+  },
+  attest: {
+    summary: "Verify attestation evidence, or fetch a report inside a guest",
+    load: async () => (await import("./attest.ts")).command,
+  },
+  demo: {
+    summary: "Start a local keepmgr and deploy a bundled example end to end",
+    load: async () => (await import("./demo.ts")).command,
+  },
+};
+
+const HELP = `enarx ${ENARX_VERSION}: deploy WebAssembly workloads into attested Keeps
+
+Usage: enarx [--verbose] COMMAND [OPTIONS] [ARGS...]
+
+Commands:
+${
+  Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")
+}
+
+Options:
+  -h, --help     Show this help, or a command's help with "enarx COMMAND --help"
+  -V, --version  Show the version of enarx and of wasmtime
+  -v, --verbose  Show stack traces for errors
+
+Exit status: 0 success (or the workload's own status), 1 attestation check
+failed, 64 usage, 65 malformed input, 66 missing input, 69 unavailable,
+70 internal error, 74 I/O error, 76 protocol error, 77 permission denied,
+78 configuration error, 124 workload timed out, 125 fuel exhausted,
+126 memory limit reached, 134 workload trapped.
+`;
+
+/** Runs the CLI with `args` and returns the process exit status. */
+export async function main(args: string[]): Promise<number> {
+  let verbose = false;
+  const rest = [...args];
+  while (rest.length > 0 && rest[0].startsWith("-")) {
+    const flag = rest.shift()!;
+    if (flag === "-h" || flag === "--help") {
+      await Deno.stdout.write(new TextEncoder().encode(HELP));
+      return ExitStatus.ok;
+    } else if (flag === "-V" || flag === "--version") {
+      console.log(`enarx ${ENARX_VERSION}\nwasmtime ${WASMTIME_VERSION}`);
+      return ExitStatus.ok;
+    } else if (flag === "-v" || flag === "--verbose") {
+      verbose = true;
+    } else {
+      return report(new UsageError(`Unknown option "${flag}"; see "enarx --help"`), verbose);
+    }
+  }
+  if (verbose) Deno.env.set("ENARX_VERBOSE", "1");
+  const name = rest.shift();
+  if (name === undefined) {
+    await Deno.stderr.write(new TextEncoder().encode(HELP));
+    return ExitStatus.usage;
+  }
+  const entry = COMMANDS[name];
+  if (entry === undefined) {
+    return report(new UsageError(`Unknown command "${name}"; see "enarx --help"`), verbose);
+  }
+  try {
+    const command = await entry.load();
+    return await command.run(rest);
+  } catch (error) {
+    return report(error, verbose);
+  }
+}
+
+function report(error: unknown, verbose: boolean): number {
+  const message = error instanceof Error ? error.message : String(error);
+  if (verbose && error instanceof Error && error.stack) {
+    console.error(error.stack);
+  }
+  const code = errorCode(error);
+  const prefix = code === "internal" ? "enarx: internal error" : "enarx";
+  console.error(`${prefix}: ${message}`);
+  return exitStatusFor(error);
+}
+
+if (import.meta.main) {
+  const status = await main(Deno.args);
+  Deno.exit(status);
+}

@@ -1,0 +1,12 @@
+;; The bundled example workload: a WASI preview 1 command that prints a
+;; greeting to standard output and exits with status 0.
+(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "Hello from a WebAssembly keep!\n")
+  (func (export "_start")
+    ;; iovec at 0: { buf = 16, len = 31 }
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 31))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))

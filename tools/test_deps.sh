@@ -1,0 +1,65 @@
+# Installs what the test suite needs beyond ./enarx's own bootstrap: Debian's
+# WASI toolchains (clang, lld, wasi-libc; rustc with the wasm32-wasi std), the
+# C compiler for the uapi-header checks, and the wasmtime C headers (the
+# wasmtime-c-api-impl crate of the pinned version, through cargo fetch).
+# Sourced by tools/test.sh after tools/bootstrap.sh.
+
+ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl"
+
+enarx_test_deps_apt() {
+  local missing=()
+  local p
+  for p in $ENARX_APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    enarx_say "missing Debian packages: ${missing[*]}; install them and run this again"
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  enarx_say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2 || {
+    enarx_say "apt-get install ${missing[*]} failed; see the messages above"
+    return 1
+  }
+}
+
+# The C headers of wasmtime's C API, from the crate of the same version.
+enarx_test_deps_wasmtime_headers() {
+  local dir="$ENARX_CACHE/wasmtime-$WASMTIME_VERSION"
+  ENARX_WASMTIME_INCLUDE="$dir/include"
+  [ -f "$ENARX_WASMTIME_INCLUDE/wasmtime.h" ] && { export ENARX_WASMTIME_INCLUDE; return 0; }
+  enarx_need cargo "Rust's cargo (rustup or Debian's cargo)" || return 1
+  enarx_say "fetching wasmtime-c-api-impl $WASMTIME_VERSION for its C headers (cargo fetch)"
+  local proj="$dir/headers-crate"
+  mkdir -p "$proj/src"
+  cat >"$proj/Cargo.toml" <<TOML
+[package]
+name = "enarx-wasmtime-headers"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+wasmtime-c-api-impl = { version = "=$WASMTIME_VERSION", default-features = false }
+TOML
+  : >"$proj/src/lib.rs"
+  (cd "$proj" && CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow cargo fetch --quiet >&2) || {
+    enarx_say "cargo fetch of wasmtime-c-api-impl $WASMTIME_VERSION failed; see the messages above"
+    return 1
+  }
+  local src
+  src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 1 -mindepth 1 -type d | while read -r d; do
+    [ -d "$d/wasmtime-c-api-impl-$WASMTIME_VERSION/include" ] && echo "$d/wasmtime-c-api-impl-$WASMTIME_VERSION"
+  done | head -1)
+  if [ -z "$src" ]; then
+    enarx_say "cargo fetched wasmtime-c-api-impl but its include/ folder was not found"
+    return 1
+  fi
+  rm -rf "$ENARX_WASMTIME_INCLUDE.tmp" && cp -r "$src/include" "$ENARX_WASMTIME_INCLUDE.tmp"
+  mv "$ENARX_WASMTIME_INCLUDE.tmp" "$ENARX_WASMTIME_INCLUDE"
+  export ENARX_WASMTIME_INCLUDE
+}
