@@ -1,8 +1,230 @@
 /**
- * @peculiar/x509, loaded after reflect-metadata as it requires. Import X.509
- * classes from here, never from "@peculiar/x509" directly.
+ * X.509 for enarx: @peculiar/x509 (which needs "reflect-metadata" loaded
+ * first, so every module imports it through this one), plus the few DER and
+ * WebCrypto helpers that attestation verifiers share: the exact signed bytes
+ * of a certificate or CRL, DER to raw ECDSA signatures, and checking a
+ * certificate's signature with its issuer's key.
  *
  * @module
  */
 import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+
 export * from "@peculiar/x509";
+
+/** One DER element: its tag, where its value starts and where it ends. */
+export interface DerElement {
+  /** The identifier octet (single-byte tags only). */
+  tag: number;
+  /** Offset of the first byte of the element (its tag). */
+  start: number;
+  /** Offset of the first byte of the value. */
+  valueStart: number;
+  /** Offset just past the value. */
+  end: number;
+}
+
+/**
+ * Reads the DER element at `offset` of `bytes`; throws RangeError when the
+ * header is malformed or the value runs past `limit` (default: the end).
+ */
+export function readDerElement(
+  bytes: Uint8Array,
+  offset: number,
+  options: { limit?: number } = {},
+): DerElement {
+  const limit = options.limit ?? bytes.length;
+  if (offset + 2 > limit) throw new RangeError(`DER element at ${offset} is truncated`);
+  const tag = bytes[offset];
+  if ((tag & 0x1f) === 0x1f) throw new RangeError(`DER multi-byte tag at ${offset}`);
+  let p = offset + 1;
+  let length = bytes[p++];
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    if (n === 0 || n > 4 || p + n > limit) {
+      throw new RangeError(`DER length at ${offset} is malformed`);
+    }
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + bytes[p++];
+  }
+  if (p + length > limit) throw new RangeError(`DER element at ${offset} runs past its container`);
+  return { tag, start: offset, valueStart: p, end: p + length };
+}
+
+/** The parts of a signed X.509 structure (certificate or CRL). */
+export interface SignedParts {
+  /** The exact DER bytes that were signed (tbsCertificate or tbsCertList). */
+  tbs: Uint8Array;
+  /** The signature bytes from the BIT STRING (without its unused-bits octet). */
+  signature: Uint8Array;
+}
+
+/**
+ * Splits `SEQUENCE { tbs, signatureAlgorithm, BIT STRING }` (RFC 5280 §4.1,
+ * §5.1) into the signed bytes and the signature, without re-encoding.
+ */
+export function signedParts(der: Uint8Array): SignedParts {
+  const outer = readDerElement(der, 0);
+  if (outer.tag !== 0x30) throw new RangeError("Not a DER SEQUENCE");
+  const tbs = readDerElement(der, outer.valueStart, { limit: outer.end });
+  const alg = readDerElement(der, tbs.end, { limit: outer.end });
+  const sig = readDerElement(der, alg.end, { limit: outer.end });
+  if (tbs.tag !== 0x30 || alg.tag !== 0x30 || sig.tag !== 0x03 || sig.end !== outer.end) {
+    throw new RangeError("Not a signed X.509 structure");
+  }
+  if (der[sig.valueStart] !== 0) throw new RangeError("Signature BIT STRING has unused bits");
+  return {
+    tbs: der.subarray(tbs.start, tbs.end),
+    signature: der.subarray(sig.valueStart + 1, sig.end),
+  };
+}
+
+/**
+ * Converts a DER `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` to
+ * the raw `r ‖ s` form WebCrypto takes, each left-padded to `size` bytes
+ * (48 for P-384, 32 for P-256). Throws RangeError when malformed.
+ */
+export function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array {
+  const seq = readDerElement(der, 0);
+  if (seq.tag !== 0x30 || seq.end !== der.length) throw new RangeError("Bad ECDSA signature");
+  const out = new Uint8Array(2 * size);
+  let p = seq.valueStart;
+  for (let i = 0; i < 2; i++) {
+    const int = readDerElement(der, p, { limit: seq.end });
+    if (int.tag !== 0x02) throw new RangeError("Bad ECDSA signature integer");
+    let v = der.subarray(int.valueStart, int.end);
+    while (v.length > 0 && v[0] === 0) v = v.subarray(1);
+    if (v.length > size) throw new RangeError("ECDSA signature integer too large");
+    out.set(v, (i + 1) * size - v.length);
+    p = int.end;
+  }
+  if (p !== seq.end) throw new RangeError("Trailing bytes in ECDSA signature");
+  return out;
+}
+
+/**
+ * Converts a raw `r ‖ s` ECDSA signature to DER `SEQUENCE { r, s }`, as
+ * X.509 and CRL signatures are stored.
+ */
+export function ecdsaRawToDer(raw: Uint8Array): Uint8Array {
+  const half = raw.length / 2;
+  const ints = [raw.subarray(0, half), raw.subarray(half)].map((v) => {
+    let i = 0;
+    while (i < v.length - 1 && v[i] === 0) i++;
+    const body = v[i] & 0x80 ? Uint8Array.of(0, ...v.subarray(i)) : v.slice(i);
+    return Uint8Array.of(0x02, body.length, ...body);
+  });
+  const len = ints[0].length + ints[1].length;
+  const header = len < 128 ? [0x30, len] : [0x30, 0x81, len];
+  return Uint8Array.of(...header, ...ints[0], ...ints[1]);
+}
+
+/** WebCrypto parameters to import a key and verify with it. */
+export interface VerifyAlgorithm {
+  /** For `importKey`. */
+  importParams: RsaHashedImportParams | EcKeyImportParams;
+  /** For `verify`. */
+  verifyParams: RsaPssParams | EcdsaParams | AlgorithmIdentifier;
+  /** Raw ECDSA signature size per component, or 0 for RSA. */
+  ecComponentSize: number;
+}
+
+const CURVE_SIZES: Record<string, number> = { "P-256": 32, "P-384": 48, "P-521": 66 };
+
+/**
+ * The WebCrypto algorithm to check signatures made by `signer`'s key with the
+ * signature algorithm `signed` names (RSA-PSS, RSASSA-PKCS1-v1_5 or ECDSA).
+ * Throws RangeError for anything else.
+ */
+export function verifyAlgorithmFor(
+  signer: x509.X509Certificate,
+  signed: x509.X509Certificate | x509.X509Crl,
+): VerifyAlgorithm {
+  const alg = signed.signatureAlgorithm as Algorithm & {
+    hash?: Algorithm;
+    saltLength?: number;
+  };
+  const hash = alg.hash?.name;
+  if (hash === undefined) throw new RangeError(`Unsupported signature algorithm "${alg.name}"`);
+  if (alg.name === "RSA-PSS") {
+    return {
+      importParams: { name: "RSA-PSS", hash },
+      verifyParams: { name: "RSA-PSS", saltLength: alg.saltLength ?? 20 },
+      ecComponentSize: 0,
+    };
+  }
+  if (alg.name === "RSASSA-PKCS1-v1_5") {
+    return {
+      importParams: { name: "RSASSA-PKCS1-v1_5", hash },
+      verifyParams: { name: "RSASSA-PKCS1-v1_5" },
+      ecComponentSize: 0,
+    };
+  }
+  if (alg.name === "ECDSA") {
+    const curve = (signer.publicKey.algorithm as EcKeyAlgorithm).namedCurve;
+    const size = CURVE_SIZES[curve];
+    if (size === undefined) throw new RangeError(`Unsupported curve "${curve}"`);
+    return {
+      importParams: { name: "ECDSA", namedCurve: curve },
+      verifyParams: { name: "ECDSA", hash },
+      ecComponentSize: size,
+    };
+  }
+  throw new RangeError(`Unsupported signature algorithm "${alg.name}"`);
+}
+
+/**
+ * Checks that `signed` (a certificate or CRL) carries a valid signature by
+ * `signer`'s key. Returns false for a bad signature, a malformed one, or an
+ * algorithm the key cannot make; it never throws for bad input.
+ */
+export async function verifySignedBy(
+  signed: x509.X509Certificate | x509.X509Crl,
+  signer: x509.X509Certificate,
+): Promise<boolean> {
+  try {
+    const alg = verifyAlgorithmFor(signer, signed);
+    const parts = signedParts(new Uint8Array(signed.rawData));
+    const key = await crypto.subtle.importKey(
+      "spki",
+      signer.publicKey.rawData,
+      alg.importParams,
+      false,
+      ["verify"],
+    );
+    const signature = alg.ecComponentSize > 0
+      ? ecdsaDerToRaw(parts.signature, alg.ecComponentSize)
+      : parts.signature;
+    return await crypto.subtle.verify(
+      alg.verifyParams,
+      key,
+      signature as Uint8Array<ArrayBuffer>,
+      parts.tbs as Uint8Array<ArrayBuffer>,
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** SHA-256 of DER bytes, as lower-case hex (a certificate's fingerprint). */
+export async function sha256Fingerprint(der: Uint8Array | ArrayBuffer): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", der as Uint8Array<ArrayBuffer>),
+  );
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Splits PEM text into the DER bytes of each `-----BEGIN <label>-----` block,
+ * in order. Text outside the blocks is ignored; returns [] when there is none.
+ */
+export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array[] {
+  const re = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`, "g");
+  const out: Uint8Array[] = [];
+  for (const m of text.matchAll(re)) {
+    const b64 = m[1].replace(/\s+/g, "");
+    const bin = atob(b64);
+    out.push(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+  }
+  return out;
+}
