@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds the single `enarx` binary: `deno compile` of cli/main.ts into
+# build/enarx, with the pinned libwasmtime embedded (--include). On its first
+# start the binary extracts the library to
+# $XDG_CACHE_HOME/enarx/wasmtime-<version>-<sha256 prefix>/libwasmtime.so
+# (runtime/libwasmtime_path.ts).
+#
+# `deno compile` needs Deno's `denort` base binary: it takes it from
+# DENORT_BIN when that is set, else downloads it (the npm package `deno` does
+# not ship it). Where neither works, this prints "compile.sh: skipped: ..."
+# and exits 0, so CI can call it anywhere.
+#
+# Usage: ./compile.sh [OUTPUT]   (default build/enarx)
+set -euo pipefail
+ENARX_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+# shellcheck source=tools/bootstrap.sh
+. "$ENARX_ROOT/tools/bootstrap.sh"
+enarx_bootstrap || exit 70
+
+say() { printf 'compile.sh: %s\n' "$*" >&2; }
+skip() {
+  printf 'compile.sh: skipped: %s\n' "$*"
+  exit 0
+}
+
+out=${1:-$ENARX_ROOT/build/enarx}
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+
+if [ -n "${DENORT_BIN:-}" ]; then
+  if [ ! -f "$DENORT_BIN" ] || [ ! -x "$DENORT_BIN" ]; then
+    say "DENORT_BIN is \"$DENORT_BIN\", which is not an executable file; point it at the denort binary of Deno $("$DENO" --version | head -1 | cut -d' ' -f2) or unset it"
+    exit 66
+  fi
+  export DENORT_BIN
+fi
+
+# Stage the library and its digest where runtime/libwasmtime_path.ts looks
+# for them (EMBEDDED_LIBWASMTIME_DIR).
+embed="$ENARX_ROOT/build/embed/wasmtime-$WASMTIME_VERSION"
+mkdir -p "$embed"
+if ! cmp -s "$ENARX_LIBWASMTIME" "$embed/libwasmtime.so"; then
+  cp "$ENARX_LIBWASMTIME" "$embed/libwasmtime.so.tmp"
+  mv "$embed/libwasmtime.so.tmp" "$embed/libwasmtime.so"
+fi
+(cd "$embed" && sha256sum libwasmtime.so >libwasmtime.so.sha256)
+
+mkdir -p "$(dirname "$out")"
+say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! (cd "$ENARX_ROOT" && NO_COLOR=1 "$DENO" compile --quiet --allow-all --no-prompt \
+  --config "$ENARX_ROOT/deno.json" \
+  --include "$embed" \
+  --output "$out" "$ENARX_ROOT/cli/main.ts") >"$log" 2>&1; then
+  if [ -z "${DENORT_BIN:-}" ] && grep -q 'Setting up base binary' "$log"; then
+    why=$(sed '/Stack backtrace/,$d' "$log" | grep -E '^ +[0-9]+: ' | tail -1 | sed -E 's/^ +[0-9]+: //; s/\(https?:[^)]*\)//' || true)
+    skip "deno compile could not fetch its denort base binary (${why:-see the output of deno compile}) and DENORT_BIN is not set; set DENORT_BIN to the denort of Deno $("$DENO" --version | head -1 | cut -d' ' -f2)"
+  fi
+  cat "$log" >&2
+  say "deno compile failed; see the messages above"
+  exit 1
+fi
+
+# Smoke test: a base binary that is not denort (e.g. the deno CLI itself)
+# yields a program that ignores its payload.
+version=$(timeout 60 "$out" --version </dev/null 2>&1 | head -1 || true)
+case "$version" in
+  enarx\ *) say "built $out ($(du -h "$out" | cut -f1)): $version" ;;
+  *)
+    say "the binary at \"$out\" does not run enarx (it printed \"$version\"); is DENORT_BIN the denort of Deno $("$DENO" --version | head -1 | cut -d' ' -f2)?"
+    rm -f "$out"
+    exit 1
+    ;;
+esac
