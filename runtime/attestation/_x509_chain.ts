@@ -1,0 +1,260 @@
+/**
+ * X.509 helpers shared by the Intel quote and Nitro verifiers: strict PEM
+ * parsing, a parse cache (a warm verifier parses each certificate once), and
+ * a chain walk that reports three checks — the links, the anchor, and the
+ * validity at an explicit time. Private to runtime/attestation/.
+ *
+ * @module
+ */
+import { BasicConstraintsExtension, X509Certificate } from "../_x509.ts";
+import { EnarxError } from "../errors.ts";
+import type { Check } from "./result.ts";
+
+/** At most this many parsed certificates are kept for reuse. */
+const CACHE_LIMIT = 512;
+const parsed = new Map<string, X509Certificate>();
+const signatureMemo = new WeakMap<X509Certificate, WeakMap<X509Certificate, boolean>>();
+
+function cacheKey(der: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < der.length; i += 0x8000) {
+    s += String.fromCharCode(...der.subarray(i, i + 0x8000));
+  }
+  return s;
+}
+
+/** Parses a DER certificate, reusing an earlier parse of the same bytes; throws a `dataError`. */
+export function certificateFromDer(der: Uint8Array, what: string): X509Certificate {
+  const key = cacheKey(der);
+  const hit = parsed.get(key);
+  if (hit !== undefined) return hit;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(der.slice());
+  } catch (error) {
+    throw new EnarxError(
+      "evidence-malformed",
+      `Cannot parse the ${what} as an X.509 certificate (${
+        error instanceof Error ? error.message : String(error)
+      }); the evidence is corrupt`,
+      { exit: "dataError", cause: error },
+    );
+  }
+  if (parsed.size >= CACHE_LIMIT) parsed.clear();
+  parsed.set(key, cert);
+  return cert;
+}
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=\n]*?)-----END CERTIFICATE-----/y;
+
+/**
+ * Decodes base64 strictly: the text must re-encode to itself, so that no two
+ * texts decode to the same bytes (a changed character is always a changed
+ * certificate or an error).
+ */
+function strictBase64(text: string): Uint8Array | undefined {
+  if (text.length === 0 || text.length % 4 !== 0) return undefined;
+  let binary: string;
+  try {
+    binary = atob(text);
+  } catch {
+    return undefined;
+  }
+  if (btoa(binary) !== text) return undefined;
+  const out = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Parses a PEM certificate list strictly: only `CERTIFICATE` blocks, separated
+ * by line breaks, optionally followed by NUL bytes (as some quoting enclaves
+ * write). Returns the DER of each block in order; throws a `dataError`.
+ */
+export function pemCertificates(text: string, what: string): Uint8Array[] {
+  const fail = (why: string) =>
+    new EnarxError(
+      "evidence-malformed",
+      `The ${what} is not a valid PEM certificate list: ${why}; the evidence is corrupt`,
+      { exit: "dataError" },
+    );
+  const body = text.replace(/\0+$/, "");
+  const out: Uint8Array[] = [];
+  let at = 0;
+  while (at < body.length) {
+    if (body[at] === "\n") {
+      at++;
+      continue;
+    }
+    PEM_BLOCK.lastIndex = at;
+    const m = PEM_BLOCK.exec(body);
+    if (m === null) throw fail(`unexpected text at character ${at}`);
+    const lines = m[1].split("\n").filter((l, i, all) => l !== "" || i !== all.length - 1);
+    if (lines.some((l) => l === "" || l.length > 76)) throw fail(`bad line in block ${out.length}`);
+    const der = strictBase64(lines.join(""));
+    if (der === undefined) throw fail(`bad base64 in block ${out.length}`);
+    out.push(der);
+    at = PEM_BLOCK.lastIndex;
+  }
+  if (out.length === 0) throw fail("no certificate");
+  return out;
+}
+
+/** Accepts certificates given as DER or as PEM text (one or more); throws a `dataError`. */
+export function certificatesFromBytes(bytes: Uint8Array, what: string): Uint8Array[] {
+  if (bytes.length > 0 && bytes[0] === 0x30) return [bytes];
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+  return pemCertificates(text.replaceAll("\r\n", "\n"), what);
+}
+
+/** Whether `issuer`'s key made `subject`'s signature; memoised per pair of parsed certificates. */
+async function signedBy(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
+  let memo = signatureMemo.get(subject);
+  if (memo === undefined) {
+    memo = new WeakMap();
+    signatureMemo.set(subject, memo);
+  }
+  const known = memo.get(issuer);
+  if (known !== undefined) return known;
+  let ok: boolean;
+  try {
+    ok = await subject.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+  } catch {
+    ok = false;
+  }
+  memo.set(issuer, ok);
+  return ok;
+}
+
+function isCa(cert: X509Certificate): boolean {
+  const bc = cert.getExtension(BasicConstraintsExtension);
+  return bc !== null && bc.ca;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The three checks of a certificate chain, and the parsed certificates leaf first. */
+export interface ChainOutcome {
+  /** Every certificate is signed by the next, whose subject is its issuer and which is a CA. */
+  chain: Check;
+  /** The chain ends in (or is issued by) one of the trusted roots. */
+  root: Check;
+  /** Every certificate, the root included, is valid at the verification time. */
+  validity: Check;
+  /** The certificates from leaf to root (the root appended when the chain omitted it). */
+  certificates: X509Certificate[];
+}
+
+/** Options of {@link verifyCertificateChain}. */
+export interface ChainOptions {
+  /** The trusted roots, DER. */
+  roots: Uint8Array[];
+  /** The verification time. */
+  at: Date;
+  /** The id of the link check, e.g. `pck-chain`. */
+  chainId: string;
+  /** What the chain is, for messages, e.g. `PCK certificate chain`. */
+  what: string;
+}
+
+/**
+ * Verifies a chain given leaf first. The root may be the last element (it must
+ * then equal a trusted root byte for byte) or may be left out (the last
+ * element must then be signed by a trusted root). Never reads the clock.
+ */
+export async function verifyCertificateChain(
+  chainDer: Uint8Array[],
+  options: ChainOptions,
+): Promise<ChainOutcome> {
+  const certs = chainDer.map((der, i) => certificateFromDer(der, `${options.what} element ${i}`));
+  const rootIndex = chainDer.findIndex((der) => options.roots.some((r) => bytesEqual(r, der)));
+  let path = certs;
+  let rootDetail: string | undefined;
+  let rootOk = false;
+  if (rootIndex >= 0) {
+    path = certs.slice(0, rootIndex + 1);
+    rootOk = rootIndex === certs.length - 1;
+    rootDetail = rootOk
+      ? `Anchored at trusted root "${certs[rootIndex].subject}"`
+      : `${certs.length - rootIndex - 1} unexpected certificate(s) after the trusted root`;
+  } else if (certs.length > 0) {
+    const last = certs[certs.length - 1];
+    for (let i = 0; i < options.roots.length; i++) {
+      const root = certificateFromDer(options.roots[i], `trusted root ${i}`);
+      if (root.subject === last.issuer && await signedBy(last, root)) {
+        path = [...certs, root];
+        rootOk = true;
+        rootDetail = `Issued by trusted root "${root.subject}"`;
+        break;
+      }
+    }
+    rootDetail ??= `The chain ends at "${last.subject}", which is not a trusted root`;
+  } else {
+    rootDetail = "No certificates";
+  }
+
+  let linkFailure: string | undefined;
+  if (path.length === 0) linkFailure = "No certificates";
+  for (let i = 0; i + 1 < path.length && linkFailure === undefined; i++) {
+    const [child, parent] = [path[i], path[i + 1]];
+    if (child.issuer !== parent.subject) {
+      linkFailure =
+        `"${child.subject}" names issuer "${child.issuer}" but is followed by "${parent.subject}"`;
+    } else if (!isCa(parent)) {
+      linkFailure = `"${parent.subject}" is not a CA certificate`;
+    } else if (!await signedBy(child, parent)) {
+      linkFailure = `The signature on "${child.subject}" does not verify with "${parent.subject}"`;
+    }
+  }
+
+  let validityFailure: string | undefined;
+  const t = options.at.getTime();
+  for (const cert of path) {
+    if (t < cert.notBefore.getTime()) {
+      validityFailure = `"${cert.subject}" is not valid before ${cert.notBefore.toISOString()}`;
+      break;
+    }
+    if (t > cert.notAfter.getTime()) {
+      validityFailure = `"${cert.subject}" expired ${cert.notAfter.toISOString()}`;
+      break;
+    }
+  }
+
+  return {
+    chain: {
+      id: options.chainId,
+      description: `Each certificate of the ${options.what} is signed by the next`,
+      ok: linkFailure === undefined,
+      detail: linkFailure ?? `${path.length} certificates`,
+    },
+    root: {
+      id: "root",
+      description: `The ${options.what} ends in a trusted root`,
+      ok: rootOk,
+      detail: rootDetail,
+    },
+    validity: {
+      id: "validity",
+      description:
+        `Every certificate of the ${options.what} is valid at ${options.at.toISOString()}`,
+      ok: path.length > 0 && validityFailure === undefined,
+      detail: validityFailure ?? (path.length > 0 ? "All valid" : "No certificates"),
+    },
+    certificates: path,
+  };
+}
+
+/** A short description of a certificate for claims. */
+export function certificateSummary(cert: X509Certificate): Record<string, string> {
+  return {
+    subject: cert.subject,
+    issuer: cert.issuer,
+    serialNumber: cert.serialNumber,
+    notBefore: cert.notBefore.toISOString(),
+    notAfter: cert.notAfter.toISOString(),
+  };
+}
