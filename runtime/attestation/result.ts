@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { EnarxError } from "../errors.ts";
 
 /** The evidence formats enarx understands. */
 export type EvidenceFormat = "snp" | "tdx" | "sgx" | "nitro";
@@ -52,4 +53,17 @@ export function resultFromChecks(
     checks,
     claims,
   };
+}
+
+/**
+ * Evidence that cannot be parsed: wrong size, unknown version, garbage, bad
+ * DER or CBOR. The CLI exits with status 65 (dataError), unlike a failed
+ * check (status 1).
+ */
+export class MalformedEvidenceError extends EnarxError {
+  /** Makes an error with code `evidence-malformed`. */
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("evidence-malformed", message, { exit: "dataError", cause: options.cause });
+    this.name = "MalformedEvidenceError";
+  }
 }

@@ -1,0 +1,256 @@
+/**
+ * An attestation policy: what a verifier accepts beyond a valid signature
+ * chain. Written in TOML; every key is optional and unknown keys are errors,
+ * so that a typo never silently weakens a policy. The defaults refuse debug
+ * and migration and trust no simulated root.
+ *
+ * ```toml
+ * platforms = ["snp"]                  # evidence formats accepted
+ * products = ["Milan", "Genoa"]        # SNP products accepted
+ * measurements = ["7a1e5c26…"]         # accept any of these launch digests
+ * report_data = "d447b55d…"            # exact; shorter values are zero-padded
+ * host_data = "00…"                    # SNP HOST_DATA, exact
+ * allow_debug = false
+ * allow_migration = false
+ * max_age_seconds = 300                # where the format carries a time (Nitro)
+ * trust_simulated_root = false         # or true, or the root's SHA-256 (hex)
+ *
+ * [min_tcb]                            # minimum SNP REPORTED_TCB
+ * bootloader = 3
+ * tee = 0
+ * snp = 8
+ * microcode = 115
+ * fmc = 0                              # Turin only
+ * ```
+ *
+ * @module
+ */
+import { parse as parseToml, TomlError } from "smol-toml";
+import { EnarxError } from "../errors.ts";
+import { fromHex } from "./_bytes.ts";
+import type { EvidenceFormat } from "./result.ts";
+
+/** Minimum security patch levels, per component. */
+export interface MinimumTcb {
+  /** FMC SPL (Turin). */
+  fmc?: number;
+  /** Boot loader SPL. */
+  bootloader?: number;
+  /** TEE SPL. */
+  tee?: number;
+  /** SNP firmware SPL. */
+  snp?: number;
+  /** Microcode SPL. */
+  microcode?: number;
+}
+
+/** A parsed policy. */
+export interface Policy {
+  /** Evidence formats accepted; undefined accepts every format. */
+  platforms?: EvidenceFormat[];
+  /** SNP products accepted ("Milan", "Genoa", "Turin"); undefined accepts all. */
+  products?: string[];
+  /** Accepted measurements (any of); undefined accepts any. */
+  measurements?: Uint8Array[];
+  /** Expected report data (zero-padded to the field's size). */
+  reportData?: Uint8Array;
+  /** Expected SNP HOST_DATA. */
+  hostData?: Uint8Array;
+  /** Accept evidence from a guest that allows debugging. Default false. */
+  allowDebug: boolean;
+  /** Accept an SNP guest that may have a migration agent. Default false. */
+  allowMigration: boolean;
+  /** Minimum TCB per component. */
+  minTcb?: MinimumTcb;
+  /** Maximum age in seconds, for formats that carry a time. */
+  maxAgeSeconds?: number;
+  /**
+   * Trust the snp-sim root: true for any simulated root, or the SHA-256 (hex)
+   * of the one root to trust. Default false. Simulated evidence proves
+   * nothing about hardware.
+   */
+  trustSimulatedRoot: boolean | string;
+}
+
+/** The policy used when none is given: refuse debug and migration, trust no simulated root. */
+export const DEFAULT_POLICY: Policy = Object.freeze({
+  allowDebug: false,
+  allowMigration: false,
+  trustSimulatedRoot: false,
+});
+
+/** A policy that cannot be read: bad TOML, an unknown key, a bad value. Exit status 78. */
+export class PolicyError extends EnarxError {
+  /** Makes an error with code `policy-invalid`. */
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("policy-invalid", message, { exit: "config", cause: options.cause });
+    this.name = "PolicyError";
+  }
+}
+
+const FORMATS: readonly EvidenceFormat[] = ["snp", "tdx", "sgx", "nitro"];
+const PRODUCTS = ["Milan", "Genoa", "Turin"];
+const TOP_KEYS = [
+  "platforms",
+  "products",
+  "measurements",
+  "report_data",
+  "host_data",
+  "allow_debug",
+  "allow_migration",
+  "min_tcb",
+  "max_age_seconds",
+  "trust_simulated_root",
+];
+const TCB_KEYS = ["fmc", "bootloader", "tee", "snp", "microcode"];
+
+function fail(source: string, message: string): never {
+  throw new PolicyError(`Policy ${source}: ${message}`);
+}
+
+function hexValue(source: string, key: string, value: unknown, max: number): Uint8Array {
+  if (typeof value !== "string") fail(source, `"${key}" must be a hex string`);
+  try {
+    const bytes = fromHex(value.replace(/^0x/, ""));
+    if (bytes.length === 0 || bytes.length > max) {
+      fail(source, `"${key}" must be 1 to ${max} bytes, got ${bytes.length}`);
+    }
+    return bytes;
+  } catch (error) {
+    if (error instanceof PolicyError) throw error;
+    fail(source, `"${key}" is not hexadecimal: "${value}"`);
+  }
+}
+
+function boolValue(source: string, key: string, value: unknown): boolean {
+  if (typeof value !== "boolean") fail(source, `"${key}" must be true or false`);
+  return value;
+}
+
+function stringList(source: string, key: string, value: unknown, allowed: readonly string[]) {
+  if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) {
+    fail(source, `"${key}" must be a list of strings`);
+  }
+  for (const v of value as string[]) {
+    if (!allowed.includes(v)) {
+      fail(source, `"${key}" has "${v}"; expected one of ${allowed.join(", ")}`);
+    }
+  }
+  return value as string[];
+}
+
+function spl(source: string, key: string, value: unknown): number {
+  const n = typeof value === "bigint" ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 255) {
+    fail(source, `"min_tcb.${key}" must be an integer from 0 to 255`);
+  }
+  return n;
+}
+
+/**
+ * Makes a Policy from a decoded TOML table (or any plain object with the same
+ * keys). `source` names the file in error messages.
+ */
+export function policyFromTable(table: Record<string, unknown>, source = "policy"): Policy {
+  for (const key of Object.keys(table)) {
+    if (!TOP_KEYS.includes(key)) {
+      fail(source, `unknown key "${key}"; known keys are ${TOP_KEYS.join(", ")}`);
+    }
+  }
+  const policy: Policy = {
+    allowDebug: false,
+    allowMigration: false,
+    trustSimulatedRoot: false,
+  };
+  if (table.platforms !== undefined) {
+    policy.platforms = stringList(
+      source,
+      "platforms",
+      table.platforms,
+      FORMATS,
+    ) as EvidenceFormat[];
+  }
+  if (table.products !== undefined) {
+    policy.products = stringList(source, "products", table.products, PRODUCTS);
+  }
+  if (table.measurements !== undefined) {
+    if (!Array.isArray(table.measurements)) fail(source, `"measurements" must be a list`);
+    policy.measurements = table.measurements.map((m) => hexValue(source, "measurements", m, 64));
+  }
+  if (table.report_data !== undefined) {
+    policy.reportData = hexValue(source, "report_data", table.report_data, 64);
+  }
+  if (table.host_data !== undefined) {
+    policy.hostData = hexValue(source, "host_data", table.host_data, 32);
+  }
+  if (table.allow_debug !== undefined) {
+    policy.allowDebug = boolValue(source, "allow_debug", table.allow_debug);
+  }
+  if (table.allow_migration !== undefined) {
+    policy.allowMigration = boolValue(source, "allow_migration", table.allow_migration);
+  }
+  if (table.max_age_seconds !== undefined) {
+    const v = typeof table.max_age_seconds === "bigint"
+      ? Number(table.max_age_seconds)
+      : table.max_age_seconds;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      fail(source, `"max_age_seconds" must be a positive integer`);
+    }
+    policy.maxAgeSeconds = v;
+  }
+  if (table.min_tcb !== undefined) {
+    const t = table.min_tcb;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) {
+      fail(source, `"min_tcb" must be a table`);
+    }
+    const minTcb: MinimumTcb = {};
+    for (const [k, v] of Object.entries(t)) {
+      if (!TCB_KEYS.includes(k)) {
+        fail(source, `unknown key "min_tcb.${k}"; known keys are ${TCB_KEYS.join(", ")}`);
+      }
+      minTcb[k as keyof MinimumTcb] = spl(source, k, v);
+    }
+    policy.minTcb = minTcb;
+  }
+  if (table.trust_simulated_root !== undefined) {
+    const v = table.trust_simulated_root;
+    if (typeof v === "boolean") {
+      policy.trustSimulatedRoot = v;
+    } else if (typeof v === "string" && /^[0-9a-fA-F]{64}$/.test(v.replaceAll(":", ""))) {
+      policy.trustSimulatedRoot = v.replaceAll(":", "").toLowerCase();
+    } else {
+      fail(source, `"trust_simulated_root" must be true, false or a SHA-256 fingerprint (hex)`);
+    }
+  }
+  return policy;
+}
+
+/** Parses a policy from TOML text. Throws PolicyError with the line for bad TOML. */
+export function parsePolicy(text: string, options: { source?: string } = {}): Policy {
+  const source = options.source ?? "policy";
+  let table: Record<string, unknown>;
+  try {
+    table = parseToml(text) as Record<string, unknown>;
+  } catch (error) {
+    const message = error instanceof TomlError
+      ? error.message.split("\n")[0].replace(/\.$/, "")
+      : String(error);
+    throw new PolicyError(`Policy ${source} is not valid TOML: ${message}`, { cause: error });
+  }
+  return policyFromTable(table, source);
+}
+
+/** Reads and parses a policy file; a missing file is an EnarxError with exit status 66. */
+export async function readPolicyFile(path: string): Promise<Policy> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new EnarxError(
+      "policy-unreadable",
+      `Cannot read the policy "${path}": ${error instanceof Error ? error.message : error}`,
+      { exit: "noInput", cause: error },
+    );
+  }
+  return parsePolicy(text, { source: `"${path}"` });
+}
