@@ -1,0 +1,200 @@
+/**
+ * `enarx run`: runs a WASI command module in a local keep and exits with
+ * the workload's own status.
+ *
+ * @module
+ */
+import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
+import { ExitStatus, UsageError } from "../runtime/errors.ts";
+import { loadEnarxConfig } from "../runtime/config.ts";
+import { runBackend, runBackendNames, runInKeep } from "../runtime/keep.ts";
+import { defaultModuleCacheDir } from "../runtime/module_cache.ts";
+import type { Preopen, Workload } from "../runtime/workload.ts";
+
+const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
+
+Runs a WebAssembly (WASI preview 1) command in a local keep. MODULE is a
+.wasm file or WebAssembly text (.wat). The guest sees argv = [MODULE's file
+name, ARGS...] and only the environment given here or in Enarx.toml.
+Everything after MODULE is passed to the guest.
+
+Options:
+      --backend NAME        Keep backend (${runBackendNames().join(", ")}; default nil)
+      --wasmcfgfile FILE    Enarx.toml: args, env, [[files]], [[dirs]]
+      --dir HOST[::GUEST][:ro]
+                            Preopen directory HOST as GUEST (default: the same
+                            path); ":ro" makes it read-only. Repeatable
+      --env NAME=VALUE      Set an environment variable. Repeatable
+      --timeout DURATION    Stop the guest after DURATION (500ms, 5s, 1m, 1h)
+      --max-memory BYTES    Limit linear memory (e.g. 65536, 64MiB, 1GiB)
+      --fuel N              Stop the guest after N units of fuel (metering
+                            makes guest code about 2x slower)
+      --no-cache            Do not use the compiled-module cache
+  -h, --help                Show this help
+
+Exit status: the workload's own; 124 timeout, 125 fuel used up, 126 memory
+limit reached, 134 trap; 64 usage, 65 invalid module or Enarx.toml, 66
+missing module, directory or file, 69 backend or feature unavailable.
+`;
+
+/** Options that take a value (so that the value is not taken for MODULE). */
+const VALUE_OPTIONS = new Set([
+  "--backend",
+  "--wasmcfgfile",
+  "--dir",
+  "--env",
+  "--timeout",
+  "--max-memory",
+  "--fuel",
+]);
+
+/** Splits `args` into enarx's part (options and MODULE) and the guest's arguments. */
+export function splitRunArgs(args: string[]): { own: string[]; guest: string[] } {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      // `--` before MODULE: MODULE is the next word.
+      return { own: [...args.slice(0, i), ...args.slice(i + 1, i + 2)], guest: args.slice(i + 2) };
+    }
+    if (arg.startsWith("-") && arg !== "-") {
+      if (VALUE_OPTIONS.has(arg)) i++;
+      continue;
+    }
+    const rest = args.slice(i + 1);
+    return { own: args.slice(0, i + 1), guest: rest[0] === "--" ? rest.slice(1) : rest };
+  }
+  return { own: args, guest: [] };
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses `500ms`, `5s`, `1.5m`, `1h` (a bare number is seconds) into milliseconds. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) {
+    throw new UsageError(`Invalid duration "${text}"; use e.g. 500ms, 5s, 1m or 1h`);
+  }
+  const ms = Number(match[1]) * DURATION_UNITS[match[2] ?? "s"];
+  if (!(ms > 0) || !Number.isFinite(ms)) {
+    throw new UsageError(`Invalid duration "${text}"; it must be more than zero`);
+  }
+  return Math.ceil(ms);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  kb: 1000,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  mb: 1000 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  gb: 1000 ** 3,
+};
+
+/** Parses a byte size: `65536`, `64KiB`, `64MiB`, `1GiB` (K/M/G are binary, KB/MB/GB decimal). */
+export function parseByteSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
+  const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
+  if (!match || unit === undefined) {
+    throw new UsageError(`Invalid size "${text}"; use e.g. 65536, 64MiB or 1GiB`);
+  }
+  const bytes = Math.floor(Number(match[1]) * unit);
+  if (!(bytes > 0) || !Number.isSafeInteger(bytes)) {
+    throw new UsageError(`Invalid size "${text}"; it must be more than zero`);
+  }
+  return bytes;
+}
+
+/** Parses `--dir HOST[::GUEST][:ro]` (`:rw` is also accepted). */
+export function parseDirOption(text: string): Preopen {
+  let spec = text;
+  let readOnly = false;
+  if (spec.endsWith(":ro")) {
+    readOnly = true;
+    spec = spec.slice(0, -3);
+  } else if (spec.endsWith(":rw")) {
+    spec = spec.slice(0, -3);
+  }
+  const [host, guest, ...extra] = spec.split("::");
+  if (!host || guest === "" || extra.length > 0) {
+    throw new UsageError(`Invalid --dir "${text}"; use HOST, HOST::GUEST or HOST::GUEST:ro`);
+  }
+  return { host, guest: guest ?? host, readOnly };
+}
+
+function parseEnvOption(text: string): [string, string] {
+  const eq = text.indexOf("=");
+  if (eq <= 0) throw new UsageError(`Invalid --env "${text}"; use NAME=VALUE`);
+  return [text.slice(0, eq), text.slice(eq + 1)];
+}
+
+function parseFuel(text: string): bigint {
+  if (!/^\d+$/.test(text) || BigInt(text) === 0n || BigInt(text) >= 1n << 64n) {
+    throw new UsageError(`Invalid --fuel "${text}"; use a whole number above zero`);
+  }
+  return BigInt(text);
+}
+
+/** The `run` subcommand. */
+export const command: Command = {
+  name: "run",
+  summary: "Run a WebAssembly (WASI) module in a local keep",
+  async run(args: string[]): Promise<number> {
+    const { own, guest } = splitRunArgs(args);
+    const { values, positionals } = parseCommandArgs("run", own, {
+      options: {
+        help: { type: "boolean", short: "h" },
+        backend: { type: "string", default: "nil" },
+        wasmcfgfile: { type: "string" },
+        dir: { type: "string", multiple: true },
+        env: { type: "string", multiple: true },
+        timeout: { type: "string" },
+        "max-memory": { type: "string" },
+        fuel: { type: "string" },
+        "no-cache": { type: "boolean" },
+      },
+    });
+    if (values.help) {
+      await printOut(HELP);
+      return ExitStatus.ok;
+    }
+    if (positionals.length !== 1) {
+      throw new UsageError(`Expected one MODULE; see "enarx run --help"`);
+    }
+    const backend = runBackend(values.backend as string);
+    const workload: Workload = {
+      module: positionals[0],
+      args: guest,
+      env: Object.fromEntries((values.env ?? []).map(parseEnvOption)),
+      preopens: (values.dir ?? []).map(parseDirOption),
+      config: values.wasmcfgfile === undefined
+        ? undefined
+        : await loadEnarxConfig(values.wasmcfgfile),
+      limits: {
+        timeoutMs: values.timeout === undefined ? undefined : parseDuration(values.timeout),
+        maxMemoryBytes: values["max-memory"] === undefined
+          ? undefined
+          : parseByteSize(values["max-memory"]),
+        fuel: values.fuel === undefined ? undefined : parseFuel(values.fuel),
+      },
+    };
+    const result = await runInKeep(backend, workload, {
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+      cacheDir: values["no-cache"] ? undefined : defaultModuleCacheDir(),
+    });
+    if (result.reason !== "exit") {
+      const lines = [`enarx: ${result.message ?? result.reason}`];
+      if (result.backtrace && result.backtrace.length > 0) {
+        lines.push("wasm backtrace:", ...result.backtrace.map((f, i) => `  ${i}: ${f}`));
+      }
+      await printErr(lines.join("\n") + "\n");
+    }
+    return result.status;
+  },
+};
