@@ -563,19 +563,16 @@ export async function verifySnpReport(
 
   const claims = snpReportClaims(report);
   claims.product = product;
-  claims.reported_tcb = {
-    ...(claims.reported_tcb as Record<string, unknown>),
-  };
   claims.chain = {
     leaf: chain.leaf ? leafName : null,
-    leaf_subject: chain.leaf?.cert.subject ?? null,
-    leaf_not_before: chain.leaf ? iso(chain.leaf.cert.notBefore) : null,
-    leaf_not_after: chain.leaf ? iso(chain.leaf.cert.notAfter) : null,
-    product_name: ext?.productName ?? null,
-    csp_id: ext?.cspId ?? null,
+    leafSubject: chain.leaf?.cert.subject ?? null,
+    leafNotBefore: chain.leaf ? iso(chain.leaf.cert.notBefore) : null,
+    leafNotAfter: chain.leaf ? iso(chain.leaf.cert.notAfter) : null,
+    productName: ext?.productName ?? null,
+    cspId: ext?.cspId ?? null,
     intermediate: chain.intermediate?.commonName ?? null,
     root: chain.root?.commonName ?? null,
-    root_sha256: chain.root?.fingerprint ?? null,
+    rootSha256: chain.root?.fingerprint ?? null,
   };
   claims.simulated = chain.simulated;
   return resultFromChecks("snp", checks, claims, { simulated: chain.simulated });

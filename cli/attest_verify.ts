@@ -1,0 +1,262 @@
+/**
+ * `enarx attest verify EVIDENCE`: verifies SEV-SNP, TDX, SGX or Nitro
+ * evidence (raw, or an evidence bundle) against a policy and prints the
+ * verdict, every check and the claims. Exit status 0 only when every check
+ * passes, 1 when one fails, 65 when the evidence cannot be parsed. The JSON
+ * output (`--json`) is specified in spec/attestation-json.md.
+ *
+ * @module
+ */
+import { EnarxError, UsageError } from "../runtime/errors.ts";
+import {
+  type EvidenceFormat,
+  MalformedEvidenceError,
+  readPolicyFile,
+  splitCertificateInputs,
+  type VerificationResult,
+  verifyEvidence,
+} from "../runtime/attestation/mod.ts";
+import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
+
+const HELP = `Usage: enarx attest verify EVIDENCE [OPTIONS]
+
+Verify attestation evidence: an SEV-SNP report, a TDX or SGX quote, an AWS
+Nitro document, or an enarx evidence bundle (CBOR). EVIDENCE is a file, or
+"-" for standard input.
+
+Options:
+  --format FORMAT   snp, tdx, sgx, nitro or auto (default: auto)
+  --certs PATH      Certificates: a DER or PEM file (a PEM may hold a chain),
+                    an SNP certificate table, or a directory of such files
+                    (other files in it are skipped).
+                    For SNP, the VCEK or VLEK is needed; AMD's ASK/ASVK and
+                    ARK are built in. May be given more than once.
+  --policy FILE     A TOML policy (see spec/attestation-json.md). Without one,
+                    debug and migration are refused and no simulated root is
+                    trusted.
+  --at TIME         Verify as of TIME (ISO 8601, e.g. 2025-06-01 or
+                    2025-06-01T12:00:00Z) instead of now
+  --crl FILE        An AMD CRL (DER or PEM); revoked certificates fail
+  --json            Print the result as one JSON object
+  -h, --help        Show this help
+
+Exit status: 0 every check passed, 1 a check failed, 65 malformed evidence,
+64 usage, 66 missing file, 78 invalid policy.
+`;
+
+const FORMATS = ["snp", "tdx", "sgx", "nitro", "auto"];
+
+/** The schema name of the JSON output; bumped only on incompatible changes. */
+export const ATTEST_VERIFY_SCHEMA = "enarx.attest.verify/v1";
+
+/** Parses --at: ISO 8601 date or date-time; "now" or absent means the current time. */
+export function parseAtOption(value: string | undefined, now: Date): Date {
+  if (value === undefined || value === "now") return now;
+  const ok = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(
+    value,
+  );
+  const date = new Date(value);
+  if (!ok || isNaN(date.getTime())) {
+    throw new UsageError(
+      `Invalid --at "${value}"; give an ISO 8601 time such as 2025-06-01 or 2025-06-01T12:00:00Z`,
+    );
+  }
+  return date;
+}
+
+async function readInput(path: string, what: string): Promise<Uint8Array> {
+  try {
+    if (path === "-") return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new EnarxError("not-found", `Cannot read ${what} "${path}": no such file`, {
+        exit: "noInput",
+        cause: error,
+      });
+    }
+    if (error instanceof Deno.errors.IsADirectory) {
+      throw new UsageError(`${what[0].toUpperCase()}${what.slice(1)} "${path}" is a directory`);
+    }
+    throw new EnarxError("io", `Cannot read ${what} "${path}": ${(error as Error).message}`, {
+      exit: "io",
+      cause: error,
+    });
+  }
+}
+
+/** Reads certificate files (a file, or every file of a directory), checking each parses. */
+async function readCerts(paths: string[]): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const path of paths) {
+    let files: string[] = [path];
+    let isDirectory = false;
+    try {
+      if ((await Deno.stat(path)).isDirectory) {
+        isDirectory = true;
+        files = [];
+        for await (const e of Deno.readDir(path)) {
+          if (e.isFile && !e.name.startsWith(".")) {
+            files.push(`${path.replace(/\/+$/, "")}/${e.name}`);
+          }
+        }
+        files.sort();
+      }
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new EnarxError(
+          "not-found",
+          `Cannot read --certs "${path}": no such file or directory`,
+          {
+            exit: "noInput",
+            cause: error,
+          },
+        );
+      }
+      throw error;
+    }
+    for (const file of files) {
+      const bytes = await readInput(file, "the certificate file");
+      try {
+        splitCertificateInputs([bytes]);
+      } catch (error) {
+        // A directory may hold other files (the report itself, notes): skip them.
+        if (isDirectory) continue;
+        throw new MalformedEvidenceError(
+          `The certificate file "${file}" is neither DER, PEM nor an SNP certificate table`,
+          { cause: error },
+        );
+      }
+      out.push(bytes);
+    }
+  }
+  return out;
+}
+
+function claimText(value: unknown): string {
+  if (value === null || value === undefined) return "-";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+/** The result as text for a person: verdict, checks, claims. */
+export function formatResult(result: VerificationResult, at: Date): string {
+  const lines: string[] = [];
+  const verdict = result.ok ? "PASS" : "FAIL";
+  lines.push(`${verdict}: ${result.format} evidence, verified as of ${at.toISOString()}`);
+  if (result.simulated) {
+    lines.push(
+      "",
+      "  !!! SIMULATED EVIDENCE: made by snp-sim, a software stand-in for the AMD !!!",
+      "  !!! secure processor. It proves NOTHING about hardware: anyone can make  !!!",
+      "  !!! it. Trust it only to develop and test.                              !!!",
+      "",
+    );
+  }
+  lines.push("Checks:");
+  const width = Math.max(...result.checks.map((c) => c.id.length));
+  for (const c of result.checks) {
+    lines.push(
+      `  ${c.ok ? "ok  " : "FAIL"} ${c.id.padEnd(width)}  ${c.description}${
+        c.detail ? `: ${c.detail}` : ""
+      }`,
+    );
+  }
+  lines.push("Claims:");
+  const keys = Object.keys(result.claims);
+  const kw = Math.max(...keys.map((k) => k.length));
+  for (const k of keys) lines.push(`  ${k.padEnd(kw)}  ${claimText(result.claims[k])}`);
+  return lines.join("\n") + "\n";
+}
+
+/** The JSON document of `attest verify --json` (spec/attestation-json.md). */
+export function resultJson(result: VerificationResult, at: Date): Record<string, unknown> {
+  return {
+    schema: ATTEST_VERIFY_SCHEMA,
+    ok: result.ok,
+    verdict: result.ok ? "pass" : "fail",
+    format: result.format,
+    simulated: result.simulated,
+    at: at.toISOString(),
+    checks: result.checks.map((c) => ({
+      id: c.id,
+      ok: c.ok,
+      description: c.description,
+      detail: c.detail ?? null,
+    })),
+    claims: result.claims,
+  };
+}
+
+/** The `attest verify` command. */
+export const command: Command = {
+  name: "attest verify",
+  summary: "Verify SEV-SNP, TDX, SGX or Nitro evidence against a policy",
+  async run(args: string[]): Promise<number> {
+    const { values, positionals } = parseCommandArgs("attest verify", args, {
+      options: {
+        format: { type: "string" },
+        certs: { type: "string", multiple: true },
+        policy: { type: "string" },
+        at: { type: "string" },
+        crl: { type: "string", multiple: true },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help) {
+      await printOut(HELP);
+      return 0;
+    }
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        positionals.length === 0
+          ? `Missing the EVIDENCE file; see "enarx attest verify --help"`
+          : `Expected one EVIDENCE file, got ${positionals.length}; see "enarx attest verify --help"`,
+      );
+    }
+    const format = values.format ?? "auto";
+    if (!FORMATS.includes(format)) {
+      throw new UsageError(`Unknown --format "${format}"; use one of ${FORMATS.join(", ")}`);
+    }
+    const at = parseAtOption(values.at, new Date());
+    try {
+      const evidence = await readInput(positionals[0], "the evidence");
+      const certs = await readCerts(values.certs ?? []);
+      const crls = await Promise.all((values.crl ?? []).map((f) => readInput(f, "the CRL")));
+      const policy = values.policy === undefined ? undefined : await readPolicyFile(values.policy);
+      const result = await verifyEvidence(evidence, {
+        format: format as EvidenceFormat | "auto",
+        certs,
+        crls,
+        policy,
+        at,
+      });
+      if (values.json) await printJson(resultJson(result, at));
+      else await printOut(formatResult(result, at));
+      if (result.simulated) {
+        await printErr(
+          "enarx: WARNING: this is SIMULATED evidence (snp-sim); it proves nothing about hardware\n",
+        );
+      }
+      return result.ok ? 0 : 1;
+    } catch (caught) {
+      // Anything a parser throws is malformed input: one line, never a stack trace.
+      const error = caught instanceof EnarxError || caught instanceof Deno.errors.PermissionDenied
+        ? caught
+        : new MalformedEvidenceError(
+          `The evidence could not be read: ${caught instanceof Error ? caught.message : caught}`,
+          { cause: caught },
+        );
+      if (values.json && error instanceof EnarxError) {
+        await printJson({
+          schema: ATTEST_VERIFY_SCHEMA,
+          ok: false,
+          verdict: "error",
+          error: { code: error.code, message: error.message, exitStatus: error.exitStatus },
+        });
+      }
+      throw error;
+    }
+  },
+};

@@ -1,0 +1,59 @@
+/**
+ * Attestation: verify SEV-SNP, TDX, SGX and Nitro evidence against a policy,
+ * and the simulated SNP platform (snp-sim) for machines without a TEE.
+ *
+ * ```ts
+ * const result = await verifyEvidence(bytes, { at: new Date(), policy });
+ * if (!result.ok) throw new Error(result.checks.filter((c) => !c.ok)[0].detail);
+ * ```
+ *
+ * @module
+ */
+export {
+  type Check,
+  type Claims,
+  type EvidenceFormat,
+  MalformedEvidenceError,
+  resultFromChecks,
+  type VerificationResult,
+} from "./result.ts";
+export {
+  type DetectedEvidence,
+  detectEvidence,
+  MAX_EVIDENCE_SIZE,
+  verifyEvidence,
+  type VerifyEvidenceOptions,
+} from "./verify.ts";
+export {
+  decodeEvidenceBundle,
+  encodeEvidenceBundle,
+  type EvidenceBundle,
+  looksLikeEvidenceBundle,
+} from "./bundle.ts";
+export {
+  DEFAULT_POLICY,
+  type MinimumTcb,
+  parsePolicy,
+  type Policy,
+  PolicyError,
+  policyFromTable,
+  readPolicyFile,
+} from "./policy.ts";
+export {
+  parseSnpReport,
+  SNP_REPORT_SIZE,
+  type SnpProduct,
+  type SnpReport,
+  type SnpTcb,
+} from "./snp_report.ts";
+export {
+  amdCertExtensions,
+  clearSnpCertificateCache,
+  type SnpVerifyOptions,
+  splitCertificateInputs,
+  verifySnpReport,
+} from "./snp_verify.ts";
+export { parseSnpCertTable, SNP_CERT_GUIDS, type SnpCertTableEntry } from "./snp_cert_table.ts";
+export { verifyTdxQuote } from "./tdx_quote.ts";
+export { verifySgxQuote } from "./sgx_quote.ts";
+export { verifyNitroDocument } from "./nitro.ts";
