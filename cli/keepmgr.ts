@@ -1,0 +1,247 @@
+/**
+ * `enarx keepmgr`: the keep manager daemon of a host. Serves the /v1 API over
+ * HTTPS, starts one keepldr per keep, and logs structured lines to stderr.
+ *
+ * @module
+ */
+import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
+import { EnarxError, UsageError } from "../runtime/errors.ts";
+import { type KeepLog, KeepManager } from "../runtime/keep_manager.ts";
+import { keepmgrHandler } from "../runtime/keepmgr_http.ts";
+import { loadOrCreateKeepmgrTls } from "../runtime/keepmgr_tls.ts";
+import { requireSystemd } from "../runtime/systemd.ts";
+import { KEEPLDR_BACKENDS } from "../runtime/keepldr.ts";
+
+const HELP = `Usage: enarx keepmgr --listen ADDR:PORT [OPTIONS]
+
+Runs the keep manager: an HTTPS API (/v1/keeps, /v1/info) that creates keeps,
+relays their evidence and sealed keys, and forwards clients to them. On start
+it prints the address it listens on and its certificate's SHA-256.
+
+Options:
+  --listen ADDR:PORT      Address to listen on (port 0: any free port)
+  --tls-cert FILE         PEM certificate (default: generated in the state dir)
+  --tls-key FILE          PEM PKCS#8 key for --tls-cert
+  --state-dir DIR         Keep records and TLS files (default:
+                          $STATE_DIRECTORY, else ~/.local/state/enarx/keepmgr)
+  --max-keeps N           Keeps alive at once (default 64)
+  --backends LIST         Backends offered, comma-separated (default nil)
+  --systemd               Run each keep as a transient systemd unit
+                          (needs systemd as PID 1)
+  --keep-memory BYTES     Memory limit of each keep (suffixes K, M, G)
+  --keep-timeout TIME     Lifetime limit of each keep (e.g. 90s, 10m; default 10m)
+  --step-timeout TIME     Time a keep has for one step (default 30s)
+  --client-timeout TIME   Time a keep waits for its client (default 120s)
+  --public-host HOST      Host name clients connect to (default: the one they used)
+  --json-logs             Log JSON lines to stderr (and print the start line as JSON)
+  --wasmldr-command JSON  Run this command as wasmldr (JSON array; for testing)
+  -h, --help              Show this help
+`;
+
+/** `enarx keepmgr`. */
+export const command: Command = {
+  name: "keepmgr",
+  summary: "Run the keep manager daemon on a host",
+  async run(args: string[]): Promise<number> {
+    const { values, positionals } = parseCommandArgs("keepmgr", args, {
+      options: {
+        listen: { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "state-dir": { type: "string" },
+        "max-keeps": { type: "string" },
+        backends: { type: "string" },
+        systemd: { type: "boolean" },
+        "keep-memory": { type: "string" },
+        "keep-timeout": { type: "string" },
+        "step-timeout": { type: "string" },
+        "client-timeout": { type: "string" },
+        "public-host": { type: "string" },
+        "json-logs": { type: "boolean" },
+        "wasmldr-command": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: false,
+    });
+    if (values.help) {
+      await printOut(HELP);
+      return 0;
+    }
+    if (positionals.length > 0) {
+      throw new UsageError(`Unexpected argument "${positionals[0]}"; see "enarx keepmgr --help"`);
+    }
+    if (values.listen === undefined) {
+      throw new UsageError(`Missing --listen ADDR:PORT; see "enarx keepmgr --help"`);
+    }
+    const { hostname, port } = parseListen(values.listen);
+    const backends = (values.backends ?? "nil").split(",").map((b) => b.trim()).filter((b) => b);
+    for (const backend of backends) {
+      if (!(KEEPLDR_BACKENDS as readonly string[]).includes(backend)) {
+        throw new UsageError(
+          `Backend "${backend}" cannot be launched by this keepmgr; use --backends ${
+            KEEPLDR_BACKENDS.join(",")
+          }`,
+        );
+      }
+    }
+    if (values.systemd) requireSystemd();
+    const stateDir = values["state-dir"] ?? defaultStateDir();
+    const log = makeLog(values["json-logs"] === true);
+    let wasmldrCommand: string[] | undefined;
+    if (values["wasmldr-command"] !== undefined) {
+      try {
+        wasmldrCommand = JSON.parse(values["wasmldr-command"]);
+      } catch { /* checked below */ }
+      if (!Array.isArray(wasmldrCommand) || !wasmldrCommand.every((a) => typeof a === "string")) {
+        throw new UsageError(`--wasmldr-command must be a JSON array of strings`);
+      }
+    }
+    const keepTimeoutMs = parseDuration(values["keep-timeout"] ?? "10m", "--keep-timeout");
+    const manager = await KeepManager.open({
+      stateDir,
+      backends,
+      maxKeeps: parseCount(values["max-keeps"] ?? "64", "--max-keeps"),
+      keepMemory: values["keep-memory"] === undefined
+        ? undefined
+        : parseBytes(values["keep-memory"], "--keep-memory"),
+      keepTimeoutMs,
+      stepTimeoutMs: parseDuration(values["step-timeout"] ?? "30s", "--step-timeout"),
+      clientTimeoutMs: parseDuration(values["client-timeout"] ?? "120s", "--client-timeout"),
+      forwardHostname: hostname === "0.0.0.0" || hostname === "::" ? hostname : hostname,
+      systemd: values.systemd === true,
+      wasmldrCommand,
+      log,
+    });
+    const tls = await loadOrCreateKeepmgrTls(stateDir, {
+      certFile: values["tls-cert"],
+      keyFile: values["tls-key"],
+      names: [hostname],
+    });
+    if (tls.generated) log("info", "generated a TLS certificate", { file: tls.certFile });
+
+    const shutdown = new AbortController();
+    let listening: Deno.NetAddr | undefined;
+    const started = new Promise<void>((resolve) => {
+      const server = Deno.serve({
+        hostname,
+        port,
+        cert: tls.cert,
+        key: tls.key,
+        signal: shutdown.signal,
+        onListen(addr) {
+          listening = addr;
+          resolve();
+        },
+        onError(error) {
+          log("error", "request failed", { error: String(error) });
+          return new Response(null, { status: 500 });
+        },
+      }, keepmgrHandler(manager, { publicHost: values["public-host"], log }));
+      finished = server.finished;
+    });
+    let finished: Promise<void> | undefined;
+    await started;
+    const host = listening!.hostname.includes(":")
+      ? `[${listening!.hostname}]`
+      : listening!.hostname;
+    const url = `https://${host}:${listening!.port}`;
+    if (values["json-logs"]) {
+      await printOut(
+        JSON.stringify({ listening: url, port: listening!.port, cert_sha256: tls.fingerprint }) +
+          "\n",
+      );
+    } else {
+      await printOut(
+        `enarx keepmgr: listening on ${url} (certificate SHA-256 ${tls.fingerprint})\n`,
+      );
+    }
+    log("info", "listening", { url, state_dir: stateDir, backends, cert_sha256: tls.fingerprint });
+
+    const stop = new Promise<string>((resolve) => {
+      const onTerm = () => resolve("SIGTERM");
+      const onInt = () => resolve("SIGINT");
+      Deno.addSignalListener("SIGTERM", onTerm);
+      Deno.addSignalListener("SIGINT", onInt);
+    });
+    const signal = await stop;
+    log("info", "stopping", { signal });
+    shutdown.abort();
+    await manager.close();
+    await finished;
+    log("info", "stopped", {});
+    return 0;
+  },
+};
+
+/** Splits `ADDR:PORT` (IPv6 in brackets). */
+function parseListen(value: string): { hostname: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (m === null || port > 65535) {
+    throw new UsageError(
+      `--listen "${value}" is not ADDR:PORT; use e.g. 127.0.0.1:8443 or [::1]:0`,
+    );
+  }
+  return { hostname: m[1] ?? m[2], port };
+}
+
+function parseCount(value: string, flag: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new UsageError(`${flag} "${value}" is not a positive whole number`);
+  }
+  return Number(value);
+}
+
+/** Parses `500ms`, `30s`, `10m`, `1h`, or plain seconds, to milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (m === null || Number(m[1]) <= 0) {
+    throw new UsageError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 10m, 1h`);
+  }
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** Parses bytes with an optional K, M or G (binary) suffix. */
+export function parseBytes(value: string, flag: string): number {
+  const m = /^(\d+)([KMG])?(?:i?B)?$/i.exec(value.trim());
+  if (m === null || Number(m[1]) === 0) {
+    throw new UsageError(`${flag} "${value}" is not a size; use e.g. 268435456, 256M or 1G`);
+  }
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m[2] ?? "").toUpperCase()]!;
+  return Number(m[1]) * unit;
+}
+
+function defaultStateDir(): string {
+  const fromSystemd = Deno.env.get("STATE_DIRECTORY");
+  if (fromSystemd) return fromSystemd.split(":")[0];
+  const xdg = Deno.env.get("XDG_STATE_HOME");
+  if (xdg) return `${xdg}/enarx/keepmgr`;
+  const home = Deno.env.get("HOME");
+  if (!home) {
+    throw new EnarxError("config", "Neither $HOME nor --state-dir is set; give --state-dir DIR", {
+      exit: "config",
+    });
+  }
+  return `${home}/.local/state/enarx/keepmgr`;
+}
+
+/** A structured logger writing JSON lines, or readable lines, to stderr. */
+function makeLog(json: boolean): KeepLog {
+  const encoder = new TextEncoder();
+  return (level, msg, fields = {}) => {
+    const ts = new Date().toISOString();
+    const line = json
+      ? JSON.stringify({ ts, level, msg, ...fields })
+      : `${ts} ${level.padEnd(5)} ${msg}${
+        Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) =>
+          ` ${k}=${typeof v === "string" ? JSON.stringify(v) : String(v)}`
+        ).join("")
+      }`;
+    try {
+      Deno.stderr.writeSync(encoder.encode(line + "\n"));
+    } catch {
+      void printErr; // stderr closed: nothing to do
+    }
+  };
+}
