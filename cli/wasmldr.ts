@@ -1,0 +1,79 @@
+/**
+ * `enarx wasmldr`: the app loader inside a keep, started by keepldr with
+ * frames on standard input and output (runtime/wasmldr.ts). Not meant to be
+ * run by hand.
+ *
+ * @module
+ */
+import { type Command, parseCommandArgs, printOut } from "./_command.ts";
+import { EnarxError, UsageError } from "../runtime/errors.ts";
+import { type EvidenceProvider, runWasmldr } from "../runtime/wasmldr.ts";
+import { runWorkload } from "../runtime/workload.ts";
+import { parseEnarxConfig } from "../runtime/config.ts";
+import { wasmldrMeasurement } from "../runtime/keep_measurement.ts";
+import { encodeEvidenceBundle } from "../runtime/attestation/bundle.ts";
+
+const HELP = `Usage: enarx wasmldr [--snp-sim-dir DIR]
+
+The app loader inside a keep. keepldr starts it with length-prefixed CBOR
+frames on standard input and output (spec/protocol.md); it makes the keep's
+sealing key and evidence, opens the client's sealed TLS key, serves HTTPS on
+127.0.0.1, runs exactly one workload and exits. Diagnostics go to standard
+error.
+
+Options:
+  --snp-sim-dir DIR  State directory of the simulated SNP platform that signs
+                     the evidence of nil and kvm keeps (default:
+                     $ENARX_SNP_SIM_DIR, else the simulator's default)
+  -h, --help         Show this help
+`;
+
+/** `enarx wasmldr`. */
+export const command: Command = {
+  name: "wasmldr",
+  summary: "Run the app loader inside a keep (started by keepldr)",
+  async run(args: string[]): Promise<number> {
+    const { values, positionals } = parseCommandArgs("wasmldr", args, {
+      options: {
+        "snp-sim-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: false,
+    });
+    if (values.help) {
+      await printOut(HELP);
+      return 0;
+    }
+    if (positionals.length > 0) {
+      throw new UsageError(`Unexpected argument "${positionals[0]}"; see "enarx wasmldr --help"`);
+    }
+    const simDir = values["snp-sim-dir"] ?? Deno.env.get("ENARX_SNP_SIM_DIR");
+    const outcome = await runWasmldr({
+      input: Deno.stdin.readable,
+      output: Deno.stdout.writable,
+      evidence: platformEvidence(simDir),
+      run: runWorkload,
+      parseConfig: (text) => parseEnarxConfig(text, "the deployed Enarx.toml"),
+    });
+    return outcome.exitStatus;
+  },
+};
+
+/** Evidence for the keep's backend: snp-sim for nil and kvm keeps. */
+function platformEvidence(simDir: string | undefined): EvidenceProvider {
+  return async (reportData, hello) => {
+    if (hello.backend !== "nil" && hello.backend !== "kvm") {
+      throw new EnarxError(
+        "backend-unavailable",
+        `This wasmldr cannot get evidence for backend "${hello.backend}"; use nil or kvm`,
+        { exit: "unavailable" },
+      );
+    }
+    const { SnpSimulator } = await import("../runtime/attestation/snp_sim.ts");
+    const sim = await SnpSimulator.open(simDir);
+    const { report, certs } = await sim.report(reportData, {
+      measurement: await wasmldrMeasurement(),
+    });
+    return encodeEvidenceBundle({ format: "snp", report, certs });
+  };
+}
