@@ -57,3 +57,9 @@ export { parseSnpCertTable, SNP_CERT_GUIDS, type SnpCertTableEntry } from "./snp
 export { verifyTdxQuote } from "./tdx_quote.ts";
 export { verifySgxQuote } from "./sgx_quote.ts";
 export { verifyNitroDocument } from "./nitro.ts";
+export {
+  SNP_SIM_STATE_FILE,
+  type SnpSimReport,
+  type SnpSimReportOptions,
+  SnpSimulator,
+} from "./snp_sim.ts";
