@@ -119,6 +119,11 @@ export const command: Command = {
     });
     if (tls.generated) log("info", "generated a TLS certificate", { file: tls.certFile });
 
+    // Listen for signals before announcing the address, so that none is missed.
+    const stop = new Promise<string>((resolve) => {
+      Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
+      Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+    });
     const shutdown = new AbortController();
     let listening: Deno.NetAddr | undefined;
     const started = new Promise<void>((resolve) => {
@@ -157,12 +162,6 @@ export const command: Command = {
     }
     log("info", "listening", { url, state_dir: stateDir, backends, cert_sha256: tls.fingerprint });
 
-    const stop = new Promise<string>((resolve) => {
-      const onTerm = () => resolve("SIGTERM");
-      const onInt = () => resolve("SIGINT");
-      Deno.addSignalListener("SIGTERM", onTerm);
-      Deno.addSignalListener("SIGINT", onInt);
-    });
     const signal = await stop;
     log("info", "stopping", { signal });
     shutdown.abort();

@@ -421,8 +421,8 @@ export class KeepManager {
       id = setTimeout(() => {
         const message =
           `Keep "${keep.id}" sent no ${what} within ${this.#options.stepTimeoutMs} ms`;
+        reject(new KeepError("timeout", message, 504)); // before #fail rejects `promise`
         this.#fail(keep, `timeout waiting for ${what}`);
-        reject(new KeepError("timeout", message, 504));
       }, this.#options.stepTimeoutMs);
     });
     try {
