@@ -31,6 +31,10 @@ export function certificateFromDer(der: Uint8Array, what: string): X509Certifica
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(der.slice());
+    // @peculiar/x509 decodes some parts lazily: touch them all now, so that
+    // corrupt DER fails here rather than in the middle of a check.
+    void [cert.subject, cert.issuer, cert.serialNumber, cert.notBefore, cert.notAfter];
+    void [cert.publicKey.algorithm, cert.extensions.map((e) => e.type), cert.signature];
   } catch (error) {
     throw new EnarxError(
       "evidence-malformed",

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import type { X509Certificate } from "../_x509.ts";
 import { EnarxError } from "../errors.ts";
 import type { Check, Claims } from "./result.ts";
 import {
@@ -570,12 +571,43 @@ async function verifyP256(
   signature: Uint8Array,
   data: Uint8Array,
 ): Promise<boolean> {
-  return await crypto.subtle.verify(
-    { name: "ECDSA", hash: "SHA-256" },
-    key,
-    signature.slice(),
-    data.slice(),
-  );
+  try {
+    return await crypto.subtle.verify(
+      { name: "ECDSA", hash: "SHA-256" },
+      key,
+      signature.slice(),
+      data.slice(),
+    );
+  } catch {
+    return false; // WebCrypto refuses a key that is not a point on the curve only here
+  }
+}
+
+/**
+ * A platform's QE report and its signature stay the same across every quote
+ * the platform makes until its TCB changes, so the outcome is remembered per
+ * PCK certificate (keyed by the exact report and signature bytes).
+ */
+const qeSignatureMemo = new WeakMap<X509Certificate, Map<string, boolean>>();
+
+async function qeReportSignedBy(
+  pck: X509Certificate,
+  report: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  let memo = qeSignatureMemo.get(pck);
+  if (memo === undefined) {
+    memo = new Map();
+    qeSignatureMemo.set(pck, memo);
+  }
+  const key = toHex(report) + toHex(signature);
+  const known = memo.get(key);
+  if (known !== undefined) return known;
+  const publicKey = await pck.publicKey.export({ name: "ECDSA", namedCurve: "P-256" }, ["verify"]);
+  const ok = await verifyP256(publicKey, signature, report);
+  if (memo.size >= 64) memo.clear();
+  memo.set(key, ok);
+  return ok;
 }
 
 /** Whether the policy allows debug evidence (`allowDebug: true`). */
@@ -711,11 +743,7 @@ export async function verifyQuoteSignatures(
     let qeSigOk = false;
     let qeSigDetail: string | undefined = "The signature does not verify with the PCK key";
     try {
-      const key = await leaf.publicKey.export(
-        { name: "ECDSA", namedCurve: "P-256" },
-        ["verify"],
-      );
-      qeSigOk = await verifyP256(key, quote.qeReportSignature, quote.qeReport);
+      qeSigOk = await qeReportSignedBy(leaf, quote.qeReport, quote.qeReportSignature);
     } catch {
       qeSigDetail = `The PCK certificate "${leaf.subject}" does not hold a P-256 key`;
     }
