@@ -46,7 +46,12 @@ const DECODE_OPTIONS = {
  * byte strings are Uint8Array; `undefined` properties are left out.
  */
 export function encodeCbor(value: unknown): Uint8Array {
-  return encode(value, { ignoreUndefinedProperties: true });
+  const out = encode(value, { ignoreUndefinedProperties: true });
+  // cborg hands back a node Buffer where one exists; callers get a plain
+  // Uint8Array (Buffer's slice() shares memory, Uint8Array's copies).
+  return out.constructor === Uint8Array
+    ? out
+    : new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
 /**
