@@ -5,6 +5,7 @@
 #   *.wasm            bench/workloads/*.c, clang --target=wasm32-wasi -O2
 #                     against Debian's wasi-libc
 #   sha256_native     sha256.c built for the host (gcc -O2), for reference
+#   timeit            the interleaved timing loop (bench/native/timeit.c)
 # Usage: bench/build.sh   (after tools/bootstrap.sh; bench/run.sh calls it)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,9 +28,10 @@ mkdir -p "$out"
 # libwasmtime.so has no SONAME-style lib prefix issue: link it by path, find it by rpath.
 gcc -O2 -Wall -Wextra -std=c11 -I"$out/include" -I"$include" "$here/native/run.c" \
   -o "$out/run" "$lib" -Wl,-rpath,"$libdir"
+gcc -O2 -Wall -Wextra -std=c11 "$here/native/timeit.c" -o "$out/timeit"
 for w in "$here"/workloads/*.c; do
   name=$(basename "$w" .c)
   clang --target=wasm32-wasi -O2 -Wall "$w" -o "$out/$name.wasm"
 done
 gcc -O2 -Wall "$here/workloads/sha256.c" -o "$out/sha256_native"
-echo "bench/build.sh: built run, sha256_native and $(cd "$out" && echo *.wasm) in $out" >&2
+echo "bench/build.sh: built run, timeit, sha256_native and $(cd "$out" && echo *.wasm) in $out" >&2
