@@ -163,6 +163,8 @@ export interface ChainOptions {
   chainId: string;
   /** What the chain is, for messages, e.g. `PCK certificate chain`. */
   what: string;
+  /** The chain must end in a copy of a trusted root (not merely be issued by one). */
+  rootIncluded?: boolean;
 }
 
 /**
@@ -185,6 +187,10 @@ export async function verifyCertificateChain(
     rootDetail = rootOk
       ? `Anchored at trusted root "${certs[rootIndex].subject}"`
       : `${certs.length - rootIndex - 1} unexpected certificate(s) after the trusted root`;
+  } else if (certs.length > 0 && options.rootIncluded) {
+    rootDetail = `The chain ends at "${
+      certs[certs.length - 1].subject
+    }", which is not a trusted root`;
   } else if (certs.length > 0) {
     const last = certs[certs.length - 1];
     for (let i = 0; i < options.roots.length; i++) {

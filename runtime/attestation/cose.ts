@@ -195,7 +195,8 @@ export async function signCoseSign1(
       coseSign1ToBeSigned({ protectedBytes, payload }).slice(),
     ),
   );
-  const body = encode([protectedBytes, options.unprotected ?? new Map(), payload, signature]);
+  const unprotected = "unprotected" in options ? options.unprotected : new Map();
+  const body = encode([protectedBytes, unprotected, payload, signature]);
   if (!options.tagged) return body;
   const out = new Uint8Array(body.length + 1);
   out[0] = 0xd2;

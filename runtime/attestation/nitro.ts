@@ -243,6 +243,7 @@ export async function verifyNitroDocument(
     at: options.at,
     chainId: "chain",
     what: "Nitro certificate chain",
+    rootIncluded: true, // cabundle[0] is the root itself (nsm-api §3.2.3.1)
   });
   if (payload.cabundle === undefined && outcome.chain.ok) {
     outcome.chain.ok = false;
