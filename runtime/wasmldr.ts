@@ -75,6 +75,9 @@ export interface WasmldrOutcome {
   result?: WorkloadResult;
 }
 
+/** Run-time limit of a workload when keepmgr sets none: one day. */
+export const DEFAULT_KEEP_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+
 const BEARER_RE = /^Bearer ([0-9a-fA-F]{64})$/;
 
 /** Runs wasmldr to completion over the frame channel; see the module comment. */
@@ -297,8 +300,10 @@ async function handleRequest(request: Request, context: HandlerContext): Promise
       return cborResponse(400, e.code, e.message);
     }
   }
-  await context.writer.write({ t: "running" });
-  return new Response(outputStream(workload, config, context), {
+  // Not awaited: the frame channel may be slower than the client, and the
+  // writer keeps frames in order ("running" before "exited").
+  context.writer.write({ t: "running" }).catch(() => {});
+  return new Response(outputStream(workload, config, request.signal, context), {
     status: 200,
     headers: { "content-type": CBOR_SEQ_MEDIA_TYPE },
   });
@@ -308,11 +313,15 @@ async function handleRequest(request: Request, context: HandlerContext): Promise
 function outputStream(
   request: WorkloadRequest,
   config: EnarxConfig | undefined,
+  gone: AbortSignal,
   context: HandlerContext,
 ): ReadableStream<Uint8Array> {
   const abort = new AbortController();
   const onStop = () => abort.abort();
   context.stop.addEventListener("abort", onStop, { once: true });
+  // Deno aborts the request's signal when the client disconnects, even while
+  // the workload writes nothing: stop it then.
+  gone.addEventListener("abort", onStop, { once: true });
   const limits = context.hello.limits;
   return new ReadableStream<Uint8Array>({
     async start(controller) {
@@ -334,7 +343,9 @@ function outputStream(
           env: request.env,
           config,
           limits: {
-            timeoutMs: limits.timeout_ms,
+            // Always a deadline: it also arms the epoch interruption that
+            // lets a disconnect or a stop end a workload that never yields.
+            timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
             maxMemoryBytes: limits.memory,
           },
         }, {
@@ -360,6 +371,7 @@ function outputStream(
       if (result.message !== undefined) exit.message = result.message;
       emit(exit);
       context.stop.removeEventListener("abort", onStop);
+      gone.removeEventListener("abort", onStop);
       if (open) {
         try {
           controller.close();

@@ -1,0 +1,227 @@
+/**
+ * wasmldr in-process, with keepldr's side of the frame channel played by the
+ * test and a stand-in for the platform's evidence (the report data itself),
+ * so that the keep's own rules can be checked one by one.
+ */
+import assert from "node:assert/strict";
+import https from "node:https";
+import { runWasmldr, type WasmldrOutcome } from "../runtime/wasmldr.ts";
+import { runWorkload } from "../runtime/workload.ts";
+import { parseEnarxConfig } from "../runtime/config.ts";
+import { FrameReader, FrameWriter } from "../runtime/protocol/frames.ts";
+import { decodeCbor, encodeCbor, readCborSequence } from "../runtime/protocol/cbor.ts";
+import { parseErrorResponse, parseWorkloadOutput } from "../runtime/protocol/messages.ts";
+import { computeReportData, freshNonce } from "../runtime/report_data.ts";
+import { sealToKeep } from "../runtime/sealing.ts";
+import {
+  connectPinned,
+  generateTlsKey,
+  keepHostname,
+  makeKeepCertificate,
+} from "../runtime/keep_tls.ts";
+import { http1Request } from "../runtime/http1_client.ts";
+
+const HELLO_WAT = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "out\\n")
+  (data (i32.const 32) "err\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 0) (i32.const 32)) (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 7))))`;
+
+const LOOP_WAT = `(module (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))`;
+
+const text = (s: string) => new TextEncoder().encode(s);
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+/** A wasmldr running in this process with its frame channel in the test's hands. */
+function startKeep() {
+  const down = new TransformStream<Uint8Array, Uint8Array>();
+  const up = new TransformStream<Uint8Array, Uint8Array>();
+  const logs: string[] = [];
+  const done: Promise<WasmldrOutcome> = runWasmldr({
+    input: down.readable,
+    output: up.writable,
+    evidence: (reportData) => Promise.resolve(reportData.slice()),
+    run: runWorkload,
+    parseConfig: (t) => parseEnarxConfig(t),
+    log: (line) => logs.push(line),
+  });
+  return {
+    toKeep: new FrameWriter(down.writable),
+    fromKeep: new FrameReader(up.readable, { peer: "wasmldr" }),
+    done,
+    logs,
+  };
+}
+
+async function handshake(keepId: string, sealedFor?: { keep?: string; nonce?: Uint8Array }) {
+  const keep = startKeep();
+  const nonce = freshNonce();
+  await keep.toKeep.write({ t: "hello", v: 1, keep: keepId, backend: "nil", nonce, limits: {} });
+  const evidence = await keep.fromKeep.read() as Record<string, Uint8Array>;
+  assert.equal(evidence.t, "evidence");
+  assert.deepEqual(evidence.evidence, await computeReportData(nonce, evidence.sealing_key));
+  const tlsKey = await generateTlsKey();
+  const anchorPem = await makeKeepCertificate(tlsKey, keepId, { serial: "01" });
+  const token = crypto.getRandomValues(new Uint8Array(32));
+  const payload = encodeCbor({
+    v: 1,
+    keep: sealedFor?.keep ?? keepId,
+    nonce: sealedFor?.nonce ?? nonce,
+    tls_key: tlsKey.pkcs8,
+    token,
+  });
+  const sealed = await sealToKeep(evidence.sealing_key, payload, { keepId, nonce });
+  await keep.toKeep.write({ t: "sealed-key", enc: sealed.enc, ct: sealed.ct });
+  return { ...keep, nonce, anchorPem, token };
+}
+
+async function upload(
+  port: number,
+  keepId: string,
+  anchorPem: string,
+  token: Uint8Array,
+  module: string,
+) {
+  const tls = await connectPinned("127.0.0.1", port, { keepId, anchorPem });
+  return await http1Request(tls, {
+    method: "POST",
+    path: "/v1/workload",
+    host: keepHostname(keepId),
+    headers: { authorization: `Bearer ${hex(token)}` },
+    body: encodeCbor({
+      v: 1,
+      module: text(module),
+      config: null,
+      args: [],
+      env: {},
+      stdin: text(""),
+    }),
+  });
+}
+
+/** An uploader that skips certificate checks, as the untrusted host could. */
+function hostileUpload(
+  port: number,
+  authorization?: string,
+): Promise<{ status: number; code: string }> {
+  return new Promise((resolve, reject) => {
+    const body = encodeCbor({
+      v: 1,
+      module: text("(module)"),
+      config: null,
+      args: [],
+      env: {},
+      stdin: text(""),
+    });
+    const req = https.request({
+      host: "127.0.0.1",
+      port,
+      method: "POST",
+      path: "/v1/workload",
+      rejectUnauthorized: false,
+      headers: authorization ? { authorization } : {},
+    }, (res) => {
+      const chunks: Uint8Array[] = [];
+      res.on("data", (c: Uint8Array) => chunks.push(new Uint8Array(c)));
+      res.on("end", () => {
+        const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) {
+          all.set(c, at);
+          at += c.length;
+        }
+        resolve({
+          status: res.statusCode ?? 0,
+          code: parseErrorResponse(decodeCbor(all)).error.code,
+        });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+Deno.test("wasmldr: serves one workload to the token holder; the host's uploads get 401", async () => {
+  const keep = await handshake("k1");
+  const listening = await keep.fromKeep.read() as { t: string; port: number };
+  assert.equal(listening.t, "listening");
+  // The host connects first, with no token and with a guessed one.
+  assert.deepEqual(await hostileUpload(listening.port), { status: 401, code: "unauthorized" });
+  assert.deepEqual(await hostileUpload(listening.port, `Bearer ${"0".repeat(64)}`), {
+    status: 401,
+    code: "unauthorized",
+  });
+
+  const res = await upload(listening.port, "k1", keep.anchorPem, keep.token, HELLO_WAT);
+  assert.equal(res.status, 200);
+  const items = [];
+  for await (const v of readCborSequence(res.body)) items.push(parseWorkloadOutput(v));
+  const out = items.filter((i) => i.t === "stdout").map((i) =>
+    new TextDecoder().decode((i as { data: Uint8Array }).data)
+  ).join("");
+  const err = items.filter((i) => i.t === "stderr").map((i) =>
+    new TextDecoder().decode((i as { data: Uint8Array }).data)
+  ).join("");
+  assert.equal(out, "out\n");
+  assert.equal(err, "err\n");
+  assert.deepEqual(items.at(-1), { t: "exit", status: 7, reason: "exit" });
+  assert.deepEqual(await keep.fromKeep.read(), { t: "running" });
+  assert.deepEqual(await keep.fromKeep.read(), { t: "exited", status: 7, reason: "exit" });
+  assert.equal((await keep.done).exitStatus, 0);
+  assert.equal(await keep.fromKeep.read(), null);
+});
+
+Deno.test("wasmldr: a second upload is 409; a client that goes away stops the workload", async () => {
+  const keep = await handshake("k2");
+  const { port } = await keep.fromKeep.read() as { port: number };
+  const res = await upload(port, "k2", keep.anchorPem, keep.token, LOOP_WAT);
+  assert.equal(res.status, 200);
+  assert.deepEqual(await keep.fromKeep.read(), { t: "running" });
+  assert.deepEqual(await hostileUpload(port, `Bearer ${hex(keep.token)}`), {
+    status: 409,
+    code: "workload-taken",
+  });
+  await res.body.cancel();
+  const exited = await keep.fromKeep.read() as { t: string; reason: string };
+  assert.equal(exited.t, "exited");
+  assert.equal(exited.reason, "timeout");
+  await keep.done;
+});
+
+Deno.test("wasmldr: a sealed key made for another keep or nonce is refused", async () => {
+  for (const other of [{ keep: "k9" }, { nonce: freshNonce() }]) {
+    const keep = await handshake("k3", other);
+    const frame = await keep.fromKeep.read() as { t: string; code: string };
+    assert.equal(frame.t, "error");
+    assert.equal(frame.code, "sealed-key-mismatch");
+    assert.notEqual((await keep.done).exitStatus, 0);
+  }
+});
+
+Deno.test("wasmldr: another protocol version gets a version error; a closed channel ends it", async () => {
+  const keep = startKeep();
+  await keep.toKeep.write({
+    t: "hello",
+    v: 2,
+    keep: "k4",
+    backend: "nil",
+    nonce: freshNonce(),
+    limits: {},
+  });
+  const frame = await keep.fromKeep.read() as { t: string; code: string };
+  assert.deepEqual([frame.t, frame.code], ["error", "version"]);
+  await keep.done;
+
+  const keep2 = await handshake("k5");
+  await keep2.fromKeep.read(); // listening
+  await keep2.toKeep.close();
+  assert.notEqual((await keep2.done).exitStatus, 0);
+});
