@@ -57,6 +57,10 @@ export interface SignedParts {
   tbs: Uint8Array;
   /** The signature bytes from the BIT STRING (without its unused-bits octet). */
   signature: Uint8Array;
+  /** The outer signatureAlgorithm, DER (not signed). */
+  algorithm: Uint8Array;
+  /** The signature AlgorithmIdentifier inside the signed bytes, DER. */
+  tbsAlgorithm: Uint8Array;
 }
 
 /**
@@ -73,9 +77,20 @@ export function signedParts(der: Uint8Array): SignedParts {
     throw new RangeError("Not a signed X.509 structure");
   }
   if (der[sig.valueStart] !== 0) throw new RangeError("Signature BIT STRING has unused bits");
+  // In tbsCertificate the AlgorithmIdentifier follows [0] version and the
+  // serial INTEGER; in tbsCertList it follows the optional version INTEGER.
+  let p = tbs.valueStart;
+  let inner = readDerElement(der, p, { limit: tbs.end });
+  while (inner.tag === 0xa0 || inner.tag === 0x02) {
+    p = inner.end;
+    inner = readDerElement(der, p, { limit: tbs.end });
+  }
+  if (inner.tag !== 0x30) throw new RangeError("No signature algorithm in the signed part");
   return {
     tbs: der.subarray(tbs.start, tbs.end),
     signature: der.subarray(sig.valueStart + 1, sig.end),
+    algorithm: der.subarray(alg.start, alg.end),
+    tbsAlgorithm: der.subarray(inner.start, inner.end),
   };
 }
 
@@ -175,8 +190,9 @@ export function verifyAlgorithmFor(
 
 /**
  * Checks that `signed` (a certificate or CRL) carries a valid signature by
- * `signer`'s key. Returns false for a bad signature, a malformed one, or an
- * algorithm the key cannot make; it never throws for bad input.
+ * `signer`'s key, and that its outer signature algorithm is the signed one
+ * (RFC 5280 §4.1.1.2). Returns false for a bad signature, a malformed one, or
+ * an algorithm the key cannot make; it never throws for bad input.
  */
 export async function verifySignedBy(
   signed: x509.X509Certificate | x509.X509Crl,
@@ -185,6 +201,7 @@ export async function verifySignedBy(
   try {
     const alg = verifyAlgorithmFor(signer, signed);
     const parts = signedParts(new Uint8Array(signed.rawData));
+    if (!bytesEqual(parts.algorithm, parts.tbsAlgorithm)) return false;
     const key = await crypto.subtle.importKey(
       "spki",
       signer.publicKey.rawData,
@@ -206,6 +223,10 @@ export async function verifySignedBy(
   }
 }
 
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 /** SHA-256 of DER bytes, as lower-case hex (a certificate's fingerprint). */
 export async function sha256Fingerprint(der: Uint8Array | ArrayBuffer): Promise<string> {
   const digest = new Uint8Array(
@@ -218,9 +239,9 @@ export async function sha256Fingerprint(der: Uint8Array | ArrayBuffer): Promise<
  * Splits PEM text into the DER bytes of each `-----BEGIN <label>-----` block,
  * in order. Text outside the blocks is ignored; returns [] when there is none.
  */
-export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array[] {
+export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array<ArrayBuffer>[] {
   const re = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`, "g");
-  const out: Uint8Array[] = [];
+  const out: Uint8Array<ArrayBuffer>[] = [];
   for (const m of text.matchAll(re)) {
     const b64 = m[1].replace(/\s+/g, "");
     const bin = atob(b64);

@@ -24,9 +24,9 @@ export const SNP_SIM_STATE_FILE = "snp-sim.json";
 /** What {@link SnpSimulator.report} returns. */
 export interface SnpSimReport {
   /** The 1184-byte ATTESTATION_REPORT (version 3, signed by the VCEK). */
-  report: Uint8Array;
+  report: Uint8Array<ArrayBuffer>;
   /** DER certificates: ARK, ASK, VCEK. */
-  certs: Uint8Array[];
+  certs: Uint8Array<ArrayBuffer>[];
 }
 
 /** Options of {@link SnpSimulator.report}. */
@@ -135,7 +135,7 @@ async function generateState(): Promise<SimState> {
   });
   const ext = (oid: string, value: Uint8Array<ArrayBuffer>) => new Extension(oid, false, value);
   const vcekCert = await X509CertificateGenerator.create({
-    serialNumber: "00", // as AMD's VCEKs
+    serialNumber: "010101", // AMD's VCEKs have serial 0, which the generator refuses
     subject: vcekName,
     issuer: askName,
     notBefore,
@@ -224,15 +224,15 @@ export class SnpSimulator {
   /** The state directory. */
   readonly stateDir: string;
   /** The simulated CHIP_ID (64 random bytes, fixed per state directory). */
-  readonly chipId: Uint8Array;
+  readonly chipId: Uint8Array<ArrayBuffer>;
   /** The simulated TCB (8 bytes, Milan layout). */
-  readonly tcb: Uint8Array;
+  readonly tcb: Uint8Array<ArrayBuffer>;
   /** The simulated ARK, DER. */
   readonly arkDer: Uint8Array<ArrayBuffer>;
   /** The simulated ASK, DER. */
-  readonly askDer: Uint8Array;
+  readonly askDer: Uint8Array<ArrayBuffer>;
   /** The simulated VCEK, DER. */
-  readonly vcekDer: Uint8Array;
+  readonly vcekDer: Uint8Array<ArrayBuffer>;
   /** SHA-256 of the ARK's DER (lower-case hex): name it in `trust_simulated_root`. */
   readonly rootFingerprint: string;
   readonly #vcekKey: CryptoKey;
@@ -292,7 +292,7 @@ export class SnpSimulator {
   }
 
   /** The chain, DER: ARK, ASK, VCEK. */
-  certs(): Uint8Array[] {
+  certs(): Uint8Array<ArrayBuffer>[] {
     return [this.arkDer.slice(), this.askDer.slice(), this.vcekDer.slice()];
   }
 
