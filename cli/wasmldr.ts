@@ -24,7 +24,7 @@ error.
 Options:
   --snp-sim-dir DIR  State directory of the simulated SNP platform that signs
                      the evidence of nil and kvm keeps (default:
-                     $ENARX_SNP_SIM_DIR, else the simulator's default)
+                     $ENARX_SNP_SIM_DIR, else ~/.local/state/enarx/snp-sim)
   -h, --help         Show this help
 `;
 
@@ -70,7 +70,10 @@ function platformEvidence(simDir: string | undefined): EvidenceProvider {
       );
     }
     const { SnpSimulator } = await import("../runtime/attestation/snp_sim.ts");
-    const sim = await SnpSimulator.open(simDir);
+    const home = Deno.env.get("HOME") ?? "/tmp";
+    const dir = simDir ??
+      `${Deno.env.get("XDG_STATE_HOME") ?? `${home}/.local/state`}/enarx/snp-sim`;
+    const sim = await SnpSimulator.open(dir);
     const { report, certs } = await sim.report(reportData, {
       measurement: await wasmldrMeasurement(),
     });

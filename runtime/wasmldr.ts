@@ -131,8 +131,16 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     // Step 8: HTTPS, one workload.
     const upload = new UploadGate(sealed.token);
     const served = Promise.withResolvers<WorkloadResult>();
-    const handler = (request: Request) =>
-      handleRequest(request, { hello, upload, served, writer, options, stop: stop.signal, log });
+    const handler = (request: Request, info: Deno.ServeHandlerInfo) =>
+      handleRequest(request, info.completed, {
+        hello,
+        upload,
+        served,
+        writer,
+        options,
+        stop: stop.signal,
+        log,
+      });
     server = Deno.serve({
       hostname: "127.0.0.1",
       port: 0,
@@ -248,7 +256,11 @@ interface HandlerContext {
   log: (line: string) => void;
 }
 
-async function handleRequest(request: Request, context: HandlerContext): Promise<Response> {
+async function handleRequest(
+  request: Request,
+  completed: Promise<void>,
+  context: HandlerContext,
+): Promise<Response> {
   const url = new URL(request.url);
   if (url.pathname !== "/v1/workload") {
     return cborResponse(404, "not-found", `No endpoint "${url.pathname}"; use POST /v1/workload`);
@@ -303,7 +315,11 @@ async function handleRequest(request: Request, context: HandlerContext): Promise
   // Not awaited: the frame channel may be slower than the client, and the
   // writer keeps frames in order ("running" before "exited").
   context.writer.write({ t: "running" }).catch(() => {});
-  return new Response(outputStream(workload, config, request.signal, context), {
+  // `completed` rejects when the client disconnects before the output has
+  // all been delivered, even while the workload writes nothing: stop it then.
+  const gone = new AbortController();
+  completed.catch(() => gone.abort());
+  return new Response(outputStream(workload, config, gone.signal, context), {
     status: 200,
     headers: { "content-type": CBOR_SEQ_MEDIA_TYPE },
   });
@@ -319,8 +335,6 @@ function outputStream(
   const abort = new AbortController();
   const onStop = () => abort.abort();
   context.stop.addEventListener("abort", onStop, { once: true });
-  // Deno aborts the request's signal when the client disconnects, even while
-  // the workload writes nothing: stop it then.
   gone.addEventListener("abort", onStop, { once: true });
   const limits = context.hello.limits;
   return new ReadableStream<Uint8Array>({
