@@ -96,7 +96,7 @@ export class LocalKeepmgr {
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let buffered = "";
     const timeoutMs = options.startTimeoutMs ?? 30_000;
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const url = await Promise.race([
         (async () => {
