@@ -5,7 +5,7 @@ import { parseSnpReport } from "../runtime/attestation/snp_report.ts";
 import { DEFAULT_POLICY } from "../runtime/attestation/policy.ts";
 import type { VerificationResult } from "../runtime/attestation/result.ts";
 import { reversed, toHex } from "../runtime/attestation/_bytes.ts";
-import { X509Certificate } from "../runtime/_x509.ts";
+import { X509Certificate, X509CrlGenerator } from "../runtime/_x509.ts";
 import { EnarxError } from "../runtime/errors.ts";
 import { loadSample, SNP_SAMPLES } from "./_snp_samples.ts";
 
@@ -234,6 +234,58 @@ Deno.test("snp-sim: flipping any bit of a simulated report's signed region fails
     bytes[bit >> 3] ^= 1 << (bit & 7);
   }
   assert.deepEqual(survivors, []);
+});
+
+/** A CRL signed by the simulated ARK (AMD's KDS CRLs are signed by the ARK and list ASKs). */
+async function simCrl(serials: string[], thisUpdate: Date): Promise<Uint8Array> {
+  const s = await sim();
+  const state = JSON.parse(await Deno.readTextFile(`${stateDir}/${SNP_SIM_STATE_FILE}`));
+  const key = await crypto.subtle.importKey(
+    "pkcs8",
+    Uint8Array.from(atob(state.keys.ark), (c) => c.charCodeAt(0)),
+    { name: "RSA-PSS", hash: "SHA-384" },
+    false,
+    ["sign"],
+  );
+  const crl = await X509CrlGenerator.create({
+    issuer: new X509Certificate(s.arkDer).subject,
+    thisUpdate,
+    nextUpdate: new Date(thisUpdate.getTime() + 7 * 86400_000),
+    entries: serials.map((serialNumber) => ({ serialNumber, revocationDate: thisUpdate })),
+    signingAlgorithm: { name: "RSA-PSS", saltLength: 48 } as Algorithm,
+    signingKey: key,
+  });
+  return new Uint8Array(crl.rawData);
+}
+
+Deno.test("snp-sim: a CRL that revokes the ASK fails 'revocation'; one that does not passes", async () => {
+  const s = await sim();
+  const { report, certs } = await s.report(DATA, { measurement: MEASUREMENT });
+  const askSerial = new X509Certificate(s.askDer).serialNumber;
+  const issued = new Date(NOW.getTime() - 3600_000);
+  const revoking = await simCrl([askSerial], issued);
+  const r1 = await verifySnpReport(report, {
+    certs,
+    at: NOW,
+    trustSimulated: true,
+    crls: [revoking],
+  });
+  assert.deepEqual(failed(r1), ["revocation"]);
+  assert.match(r1.checks.find((c) => c.id === "revocation")!.detail!, /is revoked/);
+  const clean = await simCrl(["0badbeef"], issued);
+  const r2 = await verifySnpReport(report, { certs, at: NOW, trustSimulated: true, crls: [clean] });
+  assert.deepEqual(failed(r2), []);
+  assert.ok(r2.checks.some((c) => c.id === "revocation"));
+  // A CRL whose signature is broken is not believed.
+  const broken = clean.slice();
+  broken[broken.length - 5] ^= 1;
+  const r3 = await verifySnpReport(report, {
+    certs,
+    at: NOW,
+    trustSimulated: true,
+    crls: [broken],
+  });
+  assert.deepEqual(failed(r3), ["revocation"]);
 });
 
 globalThis.addEventListener("unload", () => {
