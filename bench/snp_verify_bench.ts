@@ -135,7 +135,7 @@ console.log(
 | what | median |
 | --- | --- |
 | verifySnpReport, warm (chain cached by bytes): Milan v2 report + VCEK | ${f(warm)} |
-| verifySnpReport, cold (parse VCEK, ASK, ARK; 3 RSA-PSS + 1 ECDSA verifications) | ${f(cold)} |
+| verifySnpReport, cold (parse VCEK, embedded ASKs/ARKs; RSA-PSS chain + ECDSA) | ${f(cold)} |
 | openssl verify (ARK → ASK → VCEK) + openssl dgst -verify (report), 2 processes | ${f(opensslMs)} |
 | snp-sim: sign one report (SnpSimulator.report) | ${f(sign)} |
 | verifySnpReport of an snp-sim report, warm | ${f(simVerify)} |`,
