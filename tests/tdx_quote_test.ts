@@ -487,3 +487,22 @@ Deno.test("tdx: a PEM chain that is not strictly PEM is malformed", async () => 
   });
   assert.equal((await verifyTdxQuote(padded, roots)).ok, true);
 });
+
+Deno.test("tdx: a certificate whose signature is re-encoded, not re-signed, is refused", async () => {
+  // @peculiar/x509 alone accepts these encodings of the same signature.
+  const chain = parseIntelQuote(SPR).pckChain!;
+  const leaf = chain[0];
+  assert.equal(leaf.length, 1269);
+  const edits: [string, number, number][] = [
+    ["BIT STRING unused bits 1", leaf.length - 72, 0x01],
+    ["ECDSA-Sig-Value tag 0xb0", leaf.length - 71, 0x80],
+    ["ECDSA-Sig-Value length 0x44", leaf.length - 70, 0x01],
+    ["outer AlgorithmIdentifier length 2", leaf.length - 85, 0x08],
+  ];
+  for (const [name, at, bit] of edits) {
+    const der = leaf.slice();
+    der[at] ^= bit;
+    const r = await attempt(withChain(SPR, [der, chain[1], chain[2]]), { at: AT });
+    assert.ok(r === "dataError" || failing(r).includes("pck-chain"), name);
+  }
+});

@@ -111,6 +111,122 @@ export function certificatesFromBytes(bytes: Uint8Array, what: string): Uint8Arr
   return pemCertificates(text.replaceAll("\r\n", "\n"), what);
 }
 
+// ---------------------------------------------------------------------------
+// Strict signature check. @peculiar/x509 tolerates a non-minimal ECDSA-Sig-Value
+// or BIT STRING, so the same signed certificate could be re-encoded in many
+// ways; here the outer structure, the algorithm and the signature must be
+// exactly DER (X.690 §10), and the outer signatureAlgorithm must equal the
+// signed one (RFC 5280 §4.1.1.2).
+
+interface Der {
+  tag: number;
+  start: number;
+  valueStart: number;
+  end: number;
+}
+
+/** Reads one DER element at `at`, refusing indefinite or non-minimal lengths. */
+function readDer(bytes: Uint8Array, at: number, limit: number): Der {
+  if (at + 2 > limit) throw new RangeError("DER truncated");
+  const tag = bytes[at];
+  let length = bytes[at + 1];
+  let valueStart = at + 2;
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    if (n === 0 || n > 3 || valueStart + n > limit || bytes[valueStart] === 0) {
+      throw new RangeError("DER length is not minimal");
+    }
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + bytes[valueStart + i];
+    if (length < 0x80) throw new RangeError("DER length is not minimal");
+    valueStart += n;
+  }
+  if (valueStart + length > limit) throw new RangeError("DER truncated");
+  return { tag, start: at, valueStart, end: valueStart + length };
+}
+
+/** ecdsa-with-SHA256/384/512 AlgorithmIdentifiers (RFC 5758 §3.2: no parameters). */
+const ECDSA_ALGORITHMS: [string, string][] = [
+  ["300a06082a8648ce3d040302", "SHA-256"],
+  ["300a06082a8648ce3d040303", "SHA-384"],
+  ["300a06082a8648ce3d040304", "SHA-512"],
+];
+
+function hexOf(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+/** A strict DER INTEGER that is positive, as unsigned big-endian bytes. */
+function positiveInteger(bytes: Uint8Array, el: Der): Uint8Array {
+  if (el.tag !== 0x02 || el.end === el.valueStart) throw new RangeError("Not an INTEGER");
+  const v = bytes.subarray(el.valueStart, el.end);
+  if (v[0] & 0x80) throw new RangeError("Negative INTEGER");
+  if (v[0] === 0 && (v.length === 1 || (v[1] & 0x80) === 0)) {
+    throw new RangeError("INTEGER is not minimal");
+  }
+  return v[0] === 0 ? v.subarray(1) : v;
+}
+
+/** The signed bytes, hash and raw r‖s (for `size`-byte scalars) of a certificate. */
+function signedPartsStrict(
+  der: Uint8Array,
+  size: number,
+): { tbs: Uint8Array; hash: string; signature: Uint8Array } {
+  const cert = readDer(der, 0, der.length);
+  if (cert.tag !== 0x30 || cert.end !== der.length) throw new RangeError("Not one SEQUENCE");
+  const tbs = readDer(der, cert.valueStart, cert.end);
+  const alg = readDer(der, tbs.end, cert.end);
+  const sig = readDer(der, alg.end, cert.end);
+  if (tbs.tag !== 0x30 || alg.tag !== 0x30 || sig.tag !== 0x03 || sig.end !== cert.end) {
+    throw new RangeError("Not a Certificate");
+  }
+  // tbsCertificate: [0] version, serialNumber, signature AlgorithmIdentifier, ...
+  let inner = readDer(der, tbs.valueStart, tbs.end);
+  if (inner.tag === 0xa0) inner = readDer(der, inner.end, tbs.end);
+  if (inner.tag !== 0x02) throw new RangeError("No serial number");
+  const tbsAlg = readDer(der, inner.end, tbs.end);
+  const algHex = hexOf(der.subarray(alg.start, alg.end));
+  if (algHex !== hexOf(der.subarray(tbsAlg.start, tbsAlg.end))) {
+    throw new RangeError("Outer and signed algorithms differ");
+  }
+  const hash = ECDSA_ALGORITHMS.find(([h]) => h === algHex)?.[1];
+  if (hash === undefined) throw new RangeError("Not an ECDSA signature");
+  if (der[sig.valueStart] !== 0) throw new RangeError("BIT STRING has unused bits");
+  const seq = readDer(der, sig.valueStart + 1, sig.end);
+  if (seq.tag !== 0x30 || seq.end !== sig.end) throw new RangeError("Not an ECDSA-Sig-Value");
+  const rEl = readDer(der, seq.valueStart, seq.end);
+  const sEl = readDer(der, rEl.end, seq.end);
+  if (sEl.end !== seq.end) throw new RangeError("Trailing bytes in ECDSA-Sig-Value");
+  const signature = new Uint8Array(2 * size);
+  for (const [i, el] of [rEl, sEl].entries()) {
+    const v = positiveInteger(der, el);
+    if (v.length > size) throw new RangeError("ECDSA scalar too large");
+    signature.set(v, (i + 1) * size - v.length);
+  }
+  return { tbs: der.subarray(tbs.start, tbs.end), hash, signature };
+}
+
+const CURVE_SIZES: Record<string, number> = { "P-256": 32, "P-384": 48, "P-521": 66 };
+const issuerKeys = new WeakMap<X509Certificate, Promise<CryptoKey>>();
+
+function issuerKey(issuer: X509Certificate): Promise<CryptoKey> {
+  let key = issuerKeys.get(issuer);
+  if (key === undefined) {
+    const namedCurve = (issuer.publicKey.algorithm as EcKeyAlgorithm).namedCurve;
+    key = crypto.subtle.importKey(
+      "spki",
+      issuer.publicKey.rawData,
+      { name: "ECDSA", namedCurve },
+      false,
+      ["verify"],
+    );
+    issuerKeys.set(issuer, key);
+  }
+  return key;
+}
+
 /** Whether `issuer`'s key made `subject`'s signature; memoised per pair of parsed certificates. */
 async function signedBy(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
   let memo = signatureMemo.get(subject);
@@ -122,7 +238,16 @@ async function signedBy(subject: X509Certificate, issuer: X509Certificate): Prom
   if (known !== undefined) return known;
   let ok: boolean;
   try {
-    ok = await subject.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+    const algorithm = issuer.publicKey.algorithm as EcKeyAlgorithm;
+    const size = algorithm.name === "ECDSA" ? CURVE_SIZES[algorithm.namedCurve] : undefined;
+    if (size === undefined) throw new RangeError("The issuer's key is not an ECDSA key");
+    const parts = signedPartsStrict(new Uint8Array(subject.rawData), size);
+    ok = await crypto.subtle.verify(
+      { name: "ECDSA", hash: parts.hash },
+      await issuerKey(issuer),
+      parts.signature.slice(),
+      parts.tbs.slice(),
+    );
   } catch {
     ok = false;
   }
