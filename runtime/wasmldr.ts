@@ -131,11 +131,14 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     // Step 8: HTTPS, one workload.
     const upload = new UploadGate(sealed.token);
     const served = Promise.withResolvers<WorkloadResult>();
+    // Settles when the one workload's response has reached the client (or failed to).
+    const delivered = Promise.withResolvers<void>();
     const handler = (request: Request, info: Deno.ServeHandlerInfo) =>
       handleRequest(request, info.completed, {
         hello,
         upload,
         served,
+        delivered,
         writer,
         options,
         stop: stop.signal,
@@ -169,6 +172,9 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
       return { exitStatus: ExitStatus.unavailable };
     }
     const result = ended;
+    // keepmgr may stop the keep as soon as it hears "exited": say it only once
+    // the client has the whole output (or has gone).
+    await Promise.race([delivered.promise, delay(10_000)]);
     await writer.write({ t: "exited", status: result.status, reason: result.reason });
     return { exitStatus: 0, result };
   } catch (error) {
@@ -250,6 +256,7 @@ interface HandlerContext {
   hello: HelloFrame;
   upload: UploadGate;
   served: PromiseWithResolvers<WorkloadResult>;
+  delivered: PromiseWithResolvers<void>;
   writer: FrameWriter;
   options: WasmldrOptions;
   stop: AbortSignal;
@@ -318,7 +325,10 @@ async function handleRequest(
   // `completed` rejects when the client disconnects before the output has
   // all been delivered, even while the workload writes nothing: stop it then.
   const gone = new AbortController();
-  completed.catch(() => gone.abort());
+  completed.then(() => context.delivered.resolve(), () => {
+    gone.abort();
+    context.delivered.resolve();
+  });
   return new Response(outputStream(workload, config, gone.signal, context), {
     status: 200,
     headers: { "content-type": CBOR_SEQ_MEDIA_TYPE },
@@ -370,6 +380,9 @@ function outputStream(
           signal: abort.signal,
         });
       } catch (error) {
+        context.log(
+          `the workload did not start: ${error instanceof Error ? error.message : error}`,
+        );
         const e = error instanceof EnarxError ? error : undefined;
         result = {
           status: e?.exitStatus ?? ExitStatus.internal,

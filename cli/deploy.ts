@@ -1,0 +1,267 @@
+/**
+ * `enarx deploy`: deploy a module to a keep on a host, after attestation
+ * (runtime/deploy_client.ts does the work; this file parses and prints).
+ *
+ * @module
+ */
+import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
+import { EnarxError, UsageError } from "../runtime/errors.ts";
+import {
+  deploy,
+  DeployError,
+  type DeployEvent,
+  type DeployResult,
+  type DeployStepRecord,
+} from "../runtime/deploy_client.ts";
+import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
+import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
+
+const HELP = `Usage: enarx deploy --keepmgr URL [OPTIONS] MODULE.wasm [-- ARGS...]
+
+Deploys a WebAssembly (WASI) module to a keep on the host that runs the
+keepmgr at URL. The keep proves what it is first: the evidence is verified
+against the policy (signature chain, measurement, TCB, debug off, and that it
+binds this deploy's nonce and the keep's sealing key) before anything else is
+sent. Then a one-use TLS key and upload token are sealed to the keep, the
+client connects pinning that key, uploads the workload, and prints its
+standard output and error as they arrive. Exits with the workload's status.
+
+Options:
+  --keepmgr URL               The host's keepmgr, e.g. https://host:8443 (required)
+  --backend NAME              nil, kvm, sev or auto (default auto: the keepmgr's choice)
+  --policy FILE               Attestation policy (TOML); default: refuse debug and
+                              migration, trust no simulated root, expect the
+                              measurement of this enarx's wasmldr
+  --wasmcfgfile FILE          Enarx.toml to send with the module
+  --env K=V                   Environment variable for the workload (repeatable)
+  --stdin FILE                Standard input for the workload ("-": this one's);
+                              default: empty
+  --insecure-allow-simulated  Accept evidence from the simulated SNP platform
+                              (nil and kvm keeps). It proves nothing about
+                              hardware; a warning is printed on every run
+  --keepmgr-ca FILE           Verify the keepmgr's TLS certificate against these
+                              PEM roots (default: not verified; see docs/security.md)
+  --timeout DURATION          Give up after this long (e.g. 30s, 5m): the keep is
+                              deleted and the status is 124
+  --json                      Print one JSON record (keep, backend, verified claims,
+                              checks, timings, exit status, base64 output)
+  -q, --quiet                 Do not print the steps on standard error
+  -h, --help                  Show this help
+
+Exit status: the workload's own; 1 attestation failed; 64 usage; 65/66 bad or
+missing input; 69 keepmgr or keep unavailable; 76 protocol error; 78 bad
+policy; 124 timed out.
+`;
+
+/** Largest workload output kept for --json, per stream. */
+const JSON_OUTPUT_LIMIT = 16 * 1024 * 1024;
+
+/** `enarx deploy`. */
+export const command: Command = {
+  name: "deploy",
+  summary: "Deploy a module to a keep on a host, after attestation",
+  async run(args: string[]): Promise<number> {
+    const { values, positionals } = parseCommandArgs("deploy", args, {
+      options: {
+        keepmgr: { type: "string" },
+        backend: { type: "string" },
+        policy: { type: "string" },
+        wasmcfgfile: { type: "string" },
+        env: { type: "string", multiple: true },
+        stdin: { type: "string" },
+        "insecure-allow-simulated": { type: "boolean" },
+        "keepmgr-ca": { type: "string" },
+        timeout: { type: "string" },
+        json: { type: "boolean" },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help) {
+      await printOut(HELP);
+      return 0;
+    }
+    if (values.keepmgr === undefined) {
+      throw new UsageError(`Missing --keepmgr URL; see "enarx deploy --help"`);
+    }
+    const [modulePath, ...workloadArgs] = positionals;
+    if (modulePath === undefined) {
+      throw new UsageError(`Missing the module to deploy; see "enarx deploy --help"`);
+    }
+    const backend = values.backend ?? "auto";
+    if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
+      throw new UsageError(
+        `Unknown backend "${backend}"; use one of ${BACKEND_NAMES.join(", ")}`,
+      );
+    }
+    const env: Record<string, string> = {};
+    for (const pair of values.env ?? []) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new UsageError(`--env "${pair}" is not K=V`);
+      env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+    const timeoutMs = values.timeout === undefined
+      ? undefined
+      : parseDuration(values.timeout, "--timeout");
+    const policy: Policy = values.policy === undefined
+      ? DEFAULT_POLICY
+      : await readPolicyFile(values.policy);
+    const keepmgrCaCerts = values["keepmgr-ca"] === undefined
+      ? undefined
+      : [await readText(values["keepmgr-ca"], "--keepmgr-ca")];
+    const module = await readBytes(modulePath, "module");
+    const config = values.wasmcfgfile === undefined
+      ? null
+      : await readText(values.wasmcfgfile, "--wasmcfgfile");
+    const stdin = values.stdin === undefined
+      ? new Uint8Array(0)
+      : values.stdin === "-"
+      ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
+      : await readBytes(values.stdin, "--stdin");
+
+    const json = values.json === true;
+    const progress = !json && values.quiet !== true;
+    const captured = { stdout: new Capture(), stderr: new Capture() };
+    const onStep = (event: DeployEvent) => {
+      // The simulated-evidence warning is printed on every run, whatever the flags.
+      if (event.kind === "warning") {
+        Deno.stderr.writeSync(new TextEncoder().encode(`enarx deploy: ${event.message}\n`));
+      } else if (progress && event.kind === "step-end") {
+        Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
+      }
+    };
+    let result: DeployResult;
+    try {
+      result = await deploy({ module, config, args: workloadArgs, env, stdin }, {
+        keepmgr: values.keepmgr,
+        backend,
+        policy,
+        allowSimulated: values["insecure-allow-simulated"] === true,
+        keepmgrCaCerts,
+        timeoutMs,
+        onStep,
+        onStdout: json ? (c) => captured.stdout.add(c) : (c) => writeAll(Deno.stdout, c),
+        onStderr: json ? (c) => captured.stderr.add(c) : (c) => writeAll(Deno.stderr, c),
+      });
+    } catch (error) {
+      if (json && error instanceof EnarxError) {
+        await printJson({
+          ok: false,
+          error: {
+            code: error.code,
+            message: error.message,
+            step: error instanceof DeployError ? error.step : undefined,
+          },
+          steps: error instanceof DeployError ? error.steps.map(stepJson) : [],
+        });
+        return error.exitStatus;
+      }
+      throw error;
+    }
+    if (json) {
+      await printJson({
+        ok: true,
+        keep: result.keep,
+        backend: result.backend,
+        simulated: result.simulated,
+        warnings: result.warnings,
+        verification: {
+          format: result.verification.format,
+          ok: result.verification.ok,
+          claims: result.verification.claims,
+          checks: result.verification.checks,
+        },
+        steps: result.steps.map(stepJson),
+        total_ms: round(result.totalMs),
+        status: result.status,
+        reason: result.reason,
+        message: result.message,
+        stdout: captured.stdout.base64(),
+        stderr: captured.stderr.base64(),
+        output_truncated: captured.stdout.truncated || captured.stderr.truncated,
+      });
+    } else {
+      if (result.message !== undefined) await printErr(`enarx deploy: ${result.message}\n`);
+      if (progress) {
+        await printErr(
+          `enarx deploy: keep ${result.keep} exited with status ${result.status} (${result.reason}) in ${
+            round(result.totalMs)
+          } ms\n`,
+        );
+      }
+    }
+    return result.status;
+  },
+};
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function stepJson(step: DeployStepRecord) {
+  return { ...step, ms: round(step.ms) };
+}
+
+/** One progress line: `[1-4] title: detail (12.3 ms)`. */
+export function formatStep(step: DeployStepRecord): string {
+  const mark = step.failed ? "FAILED " : "";
+  const detail = step.detail === undefined ? "" : `: ${step.detail}`;
+  return `enarx deploy: [${step.design}] ${mark}${step.title}${detail} (${round(step.ms)} ms)\n`;
+}
+
+class Capture {
+  #chunks: Uint8Array[] = [];
+  #size = 0;
+  truncated = false;
+
+  add(chunk: Uint8Array): void {
+    const room = JSON_OUTPUT_LIMIT - this.#size;
+    if (chunk.length > room) this.truncated = true;
+    const kept = chunk.subarray(0, Math.max(0, room));
+    if (kept.length > 0) {
+      this.#chunks.push(kept.slice());
+      this.#size += kept.length;
+    }
+  }
+
+  base64(): string {
+    let binary = "";
+    for (const chunk of this.#chunks) {
+      for (let i = 0; i < chunk.length; i += 0x8000) {
+        binary += String.fromCharCode(...chunk.subarray(i, i + 0x8000));
+      }
+    }
+    return btoa(binary);
+  }
+}
+
+async function writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
+  let at = 0;
+  while (at < bytes.length) at += await file.write(bytes.subarray(at));
+}
+
+/** Parses `500ms`, `30s`, `10m`, `1h` or plain seconds to milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (m === null || Number(m[1]) <= 0) {
+    throw new UsageError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 5m`);
+  }
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
+  return Number(m[1]) * unit;
+}
+
+async function readBytes(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (cause) {
+    throw new EnarxError(
+      "input-unreadable",
+      `Cannot read the ${what} "${path}": ${cause instanceof Error ? cause.message : cause}`,
+      { exit: "noInput", cause },
+    );
+  }
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  return new TextDecoder().decode(await readBytes(path, what));
+}
