@@ -8,7 +8,7 @@ import {
   verifyCoseSign1,
 } from "../runtime/attestation/cose.ts";
 import { EnarxError } from "../runtime/errors.ts";
-import type { VerificationResult } from "../runtime/attestation/result.ts";
+import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
 import {
   BasicConstraintsExtension,
   KeyUsageFlags,
@@ -44,7 +44,7 @@ async function attempt(
   try {
     return await verifyNitroDocument(evidence, options);
   } catch (error) {
-    assert.ok(error instanceof EnarxError, `threw a non-EnarxError: ${error}`);
+    assert.ok(error instanceof MalformedEvidenceError, `threw ${error}`);
     assert.equal(error.exitStatus, 65, `exit ${error.exitStatus}: ${error.message}`);
     return "dataError";
   }

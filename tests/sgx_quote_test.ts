@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { verifySgxQuote } from "../runtime/attestation/sgx_quote.ts";
 import { parseIntelQuote, SGX_REPORT_BODY } from "../runtime/attestation/intel_quote.ts";
 import { EnarxError } from "../runtime/errors.ts";
-import type { VerificationResult } from "../runtime/attestation/result.ts";
+import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
 import { buildQuote, makeTestPki } from "./_intel_quote_builder.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
@@ -28,7 +28,7 @@ async function attempt(
   try {
     return await verifySgxQuote(evidence, options);
   } catch (error) {
-    assert.ok(error instanceof EnarxError, `threw a non-EnarxError: ${error}`);
+    assert.ok(error instanceof MalformedEvidenceError, `threw ${error}`);
     assert.equal(error.exitStatus, 65, `exit ${error.exitStatus}: ${error.message}`);
     return "dataError";
   }

@@ -3,7 +3,7 @@ import { verifyTdxQuote } from "../runtime/attestation/tdx_quote.ts";
 import { verifySgxQuote } from "../runtime/attestation/sgx_quote.ts";
 import { parseIntelQuote } from "../runtime/attestation/intel_quote.ts";
 import { EnarxError } from "../runtime/errors.ts";
-import type { VerificationResult } from "../runtime/attestation/result.ts";
+import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
 import { buildQuote, makeTestPki, TEST_PCK_FACTS } from "./_intel_quote_builder.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
@@ -30,7 +30,7 @@ async function attempt(
   try {
     return await verifyTdxQuote(evidence, options);
   } catch (error) {
-    assert.ok(error instanceof EnarxError, `threw a non-EnarxError: ${error}`);
+    assert.ok(error instanceof MalformedEvidenceError, `threw ${error}`);
     assert.equal(error.exitStatus, 65, `exit ${error.exitStatus}: ${error.message}`);
     return "dataError";
   }

@@ -7,8 +7,7 @@
  * @module
  */
 import { BasicConstraintsExtension, X509Certificate } from "../_x509.ts";
-import { EnarxError } from "../errors.ts";
-import type { Check } from "./result.ts";
+import { type Check, MalformedEvidenceError } from "./result.ts";
 
 /** At most this many parsed certificates are kept for reuse. */
 const CACHE_LIMIT = 512;
@@ -36,12 +35,11 @@ export function certificateFromDer(der: Uint8Array, what: string): X509Certifica
     void [cert.subject, cert.issuer, cert.serialNumber, cert.notBefore, cert.notAfter];
     void [cert.publicKey.algorithm, cert.extensions.map((e) => e.type), cert.signature];
   } catch (error) {
-    throw new EnarxError(
-      "evidence-malformed",
+    throw new MalformedEvidenceError(
       `Cannot parse the ${what} as an X.509 certificate (${
         error instanceof Error ? error.message : String(error)
       }); the evidence is corrupt`,
-      { exit: "dataError", cause: error },
+      { cause: error },
     );
   }
   if (parsed.size >= CACHE_LIMIT) parsed.clear();
@@ -77,10 +75,8 @@ function strictBase64(text: string): Uint8Array | undefined {
  */
 export function pemCertificates(text: string, what: string): Uint8Array[] {
   const fail = (why: string) =>
-    new EnarxError(
-      "evidence-malformed",
+    new MalformedEvidenceError(
       `The ${what} is not a valid PEM certificate list: ${why}; the evidence is corrupt`,
-      { exit: "dataError" },
     );
   const body = text.replace(/\0+$/, "");
   const out: Uint8Array[] = [];

@@ -8,7 +8,7 @@
  * @module
  */
 import { decode, encode } from "cborg";
-import { EnarxError } from "../errors.ts";
+import { MalformedEvidenceError } from "./result.ts";
 
 /** CBOR tag of a COSE_Sign1 (RFC 9052 §2). */
 export const COSE_SIGN1_TAG = 18;
@@ -54,8 +54,8 @@ const DECODE_OPTIONS = {
   allowUndefined: false,
 } as const;
 
-function malformed(message: string, cause?: unknown): EnarxError {
-  return new EnarxError("evidence-malformed", message, { exit: "dataError", cause });
+function malformed(message: string, cause?: unknown): MalformedEvidenceError {
+  return new MalformedEvidenceError(message, { cause });
 }
 
 /** Decodes one CBOR item strictly (definite lengths, minimal encoding, no duplicate keys). */
@@ -74,7 +74,7 @@ export function decodeCborStrict(bytes: Uint8Array, what: string): unknown {
 
 /**
  * Parses a COSE_Sign1, tagged (`D2 84 …`) or untagged (`84 …`). Throws an
- * EnarxError (exit `dataError`) unless the input is an array of four items
+ * MalformedEvidenceError (exit `dataError`) unless the input is an array of four items
  * whose protected header, payload and signature are byte strings and whose
  * protected header (when not empty) is a CBOR map. The unprotected header is
  * returned as decoded; checking that it is a map is the caller's policy.

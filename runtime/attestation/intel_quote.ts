@@ -14,8 +14,8 @@
  * @module
  */
 import type { X509Certificate } from "../_x509.ts";
-import { EnarxError } from "../errors.ts";
-import type { Check, Claims } from "./result.ts";
+import { UsageError } from "../errors.ts";
+import { type Check, type Claims, MalformedEvidenceError } from "./result.ts";
 import {
   certificatesFromBytes,
   certificateSummary,
@@ -161,8 +161,8 @@ export interface IntelQuote {
   trailingBytes: number;
 }
 
-function malformed(message: string): EnarxError {
-  return new EnarxError("evidence-malformed", message, { exit: "dataError" });
+function malformed(message: string): MalformedEvidenceError {
+  return new MalformedEvidenceError(message);
 }
 
 /** Hex of bytes, lower case. */
@@ -262,7 +262,7 @@ const BODY_SIZES: Record<QuoteBodyType, number> = {
 
 /**
  * Parses an Intel DCAP quote (SGX v3; SGX or TDX v4; TDX v5). Throws an
- * EnarxError with exit status `dataError` for anything that is not a
+ * MalformedEvidenceError (exit status `dataError`) for anything that is not a
  * well-formed quote; trailing bytes after the signature data are allowed.
  */
 export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
@@ -648,7 +648,7 @@ export async function verifyQuoteSignatures(
   options: QuoteVerifyOptions,
 ): Promise<{ checks: Check[]; claims: Claims }> {
   if (!(options?.at instanceof Date) || Number.isNaN(options.at.getTime())) {
-    throw new EnarxError("usage", "A verification time (`at`) is required", { exit: "usage" });
+    throw new UsageError("A verification time (`at`) is required");
   }
   const checks: Check[] = [];
   const claims: Claims = {};

@@ -9,8 +9,14 @@
  *
  * @module
  */
-import { EnarxError } from "../errors.ts";
-import { type Check, type Claims, resultFromChecks, type VerificationResult } from "./result.ts";
+import { UsageError } from "../errors.ts";
+import {
+  type Check,
+  type Claims,
+  MalformedEvidenceError,
+  resultFromChecks,
+  type VerificationResult,
+} from "./result.ts";
 import {
   COSE_ALG_ES384,
   coseAlgorithm,
@@ -141,7 +147,7 @@ function check(id: string, description: string, ok: boolean, detail?: string): C
 /**
  * Verifies a Nitro attestation document as of `options.at`. Resolves to a
  * result listing the checks `cose`, `payload`, `signature`, `chain`, `root`,
- * `validity`, `timestamp` and `debug`; rejects with an EnarxError (exit
+ * `validity`, `timestamp` and `debug`; rejects with a MalformedEvidenceError (exit
  * status `dataError`) when the evidence is not a COSE_Sign1 with a CBOR map
  * payload.
  */
@@ -150,15 +156,13 @@ export async function verifyNitroDocument(
   options: NitroVerifyOptions,
 ): Promise<VerificationResult> {
   if (!(options?.at instanceof Date) || Number.isNaN(options.at.getTime())) {
-    throw new EnarxError("usage", "A verification time (`at`) is required", { exit: "usage" });
+    throw new UsageError("A verification time (`at`) is required");
   }
   const sign1: CoseSign1 = parseCoseSign1(evidence);
   const decoded = decodeCborStrict(sign1.payload, "Nitro attestation document payload");
   if (!(decoded instanceof Map)) {
-    throw new EnarxError(
-      "evidence-malformed",
+    throw new MalformedEvidenceError(
       "The Nitro attestation document's payload is not a CBOR map; the evidence is corrupt",
-      { exit: "dataError" },
     );
   }
   const checks: Check[] = [];

@@ -7,8 +7,7 @@
  *
  * @module
  */
-import { EnarxError } from "../errors.ts";
-import { resultFromChecks, type VerificationResult } from "./result.ts";
+import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "./result.ts";
 import {
   debugCheck,
   parseIntelQuote,
@@ -25,7 +24,7 @@ export type SgxVerifyOptions = QuoteVerifyOptions;
  * Verifies an SGX quote as of `options.at`. Resolves to a result listing the
  * checks `header`, `quote-signature`, `attestation-key-binding`,
  * `qe-report-signature`, `pck-chain`, `root`, `validity`, `pck-extension`,
- * `qe-identity` and `debug`; rejects with an EnarxError (exit status
+ * `qe-identity` and `debug`; rejects with a MalformedEvidenceError (exit status
  * `dataError`) when the evidence is not a well-formed SGX quote.
  */
 export async function verifySgxQuote(
@@ -34,10 +33,8 @@ export async function verifySgxQuote(
 ): Promise<VerificationResult> {
   const quote = parseIntelQuote(evidence);
   if (quote.teeType !== TEE_TYPE_SGX) {
-    throw new EnarxError(
-      "evidence-format",
+    throw new MalformedEvidenceError(
       `The evidence is a TDX quote (version ${quote.version}), not an SGX quote; use --format tdx`,
-      { exit: "dataError" },
     );
   }
   const { checks, claims } = await verifyQuoteSignatures(quote, options);

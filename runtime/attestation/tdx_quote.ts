@@ -7,8 +7,12 @@
  *
  * @module
  */
-import { EnarxError } from "../errors.ts";
-import { type Claims, resultFromChecks, type VerificationResult } from "./result.ts";
+import {
+  type Claims,
+  MalformedEvidenceError,
+  resultFromChecks,
+  type VerificationResult,
+} from "./result.ts";
 import {
   debugCheck,
   fieldBytes,
@@ -75,7 +79,7 @@ export function tdBodyClaims(body: Uint8Array): Claims {
  * Verifies a TDX quote as of `options.at`. Resolves to a result listing the
  * checks `header`, `quote-signature`, `attestation-key-binding`,
  * `qe-report-signature`, `pck-chain`, `root`, `validity`, `pck-extension`,
- * `qe-identity` and `debug`; rejects with an EnarxError (exit status
+ * `qe-identity` and `debug`; rejects with a MalformedEvidenceError (exit status
  * `dataError`) when the evidence is not a well-formed TDX quote.
  */
 export async function verifyTdxQuote(
@@ -84,10 +88,8 @@ export async function verifyTdxQuote(
 ): Promise<VerificationResult> {
   const quote = parseIntelQuote(evidence);
   if (quote.teeType !== TEE_TYPE_TDX) {
-    throw new EnarxError(
-      "evidence-format",
+    throw new MalformedEvidenceError(
       `The evidence is an SGX quote (version ${quote.version}), not a TDX quote; use --format sgx`,
-      { exit: "dataError" },
     );
   }
   const { checks, claims } = await verifyQuoteSignatures(quote, options);
