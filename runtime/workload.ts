@@ -423,6 +423,17 @@ function nearMemoryLimit(instance: Instance | undefined, limit: number): boolean
   return limit - size < Math.max(2 << 20, limit / 16);
 }
 
+/**
+ * The cause line of a trap message. wasmtime's message holds a backtrace
+ * and a "Caused by:" section; the cause is the line after it.
+ */
+export function trapReason(message: string): string {
+  const lines = message.split("\n").map((l) => l.trim());
+  const caused = lines.indexOf("Caused by:");
+  const cause = caused >= 0 ? lines.slice(caused + 1).find((l) => l) : lines.find((l) => l);
+  return (cause ?? message).replace(/^\d+: /, "").replace(/^wasm trap: /, "");
+}
+
 function classify(
   outcome: CallOutcome,
   context: { limits: WorkloadLimits; timedOut: boolean; instance: Instance | undefined },
@@ -466,7 +477,7 @@ function classify(
       return {
         status: ExitStatus.trap,
         reason: "trap",
-        message: `Workload trapped: ${trap.message.replace(/^wasm trap: /, "")}`,
+        message: `Workload trapped: ${trapReason(trap.message)}`,
         backtrace: trap.frames.map(formatFrame),
       };
     }
