@@ -131,6 +131,8 @@ export class DeployError extends EnarxError {
   readonly step: DeployStepId;
   /** The steps done so far, the failed one last. */
   steps: DeployStepRecord[] = [];
+  /** The failure without the step prefix. */
+  readonly reason: string;
   /** Makes an error for `step` with a stable code. */
   constructor(
     step: DeployStepId,
@@ -141,6 +143,7 @@ export class DeployError extends EnarxError {
     const design = DEPLOY_STEPS.find((s) => s.id === step)!.design;
     super(code, `Deploy step ${design} (${step}) failed: ${message}`, options);
     this.name = "DeployError";
+    this.reason = message;
     this.step = step;
   }
 }
@@ -373,7 +376,7 @@ export async function deploy(
     return result;
   } catch (error) {
     const failure = wrap(current, abort.signal.aborted ? abortError() : error);
-    end(failure.message, true);
+    end(failure.reason, true);
     failure.steps = steps;
     throw failure;
   } finally {

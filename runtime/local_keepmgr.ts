@@ -18,6 +18,8 @@ export interface LocalKeepmgrOptions {
   args?: string[];
   /** Receives each line the keepmgr logs (JSON lines) on standard error. */
   onLog?: (line: string) => void;
+  /** More environment variables for the keepmgr and so its keeps. */
+  env?: Record<string, string>;
   /** Time allowed to start, in milliseconds (default 30 s). */
   startTimeoutMs?: number;
 }
@@ -79,7 +81,7 @@ export class LocalKeepmgr {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { ENARX_SNP_SIM_DIR: simDir },
+      env: { ...options.env, ENARX_SNP_SIM_DIR: simDir },
     }).spawn();
     const onLog = options.onLog;
     const logsDone = (async () => {
