@@ -295,18 +295,21 @@ export async function runWorkload(
   workload: Workload,
   options: RunOptions = {},
 ): Promise<WorkloadResult> {
+  try {
+    return await run(workload, options);
+  } catch (error) {
+    if (error instanceof WasmtimeLoadError) throw wasmtimeUnavailable(error);
+    throw error;
+  }
+}
+
+async function run(workload: Workload, options: RunOptions): Promise<WorkloadResult> {
   const limits = workload.limits ?? {};
   const { bytes, origin } = await readWorkloadModule(workload);
   const preopens = guestPreopens(workload);
   for (const dir of preopens) await checkPreopen(dir);
 
-  let engine: Engine;
-  try {
-    engine = new Engine(engineOptionsFor(limits));
-  } catch (error) {
-    if (error instanceof WasmtimeLoadError) throw wasmtimeUnavailable(error);
-    throw error;
-  }
+  const engine = new Engine(engineOptionsFor(limits));
   const pipes: Pipe[] = [];
   const pumps: Pump[] = [];
   let store: Store | undefined;
@@ -401,9 +404,6 @@ export async function runWorkload(
     store.close();
     await Promise.all(pumps.map((p) => p.done));
     return result;
-  } catch (error) {
-    if (error instanceof WasmtimeLoadError) throw wasmtimeUnavailable(error);
-    throw error;
   } finally {
     if (timer !== undefined) clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
