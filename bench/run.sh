@@ -55,6 +55,8 @@ NCACHE="$SCRATCH/native"
 mkdir -p "$NCACHE"
 say() { printf '\nbench/run.sh: %s\n' "$*" >&2; }
 q() { printf '%q ' "$@"; }
+# The workloads time their own loop and print it to stderr: collect it per runner.
+g() { printf ' 2>>%q' "$R/guest-$1.txt"; }
 
 # --- Correctness first: every runner must agree, or the timings mean nothing.
 say "checking outputs"
@@ -101,13 +103,13 @@ cpu=()
 for size in small large; do
   mib=$SMALL_MIB
   [ "$size" = large ] && mib=$LARGE_MIB
-  cpu+=("native-$size" "" "$(q "$NATIVE" --cache "$NCACHE/sha256.cwasm" "$B/sha256.wasm" "$mib")")
-  cpu+=("enarx-$size" "" "$(q "$ENARX" run "$B/sha256.wasm" -- "$mib")")
+  cpu+=("native-$size" "" "$(q "$NATIVE" --cache "$NCACHE/sha256.cwasm" "$B/sha256.wasm" "$mib")$(g "cpu-native-$size")")
+  cpu+=("enarx-$size" "" "$(q "$ENARX" run "$B/sha256.wasm" -- "$mib")$(g "cpu-enarx-$size")")
 done
-cpu+=(native-epoch-large "" "$(q "$NATIVE" --epoch --cache "$NCACHE/sha256-epoch.cwasm" "$B/sha256.wasm" "$LARGE_MIB")")
-cpu+=(native-fuel-large "" "$(q "$NATIVE" --fuel 1000000000000000 --cache "$NCACHE/sha256-fuel.cwasm" "$B/sha256.wasm" "$LARGE_MIB")")
-cpu+=(enarx-fuel-large "" "$(q "$ENARX" run --fuel 1000000000000000 "$B/sha256.wasm" -- "$LARGE_MIB")")
-cpu+=(gcc-large "" "$(q "$B/sha256_native" "$LARGE_MIB")")
+cpu+=(native-epoch-large "" "$(q "$NATIVE" --epoch --cache "$NCACHE/sha256-epoch.cwasm" "$B/sha256.wasm" "$LARGE_MIB")$(g cpu-native-epoch-large)")
+cpu+=(native-fuel-large "" "$(q "$NATIVE" --fuel 1000000000000000 --cache "$NCACHE/sha256-fuel.cwasm" "$B/sha256.wasm" "$LARGE_MIB")$(g cpu-native-fuel-large)")
+cpu+=(enarx-fuel-large "" "$(q "$ENARX" run --fuel 1000000000000000 "$B/sha256.wasm" -- "$LARGE_MIB")$(g cpu-enarx-fuel-large)")
+cpu+=(gcc-large "" "$(q "$B/sha256_native" "$LARGE_MIB")$(g cpu-gcc-large)")
 "$T" "$CPU_RUNS" 1 "$R/cpu.json" "${cpu[@]}"
 
 # --- 3. stdout, into /dev/null and into a pipe.
@@ -119,8 +121,8 @@ for sink in null pipe; do
   for size in small large; do
     mib=$SMALL_MIB
     [ "$size" = large ] && mib=$LARGE_MIB
-    out+=("native-$size" "" "$(q "$NATIVE" --cache "$NCACHE/write_stdout.cwasm" "$B/write_stdout.wasm" "$mib") $redirect")
-    out+=("enarx-$size" "" "$(q "$ENARX" run "$B/write_stdout.wasm" -- "$mib") $redirect")
+    out+=("native-$size" "" "$(q "$NATIVE" --cache "$NCACHE/write_stdout.cwasm" "$B/write_stdout.wasm" "$mib")$(g "stdout-$sink-native-$size") $redirect")
+    out+=("enarx-$size" "" "$(q "$ENARX" run "$B/write_stdout.wasm" -- "$mib")$(g "stdout-$sink-enarx-$size") $redirect")
   done
   "$T" "$STDOUT_RUNS" 2 "$R/stdout-$sink.json" "${out[@]}"
 done
@@ -130,6 +132,7 @@ cat >"$R/meta.json" <<EOF
 {"date": "$(date)", "cpu": "$cpu_model", "nproc": $(nproc), "kernel": "$(uname -r)",
  "deno": "$("$DENO" --version | head -1)", "wasmtime": "$WASMTIME_VERSION",
  "loadavg": "$loadavg", "startupRuns": $STARTUP_RUNS, "cpuRuns": $CPU_RUNS, "stdoutRuns": $STDOUT_RUNS,
+ "cpuWarmup": 1, "stdoutWarmup": 2,
  "smallMib": $SMALL_MIB, "largeMib": $LARGE_MIB}
 EOF
 say "results in $R"
