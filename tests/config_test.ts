@@ -45,24 +45,35 @@ host = "/abs"
     { host: "/pkg/data", guest: "/data", readOnly: true },
     { host: "/abs", guest: "/abs", readOnly: false },
   ]);
-  const workload = { module: "/x/app.wasm", config, args: ["-v"], env: { RUST_LOG: "debug" } };
+  const workload = {
+    module: "/x/app.wasm",
+    config,
+    args: ["-v"],
+    env: { RUST_LOG: "debug" },
+  };
   assert.deepEqual(guestArgv(workload), ["app.wasm", "--mode", "serve", "-v"]);
   assert.deepEqual(guestEnv(workload), [
     ["RUST_LOG", "debug"],
     ["FD_COUNT", "3"],
     ["FD_NAMES", "stdin:stdout:log"],
   ]);
-  assert.deepEqual(guestPreopens({ ...workload, preopens: [{ host: "/h", guest: "/g" }] }), [
-    { host: "/pkg/data", guest: "/data", readOnly: true },
-    { host: "/abs", guest: "/abs", readOnly: false },
-    { host: "/h", guest: "/g" },
-  ]);
+  assert.deepEqual(
+    guestPreopens({ ...workload, preopens: [{ host: "/h", guest: "/g" }] }),
+    [
+      { host: "/pkg/data", guest: "/data", readOnly: true },
+      { host: "/abs", guest: "/abs", readOnly: false },
+      { host: "/h", guest: "/g" },
+    ],
+  );
 });
 
 Deno.test("config: fewer files close the rest; null files are allowed", () => {
   const config = parseEnarxConfig('[[files]]\nkind = "null"\n');
   assert.deepEqual(config.files, [{ kind: "null", name: "null" }]);
-  assert.deepEqual(guestEnv({ module: "m", config }), [["FD_COUNT", "1"], ["FD_NAMES", "null"]]);
+  assert.deepEqual(guestEnv({ module: "m", config }), [["FD_COUNT", "1"], [
+    "FD_NAMES",
+    "null",
+  ]]);
 });
 
 Deno.test("config: without a config the guest gets no FD_COUNT", () => {
@@ -72,7 +83,10 @@ Deno.test("config: without a config the guest gets no FD_COUNT", () => {
 Deno.test("config: errors name the problem", () => {
   const bad: [string, RegExp][] = [
     ['colour = "blue"', /unknown key "colour"/],
-    ['[[files]]\nkind = "stdin"\nmode = 1', /unknown key "mode" in \[\[files\]\] entry 1/],
+    [
+      '[[files]]\nkind = "stdin"\nmode = 1',
+      /unknown key "mode" in \[\[files\]\] entry 1/,
+    ],
     ['[[files]]\nkind = "pipe"', /kind "pipe"; expected one of null, stdin/],
     ['[[files]]\nkind = "stdin"\nname = "a:b"', /must not contain ":"/],
     ["args = 3", /args must be an array of strings/],
@@ -80,8 +94,14 @@ Deno.test("config: errors name the problem", () => {
     ["[env]\nA = 1", /env\.A must be a string/],
     ['steward = "http://plain"', /must be an https URL/],
     ['[[dirs]]\nguest = "/x"', /needs host/],
-    ['[[dirs]]\nhost = "/x"\nwritable = true', /unknown key "writable" in \[\[dirs\]\] entry 1/],
-    ['[[dirs]]\nhost = "/x"\nreadonly = "yes"', /readonly must be true or false/],
+    [
+      '[[dirs]]\nhost = "/x"\nwritable = true',
+      /unknown key "writable" in \[\[dirs\]\] entry 1/,
+    ],
+    [
+      '[[dirs]]\nhost = "/x"\nreadonly = "yes"',
+      /readonly must be true or false/,
+    ],
     ["args = [", /not valid TOML \(line 1/],
     ['[[files]]\nkind = "listen"\nname = "api"', /needs prot = "tcp" or "tls"/],
     ['[[files]]\nkind = "listen"\nprot = "tcp"', /\(listen\) needs a name/],
@@ -111,7 +131,9 @@ Deno.test("config: listen and connect are parsed, then refused as not yet suppor
       () => parseEnarxConfig(stdio + extra),
       (e: unknown) =>
         e instanceof ConfigUnsupportedError && e.exitStatus === 69 &&
-        /entry 4 \(kind "(listen|connect)"\) is not yet supported/.test(e.message),
+        /entry 4 \(kind "(listen|connect)"\) is not yet supported/.test(
+          e.message,
+        ),
     );
   }
   assert.throws(
@@ -128,7 +150,9 @@ Deno.test("config: loading a missing file is noInput", async () => {
       (e: unknown) => e instanceof EnarxError && e.exitStatus === 66,
     );
     await Deno.writeTextFile(join(dir, "Enarx.toml"), 'args = ["x"]\n');
-    assert.deepEqual((await loadEnarxConfig(join(dir, "Enarx.toml"))).args, ["x"]);
+    assert.deepEqual((await loadEnarxConfig(join(dir, "Enarx.toml"))).args, [
+      "x",
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -20,7 +20,10 @@ const WAT = `(module
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 42))))`;
 
-async function compileAndRun(engine: Engine, dir: string): Promise<[CacheOutcome, number]> {
+async function compileAndRun(
+  engine: Engine,
+  dir: string,
+): Promise<[CacheOutcome, number]> {
   let outcome: CacheOutcome | undefined;
   const wasm = new Uint8Array(wat2wasm(WAT));
   using module = await compileModule(engine, wasm, {
@@ -98,7 +101,10 @@ Deno.test("module cache: the key depends on the module and the engine configurat
   ].map((k) => k.join(","));
   assert.equal(new Set(keys).size, keys.length);
   using same = new Engine();
-  assert.deepEqual(await moduleCacheKey(same, wasm), await moduleCacheKey(plain, wasm));
+  assert.deepEqual(
+    await moduleCacheKey(same, wasm),
+    await moduleCacheKey(plain, wasm),
+  );
 });
 
 Deno.test("module cache: an unwritable directory only costs a recompile", async () => {
@@ -108,7 +114,10 @@ Deno.test("module cache: an unwritable directory only costs a recompile", async 
     await Deno.writeTextFile(file, "");
     using engine = new Engine();
     // A cache "directory" below a regular file can never be created.
-    assert.deepEqual(await compileAndRun(engine, join(file, "modules")), ["miss", 42]);
+    assert.deepEqual(await compileAndRun(engine, join(file, "modules")), [
+      "miss",
+      42,
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -41,3 +41,25 @@ for src in "$HERE"/rust/*.rs; do
   /usr/bin/rustc --target wasm32-wasi -O -C strip=debuginfo -o "$out.tmp" "$src"
   mv "$out.tmp" "$out"
 done
+
+# Real third-party WASI programs (tests/yowasp/package.json, pinned in its
+# package-lock.json; in a folder of their own because a package.json makes
+# Deno resolve its folder's configuration apart from deno.json): installed
+# with npm ci when missing or when the lock changed; clang's sysroot is
+# unpacked for preopening as /usr.
+YOWASP=$(cd "$HERE/../yowasp" && pwd)
+stamp="$YOWASP/node_modules/.enarx-lock"
+if ! { [ -f "$stamp" ] && cmp -s "$stamp" "$YOWASP/package-lock.json"; }; then
+  need npm "nodejs and npm"
+  say "npm ci --prefix tests/yowasp (@yowasp/yosys, @yowasp/clang: about 120 MB)"
+  npm ci --prefix "$YOWASP" --no-audit --no-fund --loglevel=error >&2
+  cp "$YOWASP/package-lock.json" "$stamp"
+fi
+usr="$OUT/yowasp-usr"
+tar="$YOWASP/node_modules/@yowasp/clang/gen/llvm-resources.tar"
+if ! fresh "$usr/.unpacked" "$tar"; then
+  say "unpacking clang's sysroot into build/yowasp-usr"
+  rm -rf "$usr" && mkdir -p "$usr"
+  tar -xf "$tar" -C "$usr"
+  touch "$usr/.unpacked"
+fi
