@@ -96,6 +96,14 @@ export const command: Command = {
         throw new UsageError(`--wasmldr-command must be a JSON array of strings`);
       }
     }
+    // nil keeps sign evidence with snp-sim; a keep's wasmldr may only read its
+    // state, so make the simulated chain here, once, and point keeps at it.
+    if (backends.includes("nil") && wasmldrCommand === undefined) {
+      const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ?? `${stateDir}/snp-sim`;
+      Deno.env.set("ENARX_SNP_SIM_DIR", simDir);
+      const { SnpSimulator } = await import("../runtime/attestation/snp_sim.ts");
+      await SnpSimulator.open(simDir);
+    }
     const keepTimeoutMs = parseDuration(values["keep-timeout"] ?? "10m", "--keep-timeout");
     const manager = await KeepManager.open({
       stateDir,
