@@ -26,8 +26,13 @@ const MAGIC = new TextEncoder().encode("ENARXCM1");
 /** magic(8) + key(32) + payload sha256(32) + payload length(8). */
 const HEADER_SIZE = 80;
 
-/** The default cache directory: $ENARX_CACHE/modules, else $XDG_CACHE_HOME/enarx/modules, else ~/.cache/enarx/modules. */
+/**
+ * The default cache directory: $ENARX_MODULE_CACHE, else $ENARX_CACHE/modules,
+ * else $XDG_CACHE_HOME/enarx/modules, else ~/.cache/enarx/modules.
+ */
 export function defaultModuleCacheDir(): string | undefined {
+  const explicit = Deno.env.get("ENARX_MODULE_CACHE");
+  if (explicit) return explicit;
   const enarx = Deno.env.get("ENARX_CACHE");
   if (enarx) return join(enarx, "modules");
   const xdg = Deno.env.get("XDG_CACHE_HOME");

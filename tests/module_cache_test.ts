@@ -131,7 +131,11 @@ Deno.test("module cache: text modules, invalid modules, default directory", () =
     (e: unknown) => e instanceof EnarxError && e.code === "module-invalid",
   );
   const saved = Deno.env.get("ENARX_CACHE");
+  const savedModules = Deno.env.get("ENARX_MODULE_CACHE");
   try {
+    Deno.env.set("ENARX_MODULE_CACHE", "/tmp/m");
+    assert.equal(defaultModuleCacheDir(), "/tmp/m");
+    Deno.env.delete("ENARX_MODULE_CACHE");
     Deno.env.set("ENARX_CACHE", "/tmp/enarx-cache-test");
     assert.equal(defaultModuleCacheDir(), "/tmp/enarx-cache-test/modules");
     Deno.env.delete("ENARX_CACHE");
@@ -143,5 +147,6 @@ Deno.test("module cache: text modules, invalid modules, default directory", () =
   } finally {
     if (saved === undefined) Deno.env.delete("ENARX_CACHE");
     else Deno.env.set("ENARX_CACHE", saved);
+    if (savedModules !== undefined) Deno.env.set("ENARX_MODULE_CACHE", savedModules);
   }
 });
