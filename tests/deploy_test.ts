@@ -157,9 +157,21 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
     const wat = `${dir}/streams.wat`;
     await Deno.writeTextFile(wat, STREAMS_WAT);
     const main = new URL("../cli/main.ts", import.meta.url).pathname;
+    const config = new URL("../deno.json", import.meta.url).pathname;
     const run = async (args: string[]) => {
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--allow-all", main, "deploy", "--keepmgr", mgr.url, ...args],
+        args: [
+          "run",
+          "--quiet",
+          "--allow-all",
+          "--config",
+          config,
+          main,
+          "deploy",
+          "--keepmgr",
+          mgr.url,
+          ...args,
+        ],
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
