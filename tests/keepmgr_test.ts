@@ -12,10 +12,27 @@ import {
   parseListKeepsResponse,
   parseShowKeepResponse,
 } from "../runtime/protocol/messages.ts";
+import { keepUnitName, systemdRunArgs } from "../runtime/systemd.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const FAKE = `${ROOT}tests/fake_wasmldr.ts`;
+
+/** Temporary state directories, removed when the test module ends. */
+const TEMP_DIRS: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of TEMP_DIRS) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* already gone */ }
+  }
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "enarx-keepmgr-test-" });
+  TEMP_DIRS.push(dir);
+  return dir;
+}
 
 function fakeCommand(mode: string, ...extra: string[]): string[] {
   return [DENO, "run", "-A", "--quiet", "--config", `${ROOT}deno.json`, FAKE, mode, ...extra];
@@ -32,7 +49,7 @@ interface Keepmgr {
 async function startKeepmgr(
   options: { mode?: string; stateDir?: string; args?: string[] } = {},
 ): Promise<Keepmgr> {
-  const stateDir = options.stateDir ?? await Deno.makeTempDir({ prefix: "enarx-keepmgr-test-" });
+  const stateDir = options.stateDir ?? await tempDir();
   const proc = new Deno.Command(DENO, {
     args: [
       "run",
@@ -442,7 +459,7 @@ Deno.test("keepmgr: keeps of a keepmgr killed with SIGKILL end by themselves", a
 });
 
 Deno.test("keepmgr: restart kills leftover keepldrs that are really ours, and only those", async () => {
-  const stateDir = await Deno.makeTempDir({ prefix: "enarx-keepmgr-test-" });
+  const stateDir = await tempDir();
   await Deno.mkdir(`${stateDir}/keeps`, { recursive: true });
   const leftoverId = "leftover0keep";
   const strangerId = "stranger0keep";
@@ -506,4 +523,57 @@ Deno.test("keepmgr: usage errors are one line with status 64", async () => {
     assert.match(stderr, /^enarx: [A-Z-]/);
     assert.equal(stderr.trim().split("\n").length, 1);
   }
+});
+
+Deno.test("keepmgr: --systemd without systemd as PID 1 is a clear error (status 69)", async () => {
+  if (Deno.readTextFileSync("/proc/1/comm").trim() === "systemd") return; // a real host
+  const stateDir = await tempDir();
+  const out = await new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      "--config",
+      `${ROOT}deno.json`,
+      `${ROOT}cli/main.ts`,
+      "keepmgr",
+      "--listen",
+      "127.0.0.1:0",
+      "--state-dir",
+      stateDir,
+      "--systemd",
+    ],
+    stdin: "null",
+  }).output();
+  assert.equal(out.code, 69);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /^enarx: Cannot run keeps as systemd units: PID 1 is ".*", not systemd; run keepmgr without --systemd/,
+  );
+});
+
+Deno.test("keepmgr: systemd-run gets the unit name, limits and the keepldr command", () => {
+  const args = systemdRunArgs(keepUnitName("abc"), ["enarx", "keepldr", "--keep", "abc"], {
+    memoryMax: 268435456,
+    runtimeMaxSec: 70.5,
+  });
+  assert.deepEqual(args.slice(0, 2), ["--unit", "enarx-keep-abc"]);
+  for (const flag of ["--collect", "--pipe", "--wait"]) assert.ok(args.includes(flag), flag);
+  assert.ok(args.includes("MemoryMax=268435456"));
+  assert.ok(args.includes("RuntimeMaxSec=71"));
+  assert.deepEqual(args.slice(args.indexOf("--")), ["--", "enarx", "keepldr", "--keep", "abc"]);
+});
+
+Deno.test("keepmgr: dist/enarx-keepmgr.service is a unit that runs keepmgr with a state directory", () => {
+  const unit = Deno.readTextFileSync(`${ROOT}dist/enarx-keepmgr.service`);
+  assert.match(
+    unit,
+    /^ExecStart=\/usr\/local\/bin\/enarx keepmgr --listen \S+ --state-dir \$\{STATE_DIRECTORY\}/m,
+  );
+  assert.match(unit, /^StateDirectory=enarx-keepmgr$/m);
+  assert.match(unit, /^NoNewPrivileges=yes$/m);
+  assert.match(unit, /^WantedBy=multi-user.target$/m);
+  for (const section of ["[Unit]", "[Service]", "[Install]"]) assert.ok(unit.includes(section));
+  // MemoryDenyWriteExecute would break V8's JIT.
+  assert.doesNotMatch(unit, /MemoryDenyWriteExecute/);
 });
