@@ -266,11 +266,24 @@ function wasiFailure(error: unknown): EnarxError {
   return new EnarxError("wasi-config", why, { exit: "noInput", cause: error });
 }
 
-function engineOptionsFor(limits: WorkloadLimits): EngineOptions {
+function engineOptionsFor(limits: WorkloadLimits, interruptible: boolean): EngineOptions {
   return {
     optLevel: "speed",
-    epochInterruption: limits.timeoutMs !== undefined,
+    epochInterruption: interruptible,
     consumeFuel: limits.fuel !== undefined,
+  };
+}
+
+/** How long a guest may stay in a host call after its deadline before it is abandoned. */
+const ABANDON_GRACE_MS = 1000;
+
+function abandonedResult(limits: WorkloadLimits): WorkloadResult {
+  const after = limits.timeoutMs === undefined ? "" : ` of ${describeTimeout(limits.timeoutMs)}`;
+  return {
+    status: ExitStatus.timeout,
+    reason: "timeout",
+    message:
+      `Workload ran past its timeout${after} while blocked in a host call, and was abandoned`,
   };
 }
 
@@ -309,7 +322,8 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
   const preopens = guestPreopens(workload);
   for (const dir of preopens) await checkPreopen(dir);
 
-  const engine = new Engine(engineOptionsFor(limits));
+  const interruptible = limits.timeoutMs !== undefined || options.signal !== undefined;
+  const engine = new Engine(engineOptionsFor(limits, interruptible));
   const pipes: Pipe[] = [];
   const pumps: Pump[] = [];
   let store: Store | undefined;
@@ -317,9 +331,17 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
   let linker: Linker | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
+  // A guest blocked in a host call (e.g. reading a stdin that never ends)
+  // does not see the epoch; after a grace period it is abandoned.
+  let abandoned = false;
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  let onStuck: () => void = () => {};
+  const stuck = new Promise<"stuck">((resolve) => onStuck = () => resolve("stuck"));
   const onAbort = () => {
+    if (timedOut) return;
     timedOut = true;
     engine.incrementEpoch();
+    graceTimer = setTimeout(onStuck, ABANDON_GRACE_MS);
   };
   try {
     module = await compileModule(engine, bytes, { cacheDir: options.cacheDir, origin });
@@ -382,19 +404,24 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
       store.setLimits({ memorySize: limits.maxMemoryBytes });
     }
     if (limits.fuel !== undefined) store.setFuel(BigInt(limits.fuel));
-    if (limits.timeoutMs !== undefined) {
-      store.setEpochDeadline(1n);
-      timer = setTimeout(onAbort, limits.timeoutMs);
-    }
+    if (interruptible) store.setEpochDeadline(1n);
+    if (limits.timeoutMs !== undefined) timer = setTimeout(onAbort, limits.timeoutMs);
     if (options.signal) {
       if (options.signal.aborted) onAbort();
       options.signal.addEventListener("abort", onAbort, { once: true });
     }
 
-    const instantiated = await linker.instantiate(store, module);
+    const instantiated = await Promise.race([linker.instantiate(store, module), stuck]);
     let result: WorkloadResult;
-    if ("instance" in instantiated) {
-      const outcome = await instantiated.instance.callNonblocking("_start");
+    if (instantiated === "stuck") {
+      abandoned = true;
+      return abandonedResult(limits);
+    } else if ("instance" in instantiated) {
+      const outcome = await Promise.race([instantiated.instance.callNonblocking("_start"), stuck]);
+      if (outcome === "stuck") {
+        abandoned = true;
+        return abandonedResult(limits);
+      }
       result = classify(outcome, { limits, timedOut, instance: instantiated.instance });
     } else {
       result = classify(instantiated.failed, { limits, timedOut, instance: undefined });
@@ -406,13 +433,19 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
     return result;
   } finally {
     if (timer !== undefined) clearTimeout(timer);
+    if (graceTimer !== undefined) clearTimeout(graceTimer);
     options.signal?.removeEventListener("abort", onAbort);
     for (const pipe of pipes) pipe.close();
-    store?.close();
-    await Promise.allSettled(pumps.map((p) => p.done));
-    linker?.close();
-    module?.close();
-    engine.close();
+    // An abandoned guest's worker thread still uses the store, module and
+    // engine: they are leaked on purpose, and its output pumps end with the
+    // process.
+    if (!abandoned) {
+      store?.close();
+      await Promise.allSettled(pumps.map((p) => p.done));
+      linker?.close();
+      module?.close();
+      engine.close();
+    }
   }
 }
 

@@ -121,6 +121,19 @@ Deno.test("run: --timeout stops an endless loop with status 124", async () => {
   assertOneLine(r.stderr, /timeout of 300 ms/);
 });
 
+Deno.test("run: --timeout also ends a guest blocked reading a stdin that never ends", async () => {
+  const child = new Deno.Command(`${ROOT}enarx`, {
+    args: ["run", "--timeout", "200ms", PROBE, "echo"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = await child.output(); // stdin stays open throughout
+  await child.stdin.close().catch(() => {});
+  assert.equal(out.code, 124);
+  assertOneLine(new TextDecoder().decode(out.stderr), /blocked in a host call, and was abandoned/);
+});
+
 Deno.test("run: --fuel stops a long computation with status 125, and enough fuel finishes", async () => {
   const starved = await enarx(["run", "--fuel", "100000", PROBE, "spin", "100000000"]);
   assert.equal(starved.code, 125);
@@ -333,6 +346,15 @@ Deno.test("runWorkload: argv, env, config and limits", async () => {
   );
   assert.equal(name.status, 0);
   assert.equal(new TextDecoder().decode(out[0]), "argv[0]=main.wasm\nargv[1]=args\n");
+});
+
+Deno.test("runWorkload: an AbortSignal stops the guest like a timeout", async () => {
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 100);
+  const result = await runWorkload({ module: PROBE, args: ["loop"] }, {
+    signal: controller.signal,
+  });
+  assert.deepEqual([result.status, result.reason], [124, "timeout"]);
 });
 
 Deno.test("runWorkload: bad input rejects with EnarxError, and a sink's error is reported", async () => {
