@@ -6,7 +6,6 @@
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { ExitStatus, UsageError } from "../runtime/errors.ts";
-import { loadEnarxConfig } from "../runtime/config.ts";
 import { runBackend, runBackendNames, runInKeep } from "../runtime/keep.ts";
 import { defaultModuleCacheDir } from "../runtime/module_cache.ts";
 import type { Preopen, Workload } from "../runtime/workload.ts";
@@ -171,9 +170,10 @@ export const command: Command = {
       args: guest,
       env: Object.fromEntries((values.env ?? []).map(parseEnvOption)),
       preopens: (values.dir ?? []).map(parseDirOption),
+      // Loaded on demand: the TOML parser is not needed to start most runs.
       config: values.wasmcfgfile === undefined
         ? undefined
-        : await loadEnarxConfig(values.wasmcfgfile),
+        : await (await import("../runtime/config.ts")).loadEnarxConfig(values.wasmcfgfile),
       limits: {
         timeoutMs: values.timeout === undefined ? undefined : parseDuration(values.timeout),
         maxMemoryBytes: values["max-memory"] === undefined
