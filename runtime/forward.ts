@@ -24,6 +24,7 @@ export class TcpForward {
   #targetPort: number;
   #maxConnections: number;
   #conns = new Set<Deno.TcpConn>();
+  #pairs = new Set<Promise<void>>();
   #closed = false;
   #accepting: Promise<void>;
 
@@ -69,7 +70,9 @@ export class TcpForward {
         conn.close();
         continue;
       }
-      this.#forward(conn);
+      const pair = this.#forward(conn);
+      this.#pairs.add(pair);
+      pair.finally(() => this.#pairs.delete(pair));
     }
   }
 
@@ -98,11 +101,24 @@ export class TcpForward {
     }
   }
 
-  /** Stops listening and closes every forwarded connection. Safe to call twice. */
-  async close(): Promise<void> {
+  /**
+   * Stops listening and closes every forwarded connection. With `drainMs`,
+   * first lets open connections finish relaying what is in flight (a keep
+   * that has exited may have just written its last bytes) for up to that
+   * long. Safe to call twice.
+   */
+  async close(options: { drainMs?: number } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     closeQuietly(this.#listener);
+    if (options.drainMs !== undefined && options.drainMs > 0 && this.#pairs.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.#pairs]),
+        new Promise((resolve) => timer = setTimeout(resolve, options.drainMs)),
+      ]);
+      clearTimeout(timer);
+    }
     for (const conn of this.#conns) closeQuietly(conn);
     this.#conns.clear();
     await this.#accepting;

@@ -514,7 +514,9 @@ export class KeepManager {
   async #free(keep: Keep, graceful: boolean): Promise<void> {
     for (const id of keep.timers) clearTimeout(id);
     keep.timers.clear();
-    await keep.forward?.close();
+    // A keep that exited may have written its last output just now: let the
+    // forward relay it before closing.
+    await keep.forward?.close({ drainMs: graceful ? 2_000 : 0 });
     keep.forward = undefined;
     if (keep.proc !== undefined) {
       if (graceful) {
