@@ -21,7 +21,8 @@ it happens with its timing, and stops the keepmgr.
 This machine has no TEE, so the keep is a sandboxed process and its evidence
 comes from snp-sim, a software stand-in for AMD's secure processor. The demo
 accepts that evidence as "enarx deploy --insecure-allow-simulated" would; a
-real deploy refuses it.
+real deploy refuses it. The simulated chain is made on the first run (a few
+seconds) and kept in $ENARX_SNP_SIM_DIR, else ~/.cache/enarx/demo-snp-sim.
 
 Options:
   -h, --help  Show this help
@@ -68,7 +69,12 @@ export const command: Command = {
     const hostEvents: { msg: string; at: number }[] = [];
     const started = performance.now();
     say("Starting a local keepmgr on 127.0.0.1 with a temporary state directory...");
+    // The simulated chain (two RSA-4096 keys) is made once and kept in the cache.
+    const home = Deno.env.get("HOME") ?? "/tmp";
+    const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ??
+      `${Deno.env.get("XDG_CACHE_HOME") ?? `${home}/.cache`}/enarx/demo-snp-sim`;
     await using keepmgr = await LocalKeepmgr.start({
+      simDir,
       onLog: (line) => {
         try {
           const entry = JSON.parse(line);

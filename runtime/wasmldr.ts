@@ -175,6 +175,9 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     // keepmgr may stop the keep as soon as it hears "exited": say it only once
     // the client has the whole output (or has gone).
     await Promise.race([delivered.promise, delay(10_000)]);
+    // And once our end of the connection is closed, so that a forward that
+    // keepmgr tears down on "exited" has already seen everything.
+    await Promise.race([server.shutdown(), delay(2_000)]);
     await writer.write({ t: "exited", status: result.status, reason: result.reason });
     return { exitStatus: 0, result };
   } catch (error) {

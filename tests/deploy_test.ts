@@ -248,3 +248,32 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
       e instanceof DeployError && e.step === "create" && e.code === "keepmgr-unreachable",
   );
 });
+
+Deno.test("enarx demo: a local keepmgr, the ten steps, the example's output, exit 0, nothing left", async () => {
+  const tag = crypto.randomUUID();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-all",
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+      new URL("../cli/main.ts", import.meta.url).pathname,
+      "demo",
+    ],
+    env: { ENARX_SNP_SIM_DIR: SIM_DIR, ENARX_TEST_TAG: tag },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = decoder.decode(out.stdout);
+  assert.equal(out.code, 0, text + decoder.decode(out.stderr));
+  for (const step of [" 1.", " 2.", " 3.", " 4.", " 5.", " 6.", " 7.", " 8.", " 9.", "10."]) {
+    assert.ok(text.includes(`\n${step}  `), `step ${step} missing:\n${text}`);
+  }
+  assert.match(text, /stdout: Hello from a WebAssembly keep!/);
+  assert.match(text, /SIMULATED/);
+  assert.match(text, /Stopped the keepmgr/);
+  assert.ok(await eventually(() => taggedProcessesWith(tag, "keepmgr").length === 0));
+  assert.ok(await eventually(() => taggedProcessesWith(tag, "wasmldr").length === 0));
+});

@@ -154,3 +154,87 @@ Deno.test("http1 client: content-length reply and error statuses", async () => {
     new Uint8Array([1, 2, 3]),
   );
 });
+
+/** An in-memory stream that replies with fixed bytes, in pieces. */
+function scripted(reply: string, pieceSize = 7) {
+  const bytes = new TextEncoder().encode(reply);
+  let at = 0;
+  let written = "";
+  let closed = false;
+  return {
+    read(p: Uint8Array): Promise<number | null> {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(pieceSize, p.length, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+    write(p: Uint8Array): Promise<number> {
+      written += new TextDecoder().decode(p);
+      return Promise.resolve(p.length);
+    },
+    close() {
+      closed = true;
+    },
+    written: () => written,
+    closed: () => closed,
+  };
+}
+
+Deno.test("http1 client: chunked bodies with extensions and trailers, 100 Continue, read to close", async () => {
+  const chunked = scripted(
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n" +
+      "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n",
+  );
+  const res = await http1Request(chunked, {
+    method: "POST",
+    path: "/p",
+    host: "h",
+    body: new Uint8Array([1]),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-a"), "1, 2");
+  assert.equal(await readAll(res.body), "hello world");
+  assert.ok(chunked.closed());
+  assert.match(chunked.written(), /^POST \/p HTTP\/1\.1\r\nhost: h\r\ncontent-length: 1\r\n/);
+
+  const untilClose = scripted("HTTP/1.0 200 OK\r\n\r\nall of it");
+  const res2 = await http1Request(untilClose, { method: "GET", path: "/", host: "h" });
+  assert.equal(await readAll(res2.body), "all of it");
+});
+
+Deno.test("http1 client: malformed replies are http-protocol errors, never hangs", async () => {
+  const bad = [
+    "SMTP ready\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    "HTTP/1.1 200 OK\r\n", // closed in the headers
+  ];
+  for (const reply of bad) {
+    await assert.rejects(
+      http1Request(scripted(reply), { method: "GET", path: "/", host: "h" }),
+      (e: unknown) => e instanceof EnarxError && e.code === "http-protocol",
+      JSON.stringify(reply),
+    );
+  }
+  const badBodies = [
+    "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX",
+  ];
+  for (const reply of badBodies) {
+    const res = await http1Request(scripted(reply), { method: "GET", path: "/", host: "h" });
+    await assert.rejects(
+      readAll(res.body),
+      (e: unknown) => e instanceof EnarxError && e.code === "http-protocol",
+      JSON.stringify(reply),
+    );
+  }
+  await assert.rejects(
+    http1Request(scripted("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"), {
+      method: "GET",
+      path: "/",
+      host: "h",
+    }),
+    (e: unknown) => e instanceof EnarxError && e.code === "http-protocol",
+  );
+});
