@@ -258,9 +258,11 @@ export class KeepManager {
       await this.#writeRecord({ keep: id, pid: proc.pid, unit: proc.unit, created: keep.created });
       keep.writer = new FrameWriter(proc.stdin);
       keep.reader = new FrameReader(proc.stdout, { peer: "keepldr" });
-      this.#pumpFrames(keep);
+      const pumping = this.#pumpFrames(keep);
       this.#pumpStderr(keep, proc.stderr);
-      proc.status.then((s) => {
+      proc.status.then(async (s) => {
+        // Its last frames ("exited") may still be in the pipe: read them first.
+        await Promise.race([pumping, delay(1_000)]);
         const how = s.signal !== null
           ? `was killed by ${s.signal}`
           : `exited with status ${s.code}`;
