@@ -4,9 +4,16 @@
  * `[Symbol.dispose]`; nothing here decides policy (limits, exit statuses,
  * messages for people), which belongs to runtime/.
  *
- * The library is loaded from the path in the `ENARX_LIBWASMTIME` environment
- * variable (set by ./enarx and tools/bootstrap.sh) or given to
- * {@link loadWasmtime}.
+ * The library is loaded from the path given to {@link loadWasmtime}; where
+ * that path comes from is runtime/'s business (runtime/libwasmtime_path.ts).
+ *
+ * Symbols are bound without Deno's per-symbol fast-call trampolines: the
+ * library is opened with every symbol as a `pointer` static (its address,
+ * about 4 µs each), and each function is called through a
+ * `Deno.UnsafeFnPointer` (about 1 µs a call). Binding the 68 functions the
+ * usual way costs 40-170 µs per synchronous symbol, about 5 ms in all, which
+ * is a third of enarx's start-up budget; enarx makes a few hundred calls per
+ * run, so the slower calls cost well under a millisecond.
  *
  * @module
  */
@@ -33,7 +40,7 @@ export class WasmtimeFfiError extends Error {
   }
 }
 
-/** Raised by {@link loadWasmtime} when the library path is unset or unusable. */
+/** Raised by {@link loadWasmtime} when the library path is missing or unusable. */
 export class WasmtimeLoadError extends Error {
   /** Makes a load error. */
   constructor(message: string) {
@@ -46,37 +53,67 @@ let loaded: { lib: Lib; path: string } | undefined;
 let libc: Libc | undefined;
 
 /**
- * Opens libwasmtime once per process. `path` defaults to the
- * `ENARX_LIBWASMTIME` environment variable.
+ * Binds `symbols` of the library at `path`: opens it with each symbol as a
+ * `pointer` static (the symbol's address) and wraps each address in a
+ * `Deno.UnsafeFnPointer` with the symbol's definition. Same result as
+ * `Deno.dlopen(path, symbols).symbols`, without compiling a trampoline per
+ * symbol.
+ */
+function bindSymbols<S extends Record<string, Deno.ForeignFunction>>(
+  path: string,
+  symbols: S,
+): Deno.DynamicLibrary<S>["symbols"] {
+  const statics: Record<string, Deno.ForeignStatic<"pointer">> = {};
+  for (const [key, def] of Object.entries(symbols)) {
+    statics[key] = { name: def.name ?? key, type: "pointer" };
+  }
+  const addresses = Deno.dlopen(path, statics).symbols as Record<string, Deno.PointerValue>;
+  const bound: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(symbols)) {
+    const address = addresses[key];
+    if (address === null) throw new Error(`Symbol "${def.name ?? key}" has a null address`);
+    const { name: _name, ...definition } = def;
+    const fn = new Deno.UnsafeFnPointer(address as Deno.PointerObject<never>, definition);
+    bound[key] = fn.call.bind(fn);
+  }
+  return bound as Deno.DynamicLibrary<S>["symbols"];
+}
+
+/** Whether {@link loadWasmtime} has loaded the library in this process. */
+export function wasmtimeLoaded(): boolean {
+  return loaded !== undefined;
+}
+
+/**
+ * Opens libwasmtime once per process, from `path`; later calls return the
+ * library already open (and need no path). Throws WasmtimeLoadError when no
+ * library is open and no path is given, or when it cannot be opened.
  */
 export function loadWasmtime(path?: string): Lib {
   if (loaded) return loaded.lib;
-  const file = path ?? Deno.env.get("ENARX_LIBWASMTIME");
-  if (!file) {
+  if (!path) {
     throw new WasmtimeLoadError(
-      "ENARX_LIBWASMTIME is not set; run enarx through ./enarx, or set it to the path of libwasmtime.so",
+      "libwasmtime is not loaded; give loadWasmtime the path of libwasmtime.so first",
     );
   }
   try {
-    Deno.statSync(file);
+    Deno.statSync(path);
   } catch {
-    throw new WasmtimeLoadError(
-      `Cannot find libwasmtime at "${file}" (ENARX_LIBWASMTIME); run ./enarx once to fetch it`,
-    );
+    throw new WasmtimeLoadError(`Cannot find libwasmtime at "${path}"`);
   }
-  let dl;
+  let lib;
   try {
-    dl = Deno.dlopen(file, WASMTIME_SYMBOLS);
+    lib = bindSymbols(path, WASMTIME_SYMBOLS);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
-    throw new WasmtimeLoadError(`Cannot load libwasmtime "${file}": ${why}`);
+    throw new WasmtimeLoadError(`Cannot load libwasmtime "${path}": ${why}`);
   }
-  loaded = { lib: dl.symbols, path: file };
-  return dl.symbols;
+  loaded = { lib, path };
+  return lib;
 }
 
 function loadLibc(): Libc {
-  libc ??= Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
+  libc ??= bindSymbols("libc.so.6", LIBC_SYMBOLS);
   return libc;
 }
 

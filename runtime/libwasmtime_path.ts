@@ -1,5 +1,6 @@
 /**
- * Finds the libwasmtime shared library that `ffi/wasmtime.ts` loads.
+ * Finds the libwasmtime shared library that `ffi/wasmtime.ts` loads, and
+ * loads it ({@linkcode loadLibwasmtime}).
  *
  * In order: the `ENARX_LIBWASMTIME` environment variable (set by `./enarx`
  * in a checkout); the copy embedded in a `deno compile`d binary by
@@ -7,8 +8,8 @@
  * `$XDG_CACHE_HOME/enarx/wasmtime-<version>-<sha256 prefix>/libwasmtime.so`
  * (written to a temporary name, checked against its sha256, then renamed, so
  * a crash or a concurrent start never leaves a half-written library); the
- * checkout's own cache (`$ENARX_CACHE` or `.cache/`, where tools/bootstrap.sh
- * puts it). Anything else is a clear error.
+ * cache where tools/bootstrap.sh puts it (`$ENARX_CACHE`, else
+ * `$XDG_CACHE_HOME/enarx`, else the checkout's `.cache/`). Anything else is a clear error.
  *
  * `dlopen` needs a real file, which is why the embedded copy, which lives in
  * the compiled binary's virtual file system, is extracted rather than used in
@@ -16,6 +17,7 @@
  *
  * @module
  */
+import { loadWasmtime, wasmtimeLoaded } from "../ffi/wasmtime.ts";
 import { EnarxError } from "./errors.ts";
 import { WASMTIME_VERSION } from "./version.ts";
 
@@ -36,7 +38,7 @@ export interface LibwasmtimePathOptions {
   standalone?: boolean;
   /** The directory that holds the embedded copy and its `.sha256`. */
   embeddedDir?: URL;
-  /** The checkout's cache directory (default `$ENARX_CACHE` or `.cache/`). */
+  /** tools/bootstrap.sh's cache directory (default `$ENARX_CACHE`, `$XDG_CACHE_HOME/enarx`, `.cache/`). */
   checkoutCache?: string;
 }
 
@@ -68,14 +70,36 @@ export async function libwasmtimePath(options: LibwasmtimePathOptions = {}): Pro
       return await extractEmbedded(embedded, cacheHome(getEnv));
     }
   }
-  const checkoutCache = options.checkoutCache ?? getEnv("ENARX_CACHE") ??
-    decodeURIComponent(new URL(".cache", REPO_ROOT).pathname);
+  const checkoutCache = options.checkoutCache ?? bootstrapCache(getEnv);
   const inCheckout = `${checkoutCache}/wasmtime-${WASMTIME_VERSION}/libwasmtime.so`;
   if (await isFile(inCheckout)) return inCheckout;
   throw new LibwasmtimeNotFoundError(
     `Cannot find libwasmtime ${WASMTIME_VERSION} (looked at "${inCheckout}"); ` +
       `run ./enarx once to fetch it, or set ENARX_LIBWASMTIME to its path`,
   );
+}
+
+/**
+ * Loads libwasmtime once per process from {@linkcode libwasmtimePath}, so
+ * that `ffi/wasmtime.ts` is ready to use. Throws LibwasmtimeNotFoundError
+ * when there is no library to load, and ffi's WasmtimeLoadError when the
+ * file cannot be opened as one.
+ */
+export async function loadLibwasmtime(options: LibwasmtimePathOptions = {}): Promise<void> {
+  if (wasmtimeLoaded()) return;
+  loadWasmtime(await libwasmtimePath(options));
+}
+
+/**
+ * Where tools/bootstrap.sh puts the library: `$ENARX_CACHE`, else
+ * `$XDG_CACHE_HOME/enarx`, else the checkout's `.cache/`.
+ */
+function bootstrapCache(getEnv: (name: string) => string | undefined): string {
+  const explicit = getEnv("ENARX_CACHE");
+  if (explicit) return explicit;
+  const xdg = getEnv("XDG_CACHE_HOME");
+  if (xdg) return `${xdg}/enarx`;
+  return decodeURIComponent(new URL(".cache", REPO_ROOT).pathname);
 }
 
 /** The per-user cache root: `$XDG_CACHE_HOME/enarx` or `$HOME/.cache/enarx`. */

@@ -32,6 +32,8 @@ import {
 import { EnarxError, ExitStatus } from "./errors.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
 import { compileModule, decodeModuleBytes } from "./module_cache.ts";
+import { loadLibwasmtime } from "./libwasmtime_path.ts";
+import { WASMTIME_VERSION } from "./version.ts";
 
 /** A directory of the host made visible to the guest. */
 export interface Preopen {
@@ -123,16 +125,20 @@ export function formatFrame(frame: WasmFrame): string {
 
 /** Converts a libwasmtime load failure into an EnarxError. */
 function wasmtimeUnavailable(error: WasmtimeLoadError): EnarxError {
-  return new EnarxError("wasmtime-unavailable", error.message, {
-    exit: "unavailable",
-    cause: error,
-  });
+  return new EnarxError(
+    "wasmtime-unavailable",
+    `${error.message}; set ENARX_LIBWASMTIME to libwasmtime ${WASMTIME_VERSION}, ` +
+      `or run ./enarx once to fetch it`,
+    { exit: "unavailable", cause: error },
+  );
 }
 
 /** Reads the module bytes of a workload (file or bytes), as binary wasm. */
 export async function readWorkloadModule(
   workload: Pick<Workload, "module">,
 ): Promise<{ bytes: Uint8Array<ArrayBuffer>; origin: string }> {
+  // WebAssembly text is converted by libwasmtime.
+  await loadLibwasmtime();
   if (typeof workload.module === "string") {
     const path = workload.module;
     let raw: Uint8Array;

@@ -4,6 +4,7 @@ import {
   libwasmtimePath,
   type LibwasmtimePathOptions,
 } from "../runtime/libwasmtime_path.ts";
+import { fileURLToPath as fromFileUrl } from "node:url";
 import { WASMTIME_VERSION } from "../runtime/version.ts";
 
 const FAKE_LIBRARY = new TextEncoder().encode("\x7fELF not really a library, but bytes to extract");
@@ -124,5 +125,53 @@ Deno.test("libwasmtimePath: falls back to the checkout's cache, then says what t
     assert.equal(await libwasmtimePath(notCompiled), `${dir}/libwasmtime.so`);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("libwasmtimePath: finds the library where tools/bootstrap.sh puts it", async () => {
+  const root = await Deno.makeTempDir({ prefix: "enarx-libwasmtime-" });
+  try {
+    const env: Record<string, string> = { XDG_CACHE_HOME: `${root}/xdg` };
+    const options: LibwasmtimePathOptions = { getEnv: (name) => env[name], standalone: false };
+    const inXdg = `${root}/xdg/enarx/wasmtime-${WASMTIME_VERSION}`;
+    await Deno.mkdir(inXdg, { recursive: true });
+    await Deno.writeFile(`${inXdg}/libwasmtime.so`, FAKE_LIBRARY);
+    assert.equal(await libwasmtimePath(options), `${inXdg}/libwasmtime.so`);
+    // ENARX_CACHE wins over XDG_CACHE_HOME, as in tools/bootstrap.sh.
+    env.ENARX_CACHE = `${root}/enarx-cache`;
+    await assert.rejects(libwasmtimePath(options), (error: unknown) => {
+      assert.ok(error instanceof LibwasmtimeNotFoundError);
+      assert.match(error.message, /enarx-cache\/wasmtime-/);
+      return true;
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("enarx run finds libwasmtime without ENARX_LIBWASMTIME", async () => {
+  const repo = new URL("../", import.meta.url);
+  const real = Deno.env.get("ENARX_LIBWASMTIME") ??
+    fromFileUrl(new URL(`.cache/wasmtime-${WASMTIME_VERSION}/libwasmtime.so`, repo));
+  const cache = await Deno.makeTempDir({ prefix: "enarx-libwasmtime-" });
+  try {
+    await Deno.mkdir(`${cache}/wasmtime-${WASMTIME_VERSION}`);
+    await Deno.symlink(real, `${cache}/wasmtime-${WASMTIME_VERSION}/libwasmtime.so`);
+    const env = Deno.env.toObject();
+    delete env.ENARX_LIBWASMTIME;
+    env.ENARX_CACHE = cache;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", fromFileUrl(new URL("cli/main.ts", repo)), "run", "--no-cache"]
+        .concat(fromFileUrl(new URL("examples/hello.wat", repo))),
+      env,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stderr), "");
+    assert.equal(out.code, 0);
+    assert.match(new TextDecoder().decode(out.stdout), /^Hello/);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
   }
 });

@@ -281,6 +281,6 @@ Deno.test("ffi: a missing libwasmtime is one clear line and status 69", async ()
   assert.equal(out.code, 69);
   assert.equal(
     new TextDecoder().decode(out.stderr),
-    'enarx: Cannot find libwasmtime at "/nonexistent/libwasmtime.so" (ENARX_LIBWASMTIME); run ./enarx once to fetch it\n',
+    'enarx: ENARX_LIBWASMTIME is "/nonexistent/libwasmtime.so", which is not a file; point it at libwasmtime 50.0.1 or unset it\n',
   );
 });

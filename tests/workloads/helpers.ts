@@ -5,6 +5,7 @@
  * @module
  */
 import { fileURLToPath as fromFileUrl } from "node:url";
+import { loadWasmtime } from "../../ffi/wasmtime.ts";
 
 /** The repository root. */
 export const ROOT = fromFileUrl(new URL("../../", import.meta.url));
@@ -16,11 +17,16 @@ export function workload(name: string): string {
   return `${BUILD}${name}`;
 }
 
-/** Makes sure in-process tests find libwasmtime when not run through tools/test.sh. */
+/**
+ * Loads libwasmtime for in-process tests of ffi/ (ENARX_LIBWASMTIME, else the
+ * checkout's cache, where tools/test.sh puts it), and sets ENARX_LIBWASMTIME
+ * for the CLI runs of the tests.
+ */
 export function ensureLibwasmtime(): void {
   if (!Deno.env.get("ENARX_LIBWASMTIME")) {
     Deno.env.set("ENARX_LIBWASMTIME", `${ROOT}.cache/wasmtime-50.0.1/libwasmtime.so`);
   }
+  loadWasmtime(Deno.env.get("ENARX_LIBWASMTIME"));
 }
 
 /** What a CLI run produced. */
