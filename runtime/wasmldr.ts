@@ -75,6 +75,9 @@ export interface WasmldrOutcome {
   result?: WorkloadResult;
 }
 
+/** Bytes of output queued for the client before the workload's writes wait. */
+export const OUTPUT_BUFFER = 1024 * 1024;
+
 /** Run-time limit of a workload when keepmgr sets none: one day. */
 export const DEFAULT_KEEP_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
@@ -346,74 +349,98 @@ function outputStream(
   context: HandlerContext,
 ): ReadableStream<Uint8Array> {
   const abort = new AbortController();
-  const onStop = () => abort.abort();
+  let open = true;
+  let waiter: (() => void) | undefined;
+  const wake = () => {
+    const w = waiter;
+    waiter = undefined;
+    w?.();
+  };
+  const onStop = () => {
+    abort.abort();
+    wake();
+  };
   context.stop.addEventListener("abort", onStop, { once: true });
   gone.addEventListener("abort", onStop, { once: true });
   const limits = context.hello.limits;
+  // Output waits while more than OUTPUT_BUFFER bytes are queued for a slow
+  // client (the runtime awaits each chunk), so a chatty workload cannot fill
+  // the keep's memory.
   return new ReadableStream<Uint8Array>({
-    async start(controller) {
-      let open = true;
-      const emit = (item: unknown) => {
+    start(controller) {
+      const emit = async (item: unknown, wait: boolean) => {
         if (!open) return;
         try {
           controller.enqueue(encodeCbor(item));
         } catch {
           open = false;
+          return;
+        }
+        while (wait && open && !abort.signal.aborted && (controller.desiredSize ?? 1) <= 0) {
+          await new Promise<void>((resolve) => waiter = resolve);
         }
       };
-      let result: WorkloadResult;
-      try {
-        result = await context.options.run({
-          module: request.module,
-          name: "main.wasm",
-          args: request.args,
-          env: request.env,
-          config,
-          limits: {
-            // Always a deadline: it also arms the epoch interruption that
-            // lets a disconnect or a stop end a workload that never yields.
-            timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
-            maxMemoryBytes: limits.memory,
-          },
-        }, {
-          stdin: request.stdin,
-          stdout: (chunk) => emit({ t: "stdout", data: chunk.slice() }),
-          stderr: (chunk) => emit({ t: "stderr", data: chunk.slice() }),
-          cacheDir: context.options.cacheDir,
-          signal: abort.signal,
-        });
-      } catch (error) {
-        context.log(
-          `the workload did not start: ${error instanceof Error ? error.message : error}`,
-        );
-        const e = error instanceof EnarxError ? error : undefined;
-        result = {
-          status: e?.exitStatus ?? ExitStatus.internal,
-          reason: "error" as WorkloadResult["reason"],
-          message: error instanceof Error ? error.message : String(error),
-        };
-      }
-      const exit: Record<string, unknown> = {
-        t: "exit",
-        status: result.status,
-        reason: result.reason,
-      };
-      if (result.message !== undefined) exit.message = result.message;
-      emit(exit);
-      context.stop.removeEventListener("abort", onStop);
-      gone.removeEventListener("abort", onStop);
-      if (open) {
+      // Not awaited: the stream must be pulled while the workload runs.
+      void (async () => {
+        let result: WorkloadResult;
         try {
-          controller.close();
-        } catch { /* cancelled */ }
-      }
-      context.served.resolve(result);
+          result = await context.options.run({
+            module: request.module,
+            name: "main.wasm",
+            args: request.args,
+            env: request.env,
+            config,
+            limits: {
+              // Always a deadline: it also arms the epoch interruption that
+              // lets a disconnect or a stop end a workload that never yields.
+              timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
+              maxMemoryBytes: limits.memory,
+            },
+          }, {
+            stdin: request.stdin,
+            stdout: (chunk) => emit({ t: "stdout", data: chunk.slice() }, true),
+            stderr: (chunk) => emit({ t: "stderr", data: chunk.slice() }, true),
+            cacheDir: context.options.cacheDir,
+            signal: abort.signal,
+          });
+        } catch (error) {
+          context.log(
+            `the workload did not start: ${error instanceof Error ? error.message : error}`,
+          );
+          const e = error instanceof EnarxError ? error : undefined;
+          result = {
+            status: e?.exitStatus ?? ExitStatus.internal,
+            reason: "error" as WorkloadResult["reason"],
+            message: error instanceof Error ? error.message : String(error),
+          };
+        }
+        const exit: Record<string, unknown> = {
+          t: "exit",
+          status: result.status,
+          reason: result.reason,
+        };
+        if (result.message !== undefined) exit.message = result.message;
+        await emit(exit, false);
+        context.stop.removeEventListener("abort", onStop);
+        gone.removeEventListener("abort", onStop);
+        if (open) {
+          try {
+            controller.close();
+          } catch { /* cancelled */ }
+        }
+        context.served.resolve(result);
+      })();
+    },
+    pull() {
+      wake();
     },
     cancel() {
       // The client went away: stop the workload; its result still ends the keep.
+      open = false;
       abort.abort();
+      wake();
     },
-  });
+  }, { highWaterMark: OUTPUT_BUFFER, size: (chunk) => chunk.byteLength });
 }
 
 async function readBody(request: Request, max: number): Promise<Uint8Array> {

@@ -148,6 +148,12 @@ Deno.test("deploy: arguments, environment and standard input reach the workload"
   assert.deepEqual(env.out.trim().split("\n").sort(), ["EMPTY=", "GREETING=hi"]);
   const echo = await run(["echo"], { stdin: "from the client\n" });
   assert.equal(echo.out, "from the client\n");
+  // More output than the keep buffers for the client: it waits, nothing is lost.
+  const big = Array.from({ length: 250_000 }, (_, i) => `line ${i}\n`).join("");
+  const echoed = await run(["echo"], { stdin: big });
+  assert.equal(echoed.status, 0);
+  assert.equal(echoed.out.length, big.length);
+  assert.equal(echoed.out, big);
 });
 
 Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits with the status", async () => {
