@@ -50,7 +50,7 @@ Options:
 
 Exit status: the workload's own; 1 attestation failed; 64 usage; 65/66 bad or
 missing input; 69 keepmgr or keep unavailable; 76 protocol error; 78 bad
-policy; 124 timed out.
+policy; 124 timed out; 130 interrupted (Ctrl-C; the keep is deleted).
 `;
 
 /** Largest workload output kept for --json, per stream. */
@@ -130,9 +130,14 @@ export const command: Command = {
         Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
       }
     };
+    // Ctrl-C: stop, delete the keep, exit 130 (as a shell does for SIGINT).
+    const interrupt = new AbortController();
+    const onInterrupt = () => interrupt.abort();
+    Deno.addSignalListener("SIGINT", onInterrupt);
     let result: DeployResult;
     try {
       result = await deploy({ module, config, args: workloadArgs, env, stdin }, {
+        signal: interrupt.signal,
         keepmgr: values.keepmgr,
         backend,
         policy,
@@ -144,6 +149,10 @@ export const command: Command = {
         onStderr: json ? (c) => captured.stderr.add(c) : (c) => writeAll(Deno.stderr, c),
       });
     } catch (error) {
+      if (interrupt.signal.aborted) {
+        await printErr("enarx deploy: interrupted; the keep was deleted\n");
+        return 130;
+      }
       if (json && error instanceof EnarxError) {
         await printJson({
           ok: false,
@@ -157,6 +166,8 @@ export const command: Command = {
         return error.exitStatus;
       }
       throw error;
+    } finally {
+      Deno.removeSignalListener("SIGINT", onInterrupt);
     }
     if (json) {
       await printJson({

@@ -348,3 +348,45 @@ Deno.test("faults: 50 concurrent deploys through one keepmgr each get their own 
     await closeAndCheck(mgr);
   }
 });
+
+Deno.test("faults: Ctrl-C on enarx deploy deletes the running keep and exits 130", async () => {
+  const mgr = await startKeepmgr();
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/loop.wat`, LOOP_WAT);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-all",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        new URL("../cli/main.ts", import.meta.url).pathname,
+        "deploy",
+        "--keepmgr",
+        mgr.url,
+        "--insecure-allow-simulated",
+        "--quiet",
+        `${dir}/loop.wat`,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const client = new KeepmgrClient(mgr.url);
+    let running = false;
+    for (let i = 0; i < 200 && !running; i++) {
+      running = (await client.listKeeps()).keeps.some((k) => k.state === "running");
+      if (!running) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(running, "the keep never ran");
+    child.kill("SIGINT");
+    const out = await child.output();
+    assert.equal(out.code, 130, decoder.decode(out.stderr));
+    assert.match(decoder.decode(out.stderr), /interrupted/);
+    assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await closeAndCheck(mgr);
+  }
+});
