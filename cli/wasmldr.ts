@@ -59,13 +59,29 @@ export const command: Command = {
   },
 };
 
-/** Evidence for the keep's backend: snp-sim for nil and kvm keeps. */
+/** Evidence for the keep's backend: snp-sim for nil and kvm keeps, the TEE for sev. */
 function platformEvidence(simDir: string | undefined): EvidenceProvider {
   return async (reportData, hello) => {
+    // nil and kvm: snp-sim; sev: the guest's own SNP report.
+    if (hello.backend === "sev") {
+      // A real SEV-SNP guest: the report comes from the AMD secure processor
+      // (/dev/sev-guest or configfs-tsm), with the host's certificate table.
+      const { fetchGuestReport } = await import("../runtime/guest_report.ts");
+      const got = await fetchGuestReport(reportData, { extended: true });
+      if (got.format !== "snp") {
+        throw new EnarxError(
+          "evidence-unavailable",
+          `This guest gives "${got.format}" evidence, not an SNP report; it is not an SEV-SNP keep`,
+          { exit: "unavailable" },
+        );
+      }
+      const certs = got.certificates === null ? [] : [got.certificates];
+      return encodeEvidenceBundle({ format: "snp", report: got.report, certs });
+    }
     if (hello.backend !== "nil" && hello.backend !== "kvm") {
       throw new EnarxError(
         "backend-unavailable",
-        `This wasmldr cannot get evidence for backend "${hello.backend}"; use nil or kvm`,
+        `This wasmldr cannot get evidence for backend "${hello.backend}"; use nil, kvm or sev`,
         { exit: "unavailable" },
       );
     }
