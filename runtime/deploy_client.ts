@@ -436,6 +436,10 @@ async function verifyKeep(
       : "attestation-failed";
     const hint = first.id === "report-data"
       ? "the evidence was made for another nonce or another sealing key; the host may be replaying or swapping keys"
+      : first.id === "measurement"
+      ? (options.policy?.measurements === undefined
+        ? "the keep does not run this enarx's wasmldr; a hardware keep's launch digest must be listed in a --policy (measurements = [...])"
+        : "the keep does not run code the policy lists")
       : "see --json for every check";
     throw new EnarxError(
       code,
