@@ -8,39 +8,51 @@ import { ENARX_VERSION, WASMTIME_VERSION } from "../runtime/version.ts";
 import { errorCode, ExitStatus, exitStatusFor, UsageError } from "../runtime/errors.ts";
 import type { Command } from "./_command.ts";
 
+/**
+ * Loads a subcommand module of cli/. The specifier is computed on purpose:
+ * `deno run` reads and resolves every module it can see ahead of time, and
+ * with string literals here that would be every subcommand's module graph
+ * (about 60 files) on every start. compile.sh `--include`s each cli/*.ts, so
+ * the compiled binary still carries them.
+ */
+async function loadCommand(file: string): Promise<Command> {
+  const module: { command: Command } = await import(new URL(`./${file}`, import.meta.url).href);
+  return module.command;
+}
+
 /** Subcommands, loaded on demand so that start-up stays fast. */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   run: {
     summary: "Run a WebAssembly (WASI) module in a local keep",
-    load: async () => (await import("./run.ts")).command,
+    load: () => loadCommand("run.ts"),
   },
   deploy: {
     summary: "Deploy a module to a keep on a host, after attestation",
-    load: async () => (await import("./deploy.ts")).command,
+    load: () => loadCommand("deploy.ts"),
   },
   keepmgr: {
     summary: "Run the keep manager daemon on a host",
-    load: async () => (await import("./keepmgr.ts")).command,
+    load: () => loadCommand("keepmgr.ts"),
   },
   keepldr: {
     summary: "Run one keep's loader (started by keepmgr)",
-    load: async () => (await import("./keepldr.ts")).command,
+    load: () => loadCommand("keepldr.ts"),
   },
   wasmldr: {
     summary: "Run the app loader inside a keep (started by keepldr)",
-    load: async () => (await import("./wasmldr.ts")).command,
+    load: () => loadCommand("wasmldr.ts"),
   },
   platform: {
     summary: "Inspect this host's TEE platforms (platform info)",
-    load: async () => (await import("./platform.ts")).command,
+    load: () => loadCommand("platform.ts"),
   },
   attest: {
     summary: "Verify attestation evidence, or fetch a report inside a guest",
-    load: async () => (await import("./attest.ts")).command,
+    load: () => loadCommand("attest.ts"),
   },
   demo: {
     summary: "Start a local keepmgr and deploy a bundled example end to end",
-    load: async () => (await import("./demo.ts")).command,
+    load: () => loadCommand("demo.ts"),
   },
 };
 
@@ -49,9 +61,7 @@ const HELP = `enarx ${ENARX_VERSION}: deploy WebAssembly workloads into attested
 Usage: enarx [--verbose] COMMAND [OPTIONS] [ARGS...]
 
 Commands:
-${
-  Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")
-}
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`).join("\n")}
 
 Options:
   -h, --help     Show this help, or a command's help with "enarx COMMAND --help"

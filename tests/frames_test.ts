@@ -1,10 +1,6 @@
 /** Length-prefixed CBOR frames over web streams. */
 import assert from "node:assert/strict";
-import {
-  encodeFrame,
-  FrameReader,
-  FrameWriter,
-} from "../runtime/protocol/frames.ts";
+import { encodeFrame, FrameReader, FrameWriter } from "../runtime/protocol/frames.ts";
 import { CborError, encodeCbor } from "../runtime/protocol/cbor.ts";
 import { EnarxError } from "../runtime/errors.ts";
 
