@@ -47,10 +47,11 @@ fi
 
 mkdir -p "$(dirname "$out")"
 say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
-# Every subcommand module, so that cli/main.ts may load them with specifiers
-# that deno cannot see ahead of time (which keeps `deno run` start-up from
-# walking every subcommand's module graph).
-includes=(--include "$embed")
+# Every subcommand module (with its module graph), and runtime/config.ts, so
+# that cli/main.ts and cli/run.ts may load them with specifiers that deno
+# cannot see ahead of time (which keeps `deno run` start-up from walking
+# every subcommand's module graph).
+includes=(--include "$embed" --include "$ENARX_ROOT/runtime/config.ts")
 for f in "$ENARX_ROOT"/cli/*.ts; do includes+=(--include "$f"); done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

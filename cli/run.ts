@@ -9,6 +9,7 @@ import { ExitStatus, UsageError } from "../runtime/errors.ts";
 import { runBackend, runBackendNames, runInKeep } from "../runtime/keep.ts";
 import { defaultModuleCacheDir } from "../runtime/module_cache.ts";
 import type { Preopen, Workload } from "../runtime/workload.ts";
+import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/config.ts";
 
 const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
 
@@ -138,6 +139,18 @@ function parseFuel(text: string): bigint {
   return BigInt(text);
 }
 
+/**
+ * Reads Enarx.toml. runtime/config.ts (and its TOML parser) is loaded only
+ * here, by a specifier that `deno run` does not follow ahead of time, so
+ * runs without --wasmcfgfile never load it; compile.sh `--include`s it.
+ */
+async function loadConfig(path: string): Promise<EnarxConfig> {
+  const { loadEnarxConfig }: { loadEnarxConfig: typeof LoadEnarxConfig } = await import(
+    new URL("../runtime/config.ts", import.meta.url).href
+  );
+  return await loadEnarxConfig(path);
+}
+
 /** The `run` subcommand. */
 export const command: Command = {
   name: "run",
@@ -170,10 +183,7 @@ export const command: Command = {
       args: guest,
       env: Object.fromEntries((values.env ?? []).map(parseEnvOption)),
       preopens: (values.dir ?? []).map(parseDirOption),
-      // Loaded on demand: the TOML parser is not needed to start most runs.
-      config: values.wasmcfgfile === undefined
-        ? undefined
-        : await (await import("../runtime/config.ts")).loadEnarxConfig(values.wasmcfgfile),
+      config: values.wasmcfgfile === undefined ? undefined : await loadConfig(values.wasmcfgfile),
       limits: {
         timeoutMs: values.timeout === undefined ? undefined : parseDuration(values.timeout),
         maxMemoryBytes: values["max-memory"] === undefined
