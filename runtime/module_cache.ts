@@ -14,10 +14,19 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../ffi/wasmtime.ts";
 import { EnarxError } from "./errors.ts";
 import { WASMTIME_VERSION } from "./version.ts";
+
+/**
+ * Joins path segments with `/` (no node:path, which would start Deno's Node
+ * compatibility layer, about 2 ms of every `enarx run`): empty segments are
+ * skipped, doubled and trailing slashes dropped.
+ */
+function join(...parts: string[]): string {
+  const joined = parts.filter((p) => p !== "").join("/").replace(/\/{2,}/g, "/");
+  return joined.length > 1 ? joined.replace(/\/$/, "") : joined;
+}
 
 /** Bumped whenever the entry layout changes. */
 const FORMAT = "enarx-module-cache-v1";

@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { basename } from "node:path";
 import {
   type CallOutcome,
   Engine,
@@ -165,10 +164,16 @@ export async function readWorkloadModule(
   return { bytes: decodeModuleBytes(workload.module, "<bytes>"), origin: "<bytes>" };
 }
 
+/** The last segment of a path, like node:path's basename (`a/b.wasm/` gives `b.wasm`). */
+function fileName(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  return trimmed.slice(trimmed.lastIndexOf("/") + 1);
+}
+
 /** The guest's argv: name, then the config's args, then the workload's args. */
 export function guestArgv(workload: Workload): string[] {
   const name = workload.name ??
-    (typeof workload.module === "string" ? basename(workload.module) : "main.wasm");
+    (typeof workload.module === "string" ? fileName(workload.module) : "main.wasm");
   return [name, ...(workload.config?.args ?? []), ...(workload.args ?? [])];
 }
 
