@@ -27,8 +27,12 @@ enarx_bootstrap_deno() {
   local stamp="$ENARX_ROOT/node_modules/.enarx-lock"
   if [ -x "$DENO" ] && [ -f "$stamp" ] && cmp -s "$stamp" "$ENARX_ROOT/package-lock.json"; then
     # ./enarx's fast path trusts a stamp newer than the lock file: keep it so
-    # once the contents are known to match (e.g. after a checkout touched the lock).
-    [ "$stamp" -nt "$ENARX_ROOT/package-lock.json" ] || touch "$stamp"
+    # once the contents are known to match (e.g. after a checkout touched the
+    # lock), also for a /bin/sh whose `-nt` only sees whole seconds.
+    if ! [ "$stamp" -nt "$ENARX_ROOT/package-lock.json" ] ||
+      [ "$(date -r "$stamp" +%s)" = "$(date -r "$ENARX_ROOT/package-lock.json" +%s)" ]; then
+      touch "$stamp"
+    fi
     return 0
   fi
   enarx_need npm "Node.js with npm (Debian: apt-get install nodejs npm)" || return 1
