@@ -53,6 +53,15 @@ say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, 
 # every subcommand's module graph).
 includes=(--include "$embed" --include "$ENARX_ROOT/runtime/config.ts")
 for f in "$ENARX_ROOT"/cli/*.ts; do includes+=(--include "$f"); done
+# With "nodeModulesDir": "manual" deno compile embeds every node_modules
+# directory it finds: leave out the Deno CLI itself (npm packages deno and
+# @deno/*, 92 MB), type declarations and the test workloads' packages
+# (tests/yowasp, 139 MB), which enarx never loads at run time. (Paths must be
+# absolute; a file reached through a hard link needs its own --exclude.)
+for x in node_modules/@deno node_modules/deno node_modules/deno/deno node_modules/@types \
+  tests/yowasp/node_modules; do
+  includes+=(--exclude "$ENARX_ROOT/$x")
+done
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! (cd "$ENARX_ROOT" && NO_COLOR=1 "$DENO" compile --quiet --no-check --allow-all --no-prompt \
