@@ -120,7 +120,7 @@ function startupSection(dir: string, meta: Meta): string[] {
   out.push(
     "",
     `Target: \`enarx run\` with the cache ≤ bare Deno + 15 ms: \`./enarx run\` is ` +
-      `${over.toFixed(1)} ms over bare Deno: ${verdict(over <= 15)}; without the bash ` +
+      `${over.toFixed(1)} ms over bare Deno: ${verdict(over <= 15)}; without the ` +
       `wrapper (\`deno run cli/main.ts run\`, what the compiled binary does) ` +
       `${overMain.toFixed(1)} ms: ${verdict(overMain <= 15)}. The wrapper costs ` +
       `${ms(cached.wall - main.wall)} ms. Peak RSS of \`enarx run\` for hello: ` +
