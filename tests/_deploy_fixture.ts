@@ -99,13 +99,16 @@ export function taggedProcessesWith(tag: string, word: string): number[] {
 }
 
 /** Waits until `check` is true, polling every 50 ms, up to `ms`; returns its last value. */
-export async function eventually(check: () => boolean, ms = 10_000): Promise<boolean> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<boolean> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    if (check()) return true;
+    if (await check()) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return check();
+  return await check();
 }
 
 /** A raw HTTP exchange with the real keepmgr, certificate not checked. */

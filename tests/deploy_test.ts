@@ -68,6 +68,9 @@ Deno.test("deploy: a module runs in an attested nil keep; output, status and eve
   // The keep ends by itself and keepmgr records its status.
   const client = new KeepmgrClient(mgr.url);
   assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
+  // keepldr relays wasmldr's last frame after wasmldr itself has gone, so
+  // keepmgr's record may lag the process table by a moment.
+  assert.ok(await eventually(async () => (await client.showKeep(result.keep)).state !== "running"));
   const shown = await client.showKeep(result.keep);
   assert.equal(shown.state, "exited");
   assert.equal(shown.status, 7);
