@@ -19,7 +19,7 @@ name, ARGS...] and only the environment given here or in Enarx.toml.
 Everything after MODULE is passed to the guest.
 
 Options:
-      --backend NAME        Keep backend (${runBackendNames().join(", ")}; default nil)
+      --backend NAME        Keep backend (${runBackendNames().join(", ")} or auto; default nil)
       --wasmcfgfile FILE    Enarx.toml: args, env, [[files]], [[dirs]]
       --dir HOST[::GUEST][:ro]
                             Preopen directory HOST as GUEST (default: the same

@@ -19,19 +19,27 @@ export function runBackendNames(): string[] {
   return Object.keys(RUN_BACKENDS);
 }
 
-/** Finds a backend for `enarx run` by name; throws EnarxError (unavailable) if unknown. */
+/** Backends that enarx knows but cannot launch a keep on yet. */
+const NOT_YET_LAUNCHABLE = ["sev", "tdx", "sgx", "kvm"];
+
+/**
+ * Finds a backend for `enarx run` by name; `auto` is the strongest one that
+ * `enarx run` can launch. Throws EnarxError (unavailable) otherwise.
+ */
 export function runBackend(name: string): Backend {
-  const backend = RUN_BACKENDS[name];
-  if (backend === undefined) {
-    throw new EnarxError(
-      "backend-unavailable",
-      `Backend "${name}" is not available to "enarx run"; use one of: ${
-        runBackendNames().join(", ")
-      }`,
-      { exit: "unavailable" },
-    );
-  }
-  return backend;
+  // Strongest first; today only nil launches, so auto is nil.
+  const backend = name === "auto" ? RUN_BACKENDS.nil : RUN_BACKENDS[name];
+  if (backend !== undefined) return backend;
+  const known = NOT_YET_LAUNCHABLE.includes(name);
+  throw new EnarxError(
+    "backend-unavailable",
+    known
+      ? `Backend "${name}" cannot launch keeps in this version of enarx; use --backend ${
+        runBackendNames().join(" or ")
+      } (or auto), and see "enarx platform info" for what this host supports`
+      : `Unknown backend "${name}"; use one of: ${[...runBackendNames(), "auto"].join(", ")}`,
+    { exit: known ? "unavailable" : "usage" },
+  );
 }
 
 /** Launches a keep on `backend` (keepldr's part). */

@@ -30,6 +30,12 @@ Deno.test("run: the bundled example prints its greeting", async () => {
   assert.equal(r.stderr, "");
 });
 
+Deno.test("run: --backend auto picks the strongest launchable backend (nil here)", async () => {
+  const r = await enarx(["run", "--backend", "auto", "examples/hello.wat"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "Hello from a WebAssembly keep!\n");
+});
+
 Deno.test("run: argv[0] is the module's file name; words after MODULE go to the guest", async () => {
   const r = await enarx(["run", "--no-cache", PROBE, "args", "a b", "--env", "X=1"]);
   assert.equal(r.code, 0);
@@ -183,7 +189,13 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
       ["bad Enarx.toml", ["--wasmcfgfile", badToml, PROBE], 65, /unknown key "colour"/],
       ["listen socket", ["--wasmcfgfile", listenToml, PROBE], 69, /not yet supported/],
       ["bad duration", ["--timeout", "soon", PROBE], 64, /Invalid duration "soon"/],
-      ["unknown backend", ["--backend", "sgx", PROBE], 69, /Backend "sgx"/],
+      [
+        "backend not launchable yet",
+        ["--backend", "sgx", PROBE],
+        69,
+        /Backend "sgx" cannot launch/,
+      ],
+      ["unknown backend", ["--backend", "qemu", PROBE], 64, /Unknown backend "qemu"/],
     ];
     for (const [name, args, code, pattern] of cases) {
       await t.step(name, async () => {
