@@ -61,6 +61,20 @@ function rssKiB(pid: number): number {
   }
 }
 
+/**
+ * Proportional set size: the process's private pages plus its share of the
+ * pages it shares (Deno's code is shared by every keep's processes), i.e.
+ * what the process adds to the machine's memory use.
+ */
+function pssKiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Keeps of a tagged keepmgr: wasmldr pid with its parent keepldr pid. */
 function keeps(tag: string): { wasmldr: number; keepldr: number }[] {
   const found: { wasmldr: number; keepldr: number }[] = [];
@@ -123,15 +137,16 @@ try {
   // 2. Concurrency.
   console.log("\n## concurrency: K deploys at once of a sleeping workload\n");
   console.log(
-    "| K | all succeeded | peak keeps alive together | wasmldr RSS per keep (median / max) | keepldr + wasmldr per keep (median) | wall time |",
+    "| K | all succeeded | peak keeps alive together | wasmldr RSS per keep (median / max) | keepldr + wasmldr RSS per keep (median) | keepldr + wasmldr PSS per keep (median / max) | wall time |",
   );
-  console.log("| --- | --- | --- | --- | --- | --- |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- |");
   for (const k of levels) {
     const sleepMs = Number(values["sleep-ms"]) || Math.max(5_000, 400 * k);
     const module = new TextEncoder().encode(sleepWat(sleepMs));
     let peak = 0;
     const wasmldrRss: number[] = [];
     const pairRss: number[] = [];
+    const pairPss: number[] = [];
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
@@ -140,10 +155,12 @@ try {
           peak = alive.length;
           wasmldrRss.length = 0;
           pairRss.length = 0;
+          pairPss.length = 0;
           for (const keep of alive) {
             const w = rssKiB(keep.wasmldr);
             wasmldrRss.push(w);
             pairRss.push(w + rssKiB(keep.keepldr));
+            pairPss.push(pssKiB(keep.wasmldr) + pssKiB(keep.keepldr));
           }
         }
         await new Promise((r) => setTimeout(r, 250));
@@ -170,7 +187,9 @@ try {
     console.log(
       `| ${k} | ${ok}/${k} | ${peak} | ${(median(wasmldrRss) / 1024).toFixed(1)} / ${
         (Math.max(...wasmldrRss) / 1024).toFixed(1)
-      } MiB | ${(median(pairRss) / 1024).toFixed(1)} MiB | ${(wall / 1000).toFixed(1)} s |`,
+      } MiB | ${(median(pairRss) / 1024).toFixed(1)} MiB | ${
+        (median(pairPss) / 1024).toFixed(1)
+      } / ${(Math.max(...pairPss) / 1024).toFixed(1)} MiB | ${(wall / 1000).toFixed(1)} s |`,
     );
     if (failures.length > 0) console.log(`  failures: ${[...new Set(failures)].join("; ")}`);
   }
