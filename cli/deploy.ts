@@ -113,6 +113,11 @@ export const command: Command = {
     const config = values.wasmcfgfile === undefined
       ? null
       : await readText(values.wasmcfgfile, "--wasmcfgfile");
+    // Refuse a configuration the keep would refuse, before anything is sent.
+    if (config !== null) {
+      const { parseDeployedConfig } = await import("../runtime/config.ts");
+      parseDeployedConfig(config, values.wasmcfgfile);
+    }
     const stdin = values.stdin === undefined
       ? new Uint8Array(0)
       : values.stdin === "-"

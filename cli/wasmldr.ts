@@ -9,7 +9,7 @@ import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { type EvidenceProvider, runWasmldr } from "../runtime/wasmldr.ts";
 import { runWorkload } from "../runtime/workload.ts";
-import { parseEnarxConfig } from "../runtime/config.ts";
+import { parseDeployedConfig } from "../runtime/config.ts";
 import { wasmldrMeasurement } from "../runtime/keep_measurement.ts";
 import { encodeEvidenceBundle } from "../runtime/attestation/bundle.ts";
 
@@ -53,7 +53,7 @@ export const command: Command = {
       output: Deno.stdout.writable,
       evidence: platformEvidence(simDir),
       run: runWorkload,
-      parseConfig: (text) => parseEnarxConfig(text, "the deployed Enarx.toml"),
+      parseConfig: (text) => parseDeployedConfig(text),
     });
     return outcome.exitStatus;
   },

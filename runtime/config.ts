@@ -276,6 +276,26 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
   return config;
 }
 
+/**
+ * Parses the Enarx.toml that a client deploys to a keep. It is checked by
+ * the client before anything is sent and again by wasmldr. `[[dirs]]` is
+ * refused: its hosts name directories of the machine that runs the keep,
+ * and that machine's files are not the deployer's to open.
+ */
+export function parseDeployedConfig(text: string, origin = "the deployed Enarx.toml"): EnarxConfig {
+  const config = parseEnarxConfig(text, origin);
+  if (config.dirs.length > 0) {
+    throw new ConfigUnsupportedError(
+      origin,
+      `[[dirs]] (host directory "${
+        config.dirs[0].host
+      }") cannot be deployed: a keep may not open ` +
+        `directories of the host that runs it; use [[dirs]] with "enarx run" only`,
+    );
+  }
+  return config;
+}
+
 /** Reads and parses an Enarx.toml file; a missing file is noInput. */
 export async function loadEnarxConfig(path: string): Promise<EnarxConfig> {
   let text: string;

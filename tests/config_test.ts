@@ -6,6 +6,7 @@ import {
   ConfigUnsupportedError,
   defaultConfig,
   loadEnarxConfig,
+  parseDeployedConfig,
   parseEnarxConfig,
 } from "../runtime/config.ts";
 import { EnarxError } from "../runtime/errors.ts";
@@ -156,4 +157,17 @@ Deno.test("config: loading a missing file is noInput", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("config: a deployed Enarx.toml may not preopen the keep host's directories", () => {
+  const ok = parseDeployedConfig('args = ["a"]\n[env]\nK = "v"\n');
+  assert.deepEqual(ok.args, ["a"]);
+  assert.throws(
+    () => parseDeployedConfig('[[dirs]]\nhost = "/"\nguest = "/host"\n'),
+    (e: unknown) =>
+      e instanceof ConfigUnsupportedError && e.exitStatus === 69 &&
+      /\[\[dirs\]\] \(host directory "\/"\) cannot be deployed/.test(e.message),
+  );
+  // Everything else is checked as for enarx run.
+  assert.throws(() => parseDeployedConfig("colour = 1\n"), ConfigError);
 });

@@ -219,6 +219,15 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
 
     const usage = await run([]);
     assert.equal(usage.code, 64);
+
+    // A configuration that the keep would refuse is refused before anything is sent.
+    const toml = `${dir}/Enarx.toml`;
+    await Deno.writeTextFile(toml, '[[dirs]]\nhost = "/etc"\nguest = "/etc"\n');
+    const before = (await new KeepmgrClient(mgr.url).listKeeps()).keeps.length;
+    const dirs = await run(["--insecure-allow-simulated", "--wasmcfgfile", toml, wat]);
+    assert.equal(dirs.code, 69, dirs.stderr);
+    assert.match(dirs.stderr, /\[\[dirs\]\] \(host directory "\/etc"\) cannot be deployed/);
+    assert.equal((await new KeepmgrClient(mgr.url).listKeeps()).keeps.length, before);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
