@@ -16,6 +16,12 @@ import {
   type VerificationResult,
   verifyEvidence,
 } from "../runtime/attestation/mod.ts";
+import {
+  MalformedCollateralError,
+  MAX_COLLATERAL_BYTES,
+  parseIntelCollateral,
+} from "../runtime/attestation/intel_collateral.ts";
+import { crlDerList, parseCrl } from "../runtime/attestation/intel_crl.ts";
 import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
 
 const HELP = `Usage: enarx attest verify EVIDENCE [OPTIONS]
@@ -36,7 +42,14 @@ Options:
                     trusted.
   --at TIME         Verify as of TIME (ISO 8601, e.g. 2025-06-01 or
                     2025-06-01T12:00:00Z) instead of now
-  --crl FILE        An AMD CRL (DER or PEM); revoked certificates fail
+  --crl FILE        An AMD CRL, or an Intel PCK or root CRL (DER or PEM);
+                    revoked certificates fail. May be given more than once.
+  --collateral PATH Intel collateral for TDX and SGX quotes: a TCB Info or
+                    QE Identity JSON file as Intel's PCS serves it, a CRL, or
+                    a directory of such files (other files in it are
+                    skipped). Adds the tcb-info and tcb-status checks; for
+                    TCB Info issued after 2025-05-21 pass a current Intel SGX
+                    TCB Signing certificate with --certs. May be repeated.
   --json            Print the result as one JSON object
   -h, --help        Show this help
 
@@ -133,6 +146,75 @@ async function readCerts(paths: string[]): Promise<Uint8Array[]> {
   return out;
 }
 
+/** Whether bytes are a CRL (DER or PEM); used to sort files of a collateral directory. */
+function looksLikeCrl(bytes: Uint8Array): boolean {
+  try {
+    return crlDerList([bytes]).every((der) => parseCrl(der, "CRL") !== undefined);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads --collateral paths: JSON files (TCB Info, QE Identity) and CRLs; a
+ * directory contributes the files that are either, and skips the rest.
+ */
+async function readCollateral(
+  paths: string[],
+): Promise<{ json: Uint8Array[]; crls: Uint8Array[] }> {
+  const json: Uint8Array[] = [];
+  const crls: Uint8Array[] = [];
+  for (const path of paths) {
+    let files = [path];
+    let isDirectory = false;
+    try {
+      isDirectory = (await Deno.stat(path)).isDirectory;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new EnarxError(
+          "not-found",
+          `Cannot read --collateral "${path}": no such file or directory`,
+          { exit: "noInput", cause: error },
+        );
+      }
+      throw error;
+    }
+    if (isDirectory) {
+      files = [];
+      for await (const e of Deno.readDir(path)) {
+        if (e.isFile && !e.name.startsWith(".")) {
+          files.push(`${path.replace(/\/+$/, "")}/${e.name}`);
+        }
+      }
+      files.sort();
+    }
+    for (const file of files) {
+      const info = await Deno.stat(file);
+      if (info.size > MAX_COLLATERAL_BYTES && isDirectory) continue;
+      if (info.size > MAX_COLLATERAL_BYTES) {
+        throw new MalformedCollateralError(
+          `The collateral "${file}" is ${info.size} bytes, more than the ${MAX_COLLATERAL_BYTES} ` +
+            `allowed; pass a TCB Info or QE Identity JSON file or a CRL`,
+        );
+      }
+      const bytes = await readInput(file, "the collateral file");
+      const first = bytes.find((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09);
+      if (first === 0x7b) {
+        parseIntelCollateral(bytes, file); // fail here, naming the file
+        json.push(bytes);
+      } else if (looksLikeCrl(bytes)) {
+        crls.push(bytes);
+      } else if (!isDirectory) {
+        throw new MalformedCollateralError(
+          `The collateral "${file}" is neither TCB Info or QE Identity JSON nor a CRL; ` +
+            `pass the files Intel's PCS serves`,
+        );
+      }
+    }
+  }
+  return { json, crls };
+}
+
 function claimText(value: unknown): string {
   if (value === null || value === undefined) return "-";
   if (typeof value === "object") return JSON.stringify(value);
@@ -200,6 +282,7 @@ export const command: Command = {
         policy: { type: "string" },
         at: { type: "string" },
         crl: { type: "string", multiple: true },
+        collateral: { type: "string", multiple: true },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -224,11 +307,14 @@ export const command: Command = {
       const evidence = await readInput(positionals[0], "the evidence");
       const certs = await readCerts(values.certs ?? []);
       const crls = await Promise.all((values.crl ?? []).map((f) => readInput(f, "the CRL")));
+      const collateral = await readCollateral(values.collateral ?? []);
+      crls.push(...collateral.crls);
       const policy = values.policy === undefined ? undefined : await readPolicyFile(values.policy);
       const result = await verifyEvidence(evidence, {
         format: format as EvidenceFormat | "auto",
         certs,
         crls,
+        collateral: collateral.json,
         policy,
         at,
       });

@@ -23,6 +23,8 @@ import {
   verifyCertificateChain,
 } from "./_x509_chain.ts";
 import { INTEL_SGX_ROOT_CA_PEM } from "./intel_roots.ts";
+import { collateralChecks, type IntelCollateral } from "./intel_collateral.ts";
+import { pckRevocationCheck } from "./intel_crl.ts";
 
 /** A field of a binary structure: its offset and size in bytes. */
 export interface Field {
@@ -533,8 +535,19 @@ export interface QuoteVerifyOptions {
   policy?: unknown;
   /** Roots to trust instead of Intel's SGX Root CA (DER or PEM). */
   trustedRoots?: Uint8Array[];
-  /** The PCK chain (DER or PEM, leaf first) when the quote does not carry one. */
+  /**
+   * The PCK chain (DER or PEM, leaf first) when the quote does not carry one;
+   * also tried as the Intel SGX TCB Signing certificate of the collateral.
+   */
   certs?: Uint8Array[];
+  /**
+   * Intel collateral: TCB Info and QE Identity JSON (bytes as served, or
+   * parsed). Given, the `tcb-info` and `tcb-status` checks are made and
+   * `qe-identity` uses the signed identity; absent, `tcbStatus` is null.
+   */
+  collateral?: readonly (Uint8Array | IntelCollateral)[];
+  /** PCK and root CRLs (DER or PEM); given, the `revocation` check is made. */
+  crls?: Uint8Array[];
 }
 
 const INTEL_ROOT_DER = pemCertificates(INTEL_SGX_ROOT_CA_PEM, "embedded Intel SGX Root CA")[0];
@@ -720,6 +733,8 @@ export async function verifyQuoteSignatures(
     ? options.trustedRoots.flatMap((r, i) => certificatesFromBytes(r, `trusted root ${i}`))
     : [INTEL_ROOT_DER];
   claims.certificationDataType = quote.certificationDataType;
+  let pckExtension: PckExtension | undefined;
+  let pckPath: X509Certificate[] | undefined;
 
   if (chainDer === undefined) {
     const why = `The quote carries certification data type ${quote.certificationDataType}, ` +
@@ -754,6 +769,7 @@ export async function verifyQuoteSignatures(
       detail: qeSigOk ? undefined : qeSigDetail,
     });
     checks.push(outcome.chain, outcome.root, outcome.validity);
+    pckPath = outcome.certificates;
     claims.pck = certificateSummary(leaf);
     claims.pckIssuer = leaf.issuer;
 
@@ -792,6 +808,7 @@ export async function verifyQuoteSignatures(
       };
       if (extension.sgxType !== undefined) claims.sgxType = extension.sgxType;
     }
+    pckExtension = extension;
   }
 
   // The quoting enclave is Intel's (QE identity constants), not a debug enclave.
@@ -812,12 +829,52 @@ export async function verifyQuoteSignatures(
     qeProblems.push(`ISVPRODID ${qe.isvProdId}, expected ${expectedProd}`);
   }
   if (qe.debug) qeProblems.push("the QE is a debug enclave");
-  checks.push({
-    id: "qe-identity",
-    description: `The quoting enclave is Intel's ${tdx ? "TD" : "SGX"} QE, not in debug mode`,
-    ok: qeProblems.length === 0,
-    detail: qeProblems.length === 0 ? `ISVSVN ${qe.isvSvn}` : qeProblems.join("; "),
+  const collateral = await collateralChecks({
+    tdx,
+    pck: pckExtension,
+    teeTcbSvn: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.teeTcbSvn) : undefined,
+    mrSignerSeam: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.mrSignerSeam) : undefined,
+    seamAttributes: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.seamAttributes) : undefined,
+    qe: {
+      mrSigner: qe.mrSigner as string,
+      isvProdId: qe.isvProdId as number,
+      isvSvn: qe.isvSvn as number,
+      miscSelect: qe.miscSelect as number,
+      attributes: quote.qeReport.subarray(48, 64),
+    },
+    collateral: options.collateral ?? [],
+    at: options.at,
+    policy: options.policy,
+    signingCerts: options.certs,
+    trustedRoots: options.trustedRoots,
   });
+  // With a signed QE identity the JSON decides; the debug bit is refused either way.
+  if (collateral.qeIdentity !== undefined && qe.debug) {
+    collateral.qeIdentity.ok = false;
+    collateral.qeIdentity.detail = `the QE is a debug enclave; ${collateral.qeIdentity.detail}`;
+  }
+  checks.push(
+    collateral.qeIdentity ?? {
+      id: "qe-identity",
+      description: `The quoting enclave is Intel's ${tdx ? "TD" : "SGX"} QE, not in debug mode`,
+      ok: qeProblems.length === 0,
+      detail: qeProblems.length === 0 ? `ISVSVN ${qe.isvSvn}` : qeProblems.join("; "),
+    },
+  );
+  if (options.crls !== undefined && options.crls.length > 0) {
+    checks.push(
+      pckPath === undefined
+        ? {
+          id: "revocation",
+          description: "No certificate of the PCK chain is revoked by the supplied CRLs",
+          ok: false,
+          detail: "There is no PCK chain to check",
+        }
+        : await pckRevocationCheck(pckPath, options.crls, { at: options.at }),
+    );
+  }
+  checks.push(...collateral.checks);
+  Object.assign(claims, collateral.claims);
   return { checks, claims };
 }
 

@@ -14,6 +14,7 @@
  * allow_migration = false
  * max_age_seconds = 300                # where the format carries a time (Nitro)
  * trust_simulated_root = false         # or true, or the root's SHA-256 (hex)
+ * allowed_tcb_statuses = ["SWHardeningNeeded"]  # Intel TCB statuses accepted beyond UpToDate
  *
  * [min_tcb]                            # minimum SNP REPORTED_TCB
  * bootloader = 3
@@ -70,6 +71,11 @@ export interface Policy {
    * nothing about hardware.
    */
   trustSimulatedRoot: boolean | string;
+  /**
+   * Intel TCB statuses (from TCB Info collateral) accepted besides
+   * "UpToDate", e.g. "SWHardeningNeeded". Default none.
+   */
+  allowedTcbStatuses?: string[];
 }
 
 /** The policy used when none is given: refuse debug and migration, trust no simulated root. */
@@ -101,6 +107,16 @@ const TOP_KEYS = [
   "min_tcb",
   "max_age_seconds",
   "trust_simulated_root",
+  "allowed_tcb_statuses",
+];
+const INTEL_TCB_STATUSES = [
+  "UpToDate",
+  "SWHardeningNeeded",
+  "ConfigurationNeeded",
+  "ConfigurationAndSWHardeningNeeded",
+  "OutOfDate",
+  "OutOfDateConfigurationNeeded",
+  "Revoked",
 ];
 const TCB_KEYS = ["fmc", "bootloader", "tee", "snp", "microcode"];
 
@@ -211,6 +227,14 @@ export function policyFromTable(table: Record<string, unknown>, source = "policy
       minTcb[k as keyof MinimumTcb] = spl(source, k, v);
     }
     policy.minTcb = minTcb;
+  }
+  if (table.allowed_tcb_statuses !== undefined) {
+    policy.allowedTcbStatuses = stringList(
+      source,
+      "allowed_tcb_statuses",
+      table.allowed_tcb_statuses,
+      INTEL_TCB_STATUSES,
+    );
   }
   if (table.trust_simulated_root !== undefined) {
     const v = table.trust_simulated_root;

@@ -9,6 +9,7 @@
  */
 import { bytesEqual, fromHex } from "./_bytes.ts";
 import { decodeEvidenceBundle, looksLikeEvidenceBundle } from "./bundle.ts";
+import type { IntelCollateral } from "./intel_collateral.ts";
 import { verifyNitroDocument } from "./nitro.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import {
@@ -30,6 +31,12 @@ export const MAX_EVIDENCE_SIZE = 1024 * 1024;
 export interface VerifyEvidenceOptions extends SnpVerifyOptions {
   /** The format; "auto" (the default) detects it. */
   format?: EvidenceFormat | "auto";
+  /**
+   * Intel collateral for TDX and SGX quotes: TCB Info and QE Identity JSON as
+   * Intel's PCS serves them (see intel_collateral.ts). `crls` apply to the
+   * PCK chain of a quote as they do to an SNP chain.
+   */
+  collateral?: readonly (Uint8Array | IntelCollateral)[];
 }
 
 /** What {@link detectEvidence} found: the format and the evidence proper. */
@@ -190,6 +197,7 @@ export async function verifyEvidence(
   const policy = options.policy ?? DEFAULT_POLICY;
   const certs = [...detected.certs, ...(options.certs ?? [])];
   const common = { at: options.at, policy, trustedRoots: options.trustedRoots, certs };
+  const intel = { ...common, crls: options.crls, collateral: options.collateral };
   switch (detected.format) {
     case "snp":
       return await verifySnpReport(detected.evidence, { ...options, policy, certs });
@@ -197,9 +205,9 @@ export async function verifyEvidence(
     case "sgx":
     case "nitro": {
       const result = detected.format === "tdx"
-        ? await verifyTdxQuote(detected.evidence, common)
+        ? await verifyTdxQuote(detected.evidence, intel)
         : detected.format === "sgx"
-        ? await verifySgxQuote(detected.evidence, common)
+        ? await verifySgxQuote(detected.evidence, intel)
         : await verifyNitroDocument(detected.evidence, common);
       const checks = [...result.checks, ...commonPolicyChecks(result, policy, options)];
       return resultFromChecks(result.format, checks, result.claims, {
