@@ -44,6 +44,13 @@ if ! cmp -s "$ENARX_LIBWASMTIME" "$embed/libwasmtime.so"; then
   mv "$embed/libwasmtime.so.tmp" "$embed/libwasmtime.so"
 fi
 (cd "$embed" && sha256sum libwasmtime.so >libwasmtime.so.sha256)
+# The measurement of the wasmldr being compiled (runtime/keep_measurement.ts):
+# the binary reports and expects exactly this value.
+measurement="$ENARX_ROOT/build/embed/wasmldr-measurement.hex"
+"$DENO" run --quiet --allow-read --config "$ENARX_ROOT/deno.json" \
+  "$ENARX_ROOT/tools/wasmldr_measurement.ts" >"$measurement.tmp"
+mv "$measurement.tmp" "$measurement"
+say "wasmldr measurement $(cat "$measurement")"
 
 mkdir -p "$(dirname "$out")"
 say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
@@ -51,7 +58,7 @@ say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, 
 # that cli/main.ts and cli/run.ts may load them with specifiers that deno
 # cannot see ahead of time (which keeps `deno run` start-up from walking
 # every subcommand's module graph).
-includes=(--include "$embed" --include "$ENARX_ROOT/runtime/config.ts")
+includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/config.ts")
 for f in "$ENARX_ROOT"/cli/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and

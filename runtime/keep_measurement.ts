@@ -50,12 +50,49 @@ export async function wasmldrFiles(): Promise<string[]> {
 }
 
 /**
+ * Where compile.sh puts the measurement of the sources it compiled, as hex,
+ * for the single binary: a `deno compile` binary carries its modules but not
+ * necessarily as readable source files.
+ */
+export const EMBEDDED_MEASUREMENT_FILE = "build/embed/wasmldr-measurement.hex";
+
+/** Options of {@link readEmbeddedMeasurement}. */
+export interface EmbeddedMeasurementOptions {
+  /** The file to read (default: {@link EMBEDDED_MEASUREMENT_FILE} in this build). */
+  file?: URL;
+}
+
+/**
+ * Reads the measurement that compile.sh embedded; undefined when there is
+ * none. Throws when the file exists but is not 48 bytes of hex.
+ */
+export async function readEmbeddedMeasurement(
+  options: EmbeddedMeasurementOptions = {},
+): Promise<Uint8Array | undefined> {
+  const file = options.file ?? new URL(EMBEDDED_MEASUREMENT_FILE, ROOT);
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(file)).trim();
+  } catch {
+    return undefined;
+  }
+  if (!/^[0-9a-f]{96}$/.test(text)) {
+    throw new Error(`the embedded measurement "${file.pathname}" is not 48 bytes of hex`);
+  }
+  return Uint8Array.from(text.match(/../g)!, (h) => parseInt(h, 16));
+}
+
+/**
  * Returns the 48-byte measurement of this enarx's wasmldr (computed once per
- * process). Throws EnarxError `measurement-unavailable` when its source files
- * cannot be read (e.g. a build that does not carry them).
+ * process): in a compiled binary the one compile.sh embedded, else computed
+ * from the source files. Throws EnarxError `measurement-unavailable` when
+ * neither can be read.
  */
 export function wasmldrMeasurement(): Promise<Uint8Array> {
-  cached ??= computeMeasurement().catch((cause) => {
+  // Only a compiled binary uses the embedded value: in a checkout it could
+  // be stale, left by an earlier compile.sh.
+  const embedded = Deno.build.standalone ? readEmbeddedMeasurement() : Promise.resolve(undefined);
+  cached ??= embedded.then((m) => m ?? computeMeasurement()).catch((cause) => {
     cached = undefined;
     throw new EnarxError(
       "measurement-unavailable",

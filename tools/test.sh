@@ -17,7 +17,7 @@ if [ $# -eq 0 ]; then
   enarx_say "deno fmt --check, deno lint, deno check"
   "$DENO" fmt --check
   "$DENO" lint
-  "$DENO" check cli/ mod.ts tests/ bench/
+  "$DENO" check cli/ mod.ts tests/ bench/ tools/
 fi
 enarx_say "deno test"
 exec "$DENO" test --allow-all --no-prompt "${@:-tests/}"
