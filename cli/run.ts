@@ -152,6 +152,9 @@ async function loadConfig(path: string): Promise<EnarxConfig> {
 }
 
 /** The `run` subcommand. */
+/** Modules at least this large get a progress line while they compile (on a terminal). */
+const COMPILE_NOTICE_BYTES = 4 * 1024 * 1024;
+
 export const command: Command = {
   name: "run",
   summary: "Run a WebAssembly (WASI) module in a local keep",
@@ -197,6 +200,15 @@ export const command: Command = {
       stdout: "inherit",
       stderr: "inherit",
       cacheDir: values["no-cache"] ? undefined : defaultModuleCacheDir(),
+      onCompile: ({ bytes }) => {
+        // Progress for a person: compiling a large module takes seconds.
+        // Scripts (stderr not a terminal) get the workload's stderr only.
+        if (bytes < COMPILE_NOTICE_BYTES || !Deno.stderr.isTerminal()) return;
+        const what = values["no-cache"] ? "" : "; the module cache makes later runs fast";
+        Deno.stderr.writeSync(new TextEncoder().encode(
+          `enarx: compiling "${positionals[0]}" (${(bytes / 1048576).toFixed(1)} MiB)${what}\n`,
+        ));
+      },
     });
     if (result.reason !== "exit") {
       const lines = [`enarx: ${result.message ?? result.reason}`];

@@ -164,6 +164,8 @@ export interface CompileOptions {
   origin?: string;
   /** Called with what the cache did. */
   onCache?: (outcome: CacheOutcome, path?: string) => void;
+  /** Called just before Cranelift compiles the module (not for a cache hit): it may take long. */
+  onCompile?: (info: { bytes: number }) => void;
 }
 
 async function compileFresh(
@@ -208,6 +210,7 @@ export async function compileModule(
   const dir = options.cacheDir;
   if (dir === undefined) {
     options.onCache?.("disabled");
+    options.onCompile?.({ bytes: wasm.length });
     return await compileFresh(engine, wasm, origin);
   }
   const key = await moduleCacheKey(engine, wasm);
@@ -232,6 +235,7 @@ export async function compileModule(
     }
     outcome = "rejected";
   }
+  options.onCompile?.({ bytes: wasm.length });
   const module = await compileFresh(engine, wasm, origin);
   try {
     const payload = new Uint8Array(module.serialize());

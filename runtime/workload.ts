@@ -93,6 +93,8 @@ export interface RunOptions {
   cacheDir?: string;
   /** Aborts the run like a timeout (reason `timeout`). */
   signal?: AbortSignal;
+  /** Called before the module is compiled (not when it comes from the cache), for progress. */
+  onCompile?: (info: { bytes: number }) => void;
 }
 
 /** Why the workload ended. */
@@ -355,7 +357,11 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
     graceTimer = setTimeout(onStuck, ABANDON_GRACE_MS);
   };
   try {
-    module = await compileModule(engine, bytes, { cacheDir: options.cacheDir, origin });
+    module = await compileModule(engine, bytes, {
+      cacheDir: options.cacheDir,
+      origin,
+      onCompile: options.onCompile,
+    });
     if (!module.exports().includes("_start")) {
       throw new EnarxError(
         "module-no-start",

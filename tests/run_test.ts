@@ -401,3 +401,35 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 Deno.test("run: tests run against this checkout's ./enarx", async () => {
   assert.ok((await Deno.stat(`${ROOT}enarx`)).isFile);
 });
+
+Deno.test("run: a large module being compiled gets a progress line on a terminal, never in a pipe", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // 5 MiB of data makes a large module that still compiles at once.
+    const module = join(dir, "big.wat");
+    await Deno.writeTextFile(
+      module,
+      `(module (memory 100) (data (i32.const 0) "${
+        "x".repeat(5 << 20)
+      }") (func (export "_start")))`,
+    );
+    const piped = await enarx(["run", "--no-cache", module]);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(piped.stderr, "");
+    // script(1) gives the command a terminal.
+    const command = `${join(ROOT, "enarx")} run --no-cache ${module}`;
+    const tty = await new Deno.Command("script", {
+      args: ["-qec", command, "/dev/null"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(tty.code, 0);
+    assert.match(
+      new TextDecoder().decode(tty.stdout),
+      /enarx: compiling ".*big\.wat" \(5\.0 MiB\)\r?\n/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
