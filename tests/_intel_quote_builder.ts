@@ -106,6 +106,8 @@ export interface TestPki {
   caCert: X509Certificate;
   pckCert: X509Certificate;
   pckKey: CryptoKeyPair;
+  /** The platform CA's keys (to sign test CRLs). */
+  caKey: CryptoKeyPair;
   /** DER of the root, to pass as `trustedRoots`. */
   rootDer: Uint8Array;
   /** The chain as PEM, leaf first, root last. */
@@ -185,6 +187,7 @@ export async function makeTestPki(options: TestPkiOptions = {}): Promise<TestPki
     caCert,
     pckCert,
     pckKey,
+    caKey,
     rootDer: new Uint8Array(rootCert.rawData),
     chainPem: pemOf(pckCert) + pemOf(caCert) + pemOf(rootCert),
   };

@@ -16,7 +16,7 @@ import { MalformedCollateralError } from "./intel_collateral.ts";
 /** CRLs larger than this are refused (Intel's PCK CRLs are a few KiB). */
 export const MAX_CRL_BYTES = 4 * 1024 * 1024;
 
-/** Splits CRL inputs (DER, or PEM with `X509 CRL` blocks) into DER CRLs. */
+/** Splits CRL inputs (DER, or PEM with `X509 CRL` or `CRL` blocks) into DER CRLs. */
 export function crlDerList(inputs: readonly Uint8Array[]): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (const [i, input] of inputs.entries()) {
@@ -29,7 +29,8 @@ export function crlDerList(inputs: readonly Uint8Array[]): Uint8Array[] {
     if (head.startsWith("-----BEGIN")) {
       let blocks: Uint8Array[];
       try {
-        blocks = pemBlocks(new TextDecoder().decode(input), "X509 CRL");
+        const text = new TextDecoder().decode(input);
+        blocks = [...pemBlocks(text, "X509 CRL"), ...pemBlocks(text, "CRL")];
       } catch (error) {
         throw new MalformedCollateralError(`CRL ${i} has bad PEM base64; check the file`, {
           cause: error,
@@ -37,7 +38,7 @@ export function crlDerList(inputs: readonly Uint8Array[]): Uint8Array[] {
       }
       if (blocks.length === 0) {
         throw new MalformedCollateralError(
-          `CRL ${i} is PEM without an "X509 CRL" block; pass a DER or PEM CRL`,
+          `CRL ${i} is PEM without an "X509 CRL" or "CRL" block; pass a DER or PEM CRL`,
         );
       }
       out.push(...blocks);
