@@ -24,8 +24,9 @@ export type SgxVerifyOptions = QuoteVerifyOptions;
  * Verifies an SGX quote as of `options.at`. Resolves to a result listing the
  * checks `header`, `quote-signature`, `attestation-key-binding`,
  * `qe-report-signature`, `pck-chain`, `root`, `validity`, `pck-extension`,
- * `qe-identity` and `debug`; rejects with a MalformedEvidenceError (exit status
- * `dataError`) when the evidence is not a well-formed SGX quote.
+ * `qe-identity`, with CRLs `revocation`, with TCB Info collateral `tcb-info`
+ * and `tcb-status` (see intel_collateral.ts), and `debug`; rejects with a
+ * MalformedEvidenceError (exit status `dataError`) when the evidence is not a well-formed SGX quote.
  */
 export async function verifySgxQuote(
   evidence: Uint8Array,

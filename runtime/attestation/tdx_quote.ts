@@ -79,8 +79,9 @@ export function tdBodyClaims(body: Uint8Array): Claims {
  * Verifies a TDX quote as of `options.at`. Resolves to a result listing the
  * checks `header`, `quote-signature`, `attestation-key-binding`,
  * `qe-report-signature`, `pck-chain`, `root`, `validity`, `pck-extension`,
- * `qe-identity` and `debug`; rejects with a MalformedEvidenceError (exit status
- * `dataError`) when the evidence is not a well-formed TDX quote.
+ * `qe-identity`, with CRLs `revocation`, with TCB Info collateral `tcb-info`
+ * and `tcb-status` (see intel_collateral.ts), and `debug`; rejects with a
+ * MalformedEvidenceError (exit status `dataError`) when the evidence is not a well-formed TDX quote.
  */
 export async function verifyTdxQuote(
   evidence: Uint8Array,
