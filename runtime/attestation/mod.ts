@@ -63,3 +63,13 @@ export {
   type SnpSimReportOptions,
   SnpSimulator,
 } from "./snp_sim.ts";
+export {
+  evaluateTcbLevel,
+  type IntelCollateral,
+  MalformedCollateralError,
+  NO_MATCHING_LEVEL,
+  parseIntelCollateral,
+  TCB_STATUSES,
+  type TcbStatus,
+  verifyCollateralSignature,
+} from "./intel_collateral.ts";
