@@ -9,6 +9,7 @@
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { EnarxError } from "./errors.ts";
 
 export * from "@peculiar/x509";
 
@@ -238,13 +239,24 @@ export async function sha256Fingerprint(der: Uint8Array | ArrayBuffer): Promise<
 /**
  * Splits PEM text into the DER bytes of each `-----BEGIN <label>-----` block,
  * in order. Text outside the blocks is ignored; returns [] when there is none.
+ * Throws EnarxError `pem-malformed` (exit 65) when a block is not base64.
  */
 export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array<ArrayBuffer>[] {
   const re = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END ${label}-----`, "g");
   const out: Uint8Array<ArrayBuffer>[] = [];
   for (const m of text.matchAll(re)) {
     const b64 = m[1].replace(/\s+/g, "");
-    const bin = atob(b64);
+    let bin: string;
+    try {
+      bin = atob(b64);
+    } catch {
+      throw new EnarxError(
+        "pem-malformed",
+        `PEM block ${out.length + 1} ("-----BEGIN ${label}-----") is not valid base64; ` +
+          `pass the file as the issuer published it`,
+        { exit: "dataError" },
+      );
+    }
     out.push(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
   }
   return out;
