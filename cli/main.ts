@@ -118,8 +118,18 @@ function report(error: unknown, verbose: boolean): number {
   }
   const code = errorCode(error);
   const prefix = code === "internal" ? "enarx: internal error" : "enarx";
-  console.error(`${prefix}: ${message}`);
+  console.error(`${prefix}: ${oneLine(message)}`);
   return exitStatusFor(error);
+}
+
+/**
+ * Escapes line breaks and other control characters, which arrive in messages
+ * through quoted input (a TOML string, a CBOR map key), so that an error is
+ * always one line on stderr.
+ */
+function oneLine(message: string): string {
+  // deno-lint-ignore no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 if (import.meta.main) {
