@@ -84,7 +84,12 @@ async function route(
     const body = parseCreateKeepRequest(await readCbor(request, CREATE_BODY_LIMIT));
     return cbor(201, await manager.create(body));
   }
-  const id = decodeURIComponent(parts[2]);
+  let id: string;
+  try {
+    id = decodeURIComponent(parts[2]);
+  } catch {
+    throw notFound(url.pathname); // "%zz" is no keep id
+  }
   if (parts.length === 3) {
     allow(method, ["GET", "DELETE"]);
     await expectNoBody(request);
