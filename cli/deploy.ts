@@ -109,6 +109,15 @@ export const command: Command = {
     const keepmgrCaCerts = values["keepmgr-ca"] === undefined
       ? undefined
       : [await readText(values["keepmgr-ca"], "--keepmgr-ca")];
+    if (keepmgrCaCerts && !keepmgrCaCerts[0].includes("-----BEGIN CERTIFICATE-----")) {
+      // An empty or non-PEM file would authenticate nothing: refuse it rather than connect.
+      throw new EnarxError(
+        "keepmgr-ca-invalid",
+        `--keepmgr-ca "${values["keepmgr-ca"]}" holds no PEM certificate; ` +
+          `pass the keepmgr's cert.pem (or its CA)`,
+        { exit: "dataError" },
+      );
+    }
     const module = await readBytes(modulePath, "module");
     const config = values.wasmcfgfile === undefined
       ? null
