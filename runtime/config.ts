@@ -282,7 +282,7 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
  * refused: its hosts name directories of the machine that runs the keep,
  * and that machine's files are not the deployer's to open.
  */
-export function parseDeployedConfig(text: string, origin = "the deployed Enarx.toml"): EnarxConfig {
+export function parseDeployedConfig(text: string, origin = "The deployed Enarx.toml"): EnarxConfig {
   const config = parseEnarxConfig(text, origin);
   if (config.dirs.length > 0) {
     throw new ConfigUnsupportedError(

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { parsePolicy, PolicyError, readPolicyFile } from "../runtime/attestation/policy.ts";
+import {
+  parsePolicy,
+  PolicyError,
+  policyFromTable,
+  readPolicyFile,
+} from "../runtime/attestation/policy.ts";
 import { EnarxError } from "../runtime/errors.ts";
 
 Deno.test("policy: an empty policy refuses debug and migration and trusts no simulated root", () => {
@@ -76,4 +81,13 @@ Deno.test("policy: a missing file is exit status 66", async () => {
     assert.match(e.message, /\/nonexistent\/policy\.toml/);
     return true;
   });
+});
+
+Deno.test("policy: policyFromTable refuses a value that is not a table, with PolicyError", () => {
+  for (const value of [null, undefined, 3, "x", []]) {
+    assert.throws(
+      () => policyFromTable(value as unknown as Record<string, unknown>, "test"),
+      (e: unknown) => e instanceof PolicyError && /must be a table/.test(e.message),
+    );
+  }
 });

@@ -168,6 +168,9 @@ function spl(source: string, key: string, value: unknown): number {
  * keys). `source` names the file in error messages.
  */
 export function policyFromTable(table: Record<string, unknown>, source = "policy"): Policy {
+  if (typeof table !== "object" || table === null || Array.isArray(table)) {
+    fail(source, "a policy must be a table of keys");
+  }
   for (const key of Object.keys(table)) {
     if (!TOP_KEYS.includes(key)) {
       fail(source, `unknown key "${key}"; known keys are ${TOP_KEYS.join(", ")}`);
