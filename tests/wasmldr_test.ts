@@ -225,3 +225,88 @@ Deno.test("wasmldr: another protocol version gets a version error; a closed chan
   await keep2.toKeep.close();
   assert.notEqual((await keep2.done).exitStatus, 0);
 });
+
+/** Any request the untrusted host can make without the token: method, path, headers, body. */
+function hostileRequest(
+  port: number,
+  request: { method: string; path: string; headers: Record<string, string>; body: Uint8Array },
+): Promise<{ status: number; code: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      host: "127.0.0.1",
+      port,
+      method: request.method,
+      path: request.path,
+      rejectUnauthorized: false,
+      headers: request.headers,
+    }, (res) => {
+      const chunks: Uint8Array[] = [];
+      res.on("data", (c: Uint8Array) => chunks.push(new Uint8Array(c)));
+      res.on("end", () => {
+        const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) {
+          all.set(c, at);
+          at += c.length;
+        }
+        let code: string;
+        try {
+          code = parseErrorResponse(decodeCbor(all)).error.code;
+        } catch (error) {
+          code = `not a CBOR error map (${all.length} bytes): ${error}`;
+        }
+        resolve({ status: res.statusCode ?? 0, code });
+      });
+    });
+    req.on("error", reject);
+    req.end(request.body);
+  });
+}
+
+Deno.test("wasmldr: 60 seeded random requests without the token get CBOR errors; the real client still gets its run", async () => {
+  const keep = await handshake("k6");
+  const { port } = await keep.fromKeep.read() as { port: number };
+  // xorshift32 with a fixed seed: a failure names the request that caused it.
+  let state = 0x2545f491;
+  const next = (n: number) => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) % n;
+  };
+  const methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+  const paths = ["/v1/workload", "/", "/v1", "/v1/workload/x", "/v2/workload", "/%zz", "/v1/keeps"];
+  const auths = [undefined, "Bearer", "Bearer zz", `Bearer ${"0".repeat(64)}`, "Basic abc"];
+  for (let i = 0; i < 60; i++) {
+    const body = crypto.getRandomValues(new Uint8Array(next(2048)));
+    if (next(2) === 0) {
+      body.set(encodeCbor({ v: 1, module: text("(module)") }).slice(0, body.length));
+    }
+    const auth = auths[next(auths.length)];
+    const request = {
+      method: methods[next(methods.length)],
+      path: paths[next(paths.length)],
+      headers: {
+        // Explicit, so that every method frames its body the same way.
+        "content-length": String(body.length),
+        "content-type": next(2) === 0 ? "application/cbor" : "text/plain",
+        ...(auth === undefined ? {} : { authorization: auth }),
+      },
+      body,
+    };
+    const got = await hostileRequest(port, request);
+    assert.ok(
+      got.status >= 400 && got.status < 500 && !got.code.startsWith("not a CBOR"),
+      `request ${i} ${request.method} ${request.path} ${auth}: ${got.status} ${got.code}`,
+    );
+  }
+  // None of that touched the keep: the client's one upload runs as usual.
+  const res = await upload(port, "k6", keep.anchorPem, keep.token, HELLO_WAT);
+  assert.equal(res.status, 200);
+  const items = [];
+  for await (const v of readCborSequence(res.body)) items.push(parseWorkloadOutput(v));
+  assert.deepEqual(items.at(-1), { t: "exit", status: 7, reason: "exit" });
+  assert.deepEqual(await keep.fromKeep.read(), { t: "running" });
+  assert.deepEqual(await keep.fromKeep.read(), { t: "exited", status: 7, reason: "exit" });
+  assert.equal((await keep.done).exitStatus, 0);
+});
