@@ -1,6 +1,8 @@
 /**
  * `enarx attest verify EVIDENCE`: verifies SEV-SNP, TDX, SGX or Nitro
- * evidence (raw, or an evidence bundle) against a policy and prints the
+ * evidence (raw, or an evidence bundle), or a legacy SEV platform
+ * certificate chain (a directory of pdh.cert, pek.cert, oca.cert and
+ * cek.cert), against a policy and prints the
  * verdict, every check and the claims. Exit status 0 only when every check
  * passes, 1 when one fails, 65 when the evidence cannot be parsed. The JSON
  * output (`--json`) is specified in spec/attestation-json.md.
@@ -9,6 +11,7 @@
  */
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import {
+  detectEvidence,
   type EvidenceFormat,
   MalformedEvidenceError,
   readPolicyFile,
@@ -28,15 +31,19 @@ const HELP = `Usage: enarx attest verify EVIDENCE [OPTIONS]
 
 Verify attestation evidence: an SEV-SNP report, a TDX or SGX quote, an AWS
 Nitro document, or an enarx evidence bundle (CBOR). EVIDENCE is a file, or
-"-" for standard input.
+"-" for standard input. For a legacy SEV platform certificate chain
+(--format sev), EVIDENCE is a directory with pdh.cert, pek.cert, oca.cert
+and cek.cert (and optionally ask.cert and ark.cert, AMD's format), or a file
+of PDH‖PEK‖OCA‖CEK; AMD's ASKs and ARKs of every generation are built in.
 
 Options:
-  --format FORMAT   snp, tdx, sgx, nitro or auto (default: auto)
+  --format FORMAT   snp, tdx, sgx, nitro, sev or auto (default: auto)
   --certs PATH      Certificates: a DER or PEM file (a PEM may hold a chain),
                     an SNP certificate table, or a directory of such files
                     (other files in it are skipped).
                     For SNP, the VCEK or VLEK is needed; AMD's ASK/ASVK and
-                    ARK are built in. May be given more than once.
+                    ARK are built in. For sev, SEV certificates and an ASK
+                    or ARK in AMD's format. May be given more than once.
   --policy FILE     A TOML policy (see spec/attestation-json.md). Without one,
                     debug and migration are refused and no simulated root is
                     trusted.
@@ -57,7 +64,13 @@ Exit status: 0 every check passed, 1 a check failed, 65 malformed evidence,
 64 usage, 66 missing file, 78 invalid policy.
 `;
 
-const FORMATS = ["snp", "tdx", "sgx", "nitro", "auto"];
+const FORMATS = ["snp", "tdx", "sgx", "nitro", "sev", "auto"];
+
+/** The files of a legacy SEV chain directory: required, then optional. */
+const SEV_REQUIRED_FILES = ["pdh.cert", "pek.cert", "oca.cert", "cek.cert"];
+const SEV_OPTIONAL_FILES = ["ask.cert", "ark.cert"];
+/** Sizes of legacy SEV inputs: SEV certificates (0x824 each) and AMD CA certificates. */
+const SEV_CA_SIZES = [832, 1600, 1664, 3200];
 
 /** The schema name of the JSON output; bumped only on incompatible changes. */
 export const ATTEST_VERIFY_SCHEMA = "enarx.attest.verify/v1";
@@ -141,6 +154,82 @@ async function readCerts(paths: string[]): Promise<Uint8Array[]> {
         );
       }
       out.push(bytes);
+    }
+  }
+  return out;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  if (path === "-") return false;
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads a legacy SEV chain directory: PDH‖PEK‖OCA‖CEK as the evidence, and
+ * ask.cert / ark.cert when present.
+ */
+async function readSevDirectory(
+  dir: string,
+): Promise<{ evidence: Uint8Array; certs: Uint8Array[] }> {
+  const base = dir.replace(/\/+$/, "");
+  const parts: Uint8Array[] = [];
+  for (const name of SEV_REQUIRED_FILES) {
+    try {
+      parts.push(await Deno.readFile(`${base}/${name}`));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new EnarxError(
+          "not-found",
+          `The SEV directory "${dir}" has no ${name}; it needs ${SEV_REQUIRED_FILES.join(", ")} ` +
+            `(and optionally ${SEV_OPTIONAL_FILES.join(", ")})`,
+          { exit: "noInput", cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+  const evidence = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    evidence.set(p, offset);
+    offset += p.length;
+  }
+  const certs: Uint8Array[] = [];
+  for (const name of SEV_OPTIONAL_FILES) {
+    try {
+      certs.push(await Deno.readFile(`${base}/${name}`));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return { evidence, certs };
+}
+
+/**
+ * Reads --certs paths for a legacy SEV chain: raw SEV certificates and AMD
+ * CA certificates; a directory contributes the files whose size fits.
+ */
+async function readSevCerts(paths: string[]): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const path of paths) {
+    if (!(await isDirectory(path))) {
+      out.push(await readInput(path, "the certificate file"));
+      continue;
+    }
+    const files: string[] = [];
+    for await (const e of Deno.readDir(path)) {
+      if (e.isFile && !e.name.startsWith(".")) files.push(`${path.replace(/\/+$/, "")}/${e.name}`);
+    }
+    files.sort();
+    for (const file of files) {
+      const size = (await Deno.stat(file)).size;
+      const fits = (size > 0 && size % 0x824 === 0 && size <= 8 * 0x824) ||
+        SEV_CA_SIZES.includes(size);
+      if (fits) out.push(await readInput(file, "the certificate file"));
     }
   }
   return out;
@@ -273,7 +362,7 @@ export function resultJson(result: VerificationResult, at: Date): Record<string,
 /** The `attest verify` command. */
 export const command: Command = {
   name: "attest verify",
-  summary: "Verify SEV-SNP, TDX, SGX or Nitro evidence against a policy",
+  summary: "Verify SEV-SNP, TDX, SGX, Nitro or legacy SEV evidence against a policy",
   async run(args: string[]): Promise<number> {
     const { values, positionals } = parseCommandArgs("attest verify", args, {
       options: {
@@ -304,8 +393,26 @@ export const command: Command = {
     }
     const at = parseAtOption(values.at, new Date());
     try {
-      const evidence = await readInput(positionals[0], "the evidence");
-      const certs = await readCerts(values.certs ?? []);
+      const directory = await isDirectory(positionals[0]);
+      if (directory && format !== "sev" && format !== "auto") {
+        throw new UsageError(
+          `EVIDENCE "${positionals[0]}" is a directory, which only --format sev takes ` +
+            `(pdh.cert, pek.cert, oca.cert, cek.cert)`,
+        );
+      }
+      const sevDir = directory ? await readSevDirectory(positionals[0]) : undefined;
+      const evidence = sevDir?.evidence ?? await readInput(positionals[0], "the evidence");
+      let sev = directory || format === "sev";
+      if (format === "auto" && !sev) {
+        try {
+          sev = detectEvidence(evidence).format === "sev";
+        } catch {
+          // verifyEvidence reports it
+        }
+      }
+      const certs = sev
+        ? [...(sevDir?.certs ?? []), ...await readSevCerts(values.certs ?? [])]
+        : await readCerts(values.certs ?? []);
       const crls = await Promise.all((values.crl ?? []).map((f) => readInput(f, "the CRL")));
       const collateral = await readCollateral(values.collateral ?? []);
       crls.push(...collateral.crls);

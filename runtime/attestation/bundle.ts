@@ -5,8 +5,8 @@
  *
  * ```cddl
  * evidence-bundle = {
- *   "format": "snp" / "tdx" / "sgx" / "nitro",
- *   "report": bstr,          ; the raw evidence (SNP report, quote, document)
+ *   "format": "snp" / "tdx" / "sgx" / "nitro" / "sev",
+ *   "report": bstr,          ; the raw evidence (SNP report, quote, document, SEV PDH)
  *   "certs": [* bstr],       ; DER certificates, e.g. VCEK, ASK, ARK
  * }
  * ```
@@ -31,7 +31,7 @@ export interface EvidenceBundle {
 /** The largest bundle accepted: 1 MiB (a report and a few certificates are a few KiB). */
 export const MAX_BUNDLE_SIZE = 1024 * 1024;
 
-const FORMATS: readonly EvidenceFormat[] = ["snp", "tdx", "sgx", "nitro"];
+const FORMATS: readonly EvidenceFormat[] = ["snp", "tdx", "sgx", "nitro", "sev"];
 
 /** Encodes a bundle as deterministic CBOR. */
 export function encodeEvidenceBundle(bundle: EvidenceBundle): Uint8Array {

@@ -58,6 +58,14 @@ export { verifyTdxQuote } from "./tdx_quote.ts";
 export { verifySgxQuote } from "./sgx_quote.ts";
 export { verifyNitroDocument } from "./nitro.ts";
 export {
+  looksLikeSevCerts,
+  type SevChainCerts,
+  sevChainFromBlobs,
+  type SevChainOptions,
+  verifySevChain,
+} from "./sev_chain.ts";
+export { type AmdCaCert, parseAmdCaCert, parseSevCert, type SevCert } from "./sev_cert.ts";
+export {
   SNP_SIM_STATE_FILE,
   type SnpSimReport,
   type SnpSimReportOptions,

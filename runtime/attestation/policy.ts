@@ -94,7 +94,7 @@ export class PolicyError extends EnarxError {
   }
 }
 
-const FORMATS: readonly EvidenceFormat[] = ["snp", "tdx", "sgx", "nitro"];
+const FORMATS: readonly EvidenceFormat[] = ["snp", "tdx", "sgx", "nitro", "sev"];
 const PRODUCTS = ["Milan", "Genoa", "Turin"];
 const TOP_KEYS = [
   "platforms",

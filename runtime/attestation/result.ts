@@ -8,7 +8,7 @@
 import { EnarxError } from "../errors.ts";
 
 /** The evidence formats enarx understands. */
-export type EvidenceFormat = "snp" | "tdx" | "sgx" | "nitro";
+export type EvidenceFormat = "snp" | "tdx" | "sgx" | "nitro" | "sev";
 
 /** One check made while verifying evidence. */
 export interface Check {

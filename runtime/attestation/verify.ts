@@ -20,6 +20,7 @@ import {
   type VerificationResult,
 } from "./result.ts";
 import { verifySgxQuote } from "./sgx_quote.ts";
+import { looksLikeSevCerts, sevChainFromBlobs, verifySevChain } from "./sev_chain.ts";
 import { SNP_REPORT_SIZE } from "./snp_report.ts";
 import { type SnpVerifyOptions, verifySnpReport } from "./snp_verify.ts";
 import { verifyTdxQuote } from "./tdx_quote.ts";
@@ -97,6 +98,9 @@ export function detectEvidence(bytes: Uint8Array): DetectedEvidence {
       const format = version === 5 || (version === 4 && teeType === 0x81) ? "tdx" : "sgx";
       return { format, evidence: bytes, certs: [], container: "raw" };
     }
+  }
+  if (looksLikeSevCerts(bytes)) {
+    return { format: "sev", evidence: bytes, certs: [], container: "raw" };
   }
   throw new MalformedEvidenceError(
     `Cannot tell the format of ${bytes.length} bytes of evidence; expected an SEV-SNP report ` +
@@ -201,10 +205,16 @@ export async function verifyEvidence(
   switch (detected.format) {
     case "snp":
       return await verifySnpReport(detected.evidence, { ...options, policy, certs });
+    case "sev":
     case "tdx":
     case "sgx":
     case "nitro": {
-      const result = detected.format === "tdx"
+      const result = detected.format === "sev"
+        ? await verifySevChain(sevChainFromBlobs([detected.evidence, ...certs]), {
+          at: options.at,
+          trustedRoots: options.trustedRoots,
+        })
+        : detected.format === "tdx"
         ? await verifyTdxQuote(detected.evidence, intel)
         : detected.format === "sgx"
         ? await verifySgxQuote(detected.evidence, intel)
