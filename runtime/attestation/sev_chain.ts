@@ -187,8 +187,10 @@ async function verifyRsaPss(
 }
 
 /** An outcome of one signature check: whether it holds, and why not. */
-interface SigOutcome {
+export interface SigOutcome {
+  /** True when the signature is valid. */
   ok: boolean;
+  /** What was checked, or why it failed; one line. */
   detail: string;
 }
 
@@ -273,6 +275,32 @@ async function checkSlot(
     ok,
     detail: `${where}, RSA-PSS ${key.bits}-bit with ${hash}: ${ok ? "valid" : "invalid"}`,
   };
+}
+
+/**
+ * Checks signature slot `slot` (1 or 2) of a SEV certificate against
+ * `signer` (a SEV certificate, or the ASK for a CEK), which the slot must
+ * name by usage. Never throws for bad input: a wrong signer, algorithm or
+ * non-zero padding is a failed outcome. The chain's signature checks use it.
+ */
+export async function checkSevSignature(
+  signed: SevCert,
+  slot: 1 | 2,
+  signer: SevCert | AmdCaCert,
+): Promise<SigOutcome> {
+  return await checkSlot(signed, signed.signatures[slot - 1], signer, signer.usage);
+}
+
+/**
+ * Checks that an AMD CA certificate (ASK or ARK) is signed by `signer` (the
+ * ARK): CERTIFYING_ID equals the signer's KEY_ID and the RSA-PSS signature
+ * (SHA-256 for 2048-bit, SHA-384 for 4096-bit keys) is valid. Never throws.
+ */
+export async function checkAmdCaSignature(
+  signed: AmdCaCert,
+  signer: AmdCaCert,
+): Promise<SigOutcome> {
+  return await checkCa(signed, signer);
 }
 
 async function checkCa(signed: AmdCaCert, signer: AmdCaCert): Promise<SigOutcome> {
