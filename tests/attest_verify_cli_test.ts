@@ -132,7 +132,7 @@ Deno.test("attest verify: usage errors exit 64, a missing file 66, a bad policy 
   const at = await enarx(["attest", "verify", report, "--at", "yesterday"]);
   assert.equal(at.code, 64);
   assertOneLineError(at.stderr);
-  assert.equal((await enarx(["attest", "verify", report, "--format", "sev"])).code, 64);
+  assert.equal((await enarx(["attest", "verify", report, "--format", "sev-es"])).code, 64);
   assert.equal((await enarx(["attest", "verify"])).code, 64);
   assert.equal((await enarx(["attest", "verify", `${tmp}/missing.bin`])).code, 66);
   await Deno.writeTextFile(`${tmp}/bad.toml`, "allow_debugg = true\n");

@@ -53,7 +53,7 @@ for (
     ["an unknown min_tcb key", "[min_tcb]\nucode = 1", /unknown key "min_tcb.ucode"/],
     ["bad TOML", "allow_debug = ", /not valid TOML/],
     ["a wrong type", 'allow_debug = "no"', /"allow_debug" must be true or false/],
-    ["an unknown platform", 'platforms = ["sev"]', /"platforms" has "sev"/],
+    ["an unknown platform", 'platforms = ["sev-es"]', /"platforms" has "sev-es"/],
     ["an unknown product", 'products = ["Naples"]', /"products" has "Naples"/],
     ["bad hex", 'report_data = "xyz"', /not hexadecimal/],
     ["too much report data", `report_data = "${"00".repeat(65)}"`, /1 to 64 bytes/],
