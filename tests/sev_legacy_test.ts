@@ -16,6 +16,7 @@ import {
   verifySevChain,
 } from "../runtime/attestation/sev_chain.ts";
 import { SEV_GENERATIONS, sevLegacyRoots } from "../runtime/attestation/sev_legacy_roots.ts";
+import { parsePolicy } from "../runtime/attestation/policy.ts";
 import { verifyEvidence } from "../runtime/attestation/verify.ts";
 import { toHex } from "../runtime/attestation/_bytes.ts";
 import { assertCleanError, Prng } from "./_robustness.ts";
@@ -474,4 +475,22 @@ Deno.test("sev CLI: the truncated ARK is exit 65, a directory without the certif
   } finally {
     Deno.removeSync(empty, { recursive: true });
   }
+});
+
+Deno.test("sev: a policy's platforms decide whether sev evidence is accepted", async () => {
+  const c = naples();
+  const all = new Uint8Array(4 * SEV_CERT_SIZE);
+  [c.pdh, c.pek, c.oca, c.cek].forEach((b, i) => all.set(b, i * SEV_CERT_SIZE));
+  const at = new Date("2026-01-01");
+  const refused = await verifyEvidence(all, {
+    at,
+    policy: parsePolicy('platforms = ["snp"]', { source: "test" }),
+  });
+  assert.deepEqual(failed(refused), ["platform"]);
+  const accepted = await verifyEvidence(all, {
+    at,
+    policy: parsePolicy('platforms = ["sev"]', { source: "test" }),
+  });
+  assert.equal(accepted.ok, true);
+  assert.ok(accepted.checks.some((x) => x.id === "platform" && x.ok));
 });
