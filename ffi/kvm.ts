@@ -85,21 +85,21 @@ export const KVM_X86_VM_TYPES: Readonly<Record<string, number>> = Object.freeze(
 
 /** Every constant above with its provenance, for the uapi test. */
 export const KVM_CONSTANTS: readonly UapiConstant[] = [
-  defineConstant("KVMIO", KVMIO, HEADER),
-  defineConstant("KVM_API_VERSION", KVM_API_VERSION, HEADER),
-  defineConstant("KVM_GET_API_VERSION", KVM_GET_API_VERSION, HEADER),
-  defineConstant("KVM_CREATE_VM", KVM_CREATE_VM, HEADER),
-  defineConstant("KVM_CHECK_EXTENSION", KVM_CHECK_EXTENSION, HEADER),
-  defineConstant("KVM_GET_VCPU_MMAP_SIZE", KVM_GET_VCPU_MMAP_SIZE, HEADER),
-  defineConstant("KVM_CREATE_VCPU", KVM_CREATE_VCPU, HEADER),
-  defineConstant("KVM_MEMORY_ENCRYPT_OP", KVM_MEMORY_ENCRYPT_OP, HEADER),
-  defineConstant("KVM_CAP_USER_MEMORY", KVM_CAP_USER_MEMORY, HEADER),
-  defineConstant("KVM_CAP_NR_VCPUS", KVM_CAP_NR_VCPUS, HEADER),
-  defineConstant("KVM_CAP_MAX_VCPUS", KVM_CAP_MAX_VCPUS, HEADER),
-  defineConstant("KVM_CAP_GUEST_MEMFD", KVM_CAP_GUEST_MEMFD, NEWER_KVM),
-  defineConstant("KVM_CAP_VM_TYPES", KVM_CAP_VM_TYPES, NEWER_KVM),
+  defineConstant("KVMIO", { value: KVMIO, source: HEADER }),
+  defineConstant("KVM_API_VERSION", { value: KVM_API_VERSION, source: HEADER }),
+  defineConstant("KVM_GET_API_VERSION", { value: KVM_GET_API_VERSION, source: HEADER }),
+  defineConstant("KVM_CREATE_VM", { value: KVM_CREATE_VM, source: HEADER }),
+  defineConstant("KVM_CHECK_EXTENSION", { value: KVM_CHECK_EXTENSION, source: HEADER }),
+  defineConstant("KVM_GET_VCPU_MMAP_SIZE", { value: KVM_GET_VCPU_MMAP_SIZE, source: HEADER }),
+  defineConstant("KVM_CREATE_VCPU", { value: KVM_CREATE_VCPU, source: HEADER }),
+  defineConstant("KVM_MEMORY_ENCRYPT_OP", { value: KVM_MEMORY_ENCRYPT_OP, source: HEADER }),
+  defineConstant("KVM_CAP_USER_MEMORY", { value: KVM_CAP_USER_MEMORY, source: HEADER }),
+  defineConstant("KVM_CAP_NR_VCPUS", { value: KVM_CAP_NR_VCPUS, source: HEADER }),
+  defineConstant("KVM_CAP_MAX_VCPUS", { value: KVM_CAP_MAX_VCPUS, source: HEADER }),
+  defineConstant("KVM_CAP_GUEST_MEMFD", { value: KVM_CAP_GUEST_MEMFD, source: NEWER_KVM }),
+  defineConstant("KVM_CAP_VM_TYPES", { value: KVM_CAP_VM_TYPES, source: NEWER_KVM }),
   ...Object.entries(KVM_X86_VM_TYPES).map(([name, value]) =>
-    defineConstant(name, value, NEWER_ASM)
+    defineConstant(name, { value, source: NEWER_ASM })
   ),
 ];
 

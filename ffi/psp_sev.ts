@@ -32,35 +32,51 @@ const UPSTREAM = {
 export const SEV_DEVICE = "/dev/sev";
 
 /** `struct sev_issue_cmd` (packed): command id, pointer to its data, firmware error. */
-export const SEV_ISSUE_CMD_ARG = defineStruct("sev_issue_cmd", 16, {
-  cmd: [0, 4],
-  data: [4, 8],
-  error: [12, 4],
-}, HEADER);
+export const SEV_ISSUE_CMD_ARG = defineStruct("sev_issue_cmd", {
+  size: 16,
+  fields: {
+    cmd: [0, 4],
+    data: [4, 8],
+    error: [12, 4],
+  },
+  source: HEADER,
+});
 
 /** `struct sev_user_data_status` (packed): PLATFORM_STATUS output. */
-export const SEV_USER_DATA_STATUS = defineStruct("sev_user_data_status", 12, {
-  api_major: [0, 1],
-  api_minor: [1, 1],
-  state: [2, 1],
-  flags: [3, 4],
-  build: [7, 1],
-  guest_count: [8, 4],
-}, HEADER);
+export const SEV_USER_DATA_STATUS = defineStruct("sev_user_data_status", {
+  size: 12,
+  fields: {
+    api_major: [0, 1],
+    api_minor: [1, 1],
+    state: [2, 1],
+    flags: [3, 4],
+    build: [7, 1],
+    guest_count: [8, 4],
+  },
+  source: HEADER,
+});
 
 /** `struct sev_user_data_pdh_cert_export` (packed). */
-export const SEV_USER_DATA_PDH_CERT_EXPORT = defineStruct("sev_user_data_pdh_cert_export", 24, {
-  pdh_cert_address: [0, 8],
-  pdh_cert_len: [8, 4],
-  cert_chain_address: [12, 8],
-  cert_chain_len: [20, 4],
-}, HEADER);
+export const SEV_USER_DATA_PDH_CERT_EXPORT = defineStruct("sev_user_data_pdh_cert_export", {
+  size: 24,
+  fields: {
+    pdh_cert_address: [0, 8],
+    pdh_cert_len: [8, 4],
+    cert_chain_address: [12, 8],
+    cert_chain_len: [20, 4],
+  },
+  source: HEADER,
+});
 
 /** `struct sev_user_data_get_id2` (packed): a buffer for one 64-byte id per socket. */
-export const SEV_USER_DATA_GET_ID2 = defineStruct("sev_user_data_get_id2", 12, {
-  address: [0, 8],
-  length: [8, 4],
-}, HEADER);
+export const SEV_USER_DATA_GET_ID2 = defineStruct("sev_user_data_get_id2", {
+  size: 12,
+  fields: {
+    address: [0, 8],
+    length: [8, 4],
+  },
+  source: HEADER,
+});
 
 /**
  * `struct sev_user_data_snp_status` (packed, 32 bytes; upstream only). Byte 3
@@ -68,17 +84,21 @@ export const SEV_USER_DATA_GET_ID2 = defineStruct("sev_user_data_get_id2", 12, {
  * mask_chip_key (1), vlek_en (2), feature_info (3), rapl_dis (4),
  * ciphertext_hiding_cap (5), ciphertext_hiding_en (6).
  */
-export const SEV_USER_DATA_SNP_STATUS = defineStruct("sev_user_data_snp_status", 32, {
-  api_major: [0, 1],
-  api_minor: [1, 1],
-  state: [2, 1],
-  is_rmp_initialized: [3, 1],
-  build_id: [4, 4],
-  feature_bits: [8, 4],
-  guest_count: [12, 4],
-  current_tcb_version: [16, 8],
-  reported_tcb_version: [24, 8],
-}, UPSTREAM);
+export const SEV_USER_DATA_SNP_STATUS = defineStruct("sev_user_data_snp_status", {
+  size: 32,
+  fields: {
+    api_major: [0, 1],
+    api_minor: [1, 1],
+    state: [2, 1],
+    is_rmp_initialized: [3, 1],
+    build_id: [4, 4],
+    feature_bits: [8, 4],
+    guest_count: [12, 4],
+    current_tcb_version: [16, 8],
+    reported_tcb_version: [24, 8],
+  },
+  source: UPSTREAM,
+});
 
 /** `_IOWR('S', 0x0, struct sev_issue_cmd)`. */
 export const SEV_ISSUE_CMD = iowr("S", 0, { size: SEV_ISSUE_CMD_ARG.size });
@@ -145,19 +165,19 @@ const COMMAND_NAMES: Record<number, string> = {
 
 /** Every constant above with its provenance, for the uapi test. */
 export const PSP_SEV_CONSTANTS: readonly UapiConstant[] = [
-  defineConstant("SEV_ISSUE_CMD", SEV_ISSUE_CMD, HEADER),
-  defineConstant("SEV_FACTORY_RESET", SEV_FACTORY_RESET, HEADER),
-  defineConstant("SEV_PLATFORM_STATUS", SEV_PLATFORM_STATUS, HEADER),
-  defineConstant("SEV_PEK_GEN", SEV_PEK_GEN, HEADER),
-  defineConstant("SEV_PEK_CSR", SEV_PEK_CSR, HEADER),
-  defineConstant("SEV_PDH_GEN", SEV_PDH_GEN, HEADER),
-  defineConstant("SEV_PDH_CERT_EXPORT", SEV_PDH_CERT_EXPORT, HEADER),
-  defineConstant("SEV_PEK_CERT_IMPORT", SEV_PEK_CERT_IMPORT, HEADER),
-  defineConstant("SEV_GET_ID", SEV_GET_ID, HEADER),
-  defineConstant("SEV_GET_ID2", SEV_GET_ID2, HEADER),
-  defineConstant("SNP_PLATFORM_STATUS", SNP_PLATFORM_STATUS, UPSTREAM),
-  defineConstant("SEV_RET_INVALID_LEN", SEV_RET_INVALID_LEN, HEADER),
-  defineConstant("SEV_STATUS_FLAGS_CONFIG_ES", 0x100, HEADER),
+  defineConstant("SEV_ISSUE_CMD", { value: SEV_ISSUE_CMD, source: HEADER }),
+  defineConstant("SEV_FACTORY_RESET", { value: SEV_FACTORY_RESET, source: HEADER }),
+  defineConstant("SEV_PLATFORM_STATUS", { value: SEV_PLATFORM_STATUS, source: HEADER }),
+  defineConstant("SEV_PEK_GEN", { value: SEV_PEK_GEN, source: HEADER }),
+  defineConstant("SEV_PEK_CSR", { value: SEV_PEK_CSR, source: HEADER }),
+  defineConstant("SEV_PDH_GEN", { value: SEV_PDH_GEN, source: HEADER }),
+  defineConstant("SEV_PDH_CERT_EXPORT", { value: SEV_PDH_CERT_EXPORT, source: HEADER }),
+  defineConstant("SEV_PEK_CERT_IMPORT", { value: SEV_PEK_CERT_IMPORT, source: HEADER }),
+  defineConstant("SEV_GET_ID", { value: SEV_GET_ID, source: HEADER }),
+  defineConstant("SEV_GET_ID2", { value: SEV_GET_ID2, source: HEADER }),
+  defineConstant("SNP_PLATFORM_STATUS", { value: SNP_PLATFORM_STATUS, source: UPSTREAM }),
+  defineConstant("SEV_RET_INVALID_LEN", { value: SEV_RET_INVALID_LEN, source: HEADER }),
+  defineConstant("SEV_STATUS_FLAGS_CONFIG_ES", { value: 0x100, source: HEADER }),
 ];
 
 /** Every structure above, for the uapi test. */
@@ -169,6 +189,14 @@ export const PSP_SEV_STRUCTS: readonly StructLayout[] = [
   SEV_USER_DATA_SNP_STATUS,
 ];
 
+/** The firmware command and its parameter for {@link sevIssueCommand}. */
+export interface SevCommand {
+  /** The firmware command number, e.g. `SEV_PLATFORM_STATUS`. */
+  readonly cmd: number;
+  /** The command's parameter structure, or null when it takes none. */
+  readonly data: Uint8Array<ArrayBuffer> | null;
+}
+
 /**
  * SEV_ISSUE_CMD: runs firmware command `cmd` with `data` (its parameter
  * structure, or null). Returns the firmware status (0 on success). Throws
@@ -176,8 +204,7 @@ export const PSP_SEV_STRUCTS: readonly StructLayout[] = [
  */
 export function sevIssueCommand(
   device: FileDescriptor,
-  cmd: number,
-  data: Uint8Array<ArrayBuffer> | null,
+  { cmd, data }: SevCommand,
 ): number {
   const arg = new StructBuffer(SEV_ISSUE_CMD_ARG).set("cmd", cmd);
   if (data !== null) arg.set("data", addressOf(data));
@@ -207,7 +234,7 @@ export interface SevPlatformStatus {
 /** SEV_ISSUE_CMD SEV_PLATFORM_STATUS. */
 export function sevPlatformStatus(device: FileDescriptor): SevPlatformStatus {
   const status = new StructBuffer(SEV_USER_DATA_STATUS);
-  sevIssueCommand(device, SEV_PLATFORM_STATUS, status.bytes);
+  sevIssueCommand(device, { cmd: SEV_PLATFORM_STATUS, data: status.bytes });
   return {
     apiMajor: status.getNumber("api_major"),
     apiMinor: status.getNumber("api_minor"),
@@ -243,7 +270,7 @@ export interface SnpPlatformStatus {
 /** SEV_ISSUE_CMD SNP_PLATFORM_STATUS (kernels with SNP host support). */
 export function snpPlatformStatus(device: FileDescriptor): SnpPlatformStatus {
   const status = new StructBuffer(SEV_USER_DATA_SNP_STATUS);
-  sevIssueCommand(device, SNP_PLATFORM_STATUS, status.bytes);
+  sevIssueCommand(device, { cmd: SNP_PLATFORM_STATUS, data: status.bytes });
   return {
     apiMajor: status.getNumber("api_major"),
     apiMinor: status.getNumber("api_minor"),
@@ -263,7 +290,7 @@ export function sevGetId2(device: FileDescriptor, options: { maxSockets?: number
   const arg = new StructBuffer(SEV_USER_DATA_GET_ID2)
     .set("address", addressOf(ids))
     .set("length", ids.length);
-  sevIssueCommand(device, SEV_GET_ID2, arg.bytes);
+  sevIssueCommand(device, { cmd: SEV_GET_ID2, data: arg.bytes });
   const length = Math.min(arg.getNumber("length"), ids.length);
   const out: Uint8Array<ArrayBuffer>[] = [];
   for (let offset = 0; offset + 64 <= length; offset += 64) {
@@ -284,7 +311,7 @@ export function sevPdhCertExport(
     .set("pdh_cert_len", pdh.length)
     .set("cert_chain_address", addressOf(chain))
     .set("cert_chain_len", chain.length);
-  sevIssueCommand(device, SEV_PDH_CERT_EXPORT, arg.bytes);
+  sevIssueCommand(device, { cmd: SEV_PDH_CERT_EXPORT, data: arg.bytes });
   return {
     pdh: pdh.slice(0, arg.getNumber("pdh_cert_len")),
     chain: chain.slice(0, arg.getNumber("cert_chain_len")),

@@ -21,34 +21,50 @@ const HEADER = { header: "linux/sev-guest.h", local: "yes" } as const;
 export const SEV_GUEST_DEVICE = "/dev/sev-guest";
 
 /** `struct snp_report_req`: the report request (REPORT_DATA and VMPL). */
-export const SNP_REPORT_REQ = defineStruct("snp_report_req", 96, {
-  user_data: [0, 64],
-  vmpl: [64, 4],
-  rsvd: [68, 28],
-}, HEADER);
+export const SNP_REPORT_REQ = defineStruct("snp_report_req", {
+  size: 96,
+  fields: {
+    user_data: [0, 64],
+    vmpl: [64, 4],
+    rsvd: [68, 28],
+  },
+  source: HEADER,
+});
 
 /** `struct snp_report_resp`: the firmware's MSG_REPORT_RSP in `data`. */
-export const SNP_REPORT_RESP = defineStruct("snp_report_resp", 4000, { data: [0, 4000] }, HEADER);
+export const SNP_REPORT_RESP = defineStruct("snp_report_resp", {
+  size: 4000,
+  fields: { data: [0, 4000] },
+  source: HEADER,
+});
 
 /**
  * `struct snp_guest_request_ioctl` (not packed: 7 bytes of padding after
  * `msg_version`). `exitinfo2` holds `fw_error` (low 32 bits) and `vmm_error`.
  */
-export const SNP_GUEST_REQUEST_IOCTL = defineStruct("snp_guest_request_ioctl", 32, {
-  msg_version: [0, 1],
-  req_data: [8, 8],
-  resp_data: [16, 8],
-  exitinfo2: [24, 8],
-  fw_error: [24, 4],
-  vmm_error: [28, 4],
-}, HEADER);
+export const SNP_GUEST_REQUEST_IOCTL = defineStruct("snp_guest_request_ioctl", {
+  size: 32,
+  fields: {
+    msg_version: [0, 1],
+    req_data: [8, 8],
+    resp_data: [16, 8],
+    exitinfo2: [24, 8],
+    fw_error: [24, 4],
+    vmm_error: [28, 4],
+  },
+  source: HEADER,
+});
 
 /** `struct snp_ext_report_req`: a report request plus a certificate buffer. */
-export const SNP_EXT_REPORT_REQ = defineStruct("snp_ext_report_req", 112, {
-  data: [0, 96],
-  certs_address: [96, 8],
-  certs_len: [104, 4],
-}, HEADER);
+export const SNP_EXT_REPORT_REQ = defineStruct("snp_ext_report_req", {
+  size: 112,
+  fields: {
+    data: [0, 96],
+    certs_address: [96, 8],
+    certs_len: [104, 4],
+  },
+  source: HEADER,
+});
 
 /**
  * MSG_REPORT_RSP, the firmware message inside `snp_report_resp.data`
@@ -56,11 +72,15 @@ export const SNP_EXT_REPORT_REQ = defineStruct("snp_ext_report_req", 112, {
  * 0x20 header size also in go-sev-guest `client/linuxabi`): status, report
  * size (0x4A0), 24 reserved bytes, then the ATTESTATION_REPORT.
  */
-export const MSG_REPORT_RSP = defineStruct("MSG_REPORT_RSP", 0x20 + 0x4a0, {
-  status: [0, 4],
-  report_size: [4, 4],
-  report: [0x20, 0x4a0],
-}, { header: null, local: "no", source: "AMD SEV-SNP Firmware ABI #56860, MSG_REPORT_RSP" });
+export const MSG_REPORT_RSP = defineStruct("MSG_REPORT_RSP", {
+  size: 0x20 + 0x4a0,
+  fields: {
+    status: [0, 4],
+    report_size: [4, 4],
+    report: [0x20, 0x4a0],
+  },
+  source: { header: null, local: "no", source: "AMD SEV-SNP Firmware ABI #56860, MSG_REPORT_RSP" },
+});
 
 /** `_IOWR('S', 0x0, struct snp_guest_request_ioctl)`. */
 export const SNP_GET_REPORT = iowr("S", 0, { size: SNP_GUEST_REQUEST_IOCTL.size });
@@ -76,11 +96,14 @@ export const SNP_GUEST_VMM_ERR_BUSY = 2;
 
 /** Every constant above with its provenance, for the uapi test. */
 export const SEV_GUEST_CONSTANTS: readonly UapiConstant[] = [
-  defineConstant("SNP_GET_REPORT", SNP_GET_REPORT, HEADER),
-  defineConstant("SNP_GET_DERIVED_KEY", SNP_GET_DERIVED_KEY, HEADER),
-  defineConstant("SNP_GET_EXT_REPORT", SNP_GET_EXT_REPORT, HEADER),
-  defineConstant("SNP_GUEST_VMM_ERR_INVALID_LEN", SNP_GUEST_VMM_ERR_INVALID_LEN, HEADER),
-  defineConstant("SNP_GUEST_VMM_ERR_BUSY", SNP_GUEST_VMM_ERR_BUSY, HEADER),
+  defineConstant("SNP_GET_REPORT", { value: SNP_GET_REPORT, source: HEADER }),
+  defineConstant("SNP_GET_DERIVED_KEY", { value: SNP_GET_DERIVED_KEY, source: HEADER }),
+  defineConstant("SNP_GET_EXT_REPORT", { value: SNP_GET_EXT_REPORT, source: HEADER }),
+  defineConstant("SNP_GUEST_VMM_ERR_INVALID_LEN", {
+    value: SNP_GUEST_VMM_ERR_INVALID_LEN,
+    source: HEADER,
+  }),
+  defineConstant("SNP_GUEST_VMM_ERR_BUSY", { value: SNP_GUEST_VMM_ERR_BUSY, source: HEADER }),
 ];
 
 /** Every structure above, for the uapi test. */

@@ -27,67 +27,78 @@ export const SGX_VEPC_DEVICE = "/dev/sgx_vepc";
 export const SGX_MAGIC = 0xa4;
 
 /** `struct sgx_enclave_create`: address of the SECS page. */
-export const SGX_ENCLAVE_CREATE_ARG = defineStruct(
-  "sgx_enclave_create",
-  8,
-  { src: [0, 8] },
-  HEADER,
-);
+export const SGX_ENCLAVE_CREATE_ARG = defineStruct("sgx_enclave_create", {
+  size: 8,
+  fields: { src: [0, 8] },
+  source: HEADER,
+});
 /** `struct sgx_enclave_add_pages`. */
-export const SGX_ENCLAVE_ADD_PAGES_ARG = defineStruct("sgx_enclave_add_pages", 48, {
-  src: [0, 8],
-  offset: [8, 8],
-  length: [16, 8],
-  secinfo: [24, 8],
-  flags: [32, 8],
-  count: [40, 8],
-}, HEADER);
+export const SGX_ENCLAVE_ADD_PAGES_ARG = defineStruct("sgx_enclave_add_pages", {
+  size: 48,
+  fields: {
+    src: [0, 8],
+    offset: [8, 8],
+    length: [16, 8],
+    secinfo: [24, 8],
+    flags: [32, 8],
+    count: [40, 8],
+  },
+  source: HEADER,
+});
 /** `struct sgx_enclave_init`: address of the SIGSTRUCT. */
-export const SGX_ENCLAVE_INIT_ARG = defineStruct(
-  "sgx_enclave_init",
-  8,
-  { sigstruct: [0, 8] },
-  HEADER,
-);
+export const SGX_ENCLAVE_INIT_ARG = defineStruct("sgx_enclave_init", {
+  size: 8,
+  fields: { sigstruct: [0, 8] },
+  source: HEADER,
+});
 /** `struct sgx_enclave_provision`: an open `/dev/sgx_provision` descriptor. */
-export const SGX_ENCLAVE_PROVISION_ARG = defineStruct(
-  "sgx_enclave_provision",
-  8,
-  { fd: [0, 8] },
-  HEADER,
-);
+export const SGX_ENCLAVE_PROVISION_ARG = defineStruct("sgx_enclave_provision", {
+  size: 8,
+  fields: { fd: [0, 8] },
+  source: HEADER,
+});
 /** `struct sgx_enclave_restrict_permissions` (SGX2). */
 export const SGX_ENCLAVE_RESTRICT_PERMISSIONS_ARG = defineStruct(
   "sgx_enclave_restrict_permissions",
-  40,
-  { offset: [0, 8], length: [8, 8], permissions: [16, 8], result: [24, 8], count: [32, 8] },
-  HEADER,
+  {
+    size: 40,
+    fields: {
+      offset: [0, 8],
+      length: [8, 8],
+      permissions: [16, 8],
+      result: [24, 8],
+      count: [32, 8],
+    },
+    source: HEADER,
+  },
 );
 /** `struct sgx_enclave_modify_types` (SGX2). */
-export const SGX_ENCLAVE_MODIFY_TYPES_ARG = defineStruct(
-  "sgx_enclave_modify_types",
-  40,
-  { offset: [0, 8], length: [8, 8], page_type: [16, 8], result: [24, 8], count: [32, 8] },
-  HEADER,
-);
+export const SGX_ENCLAVE_MODIFY_TYPES_ARG = defineStruct("sgx_enclave_modify_types", {
+  size: 40,
+  fields: { offset: [0, 8], length: [8, 8], page_type: [16, 8], result: [24, 8], count: [32, 8] },
+  source: HEADER,
+});
 /** `struct sgx_enclave_remove_pages` (SGX2). */
-export const SGX_ENCLAVE_REMOVE_PAGES_ARG = defineStruct(
-  "sgx_enclave_remove_pages",
-  24,
-  { offset: [0, 8], length: [8, 8], count: [16, 8] },
-  HEADER,
-);
+export const SGX_ENCLAVE_REMOVE_PAGES_ARG = defineStruct("sgx_enclave_remove_pages", {
+  size: 24,
+  fields: { offset: [0, 8], length: [8, 8], count: [16, 8] },
+  source: HEADER,
+});
 /** `struct sgx_enclave_run`: the vDSO `__vdso_sgx_enter_enclave` context. */
-export const SGX_ENCLAVE_RUN = defineStruct("sgx_enclave_run", 256, {
-  tcs: [0, 8],
-  function: [8, 4],
-  exception_vector: [12, 2],
-  exception_error_code: [14, 2],
-  exception_addr: [16, 8],
-  user_handler: [24, 8],
-  user_data: [32, 8],
-  reserved: [40, 216],
-}, HEADER);
+export const SGX_ENCLAVE_RUN = defineStruct("sgx_enclave_run", {
+  size: 256,
+  fields: {
+    tcs: [0, 8],
+    function: [8, 4],
+    exception_vector: [12, 2],
+    exception_error_code: [14, 2],
+    exception_addr: [16, 8],
+    user_handler: [24, 8],
+    user_data: [32, 8],
+    reserved: [40, 216],
+  },
+  source: HEADER,
+});
 
 /** `_IOW(SGX_MAGIC, 0x00, struct sgx_enclave_create)`. */
 export const SGX_IOC_ENCLAVE_CREATE = iow(SGX_MAGIC, 0x00, { size: SGX_ENCLAVE_CREATE_ARG.size });
@@ -118,19 +129,24 @@ export const SGX_IOC_ENCLAVE_REMOVE_PAGES = iowr(SGX_MAGIC, 0x07, {
 
 /** Every constant above with its provenance, for the uapi test. */
 export const SGX_CONSTANTS: readonly UapiConstant[] = [
-  defineConstant("SGX_MAGIC", SGX_MAGIC, HEADER),
-  defineConstant("SGX_IOC_ENCLAVE_CREATE", SGX_IOC_ENCLAVE_CREATE, HEADER),
-  defineConstant("SGX_IOC_ENCLAVE_ADD_PAGES", SGX_IOC_ENCLAVE_ADD_PAGES, HEADER),
-  defineConstant("SGX_IOC_ENCLAVE_INIT", SGX_IOC_ENCLAVE_INIT, HEADER),
-  defineConstant("SGX_IOC_ENCLAVE_PROVISION", SGX_IOC_ENCLAVE_PROVISION, HEADER),
-  defineConstant("SGX_IOC_VEPC_REMOVE_ALL", SGX_IOC_VEPC_REMOVE_ALL, HEADER),
-  defineConstant(
-    "SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS",
-    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
-    HEADER,
-  ),
-  defineConstant("SGX_IOC_ENCLAVE_MODIFY_TYPES", SGX_IOC_ENCLAVE_MODIFY_TYPES, HEADER),
-  defineConstant("SGX_IOC_ENCLAVE_REMOVE_PAGES", SGX_IOC_ENCLAVE_REMOVE_PAGES, HEADER),
+  defineConstant("SGX_MAGIC", { value: SGX_MAGIC, source: HEADER }),
+  defineConstant("SGX_IOC_ENCLAVE_CREATE", { value: SGX_IOC_ENCLAVE_CREATE, source: HEADER }),
+  defineConstant("SGX_IOC_ENCLAVE_ADD_PAGES", { value: SGX_IOC_ENCLAVE_ADD_PAGES, source: HEADER }),
+  defineConstant("SGX_IOC_ENCLAVE_INIT", { value: SGX_IOC_ENCLAVE_INIT, source: HEADER }),
+  defineConstant("SGX_IOC_ENCLAVE_PROVISION", { value: SGX_IOC_ENCLAVE_PROVISION, source: HEADER }),
+  defineConstant("SGX_IOC_VEPC_REMOVE_ALL", { value: SGX_IOC_VEPC_REMOVE_ALL, source: HEADER }),
+  defineConstant("SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS", {
+    value: SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
+    source: HEADER,
+  }),
+  defineConstant("SGX_IOC_ENCLAVE_MODIFY_TYPES", {
+    value: SGX_IOC_ENCLAVE_MODIFY_TYPES,
+    source: HEADER,
+  }),
+  defineConstant("SGX_IOC_ENCLAVE_REMOVE_PAGES", {
+    value: SGX_IOC_ENCLAVE_REMOVE_PAGES,
+    source: HEADER,
+  }),
 ];
 
 /** Every structure above, for the uapi test. */

@@ -53,12 +53,20 @@ export interface UapiConstant extends UapiSource {
   readonly value: number;
 }
 
+/** What {@link defineStruct} needs besides the structure's name. */
+export interface StructDefinition<F extends string> {
+  /** `sizeof(struct name)`. */
+  readonly size: number;
+  /** Every field as an `[offset, size]` pair, by its C member name. */
+  readonly fields: Record<F, readonly [number, number]>;
+  /** Where the layout comes from. */
+  readonly source: UapiSource;
+}
+
 /** Declares a structure from `[offset, size]` pairs. */
 export function defineStruct<F extends string>(
   name: string,
-  size: number,
-  fields: Record<F, readonly [number, number]>,
-  source: UapiSource,
+  { size, fields, source }: StructDefinition<F>,
 ): StructLayout<F> {
   const table = {} as Record<F, FieldLayout>;
   for (const key of Object.keys(fields) as F[]) {
@@ -71,8 +79,19 @@ export function defineStruct<F extends string>(
   return Object.freeze({ name, size, fields: Object.freeze(table), ...source });
 }
 
+/** What {@link defineConstant} needs besides the constant's name. */
+export interface ConstantDefinition {
+  /** Its value. */
+  readonly value: number;
+  /** Where the value comes from. */
+  readonly source: UapiSource;
+}
+
 /** Declares a constant with its provenance. */
-export function defineConstant(name: string, value: number, source: UapiSource): UapiConstant {
+export function defineConstant(
+  name: string,
+  { value, source }: ConstantDefinition,
+): UapiConstant {
   return Object.freeze({ name, value, ...source });
 }
 

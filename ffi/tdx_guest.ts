@@ -37,19 +37,23 @@ export const TDX_REPORTDATA_LEN = 64;
 export const TDX_REPORT_LEN = 1024;
 
 /** `struct tdx_report_req`. */
-export const TDX_REPORT_REQ = defineStruct("tdx_report_req", 1088, {
-  reportdata: [0, TDX_REPORTDATA_LEN],
-  tdreport: [TDX_REPORTDATA_LEN, TDX_REPORT_LEN],
-}, KERNEL);
+export const TDX_REPORT_REQ = defineStruct("tdx_report_req", {
+  size: 1088,
+  fields: {
+    reportdata: [0, TDX_REPORTDATA_LEN],
+    tdreport: [TDX_REPORTDATA_LEN, TDX_REPORT_LEN],
+  },
+  source: KERNEL,
+});
 
 /** `_IOWR('T', 1, struct tdx_report_req)` = 0xC4405401. */
 export const TDX_CMD_GET_REPORT0 = iowr("T", 1, { size: TDX_REPORT_REQ.size });
 
 /** Every constant above with its provenance, for the uapi test. */
 export const TDX_GUEST_CONSTANTS: readonly UapiConstant[] = [
-  defineConstant("TDX_REPORTDATA_LEN", TDX_REPORTDATA_LEN, KERNEL),
-  defineConstant("TDX_REPORT_LEN", TDX_REPORT_LEN, KERNEL),
-  defineConstant("TDX_CMD_GET_REPORT0", TDX_CMD_GET_REPORT0, KERNEL),
+  defineConstant("TDX_REPORTDATA_LEN", { value: TDX_REPORTDATA_LEN, source: KERNEL }),
+  defineConstant("TDX_REPORT_LEN", { value: TDX_REPORT_LEN, source: KERNEL }),
+  defineConstant("TDX_CMD_GET_REPORT0", { value: TDX_CMD_GET_REPORT0, source: KERNEL }),
 ];
 
 /** Every structure above, for the uapi test. */
