@@ -6,10 +6,13 @@
  *
  * @example
  * ```ts
- * const HEADER = defineLayout("QUOTE_HEADER", 48, [
- *   { name: "version", offset: 0, size: 2 },
- *   { name: "userData", offset: 28, size: 20 },
- * ]);
+ * const HEADER = defineLayout("QUOTE_HEADER", {
+ *   size: 48,
+ *   fields: [
+ *     { name: "version", offset: 0, size: 2 },
+ *     { name: "userData", offset: 28, size: 20 },
+ *   ],
+ * });
  * const fields = new FieldReader(bytes, HEADER);
  * fields.uint("version"); fields.copy("userData");
  * ```
@@ -45,8 +48,12 @@ export interface Layout<N extends string = string> {
  */
 export function defineLayout<const N extends string>(
   name: string,
-  size: number,
-  fields: readonly Field<N>[],
+  { size, fields }: {
+    /** The structure's total size in bytes. */
+    size: number;
+    /** Every field, in any order. */
+    fields: readonly Field<N>[];
+  },
 ): Layout<N> {
   const byName = {} as Record<N, Field<N>>;
   const sorted = [...fields].sort((a, b) => a.offset - b.offset);

@@ -789,9 +789,7 @@ export function collateralWindowProblem(c: SignedCollateral, at: Date): string |
 /** A check record, leaving out an undefined detail. */
 export function collateralCheck(
   id: string,
-  description: string,
-  ok: boolean,
-  detail?: string,
+  { description, ok, detail }: Omit<Check, "id">,
 ): Check {
   return detail === undefined ? { id, description, ok } : { id, description, ok, detail };
 }
@@ -883,14 +881,13 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
       .sort((a, b) => b.tcbEvaluationDataNumber - a.tcbEvaluationDataNumber)[0];
     const description = `The quoting enclave matches Intel's signed ${qeId} identity`;
     if (identity === undefined) {
-      out.qeIdentity = collateralCheck(
-        "qe-identity",
+      out.qeIdentity = collateralCheck("qe-identity", {
         description,
-        false,
-        `The collateral has enclave identities ${
+        ok: false,
+        detail: `The collateral has enclave identities ${
           identities.map((i) => `"${i.id}"`).join(", ")
         }, not the "${qeId}" this quote needs`,
-      );
+      });
     } else {
       const sig = await verifyCollateralSignature(identity, sigOptions);
       const evaluation = evaluateQeIdentity(identity, input.qe);
@@ -903,15 +900,14 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
       out.claims.qeTcbStatus = evaluation.status;
       if (evaluation.tcbDate) out.claims.qeTcbDate = evaluation.tcbDate;
       if (evaluation.advisoryIds.length > 0) out.claims.qeAdvisoryIds = evaluation.advisoryIds;
-      out.qeIdentity = collateralCheck(
-        "qe-identity",
+      out.qeIdentity = collateralCheck("qe-identity", {
         description,
-        problems.length === 0,
-        problems.length === 0
+        ok: problems.length === 0,
+        detail: problems.length === 0
           ? `ISVSVN ${input.qe.isvSvn}: ${evaluation.status} (identity ${identity.id}, ` +
             `evaluation data ${identity.tcbEvaluationDataNumber})`
           : problems.join("; "),
-      );
+      });
     }
   }
 
@@ -933,23 +929,26 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
   }
   const window = collateralWindowProblem(info, input.at);
   if (window) problems.push(window);
-  out.checks.push(collateralCheck(
-    "tcb-info",
-    "The TCB Info is signed by Intel's TCB Signing key, for this platform, and current",
-    problems.length === 0,
-    problems.length === 0
-      ? `FMSPC ${info.fmspc}, evaluation data ${info.tcbEvaluationDataNumber}, ` +
-        `${info.issueDate.toISOString()} to ${info.nextUpdate.toISOString()}`
-      : problems.join("; "),
-  ));
+  out.checks.push(
+    collateralCheck("tcb-info", {
+      description:
+        "The TCB Info is signed by Intel's TCB Signing key, for this platform, and current",
+      ok: problems.length === 0,
+      detail: problems.length === 0
+        ? `FMSPC ${info.fmspc}, evaluation data ${info.tcbEvaluationDataNumber}, ` +
+          `${info.issueDate.toISOString()} to ${info.nextUpdate.toISOString()}`
+        : problems.join("; "),
+    }),
+  );
 
   if (input.pck === undefined || input.pck.pceSvn === undefined) {
-    out.checks.push(collateralCheck(
-      "tcb-status",
-      "The platform's TCB level is one the policy accepts",
-      false,
-      "The PCK certificate gives no TCB to evaluate",
-    ));
+    out.checks.push(
+      collateralCheck("tcb-status", {
+        description: "The platform's TCB level is one the policy accepts",
+        ok: false,
+        detail: "The PCK certificate gives no TCB to evaluate",
+      }),
+    );
     return out;
   }
   const evaluation = evaluateTcbLevel(info, {
@@ -974,15 +973,16 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
   }
   const allowed = policyAllowedTcbStatuses(input.policy);
   const ok = status === "UpToDate" || (status !== NO_MATCHING_LEVEL && allowed.includes(status));
-  out.checks.push(collateralCheck(
-    "tcb-status",
-    "The platform's TCB level is UpToDate (or a status the policy allows)",
-    ok,
-    `${status}: ${evaluation.detail}` +
-      (qeStatus !== undefined && qeStatus !== "UpToDate" ? `; QE ${qeStatus}` : "") +
-      (ok || status === NO_MATCHING_LEVEL
-        ? ""
-        : `; allowed: ${["UpToDate", ...allowed].join(", ")}`),
-  ));
+  out.checks.push(
+    collateralCheck("tcb-status", {
+      description: "The platform's TCB level is UpToDate (or a status the policy allows)",
+      ok,
+      detail: `${status}: ${evaluation.detail}` +
+        (qeStatus !== undefined && qeStatus !== "UpToDate" ? `; QE ${qeStatus}` : "") +
+        (ok || status === NO_MATCHING_LEVEL
+          ? ""
+          : `; allowed: ${["UpToDate", ...allowed].join(", ")}`),
+    }),
+  );
   return out;
 }

@@ -879,7 +879,15 @@ export async function verifyQuoteSignatures(
 }
 
 /** The `debug` check: debug evidence fails unless the policy sets `allowDebug: true`. */
-export function debugCheck(debug: boolean, policy: unknown, what: string): Check {
+export function debugCheck(
+  debug: boolean,
+  { policy, what }: {
+    /** The verification policy (its `allowDebug` is read). */
+    policy: unknown;
+    /** What runs in debug mode, e.g. `"enclave"`, for the messages. */
+    what: string;
+  },
+): Check {
   const allowed = policyAllowsDebug(policy);
   return {
     id: "debug",

@@ -298,5 +298,5 @@ export async function verifyNitroDocument(
       : "Debug off",
   ));
 
-  return resultFromChecks("nitro", checks, claims);
+  return resultFromChecks("nitro", { checks, claims });
 }

@@ -39,17 +39,25 @@ export interface VerificationResult {
   claims: Claims;
 }
 
+/** What {@link resultFromChecks} makes a result of. */
+export interface ResultParts {
+  /** Every check that was run, in order. */
+  checks: Check[];
+  /** What the evidence says about the workload and platform. */
+  claims: Claims;
+  /** Whether the evidence is simulated (default false). */
+  simulated?: boolean;
+}
+
 /** Makes a result from checks: `ok` is true only when every check passed. */
 export function resultFromChecks(
   format: EvidenceFormat,
-  checks: Check[],
-  claims: Claims,
-  options: { simulated?: boolean } = {},
+  { checks, claims, simulated = false }: ResultParts,
 ): VerificationResult {
   return {
     ok: checks.length > 0 && checks.every((c) => c.ok),
     format,
-    simulated: options.simulated ?? false,
+    simulated,
     checks,
     claims,
   };

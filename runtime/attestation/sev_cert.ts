@@ -97,54 +97,69 @@ export function sevAlgoName(algo: number): string {
 }
 
 /** Appendix C: the SEV certificate. */
-export const SEV_CERT_LAYOUT = defineLayout("SEV certificate", SEV_CERT_SIZE, [
-  { name: "version", offset: 0x000, size: 4 }, // VERSION
-  { name: "apiMajor", offset: 0x004, size: 1 }, // API_MAJOR
-  { name: "apiMinor", offset: 0x005, size: 1 }, // API_MINOR
-  { name: "reserved0", offset: 0x006, size: 2 },
-  { name: "pubkeyUsage", offset: 0x008, size: 4 }, // PUBKEY_USAGE
-  { name: "pubkeyAlgo", offset: 0x00c, size: 4 }, // PUBKEY_ALGO
-  { name: "pubkey", offset: 0x010, size: 0x404 }, // PUBKEY
-  { name: "sig1Usage", offset: 0x414, size: 4 }, // SIG1_USAGE
-  { name: "sig1Algo", offset: 0x418, size: 4 }, // SIG1_ALGO
-  { name: "sig1", offset: 0x41c, size: 0x200 }, // SIG1
-  { name: "sig2Usage", offset: 0x61c, size: 4 }, // SIG2_USAGE
-  { name: "sig2Algo", offset: 0x620, size: 4 }, // SIG2_ALGO
-  { name: "sig2", offset: 0x624, size: 0x200 }, // SIG2
-]);
+export const SEV_CERT_LAYOUT = defineLayout("SEV certificate", {
+  size: SEV_CERT_SIZE,
+  fields: [
+    { name: "version", offset: 0x000, size: 4 }, // VERSION
+    { name: "apiMajor", offset: 0x004, size: 1 }, // API_MAJOR
+    { name: "apiMinor", offset: 0x005, size: 1 }, // API_MINOR
+    { name: "reserved0", offset: 0x006, size: 2 },
+    { name: "pubkeyUsage", offset: 0x008, size: 4 }, // PUBKEY_USAGE
+    { name: "pubkeyAlgo", offset: 0x00c, size: 4 }, // PUBKEY_ALGO
+    { name: "pubkey", offset: 0x010, size: 0x404 }, // PUBKEY
+    { name: "sig1Usage", offset: 0x414, size: 4 }, // SIG1_USAGE
+    { name: "sig1Algo", offset: 0x418, size: 4 }, // SIG1_ALGO
+    { name: "sig1", offset: 0x41c, size: 0x200 }, // SIG1
+    { name: "sig2Usage", offset: 0x61c, size: 4 }, // SIG2_USAGE
+    { name: "sig2Algo", offset: 0x620, size: 4 }, // SIG2_ALGO
+    { name: "sig2", offset: 0x624, size: 0x200 }, // SIG2
+  ],
+});
 
 /** Appendix C: an ECDSA/ECDH public key inside PUBKEY. */
-export const SEV_EC_KEY_LAYOUT = defineLayout("SEV EC public key", 0x404, [
-  { name: "curve", offset: 0x00, size: 4 }, // CURVE
-  { name: "qx", offset: 0x04, size: 72 }, // QX, little-endian
-  { name: "qy", offset: 0x4c, size: 72 }, // QY, little-endian
-  { name: "reserved", offset: 0x94, size: 0x404 - 0x94 },
-]);
+export const SEV_EC_KEY_LAYOUT = defineLayout("SEV EC public key", {
+  size: 0x404,
+  fields: [
+    { name: "curve", offset: 0x00, size: 4 }, // CURVE
+    { name: "qx", offset: 0x04, size: 72 }, // QX, little-endian
+    { name: "qy", offset: 0x4c, size: 72 }, // QY, little-endian
+    { name: "reserved", offset: 0x94, size: 0x404 - 0x94 },
+  ],
+});
 
 /** Appendix C: an RSA public key inside PUBKEY. */
-export const SEV_RSA_KEY_LAYOUT = defineLayout("SEV RSA public key", 0x404, [
-  { name: "modulusSize", offset: 0x000, size: 4 }, // MODULUS_SIZE in bits
-  { name: "pubexp", offset: 0x004, size: 0x200 }, // PUBEXP, little-endian
-  { name: "modulus", offset: 0x204, size: 0x200 }, // MODULUS, little-endian
-]);
+export const SEV_RSA_KEY_LAYOUT = defineLayout("SEV RSA public key", {
+  size: 0x404,
+  fields: [
+    { name: "modulusSize", offset: 0x000, size: 4 }, // MODULUS_SIZE in bits
+    { name: "pubexp", offset: 0x004, size: 0x200 }, // PUBEXP, little-endian
+    { name: "modulus", offset: 0x204, size: 0x200 }, // MODULUS, little-endian
+  ],
+});
 
 /** Appendix C: an ECDSA signature inside a signature slot. */
-export const SEV_ECDSA_SIG_LAYOUT = defineLayout("SEV ECDSA signature", 0x200, [
-  { name: "r", offset: 0x00, size: 72 }, // R, little-endian
-  { name: "s", offset: 0x48, size: 72 }, // S, little-endian
-  { name: "reserved", offset: 0x90, size: 0x200 - 0x90 },
-]);
+export const SEV_ECDSA_SIG_LAYOUT = defineLayout("SEV ECDSA signature", {
+  size: 0x200,
+  fields: [
+    { name: "r", offset: 0x00, size: 72 }, // R, little-endian
+    { name: "s", offset: 0x48, size: 72 }, // S, little-endian
+    { name: "reserved", offset: 0x90, size: 0x200 - 0x90 },
+  ],
+});
 
 /** Appendix B: the AMD CA certificate header. */
-export const AMD_CA_HEADER_LAYOUT = defineLayout("AMD CA certificate", AMD_CA_HEADER_SIZE, [
-  { name: "version", offset: 0x00, size: 4 }, // VERSION
-  { name: "keyId", offset: 0x04, size: 16 }, // KEY_ID
-  { name: "certifyingId", offset: 0x14, size: 16 }, // CERTIFYING_ID
-  { name: "keyUsage", offset: 0x24, size: 4 }, // KEY_USAGE
-  { name: "reserved", offset: 0x28, size: 16 },
-  { name: "pubexpSize", offset: 0x38, size: 4 }, // PUBEXP_SIZE in bits
-  { name: "modulusSize", offset: 0x3c, size: 4 }, // MODULUS_SIZE in bits
-]);
+export const AMD_CA_HEADER_LAYOUT = defineLayout("AMD CA certificate", {
+  size: AMD_CA_HEADER_SIZE,
+  fields: [
+    { name: "version", offset: 0x00, size: 4 }, // VERSION
+    { name: "keyId", offset: 0x04, size: 16 }, // KEY_ID
+    { name: "certifyingId", offset: 0x14, size: 16 }, // CERTIFYING_ID
+    { name: "keyUsage", offset: 0x24, size: 4 }, // KEY_USAGE
+    { name: "reserved", offset: 0x28, size: 16 },
+    { name: "pubexpSize", offset: 0x38, size: 4 }, // PUBEXP_SIZE in bits
+    { name: "modulusSize", offset: 0x3c, size: 4 }, // MODULUS_SIZE in bits
+  ],
+});
 
 /** An elliptic-curve public key, big-endian coordinates. */
 export interface SevEcKey {

@@ -478,5 +478,5 @@ export async function verifySevChain(
     askSupplied: suppliedAsk !== undefined,
     arkSupplied: suppliedArk !== undefined,
   };
-  return resultFromChecks("sev", checks, claims);
+  return resultFromChecks("sev", { checks, claims });
 }

@@ -40,10 +40,13 @@ export async function verifySgxQuote(
   }
   const { checks, claims } = await verifyQuoteSignatures(quote, options);
   const body = sgxBodyClaims(quote.body);
-  checks.push(debugCheck(body.debug as boolean, options.policy, "enclave"));
-  return resultFromChecks("sgx", checks, {
-    ...claims,
-    ...body,
-    measurement: body.mrEnclave,
+  checks.push(debugCheck(body.debug as boolean, { policy: options.policy, what: "enclave" }));
+  return resultFromChecks("sgx", {
+    checks,
+    claims: {
+      ...claims,
+      ...body,
+      measurement: body.mrEnclave,
+    },
   });
 }

@@ -13,11 +13,14 @@ import { defineLayout, FieldReader, isAllZero, toHex } from "./_bytes.ts";
 import { MalformedEvidenceError } from "./result.ts";
 
 /** One entry of the table: #56421 "Certificate table entry". */
-export const CERT_TABLE_ENTRY_LAYOUT = defineLayout("CERT_TABLE_ENTRY", 24, [
-  { name: "guid", offset: 0, size: 16 },
-  { name: "offset", offset: 16, size: 4 }, // from the start of the table
-  { name: "length", offset: 20, size: 4 },
-]);
+export const CERT_TABLE_ENTRY_LAYOUT = defineLayout("CERT_TABLE_ENTRY", {
+  size: 24,
+  fields: [
+    { name: "guid", offset: 0, size: 16 },
+    { name: "offset", offset: 16, size: 4 }, // from the start of the table
+    { name: "length", offset: 20, size: 4 },
+  ],
+});
 
 /** The GUIDs AMD defines (and two that implementations use). */
 export const SNP_CERT_GUIDS = {

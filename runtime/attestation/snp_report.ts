@@ -23,48 +23,51 @@ export const SNP_SIGNED_SIZE = 0x2a0;
 export const SNP_REPORT_VERSIONS: readonly number[] = [2, 3, 4, 5];
 
 /** #56860 ATTESTATION_REPORT (Table 23 in rev 1.56; v5 adds the mitigation vectors). */
-export const SNP_REPORT_LAYOUT = defineLayout("ATTESTATION_REPORT", SNP_REPORT_SIZE, [
-  { name: "version", offset: 0x000, size: 4 }, // VERSION
-  { name: "guestSvn", offset: 0x004, size: 4 }, // GUEST_SVN
-  { name: "policy", offset: 0x008, size: 8 }, // POLICY
-  { name: "familyId", offset: 0x010, size: 16 }, // FAMILY_ID
-  { name: "imageId", offset: 0x020, size: 16 }, // IMAGE_ID
-  { name: "vmpl", offset: 0x030, size: 4 }, // VMPL
-  { name: "signatureAlgo", offset: 0x034, size: 4 }, // SIGNATURE_ALGO
-  { name: "currentTcb", offset: 0x038, size: 8 }, // CURRENT_TCB
-  { name: "platformInfo", offset: 0x040, size: 8 }, // PLATFORM_INFO
-  { name: "keyInfo", offset: 0x048, size: 4 }, // AUTHOR_KEY_EN, MASK_CHIP_KEY, SIGNING_KEY
-  { name: "reserved04c", offset: 0x04c, size: 4 },
-  { name: "reportData", offset: 0x050, size: 64 }, // REPORT_DATA
-  { name: "measurement", offset: 0x090, size: 48 }, // MEASUREMENT
-  { name: "hostData", offset: 0x0c0, size: 32 }, // HOST_DATA
-  { name: "idKeyDigest", offset: 0x0e0, size: 48 }, // ID_KEY_DIGEST
-  { name: "authorKeyDigest", offset: 0x110, size: 48 }, // AUTHOR_KEY_DIGEST
-  { name: "reportId", offset: 0x140, size: 32 }, // REPORT_ID
-  { name: "reportIdMa", offset: 0x160, size: 32 }, // REPORT_ID_MA
-  { name: "reportedTcb", offset: 0x180, size: 8 }, // REPORTED_TCB
-  { name: "cpuidFamId", offset: 0x188, size: 1 }, // CPUID_FAM_ID (v3+, reserved in v2)
-  { name: "cpuidModId", offset: 0x189, size: 1 }, // CPUID_MOD_ID (v3+)
-  { name: "cpuidStep", offset: 0x18a, size: 1 }, // CPUID_STEP (v3+)
-  { name: "reserved18b", offset: 0x18b, size: 0x15 },
-  { name: "chipId", offset: 0x1a0, size: 64 }, // CHIP_ID
-  { name: "committedTcb", offset: 0x1e0, size: 8 }, // COMMITTED_TCB
-  { name: "currentBuild", offset: 0x1e8, size: 1 }, // CURRENT_BUILD
-  { name: "currentMinor", offset: 0x1e9, size: 1 }, // CURRENT_MINOR
-  { name: "currentMajor", offset: 0x1ea, size: 1 }, // CURRENT_MAJOR
-  { name: "reserved1eb", offset: 0x1eb, size: 1 },
-  { name: "committedBuild", offset: 0x1ec, size: 1 }, // COMMITTED_BUILD
-  { name: "committedMinor", offset: 0x1ed, size: 1 }, // COMMITTED_MINOR
-  { name: "committedMajor", offset: 0x1ee, size: 1 }, // COMMITTED_MAJOR
-  { name: "reserved1ef", offset: 0x1ef, size: 1 },
-  { name: "launchTcb", offset: 0x1f0, size: 8 }, // LAUNCH_TCB
-  { name: "launchMitVector", offset: 0x1f8, size: 8 }, // LAUNCH_MIT_VECTOR (v5+)
-  { name: "currentMitVector", offset: 0x200, size: 8 }, // CURRENT_MIT_VECTOR (v5+)
-  { name: "reserved208", offset: 0x208, size: 0x98 },
-  { name: "signatureR", offset: 0x2a0, size: 72 }, // SIGNATURE.R, little-endian
-  { name: "signatureS", offset: 0x2e8, size: 72 }, // SIGNATURE.S, little-endian
-  { name: "signatureReserved", offset: 0x330, size: 0x170 },
-]);
+export const SNP_REPORT_LAYOUT = defineLayout("ATTESTATION_REPORT", {
+  size: SNP_REPORT_SIZE,
+  fields: [
+    { name: "version", offset: 0x000, size: 4 }, // VERSION
+    { name: "guestSvn", offset: 0x004, size: 4 }, // GUEST_SVN
+    { name: "policy", offset: 0x008, size: 8 }, // POLICY
+    { name: "familyId", offset: 0x010, size: 16 }, // FAMILY_ID
+    { name: "imageId", offset: 0x020, size: 16 }, // IMAGE_ID
+    { name: "vmpl", offset: 0x030, size: 4 }, // VMPL
+    { name: "signatureAlgo", offset: 0x034, size: 4 }, // SIGNATURE_ALGO
+    { name: "currentTcb", offset: 0x038, size: 8 }, // CURRENT_TCB
+    { name: "platformInfo", offset: 0x040, size: 8 }, // PLATFORM_INFO
+    { name: "keyInfo", offset: 0x048, size: 4 }, // AUTHOR_KEY_EN, MASK_CHIP_KEY, SIGNING_KEY
+    { name: "reserved04c", offset: 0x04c, size: 4 },
+    { name: "reportData", offset: 0x050, size: 64 }, // REPORT_DATA
+    { name: "measurement", offset: 0x090, size: 48 }, // MEASUREMENT
+    { name: "hostData", offset: 0x0c0, size: 32 }, // HOST_DATA
+    { name: "idKeyDigest", offset: 0x0e0, size: 48 }, // ID_KEY_DIGEST
+    { name: "authorKeyDigest", offset: 0x110, size: 48 }, // AUTHOR_KEY_DIGEST
+    { name: "reportId", offset: 0x140, size: 32 }, // REPORT_ID
+    { name: "reportIdMa", offset: 0x160, size: 32 }, // REPORT_ID_MA
+    { name: "reportedTcb", offset: 0x180, size: 8 }, // REPORTED_TCB
+    { name: "cpuidFamId", offset: 0x188, size: 1 }, // CPUID_FAM_ID (v3+, reserved in v2)
+    { name: "cpuidModId", offset: 0x189, size: 1 }, // CPUID_MOD_ID (v3+)
+    { name: "cpuidStep", offset: 0x18a, size: 1 }, // CPUID_STEP (v3+)
+    { name: "reserved18b", offset: 0x18b, size: 0x15 },
+    { name: "chipId", offset: 0x1a0, size: 64 }, // CHIP_ID
+    { name: "committedTcb", offset: 0x1e0, size: 8 }, // COMMITTED_TCB
+    { name: "currentBuild", offset: 0x1e8, size: 1 }, // CURRENT_BUILD
+    { name: "currentMinor", offset: 0x1e9, size: 1 }, // CURRENT_MINOR
+    { name: "currentMajor", offset: 0x1ea, size: 1 }, // CURRENT_MAJOR
+    { name: "reserved1eb", offset: 0x1eb, size: 1 },
+    { name: "committedBuild", offset: 0x1ec, size: 1 }, // COMMITTED_BUILD
+    { name: "committedMinor", offset: 0x1ed, size: 1 }, // COMMITTED_MINOR
+    { name: "committedMajor", offset: 0x1ee, size: 1 }, // COMMITTED_MAJOR
+    { name: "reserved1ef", offset: 0x1ef, size: 1 },
+    { name: "launchTcb", offset: 0x1f0, size: 8 }, // LAUNCH_TCB
+    { name: "launchMitVector", offset: 0x1f8, size: 8 }, // LAUNCH_MIT_VECTOR (v5+)
+    { name: "currentMitVector", offset: 0x200, size: 8 }, // CURRENT_MIT_VECTOR (v5+)
+    { name: "reserved208", offset: 0x208, size: 0x98 },
+    { name: "signatureR", offset: 0x2a0, size: 72 }, // SIGNATURE.R, little-endian
+    { name: "signatureS", offset: 0x2e8, size: 72 }, // SIGNATURE.S, little-endian
+    { name: "signatureReserved", offset: 0x330, size: 0x170 },
+  ],
+});
 
 /** AMD EPYC generations that run SEV-SNP. */
 export type SnpProduct = "Milan" | "Genoa" | "Turin";

@@ -575,7 +575,7 @@ export async function verifySnpReport(
     rootSha256: chain.root?.fingerprint ?? null,
   };
   claims.simulated = chain.simulated;
-  return resultFromChecks("snp", checks, claims, { simulated: chain.simulated });
+  return resultFromChecks("snp", { checks, claims, simulated: chain.simulated });
 }
 
 function tcbCheck(ext: AmdCertExtensions | null, tcb: SnpTcb, product: SnpProduct | null): Check {

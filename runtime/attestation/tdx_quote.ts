@@ -95,6 +95,6 @@ export async function verifyTdxQuote(
   }
   const { checks, claims } = await verifyQuoteSignatures(quote, options);
   const body = tdBodyClaims(quote.body);
-  checks.push(debugCheck(body.debug as boolean, options.policy, "trust domain"));
-  return resultFromChecks("tdx", checks, { ...claims, ...body });
+  checks.push(debugCheck(body.debug as boolean, { policy: options.policy, what: "trust domain" }));
+  return resultFromChecks("tdx", { checks, claims: { ...claims, ...body } });
 }

@@ -220,7 +220,9 @@ export async function verifyEvidence(
         ? await verifySgxQuote(detected.evidence, intel)
         : await verifyNitroDocument(detected.evidence, common);
       const checks = [...result.checks, ...commonPolicyChecks(result, policy, options)];
-      return resultFromChecks(result.format, checks, result.claims, {
+      return resultFromChecks(result.format, {
+        checks,
+        claims: result.claims,
         simulated: result.simulated,
       });
     }
