@@ -111,12 +111,20 @@ export async function eventually(
   return await check();
 }
 
+/** One request for {@link forward}. */
+export interface ForwardRequest {
+  /** The HTTP method, e.g. `POST`. */
+  method: string;
+  /** The path, resolved against the base URL. */
+  path: string;
+  /** A CBOR body, or undefined for none. */
+  body: Uint8Array | undefined;
+}
+
 /** A raw HTTP exchange with the real keepmgr, certificate not checked. */
 export function forward(
   base: string,
-  method: string,
-  path: string,
-  body: Uint8Array | undefined,
+  { method, path, body }: ForwardRequest,
 ): Promise<{ status: number; body: Uint8Array; type: string }> {
   const url = new URL(path, base);
   return new Promise((resolve, reject) => {
@@ -177,7 +185,7 @@ export function hostileKeepmgr(upstream: string, tamper: Tamper) {
         : new Uint8Array(await request.arrayBuffer());
       if (body !== undefined && body.length === 0 && request.method === "GET") body = undefined;
       if (body !== undefined && tamper.request) body = await tamper.request(url.pathname, body);
-      let reply = await forward(upstream, request.method, url.pathname, body);
+      let reply = await forward(upstream, { method: request.method, path: url.pathname, body });
       if (tamper.reply) reply = { ...reply, ...(await tamper.reply(url.pathname, reply)) };
       return new Response(new Uint8Array(reply.body), {
         status: reply.status,

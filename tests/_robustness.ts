@@ -65,11 +65,21 @@ export function show(bytes: Uint8Array, max = 48): string {
   return bytes.length > max ? `${hex}… (${bytes.length} bytes)` : hex;
 }
 
+/** What the error of a refused input must also have. */
+export interface CleanErrorOptions {
+  /** The exit status the error must carry; any when left out. */
+  exit?: number;
+}
+
 /**
  * Asserts that `error` is an EnarxError with a message (and,
  * when given, whose exit status is `exit`). `label` says which input made it.
  */
-export function assertCleanError(error: unknown, label: string, exit?: number): EnarxError {
+export function assertCleanError(
+  error: unknown,
+  label: string,
+  { exit }: CleanErrorOptions = {},
+): EnarxError {
   if (!(error instanceof EnarxError)) {
     const stack = error instanceof Error ? error.stack : String(error);
     assert.fail(`${label}: escaped as ${stack}`);
@@ -85,20 +95,24 @@ export function assertCleanError(error: unknown, label: string, exit?: number): 
 export async function cleanly<T>(
   label: string,
   fn: () => T | Promise<T>,
-  exit?: number,
+  options: CleanErrorOptions = {},
 ): Promise<T | EnarxError> {
   try {
     return await fn();
   } catch (error) {
-    return assertCleanError(error, label, exit);
+    return assertCleanError(error, label, options);
   }
 }
 
 /** The synchronous form of {@link cleanly}. */
-export function cleanlySync<T>(label: string, fn: () => T, exit?: number): T | EnarxError {
+export function cleanlySync<T>(
+  label: string,
+  fn: () => T,
+  options: CleanErrorOptions = {},
+): T | EnarxError {
   try {
     return fn();
   } catch (error) {
-    return assertCleanError(error, label, exit);
+    return assertCleanError(error, label, options);
   }
 }

@@ -87,7 +87,7 @@ Deno.test("robustness: decodeCbor rejects random and mutated bytes with CborErro
   for (let i = 0; i < 2000; i++) {
     const garbage = rng.bytes(1 + rng.int(40));
     const label = `seed ${rng.seed} garbage #${i} ${show(garbage)}`;
-    cleanlySync(label, () => decodeCbor(garbage), 65);
+    cleanlySync(label, () => decodeCbor(garbage), { exit: 65 });
     cleanlySync(label, () => cborItemLength(garbage));
     let encoded: Uint8Array;
     try {
@@ -101,7 +101,7 @@ Deno.test("robustness: decodeCbor rejects random and mutated bytes with CborErro
       `seed ${rng.seed} #${i} flipped at ${where}: ${show(bytes)}`,
       () => decodeCbor(bytes),
     );
-    cleanlySync(`seed ${rng.seed} #${i} cut: ${show(cut)}`, () => decodeCbor(cut), 65);
+    cleanlySync(`seed ${rng.seed} #${i} cut: ${show(cut)}`, () => decodeCbor(cut), { exit: 65 });
   }
 });
 
@@ -115,12 +115,12 @@ Deno.test("robustness: CBOR heads claiming huge lengths or deep nesting fail fas
   ];
   for (const head of heads) {
     const bytes = new Uint8Array(head);
-    cleanlySync(`head ${show(bytes)}`, () => decodeCbor(bytes), 65);
+    cleanlySync(`head ${show(bytes)}`, () => decodeCbor(bytes), { exit: 65 });
     assert.equal(cborItemLength(bytes), undefined, `head ${show(bytes)} is incomplete`);
   }
   for (const depth of [1_000, 100_000]) {
     const arrays = new Uint8Array(depth).fill(0x81);
-    cleanlySync(`${depth} nested arrays`, () => decodeCbor(arrays), 65);
+    cleanlySync(`${depth} nested arrays`, () => decodeCbor(arrays), { exit: 65 });
   }
 });
 
@@ -180,7 +180,7 @@ Deno.test("robustness: FrameReader refuses oversized prefixes before reading a b
     const error = await reader.read().then(() => undefined, (e) => e);
     reader.close();
     const label = `prefix ${show(new Uint8Array(prefix))}`;
-    assertCleanError(error, label, 65);
+    assertCleanError(error, label, { exit: 65 });
     assert.equal((error as EnarxError).code, "cbor-too-large", label);
     assert.ok(pulls < 4, `${label}: the reader pulled ${pulls} chunks`);
   }

@@ -138,7 +138,7 @@ Deno.test("sev: AMD's truncated Naples ARK (ark.cert.bad) is rejected as truncat
   assert.throws(
     () => parseAmdCaCert(bad, "ARK"),
     (e: unknown) => {
-      const err = assertCleanError(e, "ark.cert.bad", 65);
+      const err = assertCleanError(e, "ark.cert.bad", { exit: 65 });
       assert.ok(err instanceof MalformedEvidenceError);
       assert.match(err.message, /truncated/);
       return true;
@@ -208,7 +208,7 @@ Deno.test("sev: flipping bits of the PDH's signed region and signature fails pdh
     try {
       cert = parseSevCert(flipped, "PDH");
     } catch (error) {
-      assertCleanError(error, `bit ${bit}`, 65);
+      assertCleanError(error, `bit ${bit}`, { exit: 65 });
       // Only the version, usage, algorithm and curve words and SIG1_ALGO can make it unparsable.
       assert.ok(
         byte < 4 || (byte >= 8 && byte < 0x14) || (byte >= 0x418 && byte < 0x41c),
@@ -258,7 +258,7 @@ async function flipAndExpect(
     try {
       r = await verifySevChain({ ...base, [kind]: flipBit(bytes, bit) });
     } catch (error) {
-      assertCleanError(error, `${kind} bit ${bit}`, 65);
+      assertCleanError(error, `${kind} bit ${bit}`, { exit: 65 });
       assert.ok(mayRefuse(byte), `${kind} bit ${bit} (byte 0x${byte.toString(16)}) was refused`);
       continue;
     }
@@ -383,7 +383,7 @@ Deno.test("sev: malformed input is MalformedEvidenceError (exit 65), never a sta
   cases.push(["PDH alone", () => verifyEvidence(good.pdh, { at: new Date() })]);
   for (const [label, fn] of cases) {
     await assert.rejects(async () => await fn(), (e: unknown) => {
-      const err = assertCleanError(e, label, 65);
+      const err = assertCleanError(e, label, { exit: 65 });
       assert.ok(err instanceof MalformedEvidenceError, label);
       assert.match(err.message, /^[A-Z]/, label);
       return true;
