@@ -123,11 +123,10 @@ Deno.test("sev: the Naples CEK against the Rome ASK fails cek-signature", async 
   // Even with the (unsigned) algorithm word rewritten to RSA-SHA384, RSA-PSS fails.
   const cek = read("cek.cert");
   new DataView(cek.buffer).setUint32(0x418, 0x101, true);
-  const forced = await checkSevSignature(
-    parseSevCert(cek),
-    1,
-    parseAmdCaCert(read("rome_ask.cert", ROOTS)),
-  );
+  const forced = await checkSevSignature(parseSevCert(cek), {
+    slot: 1,
+    signer: parseAmdCaCert(read("rome_ask.cert", ROOTS)),
+  });
   assert.equal(forced.ok, false, forced.detail);
   assert.match(forced.detail, /RSA-PSS 4096-bit with SHA-384: invalid/);
 });
@@ -194,7 +193,10 @@ Deno.test("sev: every embedded generation's ARK is self-signed and signs its ASK
 Deno.test("sev: flipping bits of the PDH's signed region and signature fails pdh-signature", async () => {
   const pdhBytes = read("pdh.cert");
   const pek = parseSevCert(read("pek.cert"));
-  assert.equal((await checkSevSignature(parseSevCert(pdhBytes), 1, pek)).ok, true);
+  assert.equal(
+    (await checkSevSignature(parseSevCert(pdhBytes), { slot: 1, signer: pek })).ok,
+    true,
+  );
   // Every bit of [0, 0x414) (8,320) and of the signature slot [0x414, 0x61C).
   const bits = new Set<number>();
   for (let bit = 0; bit < SEV_CERT_SIGNED_END * 8; bit++) bits.add(bit);
@@ -217,7 +219,7 @@ Deno.test("sev: flipping bits of the PDH's signed region and signature fails pdh
       rejected++;
       continue;
     }
-    const outcome = await checkSevSignature(cert, 1, pek);
+    const outcome = await checkSevSignature(cert, { slot: 1, signer: pek });
     assert.equal(outcome.ok, false, `bit ${bit} (byte 0x${byte.toString(16)}) still verifies`);
     failedSig++;
   }

@@ -285,8 +285,12 @@ async function checkSlot(
  */
 export async function checkSevSignature(
   signed: SevCert,
-  slot: 1 | 2,
-  signer: SevCert | AmdCaCert,
+  { slot, signer }: {
+    /** Which signature slot of `signed` to check. */
+    slot: 1 | 2;
+    /** The certificate whose key made the signature. */
+    signer: SevCert | AmdCaCert;
+  },
 ): Promise<SigOutcome> {
   return await checkSlot(signed, signed.signatures[slot - 1], signer, signer.usage);
 }
