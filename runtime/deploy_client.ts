@@ -20,7 +20,13 @@ import {
 import { KeepmgrClient } from "./keepmgr_client.ts";
 import { bytesEqual, computeReportData, freshNonce } from "./report_data.ts";
 import { sealToKeep } from "./sealing.ts";
-import { connectPinned, generateTlsKey, keepHostname, makeKeepCertificate } from "./keep_tls.ts";
+import {
+  connectPinned,
+  generateTlsKey,
+  keepHostname,
+  makeKeepCertificate,
+  pinningTrustProblem,
+} from "./keep_tls.ts";
 import { http1Request } from "./http1_client.ts";
 import { wasmldrMeasurement } from "./keep_measurement.ts";
 import { DEFAULT_POLICY, type Policy } from "./attestation/policy.ts";
@@ -181,6 +187,14 @@ export async function deploy(
   workload: DeployWorkload,
   options: DeployOptions,
 ): Promise<DeployResult> {
+  // Before anything leaves the client: a trust store that could vouch for
+  // an impostor keep would make the pin meaningless.
+  const trustProblem = pinningTrustProblem();
+  if (trustProblem !== undefined) {
+    throw new EnarxError("tls-trust-store", `Refusing to deploy: ${trustProblem}`, {
+      exit: "config",
+    });
+  }
   const started = performance.now();
   const steps: DeployStepRecord[] = [];
   const warnings: string[] = [];

@@ -25,6 +25,29 @@ import { EnarxError } from "./errors.ts";
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
+/**
+ * Says why this process's TLS trust would weaken the pin, or returns
+ * undefined. Deno adds a connection's `caCerts` to its default roots; with
+ * `DENO_TLS_CA_STORE=system` or `DENO_CERT` it also trusts the machine's
+ * or a file's CAs, and a CA that certifies any name could then certify
+ * `<id>.keep.enarx.invalid` and pose as the keep (docs/security.md).
+ */
+export function pinningTrustProblem(
+  getEnv: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): string | undefined {
+  const store = getEnv("DENO_TLS_CA_STORE");
+  if (store !== undefined && store.split(",").some((s) => s.trim() === "system")) {
+    return `DENO_TLS_CA_STORE is "${store}": Deno would also trust this machine's CAs for the ` +
+      `keep's TLS; unset it (enarx deploy pins the keep's key and needs no CA)`;
+  }
+  const cert = getEnv("DENO_CERT");
+  if (cert !== undefined && cert !== "") {
+    return `DENO_CERT is "${cert}": Deno would also trust that CA for the keep's TLS; unset it ` +
+      `(use --keepmgr-ca to verify the keepmgr)`;
+  }
+  return undefined;
+}
+
 /** Returns the TLS server name of a keep: `<id>.keep.enarx.invalid`. */
 export function keepHostname(keepId: string): string {
   if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(keepId)) {

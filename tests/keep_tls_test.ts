@@ -6,6 +6,7 @@ import {
   keepHostname,
   makeKeepCertificate,
   pemFromDer,
+  pinningTrustProblem,
 } from "../runtime/keep_tls.ts";
 import { http1Request } from "../runtime/http1_client.ts";
 import { EnarxError } from "../runtime/errors.ts";
@@ -237,4 +238,33 @@ Deno.test("http1 client: malformed replies are http-protocol errors, never hangs
     }),
     (e: unknown) => e instanceof EnarxError && e.code === "http-protocol",
   );
+});
+
+Deno.test("keep tls: a trust store that could vouch for an impostor keep is named, a plain one is fine", () => {
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  assert.equal(pinningTrustProblem(env({})), undefined);
+  assert.equal(pinningTrustProblem(env({ DENO_TLS_CA_STORE: "mozilla" })), undefined);
+  assert.match(
+    pinningTrustProblem(env({ DENO_TLS_CA_STORE: "mozilla, system" }))!,
+    /DENO_TLS_CA_STORE is "mozilla, system"/,
+  );
+  assert.match(
+    pinningTrustProblem(env({ DENO_CERT: "/etc/ca.pem" }))!,
+    /DENO_CERT is "\/etc\/ca.pem"/,
+  );
+});
+
+Deno.test("enarx deploy refuses to run with DENO_CERT set, before contacting the keepmgr", async () => {
+  // Nothing listens on this keepmgr: reaching it would be keepmgr-unreachable (69), not 78.
+  const out = await new Deno.Command(new URL("../enarx", import.meta.url).pathname, {
+    args: ["deploy", "--json", "--keepmgr", "https://127.0.0.1:9", "examples/hello.wat"],
+    cwd: new URL("../", import.meta.url).pathname,
+    env: { DENO_CERT: "/nonexistent/ca.pem" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 78, new TextDecoder().decode(out.stderr));
+  const record = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(record.error.code, "tls-trust-store");
+  assert.deepEqual(record.steps, []);
 });
