@@ -25,7 +25,9 @@ Options:
   --state-dir DIR         Keep records and TLS files (default:
                           $STATE_DIRECTORY, else ~/.local/state/enarx/keepmgr)
   --max-keeps N           Keeps alive at once (default 64)
-  --backends LIST         Backends offered, comma-separated (default nil)
+  --backends LIST         Backends offered, comma-separated: nil, kvm (a QEMU
+                          micro-VM; needs qemu-system-x86 and a keep kernel,
+                          $ENARX_KVM_KERNEL); default nil
   --systemd               Run each keep as a transient systemd unit
                           (needs systemd as PID 1)
   --keep-memory BYTES     Memory limit of each keep (suffixes K, M, G)
@@ -98,7 +100,23 @@ export const command: Command = {
     }
     // nil keeps sign evidence with snp-sim; a keep's wasmldr may only read its
     // state, so make the simulated chain here, once, and point keeps at it.
-    if (backends.includes("nil") && wasmldrCommand === undefined) {
+    if (backends.includes("kvm")) {
+      // kvm keeps boot a QEMU micro-VM: refuse to start when it cannot launch one.
+      const { findQemu, QEMU } = await import("../runtime/backends/kvm.ts");
+      const { findKvmKernel } = await import("../runtime/backends/kvm_image.ts");
+      if (findQemu() === undefined) {
+        throw new EnarxError(
+          "backend-unavailable",
+          `--backends kvm needs "${QEMU}"; install qemu-system-x86 (apt-get install qemu-system-x86)`,
+          { exit: "unavailable" },
+        );
+      }
+      findKvmKernel();
+      if (Deno.env.get("ENARX_KVM_CACHE_DIR") === undefined) {
+        Deno.env.set("ENARX_KVM_CACHE_DIR", `${stateDir}/kvm-cache`);
+      }
+    }
+    if ((backends.includes("nil") || backends.includes("kvm")) && wasmldrCommand === undefined) {
       const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ?? `${stateDir}/snp-sim`;
       Deno.env.set("ENARX_SNP_SIM_DIR", simDir);
       const { SnpSimulator } = await import("../runtime/attestation/snp_sim.ts");

@@ -18,8 +18,8 @@ const HELP = `Usage: enarx wasmldr [--snp-sim-dir DIR]
 The app loader inside a keep. keepldr starts it with length-prefixed CBOR
 frames on standard input and output (spec/protocol.md); it makes the keep's
 sealing key and evidence, opens the client's sealed TLS key, serves HTTPS on
-127.0.0.1, runs exactly one workload and exits. Diagnostics go to standard
-error.
+127.0.0.1 (or $ENARX_WASMLDR_LISTEN, HOST:PORT, inside a kvm keep), runs
+exactly one workload and exits. Diagnostics go to standard error.
 
 Options:
   --snp-sim-dir DIR  State directory of the simulated SNP platform that signs
@@ -48,7 +48,9 @@ export const command: Command = {
       throw new UsageError(`Unexpected argument "${positionals[0]}"; see "enarx wasmldr --help"`);
     }
     const simDir = values["snp-sim-dir"] ?? Deno.env.get("ENARX_SNP_SIM_DIR");
+    const listen = parseListenEnv(Deno.env.get("ENARX_WASMLDR_LISTEN"));
     const outcome = await runWasmldr({
+      listen,
       input: Deno.stdin.readable,
       output: Deno.stdout.writable,
       evidence: platformEvidence(simDir),
@@ -58,6 +60,16 @@ export const command: Command = {
     return outcome.exitStatus;
   },
 };
+
+/** Parses ENARX_WASMLDR_LISTEN (`HOST:PORT`, set inside a kvm keep's VM). */
+function parseListenEnv(value: string | undefined): { hostname: string; port: number } | undefined {
+  if (value === undefined || value === "") return undefined;
+  const match = value.match(/^([0-9.]+):(\d{1,5})$/);
+  if (match === null || Number(match[2]) > 65535) {
+    throw new UsageError(`ENARX_WASMLDR_LISTEN is "${value}"; expected an IPv4 HOST:PORT`);
+  }
+  return { hostname: match[1], port: Number(match[2]) };
+}
 
 /** Evidence for the keep's backend: snp-sim for nil and kvm keeps, the TEE for sev. */
 function platformEvidence(simDir: string | undefined): EvidenceProvider {

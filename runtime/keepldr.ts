@@ -8,13 +8,17 @@
  *
  * Backends: `nil` runs wasmldr as a separate OS process (`enarx wasmldr`,
  * re-executing this same program with fewer Deno permissions where the
- * runtime allows it).
+ * runtime allows it). `kvm` boots a QEMU micro-VM whose initrd holds
+ * wasmldr (runtime/backends/kvm.ts); frames travel on the guest's second
+ * serial port, and keepldr rewrites the port of the `listening` frame to
+ * the host port QEMU forwards to the guest (the only field it changes; the
+ * TLS still ends inside the keep).
  *
  * @module
  */
 import { EnarxError } from "./errors.ts";
 import { FrameReader, FrameWriter } from "./protocol/frames.ts";
-import { decodeCbor } from "./protocol/cbor.ts";
+import { decodeCbor, encodeCbor } from "./protocol/cbor.ts";
 import {
   type HelloFrame,
   MessageError,
@@ -25,7 +29,7 @@ import {
 import { keepUnitName, systemdRunArgs } from "./systemd.ts";
 
 /** Backends that keepldr can launch on this build. */
-export const KEEPLDR_BACKENDS = ["nil"] as const;
+export const KEEPLDR_BACKENDS = ["nil", "kvm"] as const;
 
 /** Argument of `enarx keepldr` that names the keep (also used to recognise leftovers). */
 export const KEEP_ID_ARG = "--keep";
@@ -255,19 +259,37 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
     selfCommand("wasmldr", [], { permissions: wasmldrPermissions(options.workDir) });
   const env: Record<string, string> = {};
   if (options.workDir !== undefined) env.TMPDIR = options.workDir;
-  let keep: Deno.ChildProcess;
-  try {
-    keep = new Deno.Command(command[0], {
-      args: command.slice(1),
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-      env,
-    }).spawn();
-  } catch (error) {
-    await sendError("keep-launch", `Cannot start the keep's wasmldr "${command[0]}": ${error}`);
-    await toMgr.close();
-    return 69;
+  let keep: KeepChild;
+  let hostPort: number | undefined;
+  if (hello.backend === "kvm") {
+    try {
+      const { launchKvmKeep } = await import("./backends/kvm.ts");
+      const vm = await launchKvmKeep({ workDir: options.workDir ?? Deno.makeTempDirSync(), log });
+      keep = vm;
+      hostPort = vm.hostPort;
+    } catch (error) {
+      const code = error instanceof EnarxError ? error.code : "keep-launch";
+      await sendError(
+        code,
+        `Cannot start the kvm keep: ${error instanceof Error ? error.message : error}`,
+      );
+      await toMgr.close();
+      return 69;
+    }
+  } else {
+    try {
+      keep = new Deno.Command(command[0], {
+        args: command.slice(1),
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+        env,
+      }).spawn();
+    } catch (error) {
+      await sendError("keep-launch", `Cannot start the keep's wasmldr "${command[0]}": ${error}`);
+      await toMgr.close();
+      return 69;
+    }
   }
   const toKeep = new FrameWriter(keep.stdin);
   const fromKeep = new FrameReader(keep.stdout, { peer: "wasmldr" });
@@ -281,6 +303,11 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
       if (payload === null) return;
       const frame = parseUpstreamFrame(decodeCbor(payload, { what: "frame from the wasmldr" }));
       if (frame.t === "exited" || frame.t === "error") finalSeen = true;
+      if (frame.t === "listening" && hostPort !== undefined) {
+        // kvm: the keep's port is inside the VM; keepmgr reaches it through QEMU's forward.
+        await toMgr.writePayload(encodeCbor({ ...frame, port: hostPort }));
+        continue;
+      }
       await toMgr.writePayload(payload);
     }
   })().catch(async (error) => {
@@ -316,7 +343,8 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
     const how = status.signal !== null
       ? `was killed by ${status.signal}`
       : `exited with status ${status.code}`;
-    await sendError("keep-died", `The keep's wasmldr ${how} before reporting an exit`);
+    const what = hostPort !== undefined ? "VM (QEMU)" : "wasmldr";
+    await sendError("keep-died", `The keep's ${what} ${how} before reporting an exit`);
   }
   ending = true;
   await toMgr.close();
@@ -325,7 +353,15 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
   return finalSeen ? 0 : 70;
 }
 
-function killProcess(child: Deno.ChildProcess, signal: Deno.Signal): void {
+/** What runKeepldr needs of a running keep: a nil wasmldr process or a kvm VM. */
+interface KeepChild {
+  stdin: WritableStream<Uint8Array>;
+  stdout: ReadableStream<Uint8Array>;
+  status: Promise<Deno.CommandStatus>;
+  kill(signal?: Deno.Signal): void;
+}
+
+function killProcess(child: KeepChild, signal: Deno.Signal): void {
   try {
     child.kill(signal);
   } catch { /* already gone */ }

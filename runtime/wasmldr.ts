@@ -63,6 +63,12 @@ export interface WasmldrOptions {
   parseConfig?: (text: string) => EnarxConfig;
   /** Directory of the compiled-module cache, if any. */
   cacheDir?: string;
+  /**
+   * Address to serve HTTPS on (default 127.0.0.1, port 0: any free one). A
+   * kvm keep listens on 0.0.0.0:8443 inside its VM, reached through QEMU's
+   * port forward.
+   */
+  listen?: { hostname: string; port: number };
   /** Writes a diagnostic line (default: standard error). */
   log?: (line: string) => void;
 }
@@ -148,8 +154,8 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
         log,
       });
     server = Deno.serve({
-      hostname: "127.0.0.1",
-      port: 0,
+      hostname: options.listen?.hostname ?? "127.0.0.1",
+      port: options.listen?.port ?? 0,
       cert: certPem,
       key: keyPem,
       onListen() {},

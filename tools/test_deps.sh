@@ -1,10 +1,11 @@
 # Installs what the test suite needs beyond ./enarx's own bootstrap: Debian's
 # WASI toolchains (clang, lld, wasi-libc; rustc with the wasm32-wasi std), the
-# C compiler for the uapi-header checks, and the wasmtime C headers (the
-# wasmtime-c-api-impl crate of the pinned version, through cargo fetch).
+# C compiler for the uapi-header checks, QEMU and busybox for kvm keeps, the
+# wasmtime C headers (the wasmtime-c-api-impl crate of the pinned version,
+# through cargo fetch) and the kernel of kvm keeps (Debian's cloud kernel).
 # Sourced by tools/test.sh after tools/bootstrap.sh.
 
-ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl"
+ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static"
 
 enarx_test_deps_apt() {
   local missing=()
@@ -62,4 +63,34 @@ TOML
   rm -rf "$ENARX_WASMTIME_INCLUDE.tmp" && cp -r "$src/include" "$ENARX_WASMTIME_INCLUDE.tmp"
   mv "$ENARX_WASMTIME_INCLUDE.tmp" "$ENARX_WASMTIME_INCLUDE"
   export ENARX_WASMTIME_INCLUDE
+}
+
+# The kernel of kvm keeps: Debian's cloud kernel package (apt-get download,
+# unpacked with dpkg-deb -x into $ENARX_CACHE/kvm-kernel/root, where
+# runtime/backends/kvm_image.ts looks). Optional: without it the kvm test is
+# skipped, so a failure only warns.
+enarx_test_deps_kvm_kernel() {
+  local dir="$ENARX_CACHE/kvm-kernel"
+  compgen -G "$dir/root/boot/vmlinuz-*" >/dev/null && return 0
+  if [ "$(uname -m)" != "x86_64" ] || ! command -v apt-get >/dev/null 2>&1; then
+    enarx_say "no kernel for kvm keeps (needs apt-get on x86_64); the kvm test will be skipped"
+    return 0
+  fi
+  local pkg
+  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+    awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  if [ -z "$pkg" ]; then
+    enarx_say "apt-cache knows no linux-image-cloud-amd64; the kvm test will be skipped"
+    return 0
+  fi
+  enarx_say "fetching $pkg for kvm keeps (apt-get download)"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/deb"
+  if (cd "$dir.tmp/deb" && apt-get download -qq "$pkg" >&2) &&
+    dpkg-deb -x "$dir.tmp/deb/$pkg"_*.deb "$dir.tmp/root"; then
+    rm -rf "$dir.tmp/deb" "$dir" && mv "$dir.tmp" "$dir"
+  else
+    rm -rf "$dir.tmp"
+    enarx_say "could not fetch $pkg; the kvm test will be skipped"
+  fi
+  return 0
 }
