@@ -113,6 +113,14 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     } ms: ${image.initrd}`,
   );
   const socket = `${options.workDir}/frames.sock`;
+  if (new TextEncoder().encode(socket).length > 107) {
+    throw new EnarxError(
+      "keep-launch",
+      `The frames socket path "${socket}" is longer than a unix socket allows (107 bytes); ` +
+        `use a shorter keepmgr --state-dir`,
+      { exit: "unavailable" },
+    );
+  }
   const hostPort = freeLoopbackPort();
   const accel = Deno.env.get("ENARX_KVM_ACCEL") === "kvm" ? "kvm" : "tcg";
   const args = [
