@@ -53,6 +53,8 @@ function checkLines(check: PlatformCheck): string[] {
 function backendLines(backend: BackendInfo): string[] {
   const state = backend.launchable
     ? "usable"
+    : backend.usable && backend.name === "kvm"
+    ? "usable, but no keep kernel was found (./tools/test.sh fetches one; or set ENARX_KVM_KERNEL)"
     : backend.usable
     ? "usable, but enarx cannot launch it yet"
     : "not usable";
@@ -87,10 +89,13 @@ export function formatPlatformInfo(info: PlatformInfo): string {
       : `(family 0x${s.cpuFamily.toString(16)}, model 0x${(s.cpuModelNumber ?? 0).toString(16)})`,
   ].filter((x) => x !== "").join(" ");
   const best = info.best;
+  const strongest = best.launchable === "nil"
+    ? "Strongest backend enarx can launch here: nil"
+    : `Strongest backend enarx can launch here: ${best.launchable} ` +
+      `(keepmgr --backends ${best.launchable},nil; enarx run runs nil keeps)`;
   const auto = best.usable === best.launchable
-    ? `--backend auto uses: ${best.launchable}`
-    : `--backend auto uses: ${best.launchable} (strongest usable is ${best.usable}, ` +
-      "which enarx cannot launch yet)";
+    ? strongest
+    : `${strongest}; the strongest usable is ${best.usable}, which enarx cannot launch yet`;
   const lines = [
     `enarx ${info.enarx} platform info`,
     `System: Linux ${s.kernel} ${s.arch}; ${cpu}${

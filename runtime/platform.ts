@@ -24,6 +24,7 @@ import {
   TSM_REPORT_DIR,
 } from "./host_facts.ts";
 import { ENARX_VERSION } from "./version.ts";
+import { kvmLaunchable } from "./backends/kvm.ts";
 
 /** The version of the platform-info JSON schema. */
 export const PLATFORM_INFO_VERSION = 1;
@@ -743,11 +744,17 @@ export function evaluatePlatform(
   return info;
 }
 
-/** Probes this machine and judges it: what `enarx platform info` shows. */
+/**
+ * Probes this machine and judges it: what `enarx platform info` shows. By
+ * default the launchable backends are {@link LAUNCHABLE_BACKENDS}, plus
+ * `kvm` where QEMU and a keep kernel are found (keepmgr launches kvm keeps).
+ */
 export function probePlatform(
   options: { launchable?: readonly BackendName[] } = {},
 ): PlatformInfo {
-  return evaluatePlatform(gatherHostFacts(), options);
+  const launchable = options.launchable ??
+    [...LAUNCHABLE_BACKENDS, ...(kvmLaunchable() ? ["kvm" as const] : [])];
+  return evaluatePlatform(gatherHostFacts(), { launchable });
 }
 
 /**
