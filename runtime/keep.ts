@@ -30,6 +30,14 @@ export function runBackend(name: string): Backend {
   // Strongest first; today only nil launches, so auto is nil.
   const backend = name === "auto" ? RUN_BACKENDS.nil : RUN_BACKENDS[name];
   if (backend !== undefined) return backend;
+  if (name === "kvm") {
+    throw new EnarxError(
+      "backend-unavailable",
+      `"enarx run" runs nil keeps only; kvm keeps are launched by a keepmgr: start ` +
+        `"enarx keepmgr --backends kvm,nil" and use "enarx deploy --backend kvm"`,
+      { exit: "unavailable" },
+    );
+  }
   const known = NOT_YET_LAUNCHABLE.includes(name);
   throw new EnarxError(
     "backend-unavailable",

@@ -196,6 +196,7 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
         /Backend "sgx" cannot launch/,
       ],
       ["unknown backend", ["--backend", "qemu", PROBE], 64, /Unknown backend "qemu"/],
+      ["kvm is keepmgr's", ["--backend", "kvm", PROBE], 69, /kvm keeps are launched by a keepmgr/],
     ];
     for (const [name, args, code, pattern] of cases) {
       await t.step(name, async () => {
