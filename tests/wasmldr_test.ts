@@ -112,40 +112,19 @@ function hostileUpload(
   port: number,
   authorization?: string,
 ): Promise<{ status: number; code: string }> {
-  return new Promise((resolve, reject) => {
-    const body = encodeCbor({
-      v: 1,
-      module: text("(module)"),
-      config: null,
-      args: [],
-      env: {},
-      stdin: text(""),
-    });
-    const req = https.request({
-      host: "127.0.0.1",
-      port,
-      method: "POST",
-      path: "/v1/workload",
-      rejectUnauthorized: false,
-      headers: authorization ? { authorization } : {},
-    }, (res) => {
-      const chunks: Uint8Array[] = [];
-      res.on("data", (c: Uint8Array) => chunks.push(new Uint8Array(c)));
-      res.on("end", () => {
-        const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-        let at = 0;
-        for (const c of chunks) {
-          all.set(c, at);
-          at += c.length;
-        }
-        resolve({
-          status: res.statusCode ?? 0,
-          code: parseErrorResponse(decodeCbor(all)).error.code,
-        });
-      });
-    });
-    req.on("error", reject);
-    req.end(body);
+  const body = encodeCbor({
+    v: 1,
+    module: text("(module)"),
+    config: null,
+    args: [],
+    env: {},
+    stdin: text(""),
+  });
+  return hostileRequest(port, {
+    method: "POST",
+    path: "/v1/workload",
+    headers: authorization ? { authorization } : {},
+    body,
   });
 }
 
