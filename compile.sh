@@ -54,11 +54,13 @@ say "wasmldr measurement $(cat "$measurement")"
 
 mkdir -p "$(dirname "$out")"
 say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
-# Every subcommand module (with its module graph), and runtime/config.ts, so
-# that cli/main.ts and cli/run.ts may load them with specifiers that deno
+# Every subcommand module (with its module graph), runtime/config.ts and
+# runtime/backends/kvm.ts, so that cli/main.ts, cli/run.ts and
+# runtime/keepldr.ts may load them with specifiers that deno
 # cannot see ahead of time (which keeps `deno run` start-up from walking
 # every subcommand's module graph).
-includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/config.ts")
+includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/config.ts"
+  --include "$ENARX_ROOT/runtime/backends/kvm.ts")
 for f in "$ENARX_ROOT"/cli/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and

@@ -45,7 +45,7 @@ export const command: Command = {
   name: "keepmgr",
   summary: "Run the keep manager daemon on a host",
   async run(args: string[]): Promise<number> {
-    const { values, positionals } = parseCommandArgs("keepmgr", args, {
+    const { values } = parseCommandArgs("keepmgr", args, {
       options: {
         listen: { type: "string" },
         "tls-cert": { type: "string" },
@@ -68,9 +68,6 @@ export const command: Command = {
     if (values.help) {
       await printOut(HELP);
       return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`Unexpected argument "${positionals[0]}"; see "enarx keepmgr --help"`);
     }
     if (values.listen === undefined) {
       throw new UsageError(`Missing --listen ADDR:PORT; see "enarx keepmgr --help"`);

@@ -33,7 +33,7 @@ export const command: Command = {
   name: "wasmldr",
   summary: "Run the app loader inside a keep (started by keepldr)",
   async run(args: string[]): Promise<number> {
-    const { values, positionals } = parseCommandArgs("wasmldr", args, {
+    const { values } = parseCommandArgs("wasmldr", args, {
       options: {
         "snp-sim-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -43,9 +43,6 @@ export const command: Command = {
     if (values.help) {
       await printOut(HELP);
       return 0;
-    }
-    if (positionals.length > 0) {
-      throw new UsageError(`Unexpected argument "${positionals[0]}"; see "enarx wasmldr --help"`);
     }
     const simDir = values["snp-sim-dir"] ?? Deno.env.get("ENARX_SNP_SIM_DIR");
     const listen = parseListenEnv(Deno.env.get("ENARX_WASMLDR_LISTEN"));

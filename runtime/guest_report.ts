@@ -19,6 +19,7 @@ import { StructBuffer } from "../ffi/struct_layout.ts";
 import { TDX_GUEST_DEVICE, tdxGetReport0 } from "../ffi/tdx_guest.ts";
 import { EnarxError, type ExitStatusName } from "./errors.ts";
 import { fetchTsmReport, TSM_REPORT_ROOT } from "./tsm_report.ts";
+import { pathExists } from "./_fs.ts";
 
 /** The guest interfaces, in the order `auto` tries them. */
 export type GuestInterface = "sev-guest" | "tsm" | "tdx-guest";
@@ -206,22 +207,13 @@ async function fromTsm(reportData: Uint8Array, options: GuestReportOptions): Pro
   };
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The interface `auto` picks on this machine, or null when it has none. */
 export function detectGuestInterface(
   options: Pick<GuestReportOptions, "tsmRoot" | "devices"> = {},
 ): GuestInterface | null {
-  if (exists(options.devices?.sevGuest ?? SEV_GUEST_DEVICE)) return "sev-guest";
-  if (exists(options.tsmRoot ?? TSM_REPORT_ROOT)) return "tsm";
-  if (exists(options.devices?.tdxGuest ?? TDX_GUEST_DEVICE)) return "tdx-guest";
+  if (pathExists(options.devices?.sevGuest ?? SEV_GUEST_DEVICE)) return "sev-guest";
+  if (pathExists(options.tsmRoot ?? TSM_REPORT_ROOT)) return "tsm";
+  if (pathExists(options.devices?.tdxGuest ?? TDX_GUEST_DEVICE)) return "tdx-guest";
   return null;
 }
 

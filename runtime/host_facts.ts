@@ -21,6 +21,7 @@ import {
 import { SEV_GUEST_DEVICE } from "../ffi/sev_guest.ts";
 import { TDX_GUEST_DEVICE } from "../ffi/tdx_guest.ts";
 import { SGX_ENCLAVE_DEVICE, SGX_PROVISION_DEVICE } from "../ffi/sgx.ts";
+import { pathExists } from "./_fs.ts";
 
 /** The configfs-tsm report directory (Linux >= 6.7). */
 export const TSM_REPORT_DIR = "/sys/kernel/config/tsm/report";
@@ -133,15 +134,6 @@ function readText(path: string): string | null {
     return Deno.readTextFileSync(path);
   } catch {
     return null;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -293,17 +285,17 @@ export function gatherHostFacts(): HostFacts {
     kernelRelease: Deno.osRelease(),
     arch: Deno.build.arch,
     cpu: parseCpuinfo(readText("/proc/cpuinfo") ?? ""),
-    modules: PROBED_MODULES.filter((m) => exists(`/sys/module/${m}`)),
+    modules: PROBED_MODULES.filter((m) => pathExists(`/sys/module/${m}`)),
     parameters,
     devices,
     kvm: probeKvm(devices[KVM_DEVICE]),
     sev: probeSev(devices[SEV_DEVICE]),
     configfs: {
       mounted: mounts.split("\n").some((line) => line.split(" ")[1] === CONFIGFS_DIR),
-      tsmReport: exists(TSM_REPORT_DIR),
+      tsmReport: pathExists(TSM_REPORT_DIR),
     },
     executables: { [QEMU_BINARY]: findExecutable(QEMU_BINARY) },
-    aesmSocket: exists(AESM_SOCKET),
+    aesmSocket: pathExists(AESM_SOCKET),
     user: currentUser(groups),
   };
 }

@@ -17,6 +17,7 @@
  * @module
  */
 import { EnarxError } from "./errors.ts";
+import type * as KvmBackend from "./backends/kvm.ts";
 import { FrameReader, FrameWriter } from "./protocol/frames.ts";
 import { decodeCbor, encodeCbor } from "./protocol/cbor.ts";
 import {
@@ -263,7 +264,12 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
   let hostPort: number | undefined;
   if (hello.backend === "kvm") {
     try {
-      const { launchKvmKeep } = await import("./backends/kvm.ts");
+      // A computed specifier: `deno run` would otherwise load the kvm image
+      // builder's module graph into every nil keepldr too (compile.sh
+      // --includes it).
+      const { launchKvmKeep }: typeof KvmBackend = await import(
+        new URL("./backends/kvm.ts", import.meta.url).href
+      );
       const vm = await launchKvmKeep({ workDir: options.workDir ?? Deno.makeTempDirSync(), log });
       keep = vm;
       hostPort = vm.hostPort;

@@ -8,6 +8,7 @@
  */
 import { EnarxError } from "./errors.ts";
 import { CborError, decodeCbor, encodeCbor } from "./protocol/cbor.ts";
+import { readLimitedBody } from "./protocol/http_body.ts";
 import {
   CBOR_MEDIA_TYPE,
   errorResponse,
@@ -124,38 +125,8 @@ export async function readCbor(request: Request, limit: number): Promise<unknown
 }
 
 /** Reads a body of at most `limit` bytes; `cbor-too-large` (413) past it. */
-export async function readBody(request: Request, limit: number): Promise<Uint8Array> {
-  const tooLarge = (n: number | string) =>
-    new CborError(
-      "cbor-too-large",
-      `The request body is ${n} bytes, over this endpoint's limit of ${limit} bytes`,
-    );
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) {
-    await request.body?.cancel().catch(() => {});
-    throw tooLarge(declared);
-  }
-  if (request.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  const reader = request.body.getReader();
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    length += value.length;
-    if (length > limit) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(`over ${limit}`);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+export function readBody(request: Request, limit: number): Promise<Uint8Array> {
+  return readLimitedBody(request, { limit });
 }
 
 async function expectNoBody(request: Request): Promise<void> {

@@ -23,6 +23,7 @@
 import { EnarxError, ExitStatus } from "./errors.ts";
 import { decodeCbor, encodeCbor, MAX_CBOR_SIZE } from "./protocol/cbor.ts";
 import { FrameReader, FrameWriter } from "./protocol/frames.ts";
+import { readLimitedBody } from "./protocol/http_body.ts";
 import {
   CBOR_MEDIA_TYPE,
   CBOR_SEQ_MEDIA_TYPE,
@@ -305,7 +306,11 @@ async function handleRequest(
   // The one authenticated request: whatever happens now ends the keep.
   let workload: WorkloadRequest;
   try {
-    const body = await readBody(request, MAX_CBOR_SIZE);
+    const body = await readLimitedBody(request, {
+      limit: MAX_CBOR_SIZE,
+      what: "The workload request",
+      remedy: "send a smaller module",
+    });
     workload = parseWorkloadRequest(decodeCbor(body, { what: "workload request" }));
   } catch (error) {
     const e = error instanceof EnarxError
@@ -447,36 +452,4 @@ function outputStream(
       wake();
     },
   }, { highWaterMark: OUTPUT_BUFFER, size: (chunk) => chunk.byteLength });
-}
-
-async function readBody(request: Request, max: number): Promise<Uint8Array> {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > max) {
-    throw new EnarxError(
-      "cbor-too-large",
-      `The workload request is ${declared} bytes, over the limit of ${max}; send a smaller module`,
-      { exit: "dataError" },
-    );
-  }
-  if (request.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of request.body) {
-    size += chunk.length;
-    if (size > max) {
-      throw new EnarxError(
-        "cbor-too-large",
-        `The workload request is over the limit of ${max} bytes; send a smaller module`,
-        { exit: "dataError" },
-      );
-    }
-    chunks.push(chunk);
-  }
-  const body = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, at);
-    at += chunk.length;
-  }
-  return body;
 }

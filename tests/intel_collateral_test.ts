@@ -10,9 +10,9 @@ import {
   verifyCollateralSignature,
 } from "../runtime/attestation/intel_collateral.ts";
 import { parsePolicy, PolicyError } from "../runtime/attestation/policy.ts";
-import type { VerificationResult } from "../runtime/attestation/result.ts";
 import { verifyEvidence, type VerifyEvidenceOptions } from "../runtime/attestation/verify.ts";
 import { buildQuote, makeTestPki, type TestPki } from "./_intel_quote_builder.ts";
+import { findCheck as check } from "./_verification.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
 const read = (p: string) => Deno.readFileSync(new URL(p, EVIDENCE));
@@ -30,12 +30,6 @@ const AT_2023 = new Date("2023-07-01T00:00:00Z");
 const AT_2026 = new Date("2026-02-15T00:00:00Z");
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-
-function check(result: VerificationResult, id: string) {
-  const found = result.checks.find((c) => c.id === id);
-  assert.ok(found, `no check ${id} in ${result.checks.map((c) => c.id)}`);
-  return found;
-}
 
 function replaceOnce(bytes: Uint8Array, from: string, to: string): Uint8Array {
   const text = dec(bytes);

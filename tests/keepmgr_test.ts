@@ -581,7 +581,7 @@ Deno.test("keepmgr: dist/enarx-keepmgr.service is a unit that runs keepmgr with 
 Deno.test({
   name: "keepmgr: systemd-analyze verify finds nothing wrong in dist/enarx-keepmgr.service",
   // systemd's own checker, where systemd is installed (it is on our machines).
-  ignore: !existsSync("/usr/bin/systemd-analyze"),
+  ignore: !exists("/usr/bin/systemd-analyze"),
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {
@@ -603,12 +603,3 @@ Deno.test({
     }
   },
 });
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -8,7 +8,6 @@ import {
   verifyCoseSign1,
 } from "../runtime/attestation/cose.ts";
 import { EnarxError } from "../runtime/errors.ts";
-import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
 import {
   BasicConstraintsExtension,
   KeyUsageFlags,
@@ -16,6 +15,7 @@ import {
   X509Certificate,
   X509CertificateGenerator,
 } from "../runtime/_x509.ts";
+import { attemptVerify, failingChecks as failing, findCheck as check } from "./_verification.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
 const DOC = Deno.readFileSync(new URL("nitro/blocky-nitrite/nitro_attestation.cbor", EVIDENCE));
@@ -26,29 +26,6 @@ const SELF_CERT = Deno.readFileSync(new URL("nitro/blocky-nitrite/selfsigned_cer
 const TIMESTAMP = 1725719859545;
 const AT = new Date(TIMESTAMP);
 const NOW = new Date("2026-11-27T00:00:00Z");
-
-function failing(result: VerificationResult): string[] {
-  return result.checks.filter((c) => !c.ok).map((c) => c.id);
-}
-
-function check(result: VerificationResult, id: string) {
-  const found = result.checks.find((c) => c.id === id);
-  assert.ok(found, `no check ${id}`);
-  return found;
-}
-
-async function attempt(
-  evidence: Uint8Array,
-  options: Parameters<typeof verifyNitroDocument>[1],
-): Promise<VerificationResult | "dataError"> {
-  try {
-    return await verifyNitroDocument(evidence, options);
-  } catch (error) {
-    assert.ok(error instanceof MalformedEvidenceError, `threw ${error}`);
-    assert.equal(error.exitStatus, 65, `exit ${error.exitStatus}: ${error.message}`);
-    return "dataError";
-  }
-}
 
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -161,7 +138,7 @@ Deno.test("nitro: flipping bits of the protected header, signature and payload f
   let verified = 0;
   const flip = async (byte: number, bit: number) => {
     copy[byte] ^= 1 << bit;
-    const r = await attempt(copy, { at: AT });
+    const r = await attemptVerify(verifyNitroDocument, copy, { at: AT });
     copy[byte] ^= 1 << bit;
     if (r === "dataError") return;
     verified++;
@@ -197,7 +174,11 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
 
 Deno.test("nitro: malformed documents are dataErrors, never other exceptions", async () => {
   for (let n = 0; n < DOC.length; n += 1) {
-    assert.equal(await attempt(DOC.subarray(0, n), { at: AT }), "dataError", `length ${n}`);
+    assert.equal(
+      await attemptVerify(verifyNitroDocument, DOC.subarray(0, n), { at: AT }),
+      "dataError",
+      `length ${n}`,
+    );
   }
   const payload = parseCoseSign1(DOC).payload;
   const cases: [string, Uint8Array, RegExp][] = [
@@ -240,7 +221,11 @@ Deno.test("nitro: malformed documents are dataErrors, never other exceptions", a
   for (let n = 1; n < 600; n++) {
     const bytes = new Uint8Array(n).map(() => Math.floor(random() * 256));
     bytes[0] = 0x84;
-    assert.equal(await attempt(bytes, { at: AT }), "dataError", `garbage of ${n} bytes`);
+    assert.equal(
+      await attemptVerify(verifyNitroDocument, bytes, { at: AT }),
+      "dataError",
+      `garbage of ${n} bytes`,
+    );
   }
   assert.ok(payload.length > 0);
 });
@@ -416,7 +401,7 @@ Deno.test("nitro: each broken part of a built document fails its own check", asy
     ],
   ];
   for (const [name, doc, expected] of cases) {
-    const r = await attempt(await doc, trusted);
+    const r = await attemptVerify(verifyNitroDocument, await doc, trusted);
     assert.ok(r !== "dataError", name);
     assert.deepEqual(failing(r), expected, name);
   }

@@ -20,6 +20,7 @@ import { parsePolicy } from "../runtime/attestation/policy.ts";
 import { verifyEvidence } from "../runtime/attestation/verify.ts";
 import { toHex } from "../runtime/attestation/_bytes.ts";
 import { assertCleanError, Prng } from "./_robustness.ts";
+import { failingChecks as failed } from "./_verification.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
 const NAPLES = new URL("sev-legacy/naples/", EVIDENCE);
@@ -34,10 +35,6 @@ function naples(): SevChainCerts {
     oca: read("oca.cert"),
     cek: read("cek.cert"),
   };
-}
-
-function failed(result: VerificationResult): string[] {
-  return result.checks.filter((c) => !c.ok).map((c) => c.id);
 }
 
 function flipBit(bytes: Uint8Array, bit: number): Uint8Array {

@@ -2,37 +2,14 @@ import assert from "node:assert/strict";
 import { verifySgxQuote } from "../runtime/attestation/sgx_quote.ts";
 import { parseIntelQuote, SGX_REPORT_BODY } from "../runtime/attestation/intel_quote.ts";
 import { EnarxError } from "../runtime/errors.ts";
-import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
 import { buildQuote, makeTestPki } from "./_intel_quote_builder.ts";
+import { attemptVerify, failingChecks as failing, findCheck as check } from "./_verification.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
 const OCCLUM = Deno.readFileSync(new URL("sgx/trustee-occlum/occlum_quote.dat", EVIDENCE));
 const AT = new Date("2025-06-01T00:00:00Z");
 /** The occlum enclave is a debug enclave: tests of everything else allow debug. */
 const ALLOW_DEBUG = { at: AT, policy: { allowDebug: true } };
-
-function failing(result: VerificationResult): string[] {
-  return result.checks.filter((c) => !c.ok).map((c) => c.id);
-}
-
-function check(result: VerificationResult, id: string) {
-  const found = result.checks.find((c) => c.id === id);
-  assert.ok(found, `no check ${id}`);
-  return found;
-}
-
-async function attempt(
-  evidence: Uint8Array,
-  options: Parameters<typeof verifySgxQuote>[1],
-): Promise<VerificationResult | "dataError"> {
-  try {
-    return await verifySgxQuote(evidence, options);
-  } catch (error) {
-    assert.ok(error instanceof MalformedEvidenceError, `threw ${error}`);
-    assert.equal(error.exitStatus, 65, `exit ${error.exitStatus}: ${error.message}`);
-    return "dataError";
-  }
-}
 
 Deno.test("sgx: the occlum quote v3 verifies with the facts the evidence README lists", async () => {
   const r = await verifySgxQuote(OCCLUM, { at: AT });
@@ -107,7 +84,7 @@ Deno.test("sgx: flipping any bit of the header, the body or the signature fails"
     if (byte >= 432 && byte < 436) continue; // sig_data_len, not signed
     for (let bit = 0; bit < 8; bit++) {
       copy[byte] ^= 1 << bit;
-      const r = await attempt(copy, ALLOW_DEBUG);
+      const r = await attemptVerify(verifySgxQuote, copy, ALLOW_DEBUG);
       copy[byte] ^= 1 << bit;
       if (r === "dataError") continue;
       verified++;
@@ -132,7 +109,7 @@ Deno.test("sgx: flipping bits of the QE report, its signature and the PCK chain 
     for (let byte = start; byte < start + size; byte++) {
       const bit = 1 << (byte % 8);
       copy[byte] ^= bit;
-      const r = await attempt(copy, ALLOW_DEBUG);
+      const r = await attemptVerify(verifySgxQuote, copy, ALLOW_DEBUG);
       copy[byte] ^= bit;
       assert.ok(r !== "dataError" && !r.ok && !check(r, id).ok, `byte ${byte} (${id})`);
     }
@@ -148,7 +125,7 @@ Deno.test("sgx: flipping bits of the QE report, its signature and the PCK chain 
     if (!alphabet.includes(c)) continue;
     const was = copy[at];
     copy[at] = alphabet.charCodeAt((alphabet.indexOf(c) + 1 + (seed % 63)) % 64);
-    const r = await attempt(copy, ALLOW_DEBUG);
+    const r = await attemptVerify(verifySgxQuote, copy, ALLOW_DEBUG);
     copy[at] = was;
     assert.ok(r === "dataError" || !r.ok, `PEM character ${at - pem} still verifies`);
   }
@@ -156,7 +133,11 @@ Deno.test("sgx: flipping bits of the QE report, its signature and the PCK chain 
 
 Deno.test("sgx: malformed quotes are dataErrors, never other exceptions", async () => {
   for (let n = 0; n < OCCLUM.length; n++) {
-    assert.equal(await attempt(OCCLUM.subarray(0, n), ALLOW_DEBUG), "dataError", `length ${n}`);
+    assert.equal(
+      await attemptVerify(verifySgxQuote, OCCLUM.subarray(0, n), ALLOW_DEBUG),
+      "dataError",
+      `length ${n}`,
+    );
   }
   const edit = (at: number, bytes: number[]) => {
     const copy = OCCLUM.slice();

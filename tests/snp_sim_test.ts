@@ -3,11 +3,11 @@ import { SNP_SIM_STATE_FILE, SnpSimulator } from "../runtime/attestation/snp_sim
 import { verifySnpReport } from "../runtime/attestation/snp_verify.ts";
 import { parseSnpReport } from "../runtime/attestation/snp_report.ts";
 import { DEFAULT_POLICY } from "../runtime/attestation/policy.ts";
-import type { VerificationResult } from "../runtime/attestation/result.ts";
 import { reversed, toHex } from "../runtime/attestation/_bytes.ts";
 import { X509Certificate, X509CrlGenerator } from "../runtime/_x509.ts";
 import { EnarxError } from "../runtime/errors.ts";
 import { loadSample, SNP_SAMPLES } from "./_snp_samples.ts";
+import { failingChecks as failed } from "./_verification.ts";
 
 const NOW = new Date();
 const MEASUREMENT = Uint8Array.from({ length: 48 }, (_, i) => i + 1);
@@ -19,10 +19,6 @@ let simPromise: Promise<SnpSimulator> | undefined;
 function sim(): Promise<SnpSimulator> {
   simPromise ??= SnpSimulator.open(stateDir);
   return simPromise;
-}
-
-function failed(result: VerificationResult): string[] {
-  return result.checks.filter((c) => !c.ok).map((c) => c.id);
 }
 
 /** Re-signs a changed report with the simulator's VCEK, read from its state file. */

@@ -1,17 +1,14 @@
 import assert from "node:assert/strict";
 import { verifySnpReport } from "../runtime/attestation/snp_verify.ts";
 import { amdCertExtensions } from "../runtime/attestation/snp_verify.ts";
-import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
+import { MalformedEvidenceError } from "../runtime/attestation/result.ts";
 import { pemBlocks, verifySignedBy, X509Certificate } from "../runtime/_x509.ts";
 import { ASVK_MILAN_PEM } from "../runtime/attestation/amd_roots.ts";
 import { toHex } from "../runtime/attestation/_bytes.ts";
 import { loadSample, readEvidence, SNP_SAMPLES } from "./_snp_samples.ts";
+import { failingChecks as failed } from "./_verification.ts";
 
 const NOW = new Date("2026-11-27T00:00:00Z");
-
-function failed(result: VerificationResult): string[] {
-  return result.checks.filter((c) => !c.ok).map((c) => c.id);
-}
 
 /** Verifies and returns the failing check ids, or ["malformed"] when the input is rejected. */
 async function failures(

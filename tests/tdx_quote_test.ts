@@ -3,38 +3,14 @@ import { verifyTdxQuote } from "../runtime/attestation/tdx_quote.ts";
 import { verifySgxQuote } from "../runtime/attestation/sgx_quote.ts";
 import { parseIntelQuote } from "../runtime/attestation/intel_quote.ts";
 import { EnarxError } from "../runtime/errors.ts";
-import { MalformedEvidenceError, type VerificationResult } from "../runtime/attestation/result.ts";
 import { buildQuote, makeTestPki, TEST_PCK_FACTS } from "./_intel_quote_builder.ts";
+import { attemptVerify, failingChecks as failing, findCheck as check } from "./_verification.ts";
 
 const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
 const SPR = Deno.readFileSync(new URL("tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat", EVIDENCE));
 const V5 = Deno.readFileSync(new URL("tdx/trustee/tdx_quote_5.dat", EVIDENCE));
 const AT = new Date("2025-06-01T00:00:00Z");
 const NOW = new Date("2026-11-27T00:00:00Z");
-
-function failing(result: VerificationResult): string[] {
-  return result.checks.filter((c) => !c.ok).map((c) => c.id);
-}
-
-function check(result: VerificationResult, id: string) {
-  const found = result.checks.find((c) => c.id === id);
-  assert.ok(found, `no check ${id}`);
-  return found;
-}
-
-/** Resolves to the result, or to the EnarxError's exit status name for malformed input. */
-async function attempt(
-  evidence: Uint8Array,
-  options: Parameters<typeof verifyTdxQuote>[1],
-): Promise<VerificationResult | "dataError"> {
-  try {
-    return await verifyTdxQuote(evidence, options);
-  } catch (error) {
-    assert.ok(error instanceof MalformedEvidenceError, `threw ${error}`);
-    assert.equal(error.exitStatus, 65, `exit ${error.exitStatus}: ${error.message}`);
-    return "dataError";
-  }
-}
 
 const ALL_CHECKS = [
   "header",
@@ -147,7 +123,7 @@ async function flipAll(
   for (let byte = from; byte < to; byte++) {
     for (let bit = 0; bit < 8; bit++) {
       copy[byte] ^= 1 << bit;
-      const r = await attempt(copy, { at: AT });
+      const r = await attemptVerify(verifyTdxQuote, copy, { at: AT });
       copy[byte] ^= 1 << bit;
       if (r === "dataError") continue;
       assert.equal(r.ok, false, `flipping bit ${bit} of byte ${byte} still verifies`);
@@ -177,7 +153,7 @@ Deno.test("tdx: flipping any bit of the QE report, its signature or the attestat
   for (let byte = off(q.qeReport); byte < off(q.qeReport) + 384; byte++) {
     const bit = 1 << Math.floor(random() * 8);
     copy[byte] ^= bit;
-    const r = await attempt(copy, { at: AT });
+    const r = await attemptVerify(verifyTdxQuote, copy, { at: AT });
     copy[byte] ^= bit;
     assert.ok(r !== "dataError" && !r.ok && !check(r, "qe-report-signature").ok, `byte ${byte}`);
   }
@@ -237,7 +213,7 @@ Deno.test("tdx: flipping random bits of the PCK chain's certificates fails", asy
         der[bit >> 3] ^= 1 << (bit & 7);
         const copy = chain.slice();
         copy[which] = der;
-        const r = await attempt(withChain(quote, copy), { at: AT });
+        const r = await attemptVerify(verifyTdxQuote, withChain(quote, copy), { at: AT });
         if (r === "dataError") continue;
         assert.equal(r.ok, false, `cert ${which} bit ${bit} still verifies`);
       }
@@ -248,7 +224,11 @@ Deno.test("tdx: flipping random bits of the PCK chain's certificates fails", asy
 Deno.test("tdx: malformed quotes are dataErrors, never other exceptions", async () => {
   // Every truncation that cuts into the signature data.
   for (let n = 0; n < SPR.length - 39; n += 1) {
-    assert.equal(await attempt(SPR.subarray(0, n), { at: AT }), "dataError", `length ${n}`);
+    assert.equal(
+      await attemptVerify(verifyTdxQuote, SPR.subarray(0, n), { at: AT }),
+      "dataError",
+      `length ${n}`,
+    );
   }
   // Trailing bytes are allowed: the SPR quote already has 39.
   assert.equal((await verifyTdxQuote(SPR.subarray(0, SPR.length - 39), { at: AT })).ok, true);
@@ -283,7 +263,11 @@ Deno.test("tdx: malformed quotes are dataErrors, never other exceptions", async 
   for (let n = 0; n < 800; n++) {
     const bytes = new Uint8Array(n).map(() => Math.floor(random() * 256));
     if (n >= 8) bytes.set([4, 0, 2, 0, 0x81, 0, 0, 0]);
-    assert.equal(await attempt(bytes, { at: AT }), "dataError", `garbage of ${n} bytes`);
+    assert.equal(
+      await attemptVerify(verifyTdxQuote, bytes, { at: AT }),
+      "dataError",
+      `garbage of ${n} bytes`,
+    );
   }
 });
 
@@ -477,7 +461,11 @@ Deno.test("tdx: a PEM chain that is not strictly PEM is malformed", async () => 
       tee: "tdx",
       certData: new TextEncoder().encode(text),
     });
-    assert.equal(await attempt(quote, roots), "dataError", JSON.stringify(text.slice(-30)));
+    assert.equal(
+      await attemptVerify(verifyTdxQuote, quote, roots),
+      "dataError",
+      JSON.stringify(text.slice(-30)),
+    );
   }
   // NUL padding after the chain is accepted, as quoting enclaves write it.
   const padded = await buildQuote(pki, {
@@ -502,7 +490,9 @@ Deno.test("tdx: a certificate whose signature is re-encoded, not re-signed, is r
   for (const [name, at, bit] of edits) {
     const der = leaf.slice();
     der[at] ^= bit;
-    const r = await attempt(withChain(SPR, [der, chain[1], chain[2]]), { at: AT });
+    const r = await attemptVerify(verifyTdxQuote, withChain(SPR, [der, chain[1], chain[2]]), {
+      at: AT,
+    });
     assert.ok(r === "dataError" || failing(r).includes("pck-chain"), name);
   }
 });

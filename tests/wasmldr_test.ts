@@ -20,22 +20,7 @@ import {
   makeKeepCertificate,
 } from "../runtime/keep_tls.ts";
 import { http1Request } from "../runtime/http1_client.ts";
-
-const HELLO_WAT = `(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "out\\n")
-  (data (i32.const 32) "err\\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 4))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (i32.store (i32.const 0) (i32.const 32)) (i32.store (i32.const 4) (i32.const 4))
-    (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (call $exit (i32.const 7))))`;
-
-const LOOP_WAT = `(module (memory (export "memory") 1)
-  (func (export "_start") (loop $l (br $l))))`;
+import { LOOP_WAT, STREAMS_WAT as HELLO_WAT } from "./_deploy_fixture.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

@@ -24,6 +24,7 @@ import type { X509Certificate } from "../_x509.ts";
 import type { Check } from "./result.ts";
 import { certificatesFromBytes, pemCertificates, verifyCertificateChain } from "./_x509_chain.ts";
 import { INTEL_SGX_ROOT_CA_PEM } from "./intel_roots.ts";
+import { TCB_STATUSES, type TcbStatus } from "./intel_tcb_status.ts";
 
 /**
  * Intel SGX TCB Signing certificate (`CN=Intel SGX TCB Signing, O=Intel
@@ -53,19 +54,7 @@ ftbrNGsGU8YH211dRiYNoPPu19Zp/ze8JmhujB0oBw==
 /** Collateral files larger than this are refused (Intel's are a few KiB). */
 export const MAX_COLLATERAL_BYTES = 256 * 1024;
 
-/** TCB statuses Intel assigns to a TCB level (PCS API v4). */
-export const TCB_STATUSES = [
-  "UpToDate",
-  "SWHardeningNeeded",
-  "ConfigurationNeeded",
-  "ConfigurationAndSWHardeningNeeded",
-  "OutOfDate",
-  "OutOfDateConfigurationNeeded",
-  "Revoked",
-] as const;
-
-/** One of {@link TCB_STATUSES}. */
-export type TcbStatus = typeof TCB_STATUSES[number];
+export { TCB_STATUSES, type TcbStatus };
 
 /** The `tcbStatus` claim when no TCB level of the TCB Info matches the platform. */
 export const NO_MATCHING_LEVEL = "no matching level";

@@ -30,6 +30,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { EnarxError } from "../errors.ts";
 import { fromHex } from "./_bytes.ts";
 import type { EvidenceFormat } from "./result.ts";
+import { TCB_STATUSES } from "./intel_tcb_status.ts";
 
 /** Minimum security patch levels, per component. */
 export interface MinimumTcb {
@@ -108,15 +109,6 @@ const TOP_KEYS = [
   "max_age_seconds",
   "trust_simulated_root",
   "allowed_tcb_statuses",
-];
-const INTEL_TCB_STATUSES = [
-  "UpToDate",
-  "SWHardeningNeeded",
-  "ConfigurationNeeded",
-  "ConfigurationAndSWHardeningNeeded",
-  "OutOfDate",
-  "OutOfDateConfigurationNeeded",
-  "Revoked",
 ];
 const TCB_KEYS = ["fmc", "bootloader", "tee", "snp", "microcode"];
 
@@ -236,7 +228,7 @@ export function policyFromTable(table: Record<string, unknown>, source = "policy
       source,
       "allowed_tcb_statuses",
       table.allowed_tcb_statuses,
-      INTEL_TCB_STATUSES,
+      TCB_STATUSES,
     );
   }
   if (table.trust_simulated_root !== undefined) {
