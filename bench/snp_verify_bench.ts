@@ -17,7 +17,7 @@ import { AMD_SNP_ROOTS } from "../runtime/attestation/amd_roots.ts";
 import { ecdsaRawToDer, X509Certificate } from "../runtime/_x509.ts";
 import { parseSnpReport } from "../runtime/attestation/snp_report.ts";
 
-const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+const EVIDENCE = new URL("../tests/testdata/evidence/", import.meta.url);
 const runsArg = Deno.args.indexOf("--runs");
 const RUNS = runsArg >= 0 ? Number(Deno.args[runsArg + 1]) : 200;
 

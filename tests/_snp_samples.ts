@@ -1,14 +1,14 @@
 /**
- * The real SEV-SNP samples of ../shared/evidence/sev-snp/ with the facts its
+ * The real SEV-SNP samples of tests/testdata/evidence/sev-snp/ with the facts its
  * README lists for each, and loaders. Shared by the snp_* tests.
  *
  * @module
  */
 
-/** The shared evidence folder, beside the repository. */
-export const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+/** The evidence folder (tests/testdata/evidence; its MANIFEST.tsv says where each file came from). */
+export const EVIDENCE = new URL("./testdata/evidence/", import.meta.url);
 
-/** Reads a file of the shared evidence folder. */
+/** Reads a file of the evidence folder. */
 export function readEvidence(path: string): Uint8Array<ArrayBuffer> {
   return Deno.readFileSync(new URL(path, EVIDENCE));
 }

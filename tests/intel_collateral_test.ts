@@ -14,7 +14,7 @@ import { verifyEvidence, type VerifyEvidenceOptions } from "../runtime/attestati
 import { buildQuote, makeTestPki, type TestPki } from "./_intel_quote_builder.ts";
 import { findCheck as check } from "./_verification.ts";
 
-const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+const EVIDENCE = new URL("./testdata/evidence/", import.meta.url);
 const read = (p: string) => Deno.readFileSync(new URL(p, EVIDENCE));
 const GO = "tdx/go-tdx-guest/";
 const SPR = read(`${GO}tdx_prod_quote_SPR_E4.dat`);

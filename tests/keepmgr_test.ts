@@ -13,6 +13,7 @@ import {
   parseShowKeepResponse,
 } from "../runtime/protocol/messages.ts";
 import { keepUnitName, systemdRunArgs } from "../runtime/systemd.ts";
+import { fileExists, requires } from "./_requires.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DENO = Deno.execPath();
@@ -581,8 +582,11 @@ Deno.test("keepmgr: dist/enarx-keepmgr.service is a unit that runs keepmgr with 
 Deno.test({
   name: "keepmgr: systemd-analyze verify finds nothing wrong in dist/enarx-keepmgr.service",
   // systemd's own checker, where systemd is installed (it is on our machines).
-  ignore: !exists("/usr/bin/systemd-analyze"),
-  fn: async () => {
+  ...requires({
+    tool: "systemd-analyze",
+    present: fileExists("/usr/bin/systemd-analyze"),
+    remedy: "apt-get install systemd",
+  }, async () => {
     const dir = await Deno.makeTempDir();
     try {
       // The binary need not be installed for the check: point ExecStart at one that exists.
@@ -601,5 +605,5 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
-  },
+  }),
 });

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { deploy } from "../runtime/deploy_client.ts";
 import { LocalKeepmgr } from "../runtime/local_keepmgr.ts";
 import { kvmLaunchable } from "../runtime/backends/kvm.ts";
+import { requires } from "./_requires.ts";
 import { eventually, SIM_DIR, taggedProcesses, workload } from "./_deploy_fixture.ts";
 
 const HELLO = new URL("../examples/hello.wat", import.meta.url).pathname;
@@ -27,8 +28,11 @@ function qemuProcesses(tag: string): number[] {
 
 Deno.test({
   name: "kvm keep: hello.wat runs in a QEMU micro-VM through a real keepmgr; no QEMU is left",
-  ignore: !kvmLaunchable(),
-  async fn() {
+  ...requires({
+    tool: "QEMU and the kvm keep kernel",
+    present: kvmLaunchable(),
+    remedy: "tools/test.sh installs qemu-system-x86 and fetches Debian's cloud kernel",
+  }, async () => {
     const tag = crypto.randomUUID();
     const logs: string[] = [];
     const mgr = await LocalKeepmgr.start({
@@ -68,5 +72,5 @@ Deno.test({
       await mgr.close();
     }
     assert.deepEqual(qemuProcesses(tag), []);
-  },
+  }),
 });

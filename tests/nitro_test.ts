@@ -17,7 +17,7 @@ import {
 } from "../runtime/_x509.ts";
 import { attemptVerify, failingChecks as failing, findCheck as check } from "./_verification.ts";
 
-const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+const EVIDENCE = new URL("./testdata/evidence/", import.meta.url);
 const DOC = Deno.readFileSync(new URL("nitro/blocky-nitrite/nitro_attestation.cbor", EVIDENCE));
 const SELF = Deno.readFileSync(
   new URL("nitro/blocky-nitrite/selfsigned_attestation.cbor", EVIDENCE),

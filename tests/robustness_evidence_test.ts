@@ -1,6 +1,6 @@
 /**
  * Robustness of evidence verification against bad input: real samples from
- * ../shared/evidence truncated and with random bytes changed, random garbage
+ * tests/testdata/evidence truncated and with random bytes changed, random garbage
  * of many lengths, evidence bundles with wrong types, mutated certificates,
  * SNP certificate tables and COSE documents. verifyEvidence must resolve to
  * a result or reject with an EnarxError; nothing else escapes. Seeded: a

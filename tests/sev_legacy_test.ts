@@ -22,7 +22,7 @@ import { toHex } from "../runtime/attestation/_bytes.ts";
 import { assertCleanError, Prng } from "./_robustness.ts";
 import { failingChecks as failed } from "./_verification.ts";
 
-const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+const EVIDENCE = new URL("./testdata/evidence/", import.meta.url);
 const NAPLES = new URL("sev-legacy/naples/", EVIDENCE);
 const ROOTS = new URL("roots/amd-sev-legacy/", EVIDENCE);
 const read = (name: string, base = NAPLES) => Deno.readFileSync(new URL(name, base));

@@ -5,7 +5,7 @@ import { EnarxError } from "../runtime/errors.ts";
 import { buildQuote, makeTestPki } from "./_intel_quote_builder.ts";
 import { attemptVerify, failingChecks as failing, findCheck as check } from "./_verification.ts";
 
-const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+const EVIDENCE = new URL("./testdata/evidence/", import.meta.url);
 const OCCLUM = Deno.readFileSync(new URL("sgx/trustee-occlum/occlum_quote.dat", EVIDENCE));
 const AT = new Date("2025-06-01T00:00:00Z");
 /** The occlum enclave is a debug enclave: tests of everything else allow debug. */

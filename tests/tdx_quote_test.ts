@@ -6,7 +6,7 @@ import { EnarxError } from "../runtime/errors.ts";
 import { buildQuote, makeTestPki, TEST_PCK_FACTS } from "./_intel_quote_builder.ts";
 import { attemptVerify, failingChecks as failing, findCheck as check } from "./_verification.ts";
 
-const EVIDENCE = new URL("../../shared/evidence/", import.meta.url);
+const EVIDENCE = new URL("./testdata/evidence/", import.meta.url);
 const SPR = Deno.readFileSync(new URL("tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat", EVIDENCE));
 const V5 = Deno.readFileSync(new URL("tdx/trustee/tdx_quote_5.dat", EVIDENCE));
 const AT = new Date("2025-06-01T00:00:00Z");

@@ -15,10 +15,32 @@ cd "$ENARX_ROOT"
 enarx_say "building test workloads (tests/workloads/build.sh)"
 bash tests/workloads/build.sh
 if [ $# -eq 0 ]; then
+  enarx_say "the repository stands alone (tools/check_standalone.sh)"
+  ./tools/check_standalone.sh
   enarx_say "deno fmt --check, deno lint, deno check"
   "$DENO" fmt --check
   "$DENO" lint
   "$DENO" check cli/ mod.ts tests/ bench/ tools/
 fi
 enarx_say "deno test"
-exec "$DENO" test --allow-all --no-prompt "${@:-tests/}"
+# Every tool a test needs was installed above: a missing one fails its test
+# instead of skipping it (tests/_requires.ts).
+export ENARX_TEST_REQUIRE_ALL="${ENARX_TEST_REQUIRE_ALL:-1}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+"$DENO" test --allow-all --no-prompt "${@:-tests/}" 2>&1 | tee "$log" || status=$?
+# The closing line: Deno's counts, with every skipped test named and why.
+plain=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
+summary=$(printf '%s\n' "$plain" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1 || true)
+if [ -z "$summary" ]; then
+  echo "tests: deno test ended without its summary (status $status)"
+  exit $((status == 0 ? 1 : status))
+fi
+passed=$(printf '%s' "$summary" | sed -E 's/.* ([0-9]+) passed.*/\1/')
+failed=$(printf '%s' "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+ignored=$(printf '%s' "$summary" | grep -oE '[0-9]+ ignored' | cut -d' ' -f1 || true)
+printf '%s\n' "$plain" | grep -E '^SKIP: ' | sort -u || true
+printf '%s\n' "$plain" | grep -E ' \.\.\. ignored' | sed 's/ \.\.\. ignored.*//; s/^/skipped: /' || true
+echo "tests: $passed passed, $failed failed, ${ignored:-0} skipped"
+exit "$status"

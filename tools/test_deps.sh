@@ -5,7 +5,7 @@
 # through cargo fetch) and the kernel of kvm keeps (Debian's cloud kernel).
 # Sourced by tools/test.sh after tools/bootstrap.sh.
 
-ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static"
+ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static systemd"
 
 enarx_test_deps_apt() {
   local missing=()
@@ -67,21 +67,29 @@ TOML
 
 # The kernel of kvm keeps: Debian's cloud kernel package (apt-get download,
 # unpacked with dpkg-deb -x into $ENARX_CACHE/kvm-kernel/root, where
-# runtime/backends/kvm_image.ts looks). Optional: without it the kvm test is
-# skipped, so a failure only warns.
+# runtime/backends/kvm_image.ts looks). The kvm test needs it: tools/test.sh
+# fails when it cannot be had, rather than skip that test silently.
 enarx_test_deps_kvm_kernel() {
   local dir="$ENARX_CACHE/kvm-kernel"
   compgen -G "$dir/root/boot/vmlinuz-*" >/dev/null && return 0
   if [ "$(uname -m)" != "x86_64" ] || ! command -v apt-get >/dev/null 2>&1; then
-    enarx_say "no kernel for kvm keeps (needs apt-get on x86_64); the kvm test will be skipped"
-    return 0
+    enarx_say "no kernel for kvm keeps: fetching one needs apt-get on x86_64"
+    return 1
   fi
   local pkg
   pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
     awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
   if [ -z "$pkg" ]; then
-    enarx_say "apt-cache knows no linux-image-cloud-amd64; the kvm test will be skipped"
-    return 0
+    # A new machine's package lists may be empty: read them once, then ask again.
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >&2 || true
+    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+      awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  fi
+  if [ -z "$pkg" ]; then
+    enarx_say "apt-cache knows no linux-image-cloud-amd64 (run apt-get update); no kernel for kvm keeps"
+    return 1
   fi
   enarx_say "fetching $pkg for kvm keeps (apt-get download)"
   rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/deb"
@@ -90,7 +98,7 @@ enarx_test_deps_kvm_kernel() {
     rm -rf "$dir.tmp/deb" "$dir" && mv "$dir.tmp" "$dir"
   else
     rm -rf "$dir.tmp"
-    enarx_say "could not fetch $pkg; the kvm test will be skipped"
+    enarx_say "could not fetch $pkg for kvm keeps; see the messages above"
+    return 1
   fi
-  return 0
 }

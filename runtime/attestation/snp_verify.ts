@@ -7,7 +7,7 @@
  * so a person sees everything that is wrong at once.
  *
  * Steps follow AMD #56860 (report), #57230 (VCEK certificates and
- * extensions) and ../shared/ATTESTATION-FORMATS.md §1.14. The verifier never
+ * extensions). The verifier never
  * reads the clock: certificate validity is checked at `options.at`.
  *
  * Parsed certificates, imported keys and checked certificate signatures are
