@@ -3,7 +3,7 @@
 # build/enarx, with the pinned libwasmtime embedded (--include). On its first
 # start the binary extracts the library to
 # $XDG_CACHE_HOME/enarx/wasmtime-<version>-<sha256 prefix>/libwasmtime.so
-# (runtime/libwasmtime_path.ts). Type checking is left to `deno check` (the
+# (runtime/wasm/libwasmtime_path.ts). Type checking is left to `deno check` (the
 # test command), so a build is not blocked by it.
 #
 # `deno compile` needs Deno's `denort` base binary: it takes it from
@@ -35,7 +35,7 @@ if [ -n "${DENORT_BIN:-}" ]; then
   export DENORT_BIN
 fi
 
-# Stage the library and its digest where runtime/libwasmtime_path.ts looks
+# Stage the library and its digest where runtime/wasm/libwasmtime_path.ts looks
 # for them (EMBEDDED_LIBWASMTIME_DIR).
 embed="$ENARX_ROOT/build/embed/wasmtime-$WASMTIME_VERSION"
 mkdir -p "$embed"
@@ -44,7 +44,7 @@ if ! cmp -s "$ENARX_LIBWASMTIME" "$embed/libwasmtime.so"; then
   mv "$embed/libwasmtime.so.tmp" "$embed/libwasmtime.so"
 fi
 (cd "$embed" && sha256sum libwasmtime.so >libwasmtime.so.sha256)
-# The measurement of the wasmldr being compiled (runtime/keep_measurement.ts):
+# The measurement of the wasmldr being compiled (runtime/keep/measurement.ts):
 # the binary reports and expects exactly this value.
 measurement="$ENARX_ROOT/build/embed/wasmldr-measurement.hex"
 "$DENO" run --quiet --allow-read --config "$ENARX_ROOT/deno.json" \
@@ -54,12 +54,12 @@ say "wasmldr measurement $(cat "$measurement")"
 
 mkdir -p "$(dirname "$out")"
 say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
-# Every subcommand module (with its module graph), runtime/config.ts and
+# Every subcommand module (with its module graph), runtime/wasm/config.ts and
 # runtime/backends/kvm.ts, so that cli/main.ts, cli/run.ts and
-# runtime/keepldr.ts may load them with specifiers that deno
+# runtime/keepmgr/keepldr.ts may load them with specifiers that deno
 # cannot see ahead of time (which keeps `deno run` start-up from walking
 # every subcommand's module graph).
-includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/config.ts"
+includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/wasm/config.ts"
   --include "$ENARX_ROOT/runtime/backends/kvm.ts")
 for f in "$ENARX_ROOT"/cli/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules

@@ -28,7 +28,7 @@ export {
   type Workload,
   type WorkloadLimits,
   type WorkloadResult,
-} from "./runtime/workload.ts";
+} from "./runtime/wasm/workload.ts";
 export {
   ConfigError,
   ConfigUnsupportedError,
@@ -36,7 +36,7 @@ export {
   type EnarxConfig,
   loadEnarxConfig,
   parseEnarxConfig,
-} from "./runtime/config.ts";
+} from "./runtime/wasm/config.ts";
 
 // Attestation: verifying evidence, policies, the simulated SNP platform.
 export * from "./runtime/attestation/mod.ts";
@@ -49,7 +49,7 @@ export {
   type PlatformCheck,
   type PlatformInfo,
   probePlatform,
-} from "./runtime/platform.ts";
+} from "./runtime/platform/info.ts";
 
 // The deploy protocol and its two trusted ends.
 export * from "./runtime/protocol/mod.ts";
@@ -59,7 +59,7 @@ export {
   type DeployOptions,
   type DeployResult,
   type DeployWorkload,
-} from "./runtime/deploy_client.ts";
-export { KeepManager, type KeepManagerOptions } from "./runtime/keep_manager.ts";
-export { KeepmgrClient } from "./runtime/keepmgr_client.ts";
-export { SealingKeyPair, sealToKeep } from "./runtime/sealing.ts";
+} from "./runtime/client/deploy.ts";
+export { KeepManager, type KeepManagerOptions } from "./runtime/keepmgr/keep_manager.ts";
+export { KeepmgrClient } from "./runtime/client/keepmgr_client.ts";
+export { SealingKeyPair, sealToKeep } from "./runtime/protocol/sealing.ts";

@@ -12,8 +12,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { deploy, type DeployResult } from "../runtime/deploy_client.ts";
-import { LocalKeepmgr } from "../runtime/local_keepmgr.ts";
+import { deploy, type DeployResult } from "../runtime/client/deploy.ts";
+import { LocalKeepmgr } from "../runtime/keepmgr/local.ts";
 
 const { values } = parseArgs({
   options: {

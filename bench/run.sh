@@ -42,7 +42,7 @@ mkdir -p "$R"
 # that "cold" is really cold and the user's cache is left alone.
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
-# enarx keeps compiled modules in $ENARX_CACHE/modules (runtime/module_cache.ts);
+# enarx keeps compiled modules in $ENARX_CACHE/modules (runtime/wasm/module_cache.ts);
 # the scratch cache links the pinned libwasmtime, so that bootstrap finds it.
 mkdir -p "$SCRATCH/cache/wasmtime-$WASMTIME_VERSION"
 ln -s "$ENARX_LIBWASMTIME" "$SCRATCH/cache/wasmtime-$WASMTIME_VERSION/libwasmtime.so"

@@ -11,11 +11,14 @@
  *
  * @module
  */
-import { clearSnpCertificateCache, verifySnpReport } from "../runtime/attestation/snp_verify.ts";
-import { SnpSimulator } from "../runtime/attestation/snp_sim.ts";
-import { AMD_SNP_ROOTS } from "../runtime/attestation/amd_roots.ts";
-import { ecdsaRawToDer, X509Certificate } from "../runtime/_x509.ts";
-import { parseSnpReport } from "../runtime/attestation/snp_report.ts";
+import {
+  clearSnpCertificateCache,
+  verifySnpReport,
+} from "../runtime/attestation/amd/snp_verify.ts";
+import { SnpSimulator } from "../runtime/attestation/amd/snp_sim.ts";
+import { AMD_SNP_ROOTS } from "../runtime/attestation/amd/amd_roots.ts";
+import { ecdsaRawToDer, X509Certificate } from "../runtime/x509.ts";
+import { parseSnpReport } from "../runtime/attestation/amd/snp_report.ts";
 
 const EVIDENCE = new URL("../tests/testdata/evidence/", import.meta.url);
 const runsArg = Deno.args.indexOf("--runs");

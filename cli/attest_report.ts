@@ -6,7 +6,7 @@
  * @module
  */
 import { UsageError } from "../runtime/errors.ts";
-import { fetchGuestReport, type GuestInterface } from "../runtime/guest_report.ts";
+import { fetchGuestReport, type GuestInterface } from "../runtime/keep/guest_report.ts";
 import { type Command, hex, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
 
 const HELP = `Usage: enarx attest report [OPTIONS]

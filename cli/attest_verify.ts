@@ -23,8 +23,8 @@ import {
   MalformedCollateralError,
   MAX_COLLATERAL_BYTES,
   parseIntelCollateral,
-} from "../runtime/attestation/intel_collateral.ts";
-import { crlDerList, parseCrl } from "../runtime/attestation/intel_crl.ts";
+} from "../runtime/attestation/intel/intel_collateral.ts";
+import { crlDerList, parseCrl } from "../runtime/attestation/intel/intel_crl.ts";
 import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
 
 const HELP = `Usage: enarx attest verify EVIDENCE [OPTIONS]

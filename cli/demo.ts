@@ -8,8 +8,8 @@
  */
 import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
-import { deploy, type DeployEvent, type DeployStepRecord } from "../runtime/deploy_client.ts";
-import { LocalKeepmgr } from "../runtime/local_keepmgr.ts";
+import { deploy, type DeployEvent, type DeployStepRecord } from "../runtime/client/deploy.ts";
+import { LocalKeepmgr } from "../runtime/keepmgr/local.ts";
 
 const HELP = `Usage: enarx demo [MODULE]
 

@@ -1,6 +1,6 @@
 /**
  * `enarx deploy`: deploy a module to a keep on a host, after attestation
- * (runtime/deploy_client.ts does the work; this file parses and prints).
+ * (runtime/client/deploy.ts does the work; this file parses and prints).
  *
  * @module
  */
@@ -12,7 +12,7 @@ import {
   type DeployEvent,
   type DeployResult,
   type DeployStepRecord,
-} from "../runtime/deploy_client.ts";
+} from "../runtime/client/deploy.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 
@@ -124,7 +124,7 @@ export const command: Command = {
       : await readText(values.wasmcfgfile, "--wasmcfgfile");
     // Refuse a configuration the keep would refuse, before anything is sent.
     if (config !== null) {
-      const { parseDeployedConfig } = await import("../runtime/config.ts");
+      const { parseDeployedConfig } = await import("../runtime/wasm/config.ts");
       parseDeployedConfig(config, values.wasmcfgfile);
     }
     const stdin = values.stdin === undefined

@@ -6,7 +6,7 @@
  */
 import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { UsageError } from "../runtime/errors.ts";
-import { runKeepldr } from "../runtime/keepldr.ts";
+import { runKeepldr } from "../runtime/keepmgr/keepldr.ts";
 import { KEEP_ID_PATTERN } from "../runtime/protocol/messages.ts";
 
 const HELP = `Usage: enarx keepldr --keep ID [--work-dir DIR]

@@ -6,11 +6,11 @@
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
-import { type KeepLog, KeepManager } from "../runtime/keep_manager.ts";
-import { keepmgrHandler } from "../runtime/keepmgr_http.ts";
-import { loadOrCreateKeepmgrTls } from "../runtime/keepmgr_tls.ts";
-import { requireSystemd } from "../runtime/systemd.ts";
-import { KEEPLDR_BACKENDS } from "../runtime/keepldr.ts";
+import { type KeepLog, KeepManager } from "../runtime/keepmgr/keep_manager.ts";
+import { keepmgrHandler } from "../runtime/keepmgr/http.ts";
+import { loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.ts";
+import { requireSystemd } from "../runtime/keepmgr/systemd.ts";
+import { KEEPLDR_BACKENDS } from "../runtime/keepmgr/keepldr.ts";
 
 const HELP = `Usage: enarx keepmgr --listen ADDR:PORT [OPTIONS]
 
@@ -116,7 +116,7 @@ export const command: Command = {
     if ((backends.includes("nil") || backends.includes("kvm")) && wasmldrCommand === undefined) {
       const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ?? `${stateDir}/snp-sim`;
       Deno.env.set("ENARX_SNP_SIM_DIR", simDir);
-      const { SnpSimulator } = await import("../runtime/attestation/snp_sim.ts");
+      const { SnpSimulator } = await import("../runtime/attestation/amd/snp_sim.ts");
       await SnpSimulator.open(simDir);
     }
     const keepTimeoutMs = parseDuration(values["keep-timeout"] ?? "10m", "--keep-timeout");

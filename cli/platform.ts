@@ -12,7 +12,7 @@ import {
   type PlatformCheck,
   type PlatformInfo,
   probePlatform,
-} from "../runtime/platform.ts";
+} from "../runtime/platform/info.ts";
 import { type Command, parseCommandArgs, printJson, printOut } from "./_command.ts";
 
 const HELP = `Usage: enarx platform COMMAND [OPTIONS]

@@ -6,10 +6,10 @@
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { ExitStatus, UsageError } from "../runtime/errors.ts";
-import { runBackend, runBackendNames, runInKeep } from "../runtime/keep.ts";
-import { defaultModuleCacheDir } from "../runtime/module_cache.ts";
-import type { Preopen, Workload } from "../runtime/workload.ts";
-import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/config.ts";
+import { runBackend, runBackendNames, runInKeep } from "../runtime/backends/keep.ts";
+import { defaultModuleCacheDir } from "../runtime/wasm/module_cache.ts";
+import type { Preopen, Workload } from "../runtime/wasm/workload.ts";
+import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/wasm/config.ts";
 
 const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
 
@@ -140,13 +140,13 @@ function parseFuel(text: string): bigint {
 }
 
 /**
- * Reads Enarx.toml. runtime/config.ts (and its TOML parser) is loaded only
+ * Reads Enarx.toml. runtime/wasm/config.ts (and its TOML parser) is loaded only
  * here, by a specifier that `deno run` does not follow ahead of time, so
  * runs without --wasmcfgfile never load it; compile.sh `--include`s it.
  */
 async function loadConfig(path: string): Promise<EnarxConfig> {
   const { loadEnarxConfig }: { loadEnarxConfig: typeof LoadEnarxConfig } = await import(
-    new URL("../runtime/config.ts", import.meta.url).href
+    new URL("../runtime/wasm/config.ts", import.meta.url).href
   );
   return await loadEnarxConfig(path);
 }

@@ -1,16 +1,16 @@
 /**
  * `enarx wasmldr`: the app loader inside a keep, started by keepldr with
- * frames on standard input and output (runtime/wasmldr.ts). Not meant to be
+ * frames on standard input and output (runtime/keep/wasmldr.ts). Not meant to be
  * run by hand.
  *
  * @module
  */
 import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
-import { type EvidenceProvider, runWasmldr } from "../runtime/wasmldr.ts";
-import { runWorkload } from "../runtime/workload.ts";
-import { parseDeployedConfig } from "../runtime/config.ts";
-import { wasmldrMeasurement } from "../runtime/keep_measurement.ts";
+import { type EvidenceProvider, runWasmldr } from "../runtime/keep/wasmldr.ts";
+import { runWorkload } from "../runtime/wasm/workload.ts";
+import { parseDeployedConfig } from "../runtime/wasm/config.ts";
+import { wasmldrMeasurement } from "../runtime/keep/measurement.ts";
 import { encodeEvidenceBundle } from "../runtime/attestation/bundle.ts";
 
 const HELP = `Usage: enarx wasmldr [--snp-sim-dir DIR]
@@ -75,7 +75,7 @@ function platformEvidence(simDir: string | undefined): EvidenceProvider {
     if (hello.backend === "sev") {
       // A real SEV-SNP guest: the report comes from the AMD secure processor
       // (/dev/sev-guest or configfs-tsm), with the host's certificate table.
-      const { fetchGuestReport } = await import("../runtime/guest_report.ts");
+      const { fetchGuestReport } = await import("../runtime/keep/guest_report.ts");
       const got = await fetchGuestReport(reportData, { extended: true });
       if (got.format !== "snp") {
         throw new EnarxError(
@@ -94,7 +94,7 @@ function platformEvidence(simDir: string | undefined): EvidenceProvider {
         { exit: "unavailable" },
       );
     }
-    const { SnpSimulator } = await import("../runtime/attestation/snp_sim.ts");
+    const { SnpSimulator } = await import("../runtime/attestation/amd/snp_sim.ts");
     const home = Deno.env.get("HOME") ?? "/tmp";
     const dir = simDir ??
       `${Deno.env.get("XDG_STATE_HOME") ?? `${home}/.local/state`}/enarx/snp-sim`;

@@ -1,7 +1,7 @@
 /**
  * The wasmtime C API symbols that enarx binds, as a `Deno.dlopen` symbol
  * table. The prototypes come from wasmtime 50's headers (`wasm.h`, `wasi.h`,
- * `wasmtime/*.h`); tests/wasmtime_ffi_test.ts parses those headers and checks
+ * `wasmtime/*.h`); tests/wasm/wasmtime_ffi_test.ts parses those headers and checks
  * every entry here against them. Private to ffi/.
  *
  * Pointer parameters that receive caller-owned memory are `buffer`; opaque

@@ -5,7 +5,7 @@
  * messages for people), which belongs to runtime/.
  *
  * The library is loaded from the path given to {@link loadWasmtime}; where
- * that path comes from is runtime/'s business (runtime/libwasmtime_path.ts).
+ * that path comes from is runtime/'s business (runtime/wasm/libwasmtime_path.ts).
  *
  * Symbols are bound without Deno's per-symbol fast-call trampolines: the
  * library is opened with every symbol as a `pointer` static (its address,

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { command as platformCommand } from "../cli/platform.ts";
-import type { HostFacts } from "../runtime/host_facts.ts";
+import type { HostFacts } from "../runtime/platform/host_facts.ts";
 import { kvmLaunchable } from "../runtime/backends/kvm.ts";
 import {
   BACKENDS,
@@ -13,7 +13,7 @@ import {
   evaluatePlatform,
   type PlatformCheck,
   type PlatformInfo,
-} from "../runtime/platform.ts";
+} from "../runtime/platform/info.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const DENO = Deno.execPath();

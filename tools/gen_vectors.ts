@@ -5,7 +5,7 @@
  *
  *     deno run --allow-write --allow-read tools/gen_vectors.ts
  *
- * tests/protocol_vectors_test.ts checks that each file decodes, re-encodes
+ * tests/protocol/protocol_vectors_test.ts checks that each file decodes, re-encodes
  * to the same bytes and passes its validator. `VECTORS` is exported so the
  * test can check that the files are what this script writes.
  *

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { BasicConstraintsExtension, X509Certificate } from "../_x509.ts";
+import { BasicConstraintsExtension, X509Certificate } from "../x509.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
 
 /** At most this many parsed certificates are kept for reuse. */

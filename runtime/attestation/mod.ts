@@ -45,32 +45,32 @@ export {
   type SnpProduct,
   type SnpReport,
   type SnpTcb,
-} from "./snp_report.ts";
+} from "./amd/snp_report.ts";
 export {
   amdCertExtensions,
   clearSnpCertificateCache,
   type SnpVerifyOptions,
   splitCertificateInputs,
   verifySnpReport,
-} from "./snp_verify.ts";
-export { parseSnpCertTable, SNP_CERT_GUIDS, type SnpCertTableEntry } from "./snp_cert_table.ts";
-export { verifyTdxQuote } from "./tdx_quote.ts";
-export { verifySgxQuote } from "./sgx_quote.ts";
-export { verifyNitroDocument } from "./nitro.ts";
+} from "./amd/snp_verify.ts";
+export { parseSnpCertTable, SNP_CERT_GUIDS, type SnpCertTableEntry } from "./amd/snp_cert_table.ts";
+export { verifyTdxQuote } from "./intel/tdx_quote.ts";
+export { verifySgxQuote } from "./intel/sgx_quote.ts";
+export { verifyNitroDocument } from "./aws/nitro.ts";
 export {
   looksLikeSevCerts,
   type SevChainCerts,
   sevChainFromBlobs,
   type SevChainOptions,
   verifySevChain,
-} from "./sev_chain.ts";
-export { type AmdCaCert, parseAmdCaCert, parseSevCert, type SevCert } from "./sev_cert.ts";
+} from "./amd/sev_chain.ts";
+export { type AmdCaCert, parseAmdCaCert, parseSevCert, type SevCert } from "./amd/sev_cert.ts";
 export {
   SNP_SIM_STATE_FILE,
   type SnpSimReport,
   type SnpSimReportOptions,
   SnpSimulator,
-} from "./snp_sim.ts";
+} from "./amd/snp_sim.ts";
 export {
   evaluateTcbLevel,
   type IntelCollateral,
@@ -80,4 +80,4 @@ export {
   TCB_STATUSES,
   type TcbStatus,
   verifyCollateralSignature,
-} from "./intel_collateral.ts";
+} from "./intel/intel_collateral.ts";

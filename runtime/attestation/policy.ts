@@ -30,7 +30,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { EnarxError } from "../errors.ts";
 import { fromHex } from "./_bytes.ts";
 import type { EvidenceFormat } from "./result.ts";
-import { TCB_STATUSES } from "./intel_tcb_status.ts";
+import { TCB_STATUSES } from "./intel/intel_tcb_status.ts";
 
 /** Minimum security patch levels, per component. */
 export interface MinimumTcb {

@@ -9,8 +9,8 @@
  */
 import { bytesEqual, fromHex } from "./_bytes.ts";
 import { decodeEvidenceBundle, looksLikeEvidenceBundle } from "./bundle.ts";
-import type { IntelCollateral } from "./intel_collateral.ts";
-import { verifyNitroDocument } from "./nitro.ts";
+import type { IntelCollateral } from "./intel/intel_collateral.ts";
+import { verifyNitroDocument } from "./aws/nitro.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import {
   type Check,
@@ -19,11 +19,11 @@ import {
   resultFromChecks,
   type VerificationResult,
 } from "./result.ts";
-import { verifySgxQuote } from "./sgx_quote.ts";
-import { looksLikeSevCerts, sevChainFromBlobs, verifySevChain } from "./sev_chain.ts";
-import { SNP_REPORT_SIZE } from "./snp_report.ts";
-import { type SnpVerifyOptions, verifySnpReport } from "./snp_verify.ts";
-import { verifyTdxQuote } from "./tdx_quote.ts";
+import { verifySgxQuote } from "./intel/sgx_quote.ts";
+import { looksLikeSevCerts, sevChainFromBlobs, verifySevChain } from "./amd/sev_chain.ts";
+import { SNP_REPORT_SIZE } from "./amd/snp_report.ts";
+import { type SnpVerifyOptions, verifySnpReport } from "./amd/snp_verify.ts";
+import { verifyTdxQuote } from "./intel/tdx_quote.ts";
 
 /** The largest evidence accepted: 1 MiB. Real evidence is a few KiB. */
 export const MAX_EVIDENCE_SIZE = 1024 * 1024;

@@ -10,15 +10,15 @@
  * later keeps reuse it.
  *
  * Not measured: the simulated measurement of a kvm keep covers wasmldr's
- * code only (runtime/keep_measurement.ts), exactly as for nil; the kernel,
+ * code only (runtime/keep/measurement.ts), exactly as for nil; the kernel,
  * the init script, Deno and the libraries in the initrd are not. Real SEV
  * would measure the whole launch image.
  *
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import { wasmldrFiles } from "../keep_measurement.ts";
-import { libwasmtimePath } from "../libwasmtime_path.ts";
+import { wasmldrFiles } from "../keep/measurement.ts";
+import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 

@@ -1,13 +1,18 @@
 /**
  * The `nil` backend for `enarx run`: no TEE and no isolation beyond
  * wasmtime's own. keepldr's part is empty and wasmldr's part
- * (runtime/workload.ts) runs in this process. Keeps that keepmgr starts are
+ * (runtime/wasm/workload.ts) runs in this process. Keeps that keepmgr starts are
  * separate processes (another backend module).
  *
  * @module
  */
-import type { Backend, Keep } from "../backend.ts";
-import { type RunOptions, runWorkload, type Workload, type WorkloadResult } from "../workload.ts";
+import type { Backend, Keep } from "./backend.ts";
+import {
+  type RunOptions,
+  runWorkload,
+  type Workload,
+  type WorkloadResult,
+} from "../wasm/workload.ts";
 import { EnarxError } from "../errors.ts";
 
 class InProcessKeep implements Keep {

@@ -1,0 +1,532 @@
+/**
+ * The client side of the deploy sequence (DESIGN.md, "The deploy sequence";
+ * spec/protocol.md): create a keep, verify its evidence before anything else
+ * leaves this machine, seal a one-use TLS key and upload token to the keep's
+ * attested key, connect pinning that TLS key, upload the workload, stream
+ * its output, and return its exit status. Every step is timed and reported
+ * through `onStep`; every failure is an EnarxError naming the step.
+ *
+ * @module
+ */
+import { EnarxError, ExitStatus, type ExitStatusName } from "../errors.ts";
+import { encodeCbor, readCborSequence } from "../protocol/cbor.ts";
+import {
+  CBOR_MEDIA_TYPE,
+  type CreateKeepResponse,
+  HPKE_SUITE,
+  parseErrorResponse,
+  parseWorkloadOutput,
+} from "../protocol/messages.ts";
+import { KeepmgrClient } from "./keepmgr_client.ts";
+import { bytesEqual, computeReportData, freshNonce } from "../protocol/report_data.ts";
+import { sealToKeep } from "../protocol/sealing.ts";
+import {
+  connectPinned,
+  generateTlsKey,
+  keepHostname,
+  makeKeepCertificate,
+  pinningTrustProblem,
+} from "../protocol/keep_tls.ts";
+import { http1Request } from "./http1_client.ts";
+import { wasmldrMeasurement } from "../keep/measurement.ts";
+import { DEFAULT_POLICY, type Policy } from "../attestation/policy.ts";
+import type { VerificationResult } from "../attestation/result.ts";
+import { verifyEvidence } from "../attestation/verify.ts";
+
+/** The client's steps, each covering one or more of DESIGN.md's ten. */
+export const DEPLOY_STEPS = [
+  { id: "create", design: "1-4", title: "Create a keep (keepmgr starts keepldr, keep, wasmldr)" },
+  { id: "verify", design: "5", title: "Verify the keep's evidence against the policy" },
+  { id: "seal", design: "6", title: "Make a one-use TLS key and token, seal them to the keep" },
+  { id: "deliver", design: "7-8", title: "Deliver the sealed key; the keep opens it and listens" },
+  { id: "connect", design: "9", title: "Connect to the keep, pinning the one-use key" },
+  { id: "upload", design: "9", title: "Upload module, config, arguments, environment, stdin" },
+  { id: "run", design: "10", title: "Run the workload, streaming its output and exit status" },
+] as const;
+
+/** The id of a client step. */
+export type DeployStepId = typeof DEPLOY_STEPS[number]["id"];
+
+/** One finished (or failed) step with its timing. */
+export interface DeployStepRecord {
+  /** The step's id. */
+  id: DeployStepId;
+  /** Which of DESIGN.md's ten steps it covers, e.g. "1-4". */
+  design: string;
+  /** What the step does. */
+  title: string;
+  /** Milliseconds it took. */
+  ms: number;
+  /** What it found, for a person (keep id, where to connect, ...). */
+  detail?: string;
+  /** True when the step failed. */
+  failed?: boolean;
+}
+
+/** Progress reported while deploying. */
+export type DeployEvent =
+  | { kind: "step-start"; id: DeployStepId; design: string; title: string }
+  | { kind: "step-end"; step: DeployStepRecord }
+  | { kind: "warning"; message: string };
+
+/** What to deploy. */
+export interface DeployWorkload {
+  /** The module's bytes (binary or text). */
+  module: Uint8Array;
+  /** Enarx.toml text, or null. */
+  config: string | null;
+  /** Arguments after the program name. */
+  args: string[];
+  /** Environment variables. */
+  env: Record<string, string>;
+  /** Standard input. */
+  stdin: Uint8Array;
+}
+
+/** Options of {@link deploy}. */
+export interface DeployOptions {
+  /** The keepmgr URL, e.g. https://host:8443. */
+  keepmgr: string;
+  /** The backend wanted (default `auto`). */
+  backend?: string;
+  /** The attestation policy (default: refuse debug, trust no simulated root). */
+  policy?: Policy;
+  /** Accept evidence from the simulated platform (insecure; warned on every run). */
+  allowSimulated?: boolean;
+  /** PEM roots that authenticate the keepmgr's TLS; none: not authenticated. */
+  keepmgrCaCerts?: string[];
+  /** Deadline for the whole deploy in milliseconds; past it the keep is deleted, status 124. */
+  timeoutMs?: number;
+  /** Progress callback. */
+  onStep?: (event: DeployEvent) => void;
+  /** Receives the workload's standard output as it arrives. */
+  onStdout?: (chunk: Uint8Array) => void | Promise<void>;
+  /** Receives the workload's standard error as it arrives. */
+  onStderr?: (chunk: Uint8Array) => void | Promise<void>;
+  /** Aborts the deploy (the keep is deleted). */
+  signal?: AbortSignal;
+}
+
+/** The outcome of a deploy. */
+export interface DeployResult {
+  /** The keep's id. */
+  keep: string;
+  /** The backend that ran it. */
+  backend: string;
+  /** The verification result of step 5. */
+  verification: VerificationResult;
+  /** True when the evidence was simulated (and the user allowed it). */
+  simulated: boolean;
+  /** Warnings shown during the deploy. */
+  warnings: string[];
+  /** Every step with its timing, in order. */
+  steps: DeployStepRecord[];
+  /** Total milliseconds. */
+  totalMs: number;
+  /** The workload's exit status (enarx's statuses for traps, timeouts, limits). */
+  status: number;
+  /** Why it ended: exit, trap, timeout, fuel, memory, error. */
+  reason: string;
+  /** Detail for a person, when not a plain exit. */
+  message?: string;
+}
+
+/** A deploy that failed at a step; `step` names it. */
+export class DeployError extends EnarxError {
+  /** The step that failed. */
+  readonly step: DeployStepId;
+  /** The steps done so far, the failed one last. */
+  steps: DeployStepRecord[] = [];
+  /** The failure without the step prefix. */
+  readonly reason: string;
+  /** Makes an error for `step` with a stable code. */
+  constructor(
+    step: DeployStepId,
+    code: string,
+    message: string,
+    options: { exit?: ExitStatusName; cause?: unknown } = {},
+  ) {
+    const design = DEPLOY_STEPS.find((s) => s.id === step)!.design;
+    super(code, `Deploy step ${design} (${step}) failed: ${message}`, options);
+    this.name = "DeployError";
+    this.reason = message;
+    this.step = step;
+  }
+}
+
+/** The loud warning printed on every run that accepted simulated evidence (Enarx #1850). */
+export const SIMULATED_WARNING =
+  "WARNING: the keep's evidence comes from the SIMULATED SNP platform (snp-sim). It proves " +
+  "nothing about hardware: the host can read and change the workload, its key and its " +
+  "output. Accepted only because of --insecure-allow-simulated or a policy that trusts " +
+  "the simulated root. Never deploy secrets this way";
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function wrap(step: DeployStepId, error: unknown): DeployError {
+  if (error instanceof DeployError) return error;
+  if (error instanceof EnarxError) {
+    const names = Object.entries(ExitStatus) as [ExitStatusName, number][];
+    const exit = names.find(([, v]) => v === error.exitStatus)?.[0] ?? "internal";
+    return new DeployError(step, error.code, error.message, { exit, cause: error });
+  }
+  const text = error instanceof Error ? error.message : String(error);
+  return new DeployError(step, "internal", text, { exit: "internal", cause: error });
+}
+
+/**
+ * Deploys a workload through a keepmgr and returns how it ended. Throws
+ * DeployError naming the failed step; a deploy past its deadline returns
+ * status 124 (reason `timeout`) when the workload was running, and throws
+ * `deploy-timeout` (exit 124) before that. The keep is deleted on every
+ * failure.
+ */
+export async function deploy(
+  workload: DeployWorkload,
+  options: DeployOptions,
+): Promise<DeployResult> {
+  // Before anything leaves the client: a trust store that could vouch for
+  // an impostor keep would make the pin meaningless.
+  const trustProblem = pinningTrustProblem();
+  if (trustProblem !== undefined) {
+    throw new EnarxError("tls-trust-store", `Refusing to deploy: ${trustProblem}`, {
+      exit: "config",
+    });
+  }
+  const started = performance.now();
+  const steps: DeployStepRecord[] = [];
+  const warnings: string[] = [];
+  const emit = (event: DeployEvent) => options.onStep?.(event);
+  const warn = (message: string) => {
+    warnings.push(message);
+    emit({ kind: "warning", message });
+  };
+  const abort = new AbortController();
+  let timedOut = false;
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    abort.abort();
+  }, options.timeoutMs);
+  const onOuterAbort = () => abort.abort();
+  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
+
+  const client = new KeepmgrClient(options.keepmgr, { caCerts: options.keepmgrCaCerts });
+  let current: DeployStepId = "create";
+  let stepStart = 0;
+  const begin = (id: DeployStepId) => {
+    const spec = DEPLOY_STEPS.find((s) => s.id === id)!;
+    current = id;
+    stepStart = performance.now();
+    emit({ kind: "step-start", id, design: spec.design, title: spec.title });
+  };
+  const end = (detail?: string, failed = false) => {
+    const spec = DEPLOY_STEPS.find((s) => s.id === current)!;
+    const record: DeployStepRecord = {
+      id: current,
+      design: spec.design,
+      title: spec.title,
+      ms: performance.now() - stepStart,
+    };
+    if (detail !== undefined) record.detail = detail;
+    if (failed) record.failed = true;
+    steps.push(record);
+    emit({ kind: "step-end", step: record });
+  };
+  const guard = async <T>(work: Promise<T>): Promise<T> => {
+    if (abort.signal.aborted) throw abortError();
+    const aborted = new Promise<never>((_, reject) => {
+      abort.signal.addEventListener("abort", () => reject(abortError()), { once: true });
+    });
+    aborted.catch(() => {});
+    return await Promise.race([work, aborted]);
+  };
+  const abortError = () =>
+    timedOut
+      ? new EnarxError(
+        "deploy-timeout",
+        `The deploy did not finish within ${options.timeoutMs} ms (--timeout)`,
+        { exit: "timeout" },
+      )
+      : new EnarxError("deploy-aborted", "The deploy was interrupted", { exit: "timeout" });
+
+  let created: CreateKeepResponse | undefined;
+  let finished = false;
+  try {
+    // Steps 1-4: create the keep with a fresh nonce.
+    begin("create");
+    const nonce = freshNonce();
+    created = await guard(client.createKeep(options.backend ?? "auto", nonce));
+    const keepId = created.keep;
+    keepHostname(keepId); // a keep id must be a DNS label
+    if (created.suite !== HPKE_SUITE) {
+      throw new EnarxError(
+        "suite-unsupported",
+        `The keep offers sealing suite "${created.suite}", not "${HPKE_SUITE}"`,
+        { exit: "protocol" },
+      );
+    }
+    end(`keep ${keepId} on ${created.backend}`);
+
+    // Step 5: verify before anything else leaves this machine.
+    begin("verify");
+    const verification = await verifyKeep(created, nonce, options);
+    if (verification.simulated) warn(SIMULATED_WARNING);
+    if (verification.claims.debug === true) {
+      warn("WARNING: the keep allows debugging; the host can read its memory");
+    }
+    end(describeVerification(verification));
+
+    // Step 6: one-use TLS key and upload token, sealed to the attested key.
+    begin("seal");
+    const tlsKey = await generateTlsKey();
+    const anchorPem = await makeKeepCertificate(tlsKey, keepId, { serial: "01" });
+    const token = crypto.getRandomValues(new Uint8Array(32));
+    const plaintext = encodeCbor({ v: 1, keep: keepId, nonce, tls_key: tlsKey.pkcs8, token });
+    const sealed = await sealToKeep(created.sealing_key, plaintext, { keepId, nonce });
+    plaintext.fill(0);
+    end(`HPKE ${HPKE_SUITE}, ${sealed.ct.length} bytes sealed`);
+
+    // Steps 7-8: deliver; the keep opens it, makes its certificate, listens.
+    begin("deliver");
+    const delivered = await guard(client.deliverKey(keepId, sealed));
+    const host = connectHost(delivered.connect.host, client.url);
+    end(`keep listens; connect to ${host}:${delivered.connect.port}`);
+
+    // Step 9: connect pinning the one-use key, then upload.
+    begin("connect");
+    const tls = await guard(
+      connectPinned(host, delivered.connect.port, { keepId, anchorPem, signal: abort.signal }),
+    );
+    end(`TLS to ${keepHostname(keepId)}, certificate signed by the pinned key`);
+    const onAbortClose = () => {
+      try {
+        tls.close();
+      } catch { /* closed */ }
+    };
+    abort.signal.addEventListener("abort", onAbortClose, { once: true });
+
+    begin("upload");
+    const body = encodeCbor({
+      v: 1,
+      module: workload.module,
+      config: workload.config,
+      args: workload.args,
+      env: workload.env,
+      stdin: workload.stdin,
+    });
+    const response = await guard(http1Request(tls, {
+      method: "POST",
+      path: "/v1/workload",
+      host: keepHostname(keepId),
+      headers: {
+        "authorization": `Bearer ${hex(token)}`,
+        "content-type": CBOR_MEDIA_TYPE,
+        "accept": "application/cbor-seq",
+      },
+      body,
+    }));
+    if (response.status !== 200) {
+      throw await keepRefusal(response.status, response.body);
+    }
+    end(`${body.length} bytes accepted`);
+
+    // Step 10: stream the output until the exit item.
+    begin("run");
+    let exit: { status: number; reason: string; message?: string } | undefined;
+    try {
+      for await (const value of readCborSequence(response.body, { what: "keep output" })) {
+        const item = parseWorkloadOutput(value);
+        if (item.t === "stdout") await options.onStdout?.(item.data);
+        else if (item.t === "stderr") await options.onStderr?.(item.data);
+        else {
+          exit = item;
+          break;
+        }
+      }
+    } catch (error) {
+      if (abort.signal.aborted && timedOut) {
+        exit = {
+          status: ExitStatus.timeout,
+          reason: "timeout",
+          message:
+            `The workload ran past --timeout (${options.timeoutMs} ms); the keep was stopped`,
+        };
+      } else if (abort.signal.aborted) {
+        throw abortError();
+      } else {
+        throw error;
+      }
+    } finally {
+      abort.signal.removeEventListener("abort", onAbortClose);
+      onAbortClose();
+    }
+    if (exit === undefined) {
+      const why = await keepmgrReason(client, keepId);
+      throw new EnarxError(
+        "keep-failed",
+        `The keep's output ended without an exit status${why}`,
+        { exit: "unavailable" },
+      );
+    }
+    end(`status ${exit.status} (${exit.reason})`);
+    if (exit.reason === "timeout" && timedOut) {
+      await client.deleteKeep(keepId).catch(() => {});
+    }
+    finished = true;
+    const result: DeployResult = {
+      keep: keepId,
+      backend: created.backend,
+      verification,
+      simulated: verification.simulated,
+      warnings,
+      steps,
+      totalMs: performance.now() - started,
+      status: exit.status,
+      reason: exit.reason,
+    };
+    if (exit.message !== undefined) result.message = exit.message;
+    return result;
+  } catch (error) {
+    const failure = wrap(current, abort.signal.aborted ? abortError() : error);
+    end(failure.reason, true);
+    failure.steps = steps;
+    throw failure;
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onOuterAbort);
+    if (!finished && created !== undefined) {
+      await client.deleteKeep(created.keep).catch(() => {});
+    }
+  }
+}
+
+/** Step 5: the evidence, the report-data binding, the measurement and the policy. */
+async function verifyKeep(
+  created: CreateKeepResponse,
+  nonce: Uint8Array,
+  options: DeployOptions,
+): Promise<VerificationResult> {
+  const base = options.policy ?? DEFAULT_POLICY;
+  const reportData = await computeReportData(nonce, created.sealing_key);
+  const measurements = base.measurements ?? [await wasmldrMeasurement()];
+  const policy: Policy = {
+    ...base,
+    reportData,
+    measurements,
+    trustSimulatedRoot: base.trustSimulatedRoot || (options.allowSimulated ?? false),
+  };
+  let result: VerificationResult;
+  try {
+    result = await verifyEvidence(created.evidence, {
+      policy,
+      at: new Date(),
+      trustSimulated: policy.trustSimulatedRoot === true,
+    });
+  } catch (cause) {
+    const text = cause instanceof Error ? cause.message : String(cause);
+    throw new EnarxError(
+      "attestation-failed",
+      `The keep's evidence cannot be read: ${text}; the keep or the host is broken or hostile`,
+      { exit: "verificationFailed", cause },
+    );
+  }
+  const failed = result.checks.filter((c) => !c.ok);
+  if (result.simulated && !policy.trustSimulatedRoot) {
+    throw new EnarxError(
+      "attestation-simulated",
+      "The keep's evidence comes from the simulated SNP platform, which proves nothing about " +
+        "hardware; pass --insecure-allow-simulated for development, or use a TEE backend",
+      { exit: "verificationFailed" },
+    );
+  }
+  if (failed.length > 0) {
+    const first = failed[0];
+    const code = first.id === "report-data"
+      ? "report-data-mismatch"
+      : first.id === "measurement"
+      ? "measurement-mismatch"
+      : "attestation-failed";
+    const hint = first.id === "report-data"
+      ? "the evidence was made for another nonce or another sealing key; the host may be replaying or swapping keys"
+      : first.id === "measurement"
+      ? (options.policy?.measurements === undefined
+        ? "the keep does not run this enarx's wasmldr; a hardware keep's launch digest must be listed in a --policy (measurements = [...])"
+        : "the keep does not run code the policy lists")
+      : "see --json for every check";
+    throw new EnarxError(
+      code,
+      `Attestation check "${first.id}" failed: ${first.detail ?? first.description}; ${hint}`,
+      { exit: "verificationFailed" },
+    );
+  }
+  if (!result.ok) {
+    throw new EnarxError("attestation-failed", "The keep's evidence did not verify", {
+      exit: "verificationFailed",
+    });
+  }
+  // Belt and braces: the binding must be exactly ours whatever the verifier did.
+  const claimed = result.claims.report_data ?? result.claims.reportData;
+  if (typeof claimed === "string" && !bytesEqual(fromHex(claimed), reportData)) {
+    throw new EnarxError(
+      "report-data-mismatch",
+      "The evidence's report data does not bind this deploy's nonce and the keep's sealing key",
+      { exit: "verificationFailed" },
+    );
+  }
+  return result;
+}
+
+function fromHex(text: string): Uint8Array {
+  const out = new Uint8Array(text.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function describeVerification(result: VerificationResult): string {
+  const what = result.simulated ? "simulated SNP" : result.format.toUpperCase();
+  return `${what}: ${result.checks.length} checks passed`;
+}
+
+/** The host to connect to: the keepmgr's, when it answers with a wildcard address. */
+function connectHost(host: string, keepmgr: URL): string {
+  if (host === "" || host === "0.0.0.0" || host === "::" || host === "[::]") {
+    return keepmgr.hostname.replace(/^\[|\]$/g, "");
+  }
+  return host.replace(/^\[|\]$/g, "");
+}
+
+async function keepRefusal(status: number, body: ReadableStream<Uint8Array>) {
+  let code = "keep-failed";
+  let message = `The keep answered the upload with HTTP ${status}`;
+  try {
+    const bytes = new Uint8Array(await new Response(body).arrayBuffer());
+    const { decodeCbor } = await import("../protocol/cbor.ts");
+    const error = parseErrorResponse(decodeCbor(bytes, { maxSize: 1 << 20 }));
+    code = error.error.code;
+    message = `The keep refused the workload: ${error.error.message} (${code})`;
+  } catch { /* keep the generic message */ }
+  if (status === 401) {
+    return new EnarxError("keep-refused-token", `${message}; the sealed token did not arrive`, {
+      exit: "protocol",
+    });
+  }
+  if (status === 409) {
+    return new EnarxError(
+      "keep-taken",
+      `${message}; another client already uploaded a workload with this deploy's token`,
+      { exit: "verificationFailed" },
+    );
+  }
+  return new EnarxError(code, message, { exit: status === 413 ? "dataError" : "protocol" });
+}
+
+async function keepmgrReason(client: KeepmgrClient, keepId: string): Promise<string> {
+  try {
+    const shown = await client.showKeep(keepId);
+    return shown.reason !== undefined ? `: keepmgr says "${shown.reason}"` : ` (${shown.state})`;
+  } catch {
+    return "; the keep or the keepmgr stopped";
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * A small HTTP/1.1 client over an already connected stream (the pinned TLS
+ * connection to a keep, deploy step 9). `fetch` cannot pin a certificate to
+ * one key, so the client speaks HTTP itself: one request per connection
+ * (`connection: close`), a content-length request body, and a response body
+ * framed by content-length, chunked transfer coding, or the end of the
+ * connection, delivered as a stream as it arrives.
+ *
+ * @module
+ */
+import { EnarxError } from "../errors.ts";
+
+/** A byte stream the client reads and writes: Deno.TlsConn, Deno.TcpConn. */
+export interface Http1Stream {
+  /** Reads into `p`; null at the end of the stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes some of `p`, returning how many bytes were written. */
+  write(p: Uint8Array): Promise<number>;
+  /** Closes the stream. */
+  close(): void;
+}
+
+/** A request to send. */
+export interface Http1Request {
+  /** Method, e.g. "POST". */
+  method: string;
+  /** Path and query, e.g. "/v1/workload". */
+  path: string;
+  /** The Host header's value. */
+  host: string;
+  /** Extra headers (lower-case names). */
+  headers?: Record<string, string>;
+  /** The request body, sent with content-length. */
+  body?: Uint8Array;
+}
+
+/** A response whose body streams from the connection. */
+export interface Http1Response {
+  /** The status code. */
+  status: number;
+  /** The reason phrase. */
+  statusText: string;
+  /** Headers with lower-case names (repeated headers joined with ", "). */
+  headers: Map<string, string>;
+  /** The decoded body; reading it to the end or cancelling it closes the connection. */
+  body: ReadableStream<Uint8Array>;
+}
+
+/** Longest status line plus headers accepted, in bytes. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+
+/** Buffered reading from an {@link Http1Stream}. */
+class Reader {
+  #stream: Http1Stream;
+  #buf = new Uint8Array(0);
+  #eof = false;
+
+  constructor(stream: Http1Stream) {
+    this.#stream = stream;
+  }
+
+  /** Reads more from the stream; false at its end. */
+  async #fill(): Promise<boolean> {
+    if (this.#eof) return false;
+    const chunk = new Uint8Array(64 * 1024);
+    const n = await this.#stream.read(chunk);
+    if (n === null) {
+      this.#eof = true;
+      return false;
+    }
+    const joined = new Uint8Array(this.#buf.length + n);
+    joined.set(this.#buf, 0);
+    joined.set(chunk.subarray(0, n), this.#buf.length);
+    this.#buf = joined;
+    return true;
+  }
+
+  /** Reads one CRLF-terminated line (without the CRLF). */
+  async line(limit: number): Promise<string> {
+    while (true) {
+      const i = this.#buf.indexOf(0x0a);
+      if (i >= 0) {
+        const end = i > 0 && this.#buf[i - 1] === 0x0d ? i - 1 : i;
+        const text = new TextDecoder().decode(this.#buf.subarray(0, end));
+        this.#buf = this.#buf.subarray(i + 1);
+        return text;
+      }
+      if (this.#buf.length > limit) throw protocolError("a header line is too long");
+      if (!await this.#fill()) throw protocolError("the connection closed in the headers");
+    }
+  }
+
+  /** Returns up to `max` bytes that are available (reading if none), or null at the end. */
+  async some(max: number): Promise<Uint8Array | null> {
+    if (this.#buf.length === 0 && !await this.#fill()) return null;
+    const n = Math.min(max, this.#buf.length);
+    const out = this.#buf.slice(0, n);
+    this.#buf = this.#buf.subarray(n);
+    return out;
+  }
+}
+
+function protocolError(what: string): EnarxError {
+  return new EnarxError(
+    "http-protocol",
+    `Malformed HTTP response: ${what}; the peer is not an enarx keep`,
+    {
+      exit: "protocol",
+    },
+  );
+}
+
+async function writeAll(stream: Http1Stream, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await stream.write(bytes.subarray(offset));
+}
+
+/**
+ * Sends `request` on `stream` and returns the response once its headers have
+ * arrived. The body streams; the stream is closed when the body ends, is
+ * cancelled, or fails.
+ */
+export async function http1Request(
+  stream: Http1Stream,
+  request: Http1Request,
+): Promise<Http1Response> {
+  const body = request.body ?? new Uint8Array(0);
+  const lines = [
+    `${request.method} ${request.path} HTTP/1.1`,
+    `host: ${request.host}`,
+    `content-length: ${body.length}`,
+    `connection: close`,
+  ];
+  for (const [name, value] of Object.entries(request.headers ?? {})) {
+    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
+      throw new EnarxError("http-header-invalid", `The header "${name}" contains a line break`, {
+        exit: "internal",
+      });
+    }
+    lines.push(`${name}: ${value}`);
+  }
+  const head = new TextEncoder().encode(lines.join("\r\n") + "\r\n\r\n");
+  await writeAll(stream, head);
+  if (body.length > 0) await writeAll(stream, body);
+
+  const reader = new Reader(stream);
+  let status: number;
+  let statusText: string;
+  const headers = new Map<string, string>();
+  try {
+    // 1xx responses (e.g. 100 Continue) precede the final one.
+    while (true) {
+      const statusLine = await reader.line(MAX_HEADER_BYTES);
+      const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(statusLine);
+      if (m === null) throw protocolError(`bad status line "${statusLine.slice(0, 80)}"`);
+      status = Number(m[1]);
+      statusText = m[2] ?? "";
+      let total = statusLine.length;
+      while (true) {
+        const line = await reader.line(MAX_HEADER_BYTES);
+        if (line === "") break;
+        total += line.length;
+        if (total > MAX_HEADER_BYTES) throw protocolError("the headers are too long");
+        const colon = line.indexOf(":");
+        if (colon <= 0) throw protocolError(`bad header line "${line.slice(0, 80)}"`);
+        const name = line.slice(0, colon).trim().toLowerCase();
+        const value = line.slice(colon + 1).trim();
+        headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
+      }
+      if (status >= 200 || status < 100) break;
+      headers.clear();
+    }
+  } catch (error) {
+    stream.close();
+    throw error;
+  }
+
+  const te = headers.get("transfer-encoding")?.toLowerCase();
+  const cl = headers.get("content-length");
+  let source: AsyncGenerator<Uint8Array>;
+  if (te !== undefined && te !== "identity") {
+    if (te !== "chunked") throw protocolError(`unsupported transfer-encoding "${te}"`);
+    source = chunkedBody(reader);
+  } else if (cl !== undefined) {
+    if (!/^\d+$/.test(cl)) throw protocolError(`bad content-length "${cl}"`);
+    source = lengthBody(reader, Number(cl));
+  } else if (status === 204 || status === 304 || request.method === "HEAD") {
+    source = lengthBody(reader, 0);
+  } else {
+    source = untilCloseBody(reader);
+  }
+  return { status: status!, statusText: statusText!, headers, body: toStream(source, stream) };
+}
+
+function toStream(source: AsyncGenerator<Uint8Array>, stream: Http1Stream) {
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      stream.close();
+    } catch { /* already closed */ }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await source.next();
+        if (next.done) {
+          close();
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
+        }
+      } catch (error) {
+        close();
+        controller.error(
+          error instanceof EnarxError ? error : new EnarxError(
+            "keep-connection-lost",
+            `The connection to the keep broke while reading its reply: ${
+              error instanceof Error ? error.message : String(error)
+            }`,
+            { exit: "unavailable", cause: error },
+          ),
+        );
+      }
+    },
+    cancel() {
+      close();
+    },
+  });
+}
+
+async function* lengthBody(reader: Reader, length: number): AsyncGenerator<Uint8Array> {
+  let left = length;
+  while (left > 0) {
+    const chunk = await reader.some(left);
+    if (chunk === null) throw protocolError(`the body ended ${left} bytes early`);
+    left -= chunk.length;
+    yield chunk;
+  }
+}
+
+async function* untilCloseBody(reader: Reader): AsyncGenerator<Uint8Array> {
+  while (true) {
+    const chunk = await reader.some(64 * 1024);
+    if (chunk === null) return;
+    yield chunk;
+  }
+}
+
+async function* chunkedBody(reader: Reader): AsyncGenerator<Uint8Array> {
+  while (true) {
+    const sizeLine = await reader.line(1024);
+    const m = /^([0-9a-fA-F]{1,8})(?:;.*)?$/.exec(sizeLine.trim());
+    if (m === null) throw protocolError(`bad chunk size "${sizeLine.slice(0, 40)}"`);
+    const size = parseInt(m[1], 16);
+    if (size === 0) {
+      // Trailers, then the empty line.
+      while ((await reader.line(MAX_HEADER_BYTES)) !== "") { /* skip trailer */ }
+      return;
+    }
+    yield* lengthBody(reader, size);
+    const crlf = await reader.line(2);
+    if (crlf !== "") throw protocolError("a chunk is not followed by CRLF");
+  }
+}

@@ -1,0 +1,223 @@
+/**
+ * The client's side of the client↔keepmgr hop (spec/protocol.md): CBOR over
+ * HTTPS to `/v1/...`. The keepmgr is untrusted (DESIGN.md): nothing secret
+ * crosses this channel unsealed, so by default its TLS certificate is not
+ * authenticated (the connection is still encrypted). With `caCerts` the
+ * client verifies it against those roots, which protects the keep id and
+ * evidence from a network attacker's denial of service, not the workload,
+ * which the attested keep's own TLS protects.
+ *
+ * @module
+ */
+import https from "node:https";
+import http from "node:http";
+import { decodeCbor, encodeCbor } from "../protocol/cbor.ts";
+import {
+  CBOR_MEDIA_TYPE,
+  type CreateKeepResponse,
+  type DeliverKeyResponse,
+  type InfoResponse,
+  type ListKeepsResponse,
+  parseCreateKeepResponse,
+  parseDeliverKeyResponse,
+  parseErrorResponse,
+  parseInfoResponse,
+  parseListKeepsResponse,
+  parseShowKeepResponse,
+  type ShowKeepResponse,
+} from "../protocol/messages.ts";
+import { EnarxError } from "../errors.ts";
+
+/** Largest keepmgr reply accepted: 16 MiB (evidence with certificates is a few KiB). */
+export const MAX_KEEPMGR_REPLY = 16 * 1024 * 1024;
+
+/** Options of {@link KeepmgrClient}. */
+export interface KeepmgrClientOptions {
+  /** PEM roots that the keepmgr's certificate must chain to; none: not authenticated. */
+  caCerts?: string[];
+  /** Time allowed for one request, in milliseconds (default 30 s). */
+  timeoutMs?: number;
+}
+
+/** A keepmgr's error reply, with its stable code. */
+export class KeepmgrError extends EnarxError {
+  /** The HTTP status of the reply. */
+  readonly httpStatus: number;
+  /** Makes an error carrying the keepmgr's code and message. */
+  constructor(httpStatus: number, code: string, message: string) {
+    super(code, message, { exit: httpStatus >= 500 ? "unavailable" : "protocol" });
+    this.name = "KeepmgrError";
+    this.httpStatus = httpStatus;
+  }
+}
+
+/** Talks CBOR to one keepmgr. */
+export class KeepmgrClient {
+  /** The keepmgr's base URL. */
+  readonly url: URL;
+  readonly #ca?: string[];
+  readonly #timeoutMs: number;
+
+  /** Makes a client for `url` (https:, or http: for a loopback keepmgr in tests). */
+  constructor(url: string, options: KeepmgrClientOptions = {}) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new EnarxError(
+        "keepmgr-url-invalid",
+        `The keepmgr URL "${url}" is not a URL; use https://HOST:PORT`,
+        { exit: "usage" },
+      );
+    }
+    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") {
+      throw new EnarxError(
+        "keepmgr-url-invalid",
+        `The keepmgr URL "${url}" is not https; use https://HOST:PORT`,
+        { exit: "usage" },
+      );
+    }
+    this.url = parsed;
+    this.#ca = options.caCerts;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** GET /v1/info. */
+  async info(): Promise<InfoResponse> {
+    return parseInfoResponse(await this.#call("GET", "/v1/info"));
+  }
+
+  /** POST /v1/keeps: create a keep for `backend` with the client's nonce. */
+  async createKeep(backend: string, nonce: Uint8Array): Promise<CreateKeepResponse> {
+    const reply = await this.#call("POST", "/v1/keeps", { v: 1, backend, nonce });
+    return parseCreateKeepResponse(reply);
+  }
+
+  /** POST /v1/keeps/{id}/key: deliver the sealed key; returns where to connect. */
+  async deliverKey(keepId: string, sealed: { enc: Uint8Array; ct: Uint8Array }) {
+    const reply = await this.#call("POST", `/v1/keeps/${encodeURIComponent(keepId)}/key`, {
+      v: 1,
+      enc: sealed.enc,
+      ct: sealed.ct,
+    });
+    return parseDeliverKeyResponse(reply) as DeliverKeyResponse;
+  }
+
+  /** GET /v1/keeps. */
+  async listKeeps(): Promise<ListKeepsResponse> {
+    return parseListKeepsResponse(await this.#call("GET", "/v1/keeps"));
+  }
+
+  /** GET /v1/keeps/{id}. */
+  async showKeep(keepId: string): Promise<ShowKeepResponse> {
+    return parseShowKeepResponse(
+      await this.#call("GET", `/v1/keeps/${encodeURIComponent(keepId)}`),
+    );
+  }
+
+  /** DELETE /v1/keeps/{id}: stop the keep and free what it holds. */
+  async deleteKeep(keepId: string): Promise<void> {
+    await this.#call("DELETE", `/v1/keeps/${encodeURIComponent(keepId)}`);
+  }
+
+  async #call(method: string, path: string, body?: unknown): Promise<unknown> {
+    const payload = body === undefined ? undefined : encodeCbor(body);
+    const target = new URL(path, this.url);
+    let reply: { status: number; body: Uint8Array };
+    try {
+      reply = await this.#request(method, target, payload);
+    } catch (cause) {
+      if (cause instanceof EnarxError) throw cause;
+      const text = cause instanceof Error ? cause.message : String(cause);
+      throw new EnarxError(
+        "keepmgr-unreachable",
+        `Cannot reach the keepmgr at "${this.url.origin}" (${method} ${path}): ${text}; check --keepmgr and that the keepmgr runs`,
+        { exit: "unavailable", cause },
+      );
+    }
+    let value: unknown;
+    try {
+      value = reply.body.length === 0 && reply.status < 300
+        ? {}
+        : decodeCbor(reply.body, { what: `keepmgr reply to ${method} ${path}` });
+    } catch (cause) {
+      throw new EnarxError(
+        "keepmgr-protocol",
+        `The keepmgr's reply to ${method} ${path} (HTTP ${reply.status}) is not CBOR; is "${this.url.origin}" an enarx keepmgr?`,
+        { exit: "protocol", cause },
+      );
+    }
+    if (reply.status >= 200 && reply.status < 300) return value;
+    let code = "keepmgr-error";
+    let message = `The keepmgr answered ${method} ${path} with HTTP ${reply.status}`;
+    try {
+      const error = parseErrorResponse(value);
+      code = error.error.code;
+      message = `The keepmgr refused ${method} ${path}: ${error.error.message} (${code})`;
+    } catch { /* keep the generic message */ }
+    throw new KeepmgrError(reply.status, code, message);
+  }
+
+  #request(
+    method: string,
+    target: URL,
+    payload: Uint8Array | undefined,
+  ): Promise<{ status: number; body: Uint8Array }> {
+    const secure = target.protocol === "https:";
+    const headers: Record<string, string> = { accept: CBOR_MEDIA_TYPE };
+    if (payload !== undefined) {
+      headers["content-type"] = CBOR_MEDIA_TYPE;
+      headers["content-length"] = String(payload.length);
+    }
+    const options = {
+      method,
+      host: target.hostname.replace(/^\[|\]$/g, ""),
+      port: target.port === "" ? (secure ? 443 : 80) : Number(target.port),
+      path: target.pathname + target.search,
+      headers,
+      timeout: this.#timeoutMs,
+      ...(secure
+        ? (this.#ca === undefined
+          ? { rejectUnauthorized: false }
+          : { rejectUnauthorized: true, ca: this.#ca })
+        : {}),
+    };
+    return new Promise((resolve, reject) => {
+      const onResponse = (res: http.IncomingMessage) => {
+        const chunks: Uint8Array[] = [];
+        let size = 0;
+        res.on("data", (chunk: Uint8Array) => {
+          size += chunk.length;
+          if (size > MAX_KEEPMGR_REPLY) {
+            req.destroy();
+            reject(
+              new EnarxError(
+                "keepmgr-protocol",
+                `The keepmgr's reply is over ${MAX_KEEPMGR_REPLY} bytes; is it an enarx keepmgr?`,
+                { exit: "protocol" },
+              ),
+            );
+            return;
+          }
+          chunks.push(new Uint8Array(chunk));
+        });
+        res.on("end", () => {
+          const body = new Uint8Array(size);
+          let at = 0;
+          for (const c of chunks) {
+            body.set(c, at);
+            at += c.length;
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+        res.on("error", reject);
+      };
+      const req = secure ? https.request(options, onResponse) : http.request(options, onResponse);
+      req.on("timeout", () => {
+        req.destroy(new Error(`no reply within ${this.#timeoutMs} ms`));
+      });
+      req.on("error", reject);
+      req.end(payload);
+    });
+  }
+}

@@ -1,0 +1,552 @@
+/**
+ * A workload — a WASI preview 1 command module with its arguments,
+ * environment, configuration, preopened directories and limits — and
+ * {@link runWorkload}, which runs one under wasmtime. This is wasmldr's core:
+ * `enarx run` (through runtime/backends/keep.ts) and the deploy flow's wasmldr both
+ * call it.
+ *
+ * The guest sees exactly the arguments and environment given: argv[0] is
+ * `name`, then the config's `args`, then `args`; the environment is the
+ * config's `env`, `FD_COUNT`/`FD_NAMES` when a config is given, then `env`.
+ * Nothing of the host's environment leaks in.
+ *
+ * @module
+ */
+import {
+  type CallOutcome,
+  Engine,
+  type EngineOptions,
+  type Instance,
+  Linker,
+  type Module,
+  Pipe,
+  Store,
+  TrapCode,
+  WasiConfig,
+  type WasiOutput,
+  type WasmFrame,
+  WasmtimeFfiError,
+  WasmtimeLoadError,
+} from "../../ffi/wasmtime.ts";
+import { EnarxError, ExitStatus } from "../errors.ts";
+import type { EnarxConfig, FileKind } from "./config.ts";
+import { compileModule, decodeModuleBytes } from "./module_cache.ts";
+import { loadLibwasmtime } from "./libwasmtime_path.ts";
+import { WASMTIME_VERSION } from "../version.ts";
+
+/** A directory of the host made visible to the guest. */
+export interface Preopen {
+  /** The directory on the host; must exist. */
+  host: string;
+  /** The path the guest opens it by, e.g. `/data`. */
+  guest: string;
+  /** Refuse writes, creation and removal (default false). */
+  readOnly?: boolean;
+}
+
+/** Limits on a workload; each is off when absent. */
+export interface WorkloadLimits {
+  /** Stop the guest after this many milliseconds (epoch deadline); reason `timeout`. */
+  timeoutMs?: number;
+  /** Maximum bytes of linear memory; growth beyond fails; reason `memory`. */
+  maxMemoryBytes?: number;
+  /** Fuel units (about one per wasm instruction); reason `fuel` when used up. */
+  fuel?: number | bigint;
+}
+
+/** What to run. */
+export interface Workload {
+  /** The module: its bytes (binary or WebAssembly text), or the path of a file holding them. */
+  module: Uint8Array | string;
+  /** argv[0] as the guest sees it; defaults to the module file's name, else `main.wasm`. */
+  name?: string;
+  /** Arguments after argv[0] (after the config's `args`). */
+  args?: string[];
+  /** Environment variables (added to, and overriding, the config's `env`). */
+  env?: Record<string, string>;
+  /** A parsed Enarx.toml (runtime/wasm/config.ts), or undefined for none. */
+  config?: EnarxConfig;
+  /** Directories to preopen (added to the config's `[[dirs]]`). */
+  preopens?: Preopen[];
+  /** Resource limits. */
+  limits?: WorkloadLimits;
+}
+
+/** A chunk sink for streamed guest output; awaited before the next chunk (backpressure). */
+export type OutputCallback = (chunk: Uint8Array) => void | Promise<void>;
+
+/** Where the guest's standard input comes from. */
+export type StdinSource = "inherit" | "null" | Uint8Array | { path: string };
+
+/** Where a guest output stream goes. */
+export type OutputSink = "inherit" | "null" | OutputCallback;
+
+/** How to run it. */
+export interface RunOptions {
+  /** Standard input (default `null`: the guest reads end-of-file). */
+  stdin?: StdinSource;
+  /** Standard output (default `inherit`: this process's own). */
+  stdout?: OutputSink;
+  /** Standard error (default `inherit`). */
+  stderr?: OutputSink;
+  /** Directory of the compiled-module cache; undefined compiles every time. */
+  cacheDir?: string;
+  /** Aborts the run like a timeout (reason `timeout`). */
+  signal?: AbortSignal;
+  /** Called before the module is compiled (not when it comes from the cache), for progress. */
+  onCompile?: (info: { bytes: number }) => void;
+}
+
+/** Why the workload ended. */
+export type EndReason = "exit" | "trap" | "timeout" | "fuel" | "memory";
+
+/** How the workload ended. */
+export interface WorkloadResult {
+  /**
+   * The exit status: the workload's own (`proc_exit(n)` or 0 when `_start`
+   * returns), or ExitStatus.timeout (124), fuelExhausted (125),
+   * memoryExhausted (126), trap (134).
+   */
+  status: number;
+  /** Why it ended. */
+  reason: EndReason;
+  /** One line for a person, when the reason is not `exit`. */
+  message?: string;
+  /** The wasm backtrace, one frame per line, innermost first (traps). */
+  backtrace?: string[];
+}
+
+/** Formats one wasm frame like wasmtime's CLI: `0x1a2b - module!function`. */
+export function formatFrame(frame: WasmFrame): string {
+  const where = `0x${frame.moduleOffset.toString(16)}`;
+  const mod = frame.moduleName ?? "<unknown>";
+  const func = frame.funcName ?? `<wasm function ${frame.funcIndex}>`;
+  return `${where} - ${mod}!${func}`;
+}
+
+/** Converts a libwasmtime load failure into an EnarxError. */
+function wasmtimeUnavailable(error: WasmtimeLoadError): EnarxError {
+  return new EnarxError(
+    "wasmtime-unavailable",
+    `${error.message}; set ENARX_LIBWASMTIME to libwasmtime ${WASMTIME_VERSION}, ` +
+      `or run ./enarx once to fetch it`,
+    { exit: "unavailable", cause: error },
+  );
+}
+
+/** Reads the module bytes of a workload (file or bytes), as binary wasm. */
+export async function readWorkloadModule(
+  workload: Pick<Workload, "module">,
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; origin: string }> {
+  // WebAssembly text is converted by libwasmtime.
+  await loadLibwasmtime();
+  if (typeof workload.module === "string") {
+    const path = workload.module;
+    let raw: Uint8Array;
+    try {
+      raw = await Deno.readFile(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new EnarxError("module-not-found", `Cannot find module "${path}"; check the path`, {
+          exit: "noInput",
+        });
+      }
+      if (error instanceof Deno.errors.IsADirectory) {
+        throw new EnarxError("module-not-found", `Module "${path}" is a directory, not a file`, {
+          exit: "noInput",
+        });
+      }
+      const why = error instanceof Error ? error.message : String(error);
+      throw new EnarxError("module-unreadable", `Cannot read module "${path}": ${why}`, {
+        exit: "noInput",
+      });
+    }
+    return { bytes: decodeModuleBytes(raw, path), origin: path };
+  }
+  return { bytes: decodeModuleBytes(workload.module, "<bytes>"), origin: "<bytes>" };
+}
+
+/** The last segment of a path, like node:path's basename (`a/b.wasm/` gives `b.wasm`). */
+function fileName(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  return trimmed.slice(trimmed.lastIndexOf("/") + 1);
+}
+
+/** The guest's argv: name, then the config's args, then the workload's args. */
+export function guestArgv(workload: Workload): string[] {
+  const name = workload.name ??
+    (typeof workload.module === "string" ? fileName(workload.module) : "main.wasm");
+  return [name, ...(workload.config?.args ?? []), ...(workload.args ?? [])];
+}
+
+/** The guest's environment: the config's env, FD_COUNT/FD_NAMES, then the workload's env. */
+export function guestEnv(workload: Workload): [string, string][] {
+  const env = new Map<string, string>();
+  const config = workload.config;
+  if (config) {
+    for (const [k, v] of Object.entries(config.env)) env.set(k, v);
+    env.set("FD_COUNT", String(config.files.length));
+    env.set("FD_NAMES", config.files.map((f) => f.name).join(":"));
+  }
+  for (const [k, v] of Object.entries(workload.env ?? {})) env.set(k, v);
+  return [...env.entries()];
+}
+
+/** Every preopen of a workload: the config's `[[dirs]]`, then the workload's. */
+export function guestPreopens(workload: Workload): Preopen[] {
+  const fromConfig = (workload.config?.dirs ?? []).map((d) => ({
+    host: d.host,
+    guest: d.guest,
+    readOnly: d.readOnly,
+  }));
+  return [...fromConfig, ...(workload.preopens ?? [])];
+}
+
+async function checkPreopen(dir: Preopen): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir.host);
+  } catch {
+    throw new EnarxError(
+      "preopen-missing",
+      `Cannot preopen "${dir.host}" as "${dir.guest}": no such directory; create it or fix --dir`,
+      { exit: "noInput" },
+    );
+  }
+  if (!info.isDirectory) {
+    throw new EnarxError(
+      "preopen-not-directory",
+      `Cannot preopen "${dir.host}" as "${dir.guest}": not a directory`,
+      { exit: "noInput" },
+    );
+  }
+}
+
+/** Which host stream backs each of the guest's fds 0, 1, 2. */
+function stdioKinds(config: EnarxConfig | undefined): [FileKind, FileKind, FileKind] {
+  if (!config) return ["stdin", "stdout", "stderr"];
+  const kind = (i: number): FileKind => config.files[i]?.kind ?? "null";
+  return [kind(0), kind(1), kind(2)];
+}
+
+/** An output sink being pumped from a pipe into a callback. */
+interface Pump {
+  done: Promise<void>;
+}
+
+async function pumpPipe(file: Deno.FsFile, sink: OutputCallback): Promise<void> {
+  const buffer = new Uint8Array(1 << 20);
+  let failure: unknown;
+  try {
+    while (true) {
+      const n = await file.read(buffer);
+      if (n === null) break;
+      if (failure !== undefined) continue; // keep draining so that the guest never blocks
+      try {
+        await sink(buffer.slice(0, n));
+      } catch (error) {
+        failure = error;
+      }
+    }
+  } finally {
+    file.close();
+  }
+  if (failure !== undefined) throw failure;
+}
+
+function outputTarget(
+  sink: OutputSink,
+  pumps: Pump[],
+  pipes: Pipe[],
+): { target: WasiOutput; open?: () => Promise<void> } {
+  if (sink === "inherit") return { target: { kind: "inherit" } };
+  if (sink === "null") return { target: { kind: "null" } };
+  const pipe = new Pipe();
+  pipes.push(pipe);
+  return {
+    target: { kind: "file", path: pipe.writePath },
+    // Opened after wasmtime has opened the write end, so that opening the
+    // read end of the FIFO does not wait for a writer.
+    open: async () => {
+      const file = await Deno.open(pipe.readPath, { read: true });
+      pumps.push({ done: pumpPipe(file, sink) });
+    },
+  };
+}
+
+function wasiFailure(error: unknown): EnarxError {
+  const why = error instanceof Error ? error.message : String(error);
+  return new EnarxError("wasi-config", why, { exit: "noInput", cause: error });
+}
+
+function engineOptionsFor(limits: WorkloadLimits, interruptible: boolean): EngineOptions {
+  return {
+    optLevel: "speed",
+    epochInterruption: interruptible,
+    consumeFuel: limits.fuel !== undefined,
+  };
+}
+
+/** How long a guest may stay in a host call after its deadline before it is abandoned. */
+const ABANDON_GRACE_MS = 1000;
+
+function abandonedResult(limits: WorkloadLimits): WorkloadResult {
+  const after = limits.timeoutMs === undefined ? "" : ` of ${describeTimeout(limits.timeoutMs)}`;
+  return {
+    status: ExitStatus.timeout,
+    reason: "timeout",
+    message:
+      `Workload ran past its timeout${after} while blocked in a host call, and was abandoned`,
+  };
+}
+
+/** Imports that the linker cannot satisfy, as `module::name`. */
+function unsatisfiedImports(linker: Linker, store: Store, module: Module): string[] {
+  return module.imports()
+    .filter((item) => !linker.defines(store, item))
+    .map((item) => `${item.module}::${item.name}`);
+}
+
+function describeTimeout(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/**
+ * Runs `workload` to completion and says how it ended. Throws EnarxError
+ * (with exit status noInput or dataError) for bad input: a missing or
+ * invalid module, no `_start`, imports that cannot be satisfied, a missing
+ * preopen directory; and for a missing libwasmtime (unavailable).
+ */
+export async function runWorkload(
+  workload: Workload,
+  options: RunOptions = {},
+): Promise<WorkloadResult> {
+  try {
+    return await run(workload, options);
+  } catch (error) {
+    if (error instanceof WasmtimeLoadError) throw wasmtimeUnavailable(error);
+    throw error;
+  }
+}
+
+async function run(workload: Workload, options: RunOptions): Promise<WorkloadResult> {
+  const limits = workload.limits ?? {};
+  const { bytes, origin } = await readWorkloadModule(workload);
+  const preopens = guestPreopens(workload);
+  for (const dir of preopens) await checkPreopen(dir);
+
+  const interruptible = limits.timeoutMs !== undefined || options.signal !== undefined;
+  const engine = new Engine(engineOptionsFor(limits, interruptible));
+  const pipes: Pipe[] = [];
+  const pumps: Pump[] = [];
+  let store: Store | undefined;
+  let module: Module | undefined;
+  let linker: Linker | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut = false;
+  // A guest blocked in a host call (e.g. reading a stdin that never ends)
+  // does not see the epoch; after a grace period it is abandoned.
+  let abandoned = false;
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  let onStuck: () => void = () => {};
+  const stuck = new Promise<"stuck">((resolve) => onStuck = () => resolve("stuck"));
+  const onAbort = () => {
+    if (timedOut) return;
+    timedOut = true;
+    engine.incrementEpoch();
+    graceTimer = setTimeout(onStuck, ABANDON_GRACE_MS);
+  };
+  try {
+    module = await compileModule(engine, bytes, {
+      cacheDir: options.cacheDir,
+      origin,
+      onCompile: options.onCompile,
+    });
+    if (!module.exports().includes("_start")) {
+      throw new EnarxError(
+        "module-no-start",
+        `Module "${origin}" exports no "_start" function; it is not a WASI command`,
+        { exit: "dataError" },
+      );
+    }
+
+    store = new Store(engine);
+    linker = new Linker(engine);
+    const missing = unsatisfiedImports(linker, store, module);
+    if (missing.length > 0) {
+      throw new EnarxError(
+        "module-unknown-imports",
+        `Module "${origin}" needs imports that enarx does not provide: ${missing.join(", ")}`,
+        { exit: "dataError" },
+      );
+    }
+
+    const wasi = new WasiConfig();
+    const opens: (() => Promise<void>)[] = [];
+    try {
+      wasi.setArgv(guestArgv(workload));
+      wasi.setEnv(guestEnv(workload));
+      const [k0, k1, k2] = stdioKinds(workload.config);
+      if (k0 === "stdin") {
+        const stdin = options.stdin ?? "null";
+        if (stdin === "inherit") wasi.setStdin({ kind: "inherit" });
+        else if (stdin instanceof Uint8Array) wasi.setStdin({ kind: "bytes", bytes: stdin });
+        else if (stdin !== "null") wasi.setStdin({ kind: "file", path: stdin.path });
+      }
+      const sinkFor = (kind: FileKind): OutputSink =>
+        kind === "stdout"
+          ? options.stdout ?? "inherit"
+          : kind === "stderr"
+          ? options.stderr ?? "inherit"
+          : "null";
+      const out = outputTarget(sinkFor(k1), pumps, pipes);
+      const err = outputTarget(sinkFor(k2), pumps, pipes);
+      wasi.setStdout(out.target);
+      wasi.setStderr(err.target);
+      for (const t of [out, err]) if (t.open) opens.push(t.open);
+      for (const dir of preopens) {
+        wasi.preopenDir(dir.host, dir.guest, { writable: !dir.readOnly });
+      }
+    } catch (error) {
+      wasi.close();
+      if (error instanceof WasmtimeFfiError) throw wasiFailure(error);
+      throw error;
+    }
+    for (const open of opens) await open();
+    for (const pipe of pipes) pipe.close();
+    pipes.length = 0;
+    store.setWasi(wasi);
+
+    if (limits.maxMemoryBytes !== undefined) {
+      store.setLimits({ memorySize: limits.maxMemoryBytes });
+    }
+    if (limits.fuel !== undefined) store.setFuel(BigInt(limits.fuel));
+    if (interruptible) store.setEpochDeadline(1n);
+    if (limits.timeoutMs !== undefined) timer = setTimeout(onAbort, limits.timeoutMs);
+    if (options.signal) {
+      if (options.signal.aborted) onAbort();
+      options.signal.addEventListener("abort", onAbort, { once: true });
+    }
+
+    const instantiated = await Promise.race([linker.instantiate(store, module), stuck]);
+    let result: WorkloadResult;
+    if (instantiated === "stuck") {
+      abandoned = true;
+      return abandonedResult(limits);
+    } else if ("instance" in instantiated) {
+      const outcome = await Promise.race([instantiated.instance.callNonblocking("_start"), stuck]);
+      if (outcome === "stuck") {
+        abandoned = true;
+        return abandonedResult(limits);
+      }
+      result = classify(outcome, { limits, timedOut, instance: instantiated.instance });
+    } else {
+      result = classify(instantiated.failed, { limits, timedOut, instance: undefined });
+    }
+    // Closing the store closes the guest's ends of the output pipes, which
+    // lets the pumps see end-of-file once everything written is delivered.
+    store.close();
+    await Promise.all(pumps.map((p) => p.done));
+    return result;
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    if (graceTimer !== undefined) clearTimeout(graceTimer);
+    options.signal?.removeEventListener("abort", onAbort);
+    for (const pipe of pipes) pipe.close();
+    // An abandoned guest's worker thread still uses the store, module and
+    // engine: they are leaked on purpose, and its output pumps end with the
+    // process.
+    if (!abandoned) {
+      store?.close();
+      await Promise.allSettled(pumps.map((p) => p.done));
+      linker?.close();
+      module?.close();
+      engine.close();
+    }
+  }
+}
+
+/** Memory headroom under which a failed workload counts as out of memory. */
+function nearMemoryLimit(instance: Instance | undefined, limit: number): boolean {
+  const size = instance?.memorySize("memory");
+  if (size === undefined) return false;
+  return limit - size < Math.max(2 << 20, limit / 16);
+}
+
+/**
+ * The cause line of a trap message. wasmtime's message holds a backtrace
+ * and a "Caused by:" section; the cause is the line after it.
+ */
+export function trapReason(message: string): string {
+  const lines = message.split("\n").map((l) => l.trim());
+  const caused = lines.indexOf("Caused by:");
+  const cause = caused >= 0 ? lines.slice(caused + 1).find((l) => l) : lines.find((l) => l);
+  return (cause ?? message).replace(/^\d+: /, "").replace(/^wasm trap: /, "");
+}
+
+function classify(
+  outcome: CallOutcome,
+  context: { limits: WorkloadLimits; timedOut: boolean; instance: Instance | undefined },
+): WorkloadResult {
+  const { limits } = context;
+  const memoryLimit = limits.maxMemoryBytes;
+  const outOfMemory = () =>
+    memoryLimit !== undefined && nearMemoryLimit(context.instance, memoryLimit);
+  const memoryResult = (): WorkloadResult => ({
+    status: ExitStatus.memoryExhausted,
+    reason: "memory",
+    message: `Workload reached its memory limit of ${memoryLimit} bytes (--max-memory)`,
+  });
+  switch (outcome.kind) {
+    case "return":
+      return { status: 0, reason: "exit" };
+    case "exit":
+      if (outcome.status !== 0 && outOfMemory()) return memoryResult();
+      return { status: outcome.status, reason: "exit" };
+    case "trap": {
+      const { trap } = outcome;
+      if (trap.code === TrapCode.interrupt) {
+        return {
+          status: ExitStatus.timeout,
+          reason: "timeout",
+          message: limits.timeoutMs !== undefined
+            ? `Workload ran past its timeout of ${
+              describeTimeout(limits.timeoutMs)
+            } and was stopped`
+            : "Workload was interrupted",
+        };
+      }
+      if (trap.code === TrapCode.outOfFuel) {
+        return {
+          status: ExitStatus.fuelExhausted,
+          reason: "fuel",
+          message: `Workload used up its fuel (${limits.fuel}) and was stopped`,
+        };
+      }
+      if (outOfMemory()) return { ...memoryResult(), backtrace: trap.frames.map(formatFrame) };
+      return {
+        status: ExitStatus.trap,
+        reason: "trap",
+        message: `Workload trapped: ${trapReason(trap.message)}`,
+        backtrace: trap.frames.map(formatFrame),
+      };
+    }
+    case "error": {
+      const firstLine = outcome.message.split("\n").map((l) => l.trim()).filter((l) => l)
+        .filter((l) => l !== "Caused by:").join(": ");
+      if (memoryLimit !== undefined && /memory|limit/i.test(outcome.message) && !context.instance) {
+        return {
+          ...memoryResult(),
+          message:
+            `Workload needs more memory than its limit of ${memoryLimit} bytes: ${firstLine}`,
+        };
+      }
+      return {
+        status: ExitStatus.trap,
+        reason: "trap",
+        message: `Workload failed: ${firstLine}`,
+        backtrace: outcome.frames.map(formatFrame),
+      };
+    }
+  }
+}

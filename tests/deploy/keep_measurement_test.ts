@@ -1,0 +1,60 @@
+/** The measurement of a nil keep's wasmldr: what it covers and how the single binary carries it. */
+import assert from "node:assert/strict";
+import {
+  readEmbeddedMeasurement,
+  wasmldrFiles,
+  wasmldrMeasurement,
+} from "../../runtime/keep/measurement.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+Deno.test("measurement: covers wasmldr's import graph, including the wasmtime FFI, and nothing of the client", async () => {
+  const files = await wasmldrFiles();
+  for (
+    const f of [
+      "cli/wasmldr.ts",
+      "runtime/keep/wasmldr.ts",
+      "runtime/wasm/workload.ts",
+      "ffi/wasmtime.ts",
+    ]
+  ) {
+    assert.ok(files.includes(f), f);
+  }
+  assert.ok(!files.includes("runtime/client/deploy.ts"));
+  assert.deepEqual(files, [...files].sort());
+  const m = await wasmldrMeasurement();
+  assert.equal(m.length, 48);
+});
+
+Deno.test("measurement: tools/wasmldr_measurement.ts prints the same value (what compile.sh embeds)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-read",
+      "--config",
+      new URL("deno.json", ROOT).pathname,
+      new URL("tools/wasmldr_measurement.ts", ROOT).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), hex(await wasmldrMeasurement()));
+});
+
+Deno.test("measurement: the embedded value is read back exactly; absent is undefined; malformed throws", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = new URL(`file://${dir}/m.hex`);
+    assert.equal(await readEmbeddedMeasurement({ file }), undefined);
+    const value = crypto.getRandomValues(new Uint8Array(48));
+    await Deno.writeTextFile(file, hex(value) + "\n");
+    assert.deepEqual(await readEmbeddedMeasurement({ file }), value);
+    await Deno.writeTextFile(file, hex(value).slice(2));
+    await assert.rejects(readEmbeddedMeasurement({ file }), /not 48 bytes of hex/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,609 @@
+/**
+ * keepmgr end to end with a fake wasmldr (tests/deploy/fake_wasmldr.ts): the real
+ * `enarx keepmgr` and `enarx keepldr` processes, on loopback, ephemeral ports.
+ */
+import assert from "node:assert/strict";
+import { decodeCbor, encodeCbor } from "../../runtime/protocol/cbor.ts";
+import {
+  parseCreateKeepResponse,
+  parseDeliverKeyResponse,
+  parseErrorResponse,
+  parseInfoResponse,
+  parseListKeepsResponse,
+  parseShowKeepResponse,
+} from "../../runtime/protocol/messages.ts";
+import { keepUnitName, systemdRunArgs } from "../../runtime/keepmgr/systemd.ts";
+import { fileExists, requires } from "../_requires.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const DENO = Deno.execPath();
+const FAKE = `${ROOT}tests/deploy/fake_wasmldr.ts`;
+
+/** Temporary state directories, removed when the test module ends. */
+const TEMP_DIRS: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of TEMP_DIRS) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* already gone */ }
+  }
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "enarx-keepmgr-test-" });
+  TEMP_DIRS.push(dir);
+  return dir;
+}
+
+function fakeCommand(mode: string, ...extra: string[]): string[] {
+  return [DENO, "run", "-A", "--quiet", "--config", `${ROOT}deno.json`, FAKE, mode, ...extra];
+}
+
+interface Keepmgr {
+  proc: Deno.ChildProcess;
+  port: number;
+  stateDir: string;
+  client: Deno.HttpClient;
+  stderr: Promise<string>;
+}
+
+async function startKeepmgr(
+  options: { mode?: string; stateDir?: string; args?: string[] } = {},
+): Promise<Keepmgr> {
+  const stateDir = options.stateDir ?? await tempDir();
+  const proc = new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      "--config",
+      `${ROOT}deno.json`,
+      `${ROOT}cli/main.ts`,
+      "keepmgr",
+      "--listen",
+      "127.0.0.1:0",
+      "--state-dir",
+      stateDir,
+      "--json-logs",
+      "--step-timeout",
+      "20s",
+      "--wasmldr-command",
+      JSON.stringify(fakeCommand(options.mode ?? "normal")),
+      ...(options.args ?? []),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(proc.stderr).text();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`keepmgr did not start: ${await stderr}`);
+    text += value;
+  }
+  reader.releaseLock();
+  proc.stdout.cancel().catch(() => {});
+  const start = JSON.parse(text.split("\n")[0]);
+  assert.match(start.listening, /^https:\/\/127\.0\.0\.1:\d+$/);
+  assert.match(start.cert_sha256, /^[0-9a-f]{64}$/);
+  const cert = await Deno.readTextFile(`${stateDir}/tls/cert.pem`);
+  const client = Deno.createHttpClient({ caCerts: [cert] });
+  return { proc, port: start.port, stateDir, client, stderr };
+}
+
+async function stopKeepmgr(
+  km: Keepmgr,
+  signal: Deno.Signal = "SIGTERM",
+): Promise<Deno.CommandStatus> {
+  try {
+    km.proc.kill(signal);
+  } catch { /* already gone */ }
+  const status = await km.proc.status;
+  km.client.close();
+  await km.stderr;
+  return status;
+}
+
+interface Reply {
+  status: number;
+  body: unknown;
+}
+
+async function call(
+  km: Keepmgr,
+  method: string,
+  path: string,
+  body?: Uint8Array | unknown,
+  headers: Record<string, string> = { "content-type": "application/cbor" },
+): Promise<Reply> {
+  const bytes = body === undefined
+    ? undefined
+    : body instanceof Uint8Array
+    ? body
+    : encodeCbor(body);
+  const response = await fetch(`https://127.0.0.1:${km.port}${path}`, {
+    method,
+    client: km.client,
+    headers,
+    body: bytes as Uint8Array<ArrayBuffer> | undefined,
+  } as RequestInit); // Deno's init also takes `client` (a type @types/node's fetch hides)
+  assert.equal(response.headers.get("content-type"), "application/cbor");
+  return {
+    status: response.status,
+    body: decodeCbor(new Uint8Array(await response.arrayBuffer())),
+  };
+}
+
+function createBody(): unknown {
+  return { v: 1, backend: "nil", nonce: crypto.getRandomValues(new Uint8Array(32)) };
+}
+
+function errorCodeOf(reply: Reply): string {
+  return parseErrorResponse(reply.body).error.code;
+}
+
+/** Pids of processes whose command line contains `marker`. */
+function pidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).replaceAll("\0", " ");
+      if (cmdline.includes(marker) && Number(entry.name) !== Deno.pid) {
+        pids.push(Number(entry.name));
+      }
+    } catch { /* gone */ }
+  }
+  return pids;
+}
+
+/** True when `pid` runs (exists and is not a zombie). */
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` every 50 ms, up to `ms`, and returns its last answer. */
+async function eventually(check: () => boolean | Promise<boolean>, ms = 15_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return await check();
+}
+
+async function readAll(conn: Deno.Conn): Promise<string> {
+  return await new Response(conn.readable).text();
+}
+
+Deno.test("keepmgr: info, create, list, show, deliver key, forward, exit, delete", async () => {
+  const km = await startKeepmgr();
+  try {
+    const info = parseInfoResponse((await call(km, "GET", "/v1/info")).body);
+    assert.deepEqual(info.backends, ["nil"]);
+
+    const created = await call(km, "POST", "/v1/keeps", createBody());
+    assert.equal(created.status, 201);
+    const keep = parseCreateKeepResponse(created.body);
+    assert.equal(keep.backend, "nil");
+    assert.equal(new TextDecoder().decode(keep.evidence), `fake evidence for ${keep.keep}`);
+    assert.equal(keep.sealing_key.length, 65);
+
+    const list = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body);
+    assert.deepEqual(list.keeps.map((k) => [k.keep, k.state]), [[keep.keep, "waiting-for-key"]]);
+    assert.ok(Deno.statSync(`${km.stateDir}/keeps/${keep.keep}.json`).isFile);
+    assert.ok(Deno.statSync(`${km.stateDir}/work/${keep.keep}`).isDirectory);
+
+    const delivered = await call(km, "POST", `/v1/keeps/${keep.keep}/key`, {
+      v: 1,
+      enc: new Uint8Array(65),
+      ct: new Uint8Array(120),
+    });
+    assert.equal(delivered.status, 200);
+    const { connect } = parseDeliverKeyResponse(delivered.body);
+    assert.equal(connect.host, "127.0.0.1");
+
+    // A second key for the same keep is refused.
+    const again = await call(km, "POST", `/v1/keeps/${keep.keep}/key`, {
+      v: 1,
+      enc: new Uint8Array(65),
+      ct: new Uint8Array(120),
+    });
+    assert.equal(again.status, 409);
+    assert.equal(errorCodeOf(again), "wrong-state");
+
+    const conn = await Deno.connect({ hostname: connect.host, port: connect.port });
+    assert.equal(await readAll(conn), `hello from keep ${keep.keep}\n`);
+
+    assert.ok(
+      await eventually(async () => {
+        const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+        return shown.state === "exited";
+      }),
+    );
+    const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+    assert.equal(shown.status, 0);
+    assert.equal(shown.reason, "exit");
+    // Resources freed: record, work directory, processes, forward.
+    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+    assert.ok(await eventually(() => !exists(`${km.stateDir}/keeps/${keep.keep}.json`)));
+    assert.ok(!exists(`${km.stateDir}/work/${keep.keep}`));
+    await assert.rejects(Deno.connect({ hostname: connect.host, port: connect.port }));
+
+    const deleted = await call(km, "DELETE", `/v1/keeps/${keep.keep}`);
+    assert.equal(deleted.status, 200);
+    assert.equal(parseShowKeepResponse(deleted.body).state, "exited");
+    const gone = await call(km, "GET", `/v1/keeps/${keep.keep}`);
+    assert.equal(gone.status, 404);
+    assert.equal(errorCodeOf(gone), "not-found");
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("keepmgr: malformed, oversized and invalid bodies get CBOR errors on every endpoint", async () => {
+  const km = await startKeepmgr();
+  try {
+    const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+    const cases: [string, string, Uint8Array | unknown, number, string][] = [
+      ["POST", "/v1/keeps", new Uint8Array([0xa1, 0x61]), 400, "cbor-malformed"],
+      ["POST", "/v1/keeps", new Uint8Array([0x9f, 0xff]), 400, "cbor-malformed"],
+      ["POST", "/v1/keeps", new Uint8Array(0), 400, "cbor-malformed"],
+      ["POST", "/v1/keeps", encodeCbor({ v: 1, backend: "nil" }), 400, "message-invalid"],
+      ["POST", "/v1/keeps", { ...createBody() as object, extra: 1 }, 400, "message-invalid"],
+      ["POST", "/v1/keeps", { v: 2, backend: "nil", nonce: new Uint8Array(32) }, 400, "version"],
+      [
+        "POST",
+        "/v1/keeps",
+        { v: 1, backend: "sgx", nonce: new Uint8Array(32) },
+        400,
+        "message-invalid",
+      ],
+      [
+        "POST",
+        "/v1/keeps",
+        { v: 1, backend: "kvm", nonce: new Uint8Array(32) },
+        400,
+        "backend-unavailable",
+      ],
+      [
+        "POST",
+        "/v1/keeps",
+        { v: 1, backend: "nil", nonce: new Uint8Array(5000) },
+        413,
+        "cbor-too-large",
+      ],
+      ["POST", `/v1/keeps/${keep.keep}/key`, new Uint8Array([0xff]), 400, "cbor-malformed"],
+      [
+        "POST",
+        `/v1/keeps/${keep.keep}/key`,
+        { v: 1, enc: "x", ct: new Uint8Array(1) },
+        400,
+        "message-invalid",
+      ],
+      [
+        "POST",
+        `/v1/keeps/${keep.keep}/key`,
+        { v: 1, enc: new Uint8Array(1), ct: new Uint8Array(70_000) },
+        413,
+        "cbor-too-large",
+      ],
+      [
+        "POST",
+        "/v1/keeps/nosuchkeep/key",
+        { v: 1, enc: new Uint8Array(1), ct: new Uint8Array(1) },
+        404,
+        "not-found",
+      ],
+      ["GET", "/v1/keeps/nosuchkeep", undefined, 404, "not-found"],
+      ["DELETE", "/v1/keeps/nosuchkeep", undefined, 404, "not-found"],
+      ["DELETE", `/v1/keeps/${keep.keep}`, new Uint8Array([0xff]), 400, "body-unexpected"],
+      ["PUT", "/v1/keeps", encodeCbor({}), 405, "method-not-allowed"],
+      ["GET", "/v2/keeps", undefined, 404, "not-found"],
+      ["GET", "/v1/nothing", undefined, 404, "not-found"],
+    ];
+    for (const [method, path, body, status, code] of cases) {
+      const reply = await call(km, method, path, body);
+      assert.equal(reply.status, status, `${method} ${path} ${JSON.stringify(reply.body)}`);
+      assert.equal(errorCodeOf(reply), code, `${method} ${path}`);
+      assert.ok(parseErrorResponse(reply.body).error.message.length > 0);
+    }
+    const wrongType = await call(km, "POST", "/v1/keeps", encodeCbor(createBody()), {
+      "content-type": "application/json",
+    });
+    assert.equal(wrongType.status, 415);
+    // A 1 MiB body is refused before the keepmgr buffers it all.
+    const huge = await call(km, "POST", "/v1/keeps", new Uint8Array(1 << 20));
+    assert.equal(huge.status, 413);
+    // The keepmgr is still healthy and the keep still waits for its key.
+    const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+    assert.equal(shown.state, "waiting-for-key");
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: --max-keeps refuses one keep too many with 503 too-many-keeps", async () => {
+  const km = await startKeepmgr({ args: ["--max-keeps", "2"] });
+  try {
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await call(km, "POST", "/v1/keeps", createBody())).status, 201);
+    }
+    const third = await call(km, "POST", "/v1/keeps", createBody());
+    assert.equal(third.status, 503);
+    assert.equal(errorCodeOf(third), "too-many-keeps");
+    // Deleting one frees a slot.
+    const first = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body).keeps[0];
+    assert.equal((await call(km, "DELETE", `/v1/keeps/${first.keep}`)).status, 200);
+    assert.equal((await call(km, "POST", "/v1/keeps", createBody())).status, 201);
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: a keep that dies after hello fails create with the reason", async () => {
+  const km = await startKeepmgr({ mode: "die-after-hello" });
+  try {
+    const reply = await call(km, "POST", "/v1/keeps", createBody());
+    assert.equal(reply.status, 502);
+    assert.equal(errorCodeOf(reply), "keep-failed");
+    const [keep] = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body).keeps;
+    assert.equal(keep.state, "failed");
+    assert.match(keep.reason!, /keep-died: .*exited with status 3/);
+    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: a keep that never answers times out with 504, and is stopped", async () => {
+  const km = await startKeepmgr({ mode: "silent", args: ["--step-timeout", "1500ms"] });
+  try {
+    const reply = await call(km, "POST", "/v1/keeps", createBody());
+    assert.equal(reply.status, 504);
+    assert.equal(errorCodeOf(reply), "timeout");
+    const [keep] = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body).keeps;
+    assert.equal(keep.state, "failed");
+    assert.match(keep.reason!, /timeout waiting for evidence/);
+    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: a keepldr killed mid-deploy marks the keep failed and frees it", async () => {
+  const km = await startKeepmgr();
+  try {
+    const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+    const pids = pidsWith(`--keep ${keep.keep}`);
+    assert.ok(pids.length >= 1, "the keepldr runs");
+    const keepldr = pids.find((pid) =>
+      Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").includes("keepldr")
+    )!;
+    Deno.kill(keepldr, "SIGKILL");
+    assert.ok(
+      await eventually(async () => {
+        const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+        return shown.state === "failed";
+      }),
+    );
+    const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+    assert.match(shown.reason!, /keepldr was killed by SIGKILL/);
+    const key = await call(km, "POST", `/v1/keeps/${keep.keep}/key`, {
+      v: 1,
+      enc: new Uint8Array(1),
+      ct: new Uint8Array(1),
+    });
+    assert.equal(key.status, 409);
+    // The wasmldr in its process group is gone too, and so are its files.
+    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+    assert.ok(await eventually(() => !exists(`${km.stateDir}/work/${keep.keep}`)));
+    assert.ok(!exists(`${km.stateDir}/keeps/${keep.keep}.json`));
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: SIGTERM stops every keep and leaves no process behind", async () => {
+  const km = await startKeepmgr();
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    ids.push(
+      parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body).keep,
+    );
+  }
+  const pids = ids.flatMap((id) => pidsWith(id));
+  assert.ok(pids.length >= 3, `keep processes run: ${pids}`);
+  const status = await stopKeepmgr(km, "SIGTERM");
+  assert.equal(status.code, 0);
+  for (const pid of pids) assert.ok(!alive(pid), `process ${pid} outlived keepmgr`);
+  assert.deepEqual([...Deno.readDirSync(`${km.stateDir}/keeps`)], []);
+  assert.deepEqual([...Deno.readDirSync(`${km.stateDir}/work`)], []);
+});
+
+Deno.test("keepmgr: keeps of a keepmgr killed with SIGKILL end by themselves", async () => {
+  const km = await startKeepmgr();
+  const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+  const pids = pidsWith(keep.keep);
+  assert.ok(pids.length >= 1);
+  await stopKeepmgr(km, "SIGKILL");
+  // keepldr sees its channel close and stops the keep.
+  assert.ok(
+    await eventually(() => pids.every((pid) => !alive(pid))),
+    `left: ${pids.filter(alive)}`,
+  );
+  // The record stays for the next keepmgr, which forgets it.
+  assert.ok(exists(`${km.stateDir}/keeps/${keep.keep}.json`));
+  const next = await startKeepmgr({ stateDir: km.stateDir });
+  try {
+    assert.ok(!exists(`${km.stateDir}/keeps/${keep.keep}.json`));
+    assert.ok(!exists(`${km.stateDir}/work/${keep.keep}`));
+  } finally {
+    assert.equal((await stopKeepmgr(next)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: restart kills leftover keepldrs that are really ours, and only those", async () => {
+  const stateDir = await tempDir();
+  await Deno.mkdir(`${stateDir}/keeps`, { recursive: true });
+  const leftoverId = "leftover0keep";
+  const strangerId = "stranger0keep";
+  // A process that looks like our keepldr for leftoverId (its command line says so)...
+  const leftover = new Deno.Command(DENO, {
+    args: fakeCommand("sleep", "keepldr", "--keep", leftoverId).slice(1),
+    stdin: "null",
+    detached: true,
+  }).spawn();
+  // ...and an unrelated process whose pid a stale record names.
+  const stranger = new Deno.Command(DENO, {
+    args: fakeCommand("sleep", "unrelated").slice(1),
+    stdin: "null",
+  }).spawn();
+  try {
+    assert.ok(await eventually(() => pidsWith(`--keep ${leftoverId}`).length > 0));
+    const write = (id: string, pid: number) =>
+      Deno.writeTextFileSync(
+        `${stateDir}/keeps/${id}.json`,
+        JSON.stringify({ keep: id, pid, created: new Date().toISOString() }),
+      );
+    write(leftoverId, leftover.pid);
+    write(strangerId, stranger.pid);
+    Deno.writeTextFileSync(`${stateDir}/keeps/garbage.json`, "{not json");
+
+    const km = await startKeepmgr({ stateDir });
+    try {
+      assert.equal((await leftover.status).signal, "SIGKILL");
+      assert.ok(alive(stranger.pid), "an unrelated process was killed");
+      assert.deepEqual([...Deno.readDirSync(`${stateDir}/keeps`)], []);
+    } finally {
+      assert.equal((await stopKeepmgr(km)).code, 0);
+    }
+    assert.match(await km.stderr, /stopped a keep left by an earlier keepmgr.*leftover0keep/);
+  } finally {
+    try {
+      leftover.kill("SIGKILL");
+    } catch { /* already gone */ }
+    stranger.kill("SIGKILL");
+    await stranger.status;
+    await leftover.status;
+  }
+});
+
+Deno.test("keepmgr: usage errors are one line with status 64", async () => {
+  for (
+    const args of [
+      ["keepmgr"],
+      ["keepmgr", "--listen", "nowhere"],
+      ["keepmgr", "--listen", "127.0.0.1:0", "--max-keeps", "0"],
+      ["keepmgr", "--listen", "127.0.0.1:0", "--backends", "tdx"],
+      ["keepmgr", "--listen", "127.0.0.1:0", "--keep-timeout", "soon"],
+    ]
+  ) {
+    const out = await new Deno.Command(DENO, {
+      args: ["run", "-A", "--quiet", "--config", `${ROOT}deno.json`, `${ROOT}cli/main.ts`, ...args],
+      stdin: "null",
+    }).output();
+    assert.equal(out.code, 64, args.join(" "));
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.match(stderr, /^enarx: [A-Z-]/);
+    assert.equal(stderr.trim().split("\n").length, 1);
+  }
+});
+
+Deno.test("keepmgr: --systemd without systemd as PID 1 is a clear error (status 69)", async () => {
+  if (Deno.readTextFileSync("/proc/1/comm").trim() === "systemd") return; // a real host
+  const stateDir = await tempDir();
+  const out = await new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      "--config",
+      `${ROOT}deno.json`,
+      `${ROOT}cli/main.ts`,
+      "keepmgr",
+      "--listen",
+      "127.0.0.1:0",
+      "--state-dir",
+      stateDir,
+      "--systemd",
+    ],
+    stdin: "null",
+  }).output();
+  assert.equal(out.code, 69);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /^enarx: Cannot run keeps as systemd units: PID 1 is ".*", not systemd; run keepmgr without --systemd/,
+  );
+});
+
+Deno.test("keepmgr: systemd-run gets the unit name, limits and the keepldr command", () => {
+  const args = systemdRunArgs(keepUnitName("abc"), ["enarx", "keepldr", "--keep", "abc"], {
+    memoryMax: 268435456,
+    runtimeMaxSec: 70.5,
+  });
+  assert.deepEqual(args.slice(0, 2), ["--unit", "enarx-keep-abc"]);
+  for (const flag of ["--collect", "--pipe", "--wait"]) assert.ok(args.includes(flag), flag);
+  assert.ok(args.includes("MemoryMax=268435456"));
+  assert.ok(args.includes("RuntimeMaxSec=71"));
+  assert.deepEqual(args.slice(args.indexOf("--")), ["--", "enarx", "keepldr", "--keep", "abc"]);
+});
+
+Deno.test("keepmgr: dist/enarx-keepmgr.service is a unit that runs keepmgr with a state directory", () => {
+  const unit = Deno.readTextFileSync(`${ROOT}dist/enarx-keepmgr.service`);
+  assert.match(
+    unit,
+    /^ExecStart=\/usr\/local\/bin\/enarx keepmgr --listen \S+ --state-dir \$\{STATE_DIRECTORY\}/m,
+  );
+  assert.match(unit, /^StateDirectory=enarx-keepmgr$/m);
+  assert.match(unit, /^NoNewPrivileges=yes$/m);
+  assert.match(unit, /^WantedBy=multi-user.target$/m);
+  for (const section of ["[Unit]", "[Service]", "[Install]"]) assert.ok(unit.includes(section));
+  // MemoryDenyWriteExecute would break V8's JIT.
+  assert.doesNotMatch(unit, /MemoryDenyWriteExecute/);
+});
+
+Deno.test({
+  name: "keepmgr: systemd-analyze verify finds nothing wrong in dist/enarx-keepmgr.service",
+  // systemd's own checker, where systemd is installed (it is on our machines).
+  ...requires({
+    tool: "systemd-analyze",
+    present: fileExists("/usr/bin/systemd-analyze"),
+    remedy: "apt-get install systemd",
+  }, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      // The binary need not be installed for the check: point ExecStart at one that exists.
+      const unit = Deno.readTextFileSync(`${ROOT}dist/enarx-keepmgr.service`)
+        .replaceAll("/usr/local/bin/enarx", "/bin/true");
+      await Deno.writeTextFile(`${dir}/enarx-keepmgr.service`, unit);
+      const out = await new Deno.Command("/usr/bin/systemd-analyze", {
+        args: ["verify", `${dir}/enarx-keepmgr.service`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, said);
+      // systemd-analyze exits 0 on unknown keys but names them: any word from it is a finding.
+      assert.equal(said.trim(), "");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+});
