@@ -15,8 +15,8 @@ cd "$ENARX_ROOT"
 enarx_say "building test workloads (tests/workloads/build.sh)"
 bash tests/workloads/build.sh
 if [ $# -eq 0 ]; then
-  enarx_say "the repository stands alone (tools/check_standalone.sh)"
-  ./tools/check_standalone.sh
+  enarx_say "the repository stands alone and its folders stay small (tools/check_tree.sh)"
+  ./tools/check_tree.sh
   enarx_say "deno fmt --check, deno lint, deno check"
   "$DENO" fmt --check
   "$DENO" lint
