@@ -1,0 +1,56 @@
+/**
+ * Where enarx keeps files for a user, after the XDG Base Directory
+ * specification: caches under `$XDG_CACHE_HOME/enarx` (else
+ * `~/.cache/enarx`), state under `$XDG_STATE_HOME/enarx` (else
+ * `~/.local/state/enarx`), and the bootstrap cache of a checkout
+ * (`$ENARX_CACHE`, else `$XDG_CACHE_HOME/enarx`, else the checkout's
+ * `.cache/`, where tools/bootstrap.sh puts Deno's libraries, libwasmtime and
+ * the test kernel). An empty variable counts as unset, as the specification
+ * says.
+ *
+ * @module
+ */
+
+/** Reads an environment variable; tests pass their own. */
+export type GetEnv = (name: string) => string | undefined;
+
+/** Options of the functions of this module. */
+export interface DirOptions {
+  /** Reads the environment (default `Deno.env.get`). */
+  getEnv?: GetEnv;
+}
+
+const CHECKOUT_ROOT = new URL("../", import.meta.url);
+
+function variable(name: string, options: DirOptions): string | undefined {
+  const value = (options.getEnv ?? ((n: string) => Deno.env.get(n)))(name);
+  return value === undefined || value === "" ? undefined : value;
+}
+
+/** The user's enarx cache (`$XDG_CACHE_HOME/enarx`, else `$HOME/.cache/enarx`), or undefined without either. */
+export function userCacheDir(options: DirOptions = {}): string | undefined {
+  const xdg = variable("XDG_CACHE_HOME", options);
+  if (xdg !== undefined) return `${xdg}/enarx`;
+  const home = variable("HOME", options);
+  return home === undefined ? undefined : `${home}/.cache/enarx`;
+}
+
+/** The user's enarx state (`$XDG_STATE_HOME/enarx`, else `$HOME/.local/state/enarx`), or undefined without either. */
+export function userStateDir(options: DirOptions = {}): string | undefined {
+  const xdg = variable("XDG_STATE_HOME", options);
+  if (xdg !== undefined) return `${xdg}/enarx`;
+  const home = variable("HOME", options);
+  return home === undefined ? undefined : `${home}/.local/state/enarx`;
+}
+
+/**
+ * The bootstrap cache that tools/bootstrap.sh fills: `$ENARX_CACHE`, else
+ * `$XDG_CACHE_HOME/enarx`, else the checkout's `.cache`.
+ */
+export function bootstrapCacheDir(options: DirOptions = {}): string {
+  const explicit = variable("ENARX_CACHE", options);
+  if (explicit !== undefined) return explicit;
+  const xdg = variable("XDG_CACHE_HOME", options);
+  if (xdg !== undefined) return `${xdg}/enarx`;
+  return decodeURIComponent(new URL(".cache", CHECKOUT_ROOT).pathname);
+}
