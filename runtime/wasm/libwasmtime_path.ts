@@ -1,5 +1,5 @@
 /**
- * Finds the libwasmtime shared library that `ffi/wasmtime.ts` loads, and
+ * Finds the libwasmtime shared library that `ffi/wasmtime/` loads, and
  * loads it ({@linkcode loadLibwasmtime}).
  *
  * In order: the `ENARX_LIBWASMTIME` environment variable (set by `./enarx`
@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { loadWasmtime, wasmtimeLoaded } from "../../ffi/wasmtime.ts";
+import { loadWasmtime, wasmtimeLoaded } from "../../ffi/wasmtime/mod.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";
 
@@ -81,7 +81,7 @@ export async function libwasmtimePath(options: LibwasmtimePathOptions = {}): Pro
 
 /**
  * Loads libwasmtime once per process from {@linkcode libwasmtimePath}, so
- * that `ffi/wasmtime.ts` is ready to use. Throws LibwasmtimeNotFoundError
+ * that `ffi/wasmtime/` is ready to use. Throws LibwasmtimeNotFoundError
  * when there is no library to load, and ffi's WasmtimeLoadError when the
  * file cannot be opened as one.
  */

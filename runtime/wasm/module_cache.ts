@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../../ffi/wasmtime.ts";
+import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../../ffi/wasmtime/mod.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";
 

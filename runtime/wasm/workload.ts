@@ -27,7 +27,7 @@ import {
   type WasmFrame,
   WasmtimeFfiError,
   WasmtimeLoadError,
-} from "../../ffi/wasmtime.ts";
+} from "../../ffi/wasmtime/mod.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
 import { compileModule, decodeModuleBytes } from "./module_cache.ts";
