@@ -191,11 +191,6 @@ export async function printJson(value: unknown): Promise<void> {
 
 function jsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === "bigint") return value.toString();
-  if (value instanceof Uint8Array) return hex(value);
+  if (value instanceof Uint8Array) return value.toHex();
   return value;
-}
-
-/** Lower-case hexadecimal of bytes. */
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
