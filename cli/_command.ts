@@ -66,45 +66,46 @@ export function parseCommandArgs<O extends OptionSpec>(
 
 class ArgsError extends Error {}
 
-function parseStrict<O extends OptionSpec>(
-  args: string[],
-  spec: O,
-  allowPositionals: boolean,
-): { values: ParsedValues<O>; positionals: string[] } {
-  const values: Record<string, unknown> = {};
-  const positionals: string[] = [];
-  const shortNames = new Map<string, string>();
-  for (const [name, config] of Object.entries(spec)) {
-    if (config.short !== undefined) shortNames.set(config.short, name);
+/** The state of one strict parse: the spec, and the values and positionals found so far. */
+class StrictParser {
+  readonly values: Record<string, unknown> = {};
+  readonly positionals: string[] = [];
+  readonly #spec: OptionSpec;
+  readonly #allowPositionals: boolean;
+  readonly #shortNames = new Map<string, string>();
+
+  constructor(spec: OptionSpec, allowPositionals: boolean) {
+    this.#spec = spec;
+    this.#allowPositionals = allowPositionals;
+    for (const [name, config] of Object.entries(spec)) {
+      if (config.short !== undefined) this.#shortNames.set(config.short, name);
+    }
   }
-  const describe = (name: string) => {
-    const short = spec[name].short;
+
+  #describe(name: string): string {
+    const short = this.#spec[name].short;
     return short === undefined ? `--${name}` : `-${short}, --${name}`;
-  };
-  const unknown = (raw: string) =>
-    new ArgsError(
+  }
+
+  #unknown(raw: string): ArgsError {
+    return new ArgsError(
       `Unknown option '${raw}'` +
-        (allowPositionals
+        (this.#allowPositionals
           ? `. To specify a positional argument starting with a '-', place it at the end of ` +
             `the command after '--', as in '-- ${JSON.stringify(raw)}'`
           : ""),
     );
-  const store = (name: string, value: string | boolean) => {
-    if (spec[name].multiple) ((values[name] ??= []) as unknown[]).push(value);
-    else values[name] = value;
-  };
-  const positional = (arg: string) => {
-    if (!allowPositionals) {
-      throw new ArgsError(
-        `Unexpected argument '${arg}'. This command does not take positional arguments`,
-      );
-    }
-    positionals.push(arg);
-  };
+  }
+
+  #store(name: string, value: string | boolean): void {
+    if (this.#spec[name].multiple) ((this.values[name] ??= []) as unknown[]).push(value);
+    else this.values[name] = value;
+  }
+
   /** Takes the value of string option `name` given as `raw` from the next argument. */
-  const valueOf = (name: string, raw: string, next: string | undefined) => {
+  #valueOf(name: string, raw: string, next: string | undefined): string {
     if (next === undefined) {
-      throw new ArgsError(`Option '${describe(name)} <value>' argument missing`);
+      throw new ArgsError(`Option '${this.#describe(name)} <value>' argument missing`);
     }
     if (next.length > 1 && next.startsWith("-")) {
       throw new ArgsError(
@@ -113,56 +114,92 @@ function parseStrict<O extends OptionSpec>(
       );
     }
     return next;
-  };
+  }
 
-  for (let i = 0; i < args.length; i++) {
+  /** Adds a positional argument, or refuses it. */
+  positional(arg: string): void {
+    if (!this.#allowPositionals) {
+      throw new ArgsError(
+        `Unexpected argument '${arg}'. This command does not take positional arguments`,
+      );
+    }
+    this.positionals.push(arg);
+  }
+
+  /** Reads `--name`, `--name=VALUE` or `--name VALUE`; returns how many arguments it used. */
+  long(arg: string, next: string | undefined): number {
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    if (!Object.hasOwn(this.#spec, name)) throw this.#unknown(eq < 0 ? arg : arg.slice(0, eq));
+    if (this.#spec[name].type === "boolean") {
+      if (eq >= 0) {
+        throw new ArgsError(`Option '${this.#describe(name)}' does not take an argument`);
+      }
+      this.#store(name, true);
+      return 1;
+    }
+    if (eq >= 0) {
+      this.#store(name, arg.slice(eq + 1));
+      return 1;
+    }
+    this.#store(name, this.#valueOf(name, arg, next));
+    return 2;
+  }
+
+  /**
+   * Reads a short option, or a group of them (`-hq`); a string option takes
+   * the rest of the group, else the next argument, as its value. Returns how
+   * many arguments it used.
+   */
+  shortGroup(arg: string, next: string | undefined): number {
+    for (let j = 1; j < arg.length; j++) {
+      const letter = arg[j];
+      const name = this.#shortNames.get(letter);
+      if (name === undefined) throw this.#unknown(`-${letter}`);
+      if (this.#spec[name].type === "boolean") {
+        this.#store(name, true);
+      } else if (j < arg.length - 1) {
+        this.#store(name, arg.slice(j + 1));
+        return 1;
+      } else {
+        this.#store(name, this.#valueOf(name, `-${letter}`, next));
+        return 2;
+      }
+    }
+    return 1;
+  }
+
+  /** Fills in the defaults of options not given. */
+  applyDefaults(): void {
+    for (const [name, config] of Object.entries(this.#spec)) {
+      if (!Object.hasOwn(this.values, name) && config.default !== undefined) {
+        this.values[name] = Array.isArray(config.default) ? [...config.default] : config.default;
+      }
+    }
+  }
+}
+
+function parseStrict<O extends OptionSpec>(
+  args: string[],
+  spec: O,
+  allowPositionals: boolean,
+): { values: ParsedValues<O>; positionals: string[] } {
+  const parser = new StrictParser(spec, allowPositionals);
+  for (let i = 0; i < args.length;) {
     const arg = args[i];
     if (arg === "--") {
-      for (const rest of args.slice(i + 1)) positional(rest);
+      for (const rest of args.slice(i + 1)) parser.positional(rest);
       break;
     }
-    if (arg.startsWith("--")) {
-      const eq = arg.indexOf("=");
-      const name = arg.slice(2, eq < 0 ? undefined : eq);
-      if (!Object.hasOwn(spec, name)) throw unknown(eq < 0 ? arg : arg.slice(0, eq));
-      if (spec[name].type === "boolean") {
-        if (eq >= 0) throw new ArgsError(`Option '${describe(name)}' does not take an argument`);
-        store(name, true);
-      } else if (eq >= 0) {
-        store(name, arg.slice(eq + 1));
-      } else {
-        store(name, valueOf(name, arg, args[i + 1]));
-        i++;
-      }
-      continue;
-    }
-    if (arg.startsWith("-") && arg.length > 1) {
-      // A short option, or a group of them (`-hq`); a string option takes
-      // the rest of the group, else the next argument, as its value.
-      for (let j = 1; j < arg.length; j++) {
-        const letter = arg[j];
-        const name = shortNames.get(letter);
-        if (name === undefined) throw unknown(`-${letter}`);
-        if (spec[name].type === "boolean") {
-          store(name, true);
-        } else if (j < arg.length - 1) {
-          store(name, arg.slice(j + 1));
-          break;
-        } else {
-          store(name, valueOf(name, `-${letter}`, args[i + 1]));
-          i++;
-        }
-      }
-      continue;
-    }
-    positional(arg);
-  }
-  for (const [name, config] of Object.entries(spec)) {
-    if (!Object.hasOwn(values, name) && config.default !== undefined) {
-      values[name] = Array.isArray(config.default) ? [...config.default] : config.default;
+    if (arg.startsWith("--")) i += parser.long(arg, args[i + 1]);
+    else if (arg.startsWith("-") && arg.length > 1) i += parser.shortGroup(arg, args[i + 1]);
+    else {
+      parser.positional(arg);
+      i++;
     }
   }
-  return { values: values as ParsedValues<O>, positionals };
+  parser.applyDefaults();
+  return { values: parser.values as ParsedValues<O>, positionals: parser.positionals };
 }
 
 /** Writes text to standard output, waiting until it is written. */
@@ -191,11 +228,6 @@ export async function printJson(value: unknown): Promise<void> {
 
 function jsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === "bigint") return value.toString();
-  if (value instanceof Uint8Array) return hex(value);
+  if (value instanceof Uint8Array) return value.toHex();
   return value;
-}
-
-/** Lower-case hexadecimal of bytes. */
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

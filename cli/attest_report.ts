@@ -7,7 +7,7 @@
  */
 import { UsageError } from "../runtime/errors.ts";
 import { fetchGuestReport, type GuestInterface } from "../runtime/keep/guest_report.ts";
-import { type Command, hex, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
+import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
 
 const HELP = `Usage: enarx attest report [OPTIONS]
 
@@ -55,7 +55,7 @@ export function parseReportData(text: string): Uint8Array {
       `Report data "${text.slice(0, 16)}..." is ${digits.length / 2} bytes; at most 64 fit`,
     );
   }
-  return Uint8Array.from(digits.match(/../g) ?? [], (b) => parseInt(b, 16));
+  return Uint8Array.fromHex(digits);
 }
 
 function parseVmpl(text: string | undefined): number | undefined {
@@ -123,12 +123,12 @@ export const command: Command = {
         via: report.via,
         format: report.format,
         provider: report.provider,
-        reportData: hex(report.reportData),
-        report: hex(report.report),
-        certificates: report.certificates === null ? null : hex(report.certificates),
+        reportData: report.reportData.toHex(),
+        report: report.report.toHex(),
+        certificates: report.certificates === null ? null : report.certificates.toHex(),
       });
     } else if (values.out === undefined) {
-      await printOut(hex(report.report) + "\n");
+      await printOut(report.report.toHex() + "\n");
     }
     return 0;
   },

@@ -6,6 +6,7 @@
  */
 import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
+import { parseDuration, UNITS_HELP } from "../runtime/units.ts";
 import {
   deploy,
   DeployError,
@@ -47,6 +48,8 @@ Options:
                               checks, timings, exit status, base64 output)
   -q, --quiet                 Do not print the steps on standard error
   -h, --help                  Show this help
+
+${UNITS_HELP}
 
 Exit status: the workload's own; 1 attestation failed; 64 usage; 65/66 bad or
 missing input; 69 keepmgr or keep unavailable; 76 protocol error; 78 bad
@@ -263,16 +266,6 @@ class Capture {
 async function writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
   let at = 0;
   while (at < bytes.length) at += await file.write(bytes.subarray(at));
-}
-
-/** Parses `500ms`, `30s`, `10m`, `1h` or plain seconds to milliseconds. */
-export function parseDuration(value: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (m === null || Number(m[1]) <= 0) {
-    throw new UsageError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 5m`);
-  }
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
-  return Number(m[1]) * unit;
 }
 
 async function readBytes(path: string, what: string): Promise<Uint8Array> {

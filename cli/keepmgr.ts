@@ -6,6 +6,7 @@
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
+import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
 import { type KeepLog, KeepManager } from "../runtime/keepmgr/keep_manager.ts";
 import { keepmgrHandler } from "../runtime/keepmgr/http.ts";
 import { loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.ts";
@@ -30,7 +31,9 @@ Options:
                           $ENARX_KVM_KERNEL); default nil
   --systemd               Run each keep as a transient systemd unit
                           (needs systemd as PID 1)
-  --keep-memory BYTES     Memory limit of each keep (suffixes K, M, G)
+  --keep-memory SIZE      Memory limit of each keep (e.g. 256M, 1G). KB, MB, GB
+                          now mean powers of 1000, as in "enarx run"; K, M, G
+                          (and KiB, MiB, GiB) stay powers of 1024
   --keep-timeout TIME     Lifetime limit of each keep (e.g. 90s, 10m; default 10m)
   --step-timeout TIME     Time a keep has for one step (default 30s)
   --client-timeout TIME   Time a keep waits for its client (default 120s)
@@ -38,6 +41,8 @@ Options:
   --json-logs             Log JSON lines to stderr (and print the start line as JSON)
   --wasmldr-command JSON  Run this command as wasmldr (JSON array; for testing)
   -h, --help              Show this help
+
+${UNITS_HELP}
 `;
 
 /** `enarx keepmgr`. */
@@ -126,7 +131,7 @@ export const command: Command = {
       maxKeeps: parseCount(values["max-keeps"] ?? "64", "--max-keeps"),
       keepMemory: values["keep-memory"] === undefined
         ? undefined
-        : parseBytes(values["keep-memory"], "--keep-memory"),
+        : parseSize(values["keep-memory"], "--keep-memory"),
       keepTimeoutMs,
       stepTimeoutMs: parseDuration(values["step-timeout"] ?? "30s", "--step-timeout"),
       clientTimeoutMs: parseDuration(values["client-timeout"] ?? "120s", "--client-timeout"),
@@ -212,26 +217,6 @@ function parseCount(value: string, flag: string): number {
     throw new UsageError(`${flag} "${value}" is not a positive whole number`);
   }
   return Number(value);
-}
-
-/** Parses `500ms`, `30s`, `10m`, `1h`, or plain seconds, to milliseconds. */
-export function parseDuration(value: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (m === null || Number(m[1]) <= 0) {
-    throw new UsageError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 10m, 1h`);
-  }
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
-  return Math.round(Number(m[1]) * unit);
-}
-
-/** Parses bytes with an optional K, M or G (binary) suffix. */
-export function parseBytes(value: string, flag: string): number {
-  const m = /^(\d+)([KMG])?(?:i?B)?$/i.exec(value.trim());
-  if (m === null || Number(m[1]) === 0) {
-    throw new UsageError(`${flag} "${value}" is not a size; use e.g. 268435456, 256M or 1G`);
-  }
-  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m[2] ?? "").toUpperCase()]!;
-  return Number(m[1]) * unit;
 }
 
 function defaultStateDir(): string {

@@ -6,6 +6,7 @@
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { ExitStatus, UsageError } from "../runtime/errors.ts";
+import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
 import { runBackend, runBackendNames, runInKeep } from "../runtime/backends/keep.ts";
 import { defaultModuleCacheDir } from "../runtime/wasm/module_cache.ts";
 import type { Preopen, Workload } from "../runtime/wasm/workload.ts";
@@ -26,11 +27,13 @@ Options:
                             path); ":ro" makes it read-only. Repeatable
       --env NAME=VALUE      Set an environment variable. Repeatable
       --timeout DURATION    Stop the guest after DURATION (500ms, 5s, 1m, 1h)
-      --max-memory BYTES    Limit linear memory (e.g. 65536, 64MiB, 1GiB)
+      --max-memory SIZE     Limit linear memory (e.g. 65536, 64MiB, 1GiB)
       --fuel N              Stop the guest after N units of fuel (metering
                             makes guest code about 2x slower)
       --no-cache            Do not use the compiled-module cache
   -h, --help                Show this help
+
+${UNITS_HELP}
 
 Exit status: the workload's own; 124 timeout, 125 fuel used up, 126 memory
 limit reached, 134 trap; 64 usage, 65 invalid module or Enarx.toml, 66
@@ -64,49 +67,6 @@ export function splitRunArgs(args: string[]): { own: string[]; guest: string[] }
     return { own: args.slice(0, i + 1), guest: rest[0] === "--" ? rest.slice(1) : rest };
   }
   return { own: args, guest: [] };
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Parses `500ms`, `5s`, `1.5m`, `1h` (a bare number is seconds) into milliseconds. */
-export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) {
-    throw new UsageError(`Invalid duration "${text}"; use e.g. 500ms, 5s, 1m or 1h`);
-  }
-  const ms = Number(match[1]) * DURATION_UNITS[match[2] ?? "s"];
-  if (!(ms > 0) || !Number.isFinite(ms)) {
-    throw new UsageError(`Invalid duration "${text}"; it must be more than zero`);
-  }
-  return Math.ceil(ms);
-}
-
-const SIZE_UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  k: 1024,
-  kib: 1024,
-  kb: 1000,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  mb: 1000 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3,
-  gb: 1000 ** 3,
-};
-
-/** Parses a byte size: `65536`, `64KiB`, `64MiB`, `1GiB` (K/M/G are binary, KB/MB/GB decimal). */
-export function parseByteSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
-  const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
-  if (!match || unit === undefined) {
-    throw new UsageError(`Invalid size "${text}"; use e.g. 65536, 64MiB or 1GiB`);
-  }
-  const bytes = Math.floor(Number(match[1]) * unit);
-  if (!(bytes > 0) || !Number.isSafeInteger(bytes)) {
-    throw new UsageError(`Invalid size "${text}"; it must be more than zero`);
-  }
-  return bytes;
 }
 
 /** Parses `--dir HOST[::GUEST][:ro]` (`:rw` is also accepted). */
@@ -188,10 +148,12 @@ export const command: Command = {
       preopens: (values.dir ?? []).map(parseDirOption),
       config: values.wasmcfgfile === undefined ? undefined : await loadConfig(values.wasmcfgfile),
       limits: {
-        timeoutMs: values.timeout === undefined ? undefined : parseDuration(values.timeout),
+        timeoutMs: values.timeout === undefined
+          ? undefined
+          : parseDuration(values.timeout, "--timeout"),
         maxMemoryBytes: values["max-memory"] === undefined
           ? undefined
-          : parseByteSize(values["max-memory"]),
+          : parseSize(values["max-memory"], "--max-memory"),
         fuel: values.fuel === undefined ? undefined : parseFuel(values.fuel),
       },
     };

@@ -1,6 +1,7 @@
 /**
  * The few libc calls that the kernel's TEE interfaces need and Deno does not
- * offer (a raw file descriptor, `ioctl`, `mmap`), bound with `Deno.dlopen`.
+ * offer (a raw file descriptor, `ioctl`, `mmap`, a pipe), bound once for the
+ * process.
  * A failed call throws {@link SyscallError}, which names errno (`ENOENT`,
  * `ENOTTY`, ...). No policy lives here: callers decide what a failure means.
  *
@@ -9,6 +10,7 @@
  *
  * @module
  */
+import { bindSymbols } from "./_bind_symbols.ts";
 
 /** `open` flags from `<fcntl.h>` (x86_64). */
 export const O_RDONLY = 0;
@@ -200,22 +202,33 @@ export class SyscallError extends Error {
   }
 }
 
-const SYMBOLS = {
+/**
+ * Every libc function that enarx calls, bound once for the whole process
+ * (ffi/_bind_symbols.ts). ffi/wasmtime/pipe.ts uses `pipe2`, `fcntl` and
+ * `close` for streamed guest output; the rest serve the kernel interfaces.
+ */
+export const LIBC_SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctl_value: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-let library: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+/** The bound functions of {@link LIBC_SYMBOLS}. */
+export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 
-function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  library ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return library.symbols;
+let library: Libc | undefined;
+
+/** The process's one binding of libc, opened on first use. For ffi/ only. */
+export function libc(): Libc {
+  library ??= bindSymbols("libc.so.6", LIBC_SYMBOLS);
+  return library;
 }
 
 /** The calling thread's errno. */

@@ -9,6 +9,7 @@
  * @module
  */
 import { decode, encode } from "cborg";
+import { bytesEqual, concatBytes } from "../bytes.ts";
 import { EnarxError } from "../errors.ts";
 
 /** The largest body or frame any hop accepts: 64 MiB (a workload module fits). */
@@ -86,7 +87,7 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeCborOptions = {}): 
   }
   // Deterministic encoding means one encoding per value: compare with ours.
   const again = encodeCbor(value);
-  if (!equalBytes(again, bytes)) {
+  if (!bytesEqual(again, bytes)) {
     throw new CborError(
       "cbor-malformed",
       `The ${what} is not deterministically encoded CBOR (RFC 8949 §4.2.1: shortest ` +
@@ -152,14 +153,7 @@ export function cborItemLength(bytes: Uint8Array, offset = 0): number | undefine
 
 /** Encodes values as a CBOR sequence (RFC 8742): the items one after another. */
 export function encodeCborSequence(values: unknown[]): Uint8Array {
-  const parts = values.map(encodeCbor);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(...values.map(encodeCbor));
 }
 
 /**
@@ -197,18 +191,4 @@ export async function* readCborSequence(
       `The CBOR sequence ended inside an item (${buffer.length} bytes left over)`,
     );
   }
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

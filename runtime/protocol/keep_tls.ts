@@ -139,14 +139,12 @@ function randomSerial(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   bytes[0] &= 0x7f; // positive
   bytes[0] |= 0x01; // no leading zero byte
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return bytes.toHex();
 }
 
 /** Encodes DER bytes as PEM with `label` (e.g. "PRIVATE KEY"). */
 export function pemFromDer(der: Uint8Array, label: string): string {
-  let binary = "";
-  for (const b of der) binary += String.fromCharCode(b);
-  const lines = btoa(binary).match(/.{1,64}/g) ?? [];
+  const lines = der.toBase64().match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
 }
 

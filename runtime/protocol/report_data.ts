@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { bytesEqualConstantTime, concatBytes } from "../bytes.ts";
 import { EnarxError } from "../errors.ts";
 
 /** The domain-separation label, NUL-terminated. */
@@ -32,10 +33,7 @@ export async function computeReportData(
     );
   }
   const label = new TextEncoder().encode(REPORT_DATA_LABEL);
-  const input = new Uint8Array(label.length + nonce.length + sealingKey.length);
-  input.set(label, 0);
-  input.set(nonce, label.length);
-  input.set(sealingKey, label.length + nonce.length);
+  const input = concatBytes(label, nonce, sealingKey);
   return new Uint8Array(await crypto.subtle.digest("SHA-512", input));
 }
 
@@ -44,10 +42,9 @@ export function freshNonce(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(NONCE_LENGTH));
 }
 
-/** Compares two byte strings in time that depends only on their lengths. */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
-}
+/**
+ * Compares two byte strings in time that depends only on their lengths.
+ * The same function as runtime/bytes.ts's {@link bytesEqualConstantTime}, kept
+ * under this name for its importers.
+ */
+export const bytesEqual: (a: Uint8Array, b: Uint8Array) => boolean = bytesEqualConstantTime;

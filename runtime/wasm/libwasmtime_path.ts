@@ -1,5 +1,5 @@
 /**
- * Finds the libwasmtime shared library that `ffi/wasmtime.ts` loads, and
+ * Finds the libwasmtime shared library that `ffi/wasmtime/` loads, and
  * loads it ({@linkcode loadLibwasmtime}).
  *
  * In order: the `ENARX_LIBWASMTIME` environment variable (set by `./enarx`
@@ -17,7 +17,8 @@
  *
  * @module
  */
-import { loadWasmtime, wasmtimeLoaded } from "../../ffi/wasmtime.ts";
+import { loadWasmtime, wasmtimeLoaded } from "../../ffi/wasmtime/mod.ts";
+import { bootstrapCacheDir, type GetEnv, userCacheDir } from "../dirs.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";
 
@@ -33,7 +34,7 @@ const REPO_ROOT = new URL("../../", import.meta.url);
 /** Options of {@linkcode libwasmtimePath}; the defaults are the real ones. */
 export interface LibwasmtimePathOptions {
   /** Reads an environment variable (default `Deno.env.get`). */
-  getEnv?: (name: string) => string | undefined;
+  getEnv?: GetEnv;
   /** Whether this is a compiled binary (default `Deno.build.standalone`). */
   standalone?: boolean;
   /** The directory that holds the embedded copy and its `.sha256`. */
@@ -70,7 +71,7 @@ export async function libwasmtimePath(options: LibwasmtimePathOptions = {}): Pro
       return await extractEmbedded(embedded, cacheHome(getEnv));
     }
   }
-  const checkoutCache = options.checkoutCache ?? bootstrapCache(getEnv);
+  const checkoutCache = options.checkoutCache ?? bootstrapCacheDir({ getEnv });
   const inCheckout = `${checkoutCache}/wasmtime-${WASMTIME_VERSION}/libwasmtime.so`;
   if (await isFile(inCheckout)) return inCheckout;
   throw new LibwasmtimeNotFoundError(
@@ -81,7 +82,7 @@ export async function libwasmtimePath(options: LibwasmtimePathOptions = {}): Pro
 
 /**
  * Loads libwasmtime once per process from {@linkcode libwasmtimePath}, so
- * that `ffi/wasmtime.ts` is ready to use. Throws LibwasmtimeNotFoundError
+ * that `ffi/wasmtime/` is ready to use. Throws LibwasmtimeNotFoundError
  * when there is no library to load, and ffi's WasmtimeLoadError when the
  * file cannot be opened as one.
  */
@@ -90,24 +91,10 @@ export async function loadLibwasmtime(options: LibwasmtimePathOptions = {}): Pro
   loadWasmtime(await libwasmtimePath(options));
 }
 
-/**
- * Where tools/bootstrap.sh puts the library: `$ENARX_CACHE`, else
- * `$XDG_CACHE_HOME/enarx`, else the checkout's `.cache/`.
- */
-function bootstrapCache(getEnv: (name: string) => string | undefined): string {
-  const explicit = getEnv("ENARX_CACHE");
-  if (explicit) return explicit;
-  const xdg = getEnv("XDG_CACHE_HOME");
-  if (xdg) return `${xdg}/enarx`;
-  return decodeURIComponent(new URL(".cache", REPO_ROOT).pathname);
-}
-
-/** The per-user cache root: `$XDG_CACHE_HOME/enarx` or `$HOME/.cache/enarx`. */
-function cacheHome(getEnv: (name: string) => string | undefined): string {
-  const xdg = getEnv("XDG_CACHE_HOME");
-  if (xdg) return `${xdg}/enarx`;
-  const home = getEnv("HOME");
-  if (home) return `${home}/.cache/enarx`;
+/** The per-user cache root (runtime/dirs.ts), or an error when neither XDG_CACHE_HOME nor HOME is set. */
+function cacheHome(getEnv: GetEnv): string {
+  const dir = userCacheDir({ getEnv });
+  if (dir !== undefined) return dir;
   throw new LibwasmtimeNotFoundError(
     "Cannot extract the embedded libwasmtime: neither XDG_CACHE_HOME nor HOME is set; " +
       "set one of them, or set ENARX_LIBWASMTIME",
@@ -166,8 +153,7 @@ async function extractEmbedded(embedded: URL, cacheRoot: string): Promise<string
 }
 
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
 }
 
 async function isFile(path: string | URL): Promise<boolean> {

@@ -14,7 +14,9 @@
  *
  * @module
  */
-import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../../ffi/wasmtime.ts";
+import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../../ffi/wasmtime/mod.ts";
+import { bytesEqual } from "../bytes.ts";
+import { userCacheDir } from "../dirs.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";
 
@@ -44,10 +46,8 @@ export function defaultModuleCacheDir(): string | undefined {
   if (explicit) return explicit;
   const enarx = Deno.env.get("ENARX_CACHE");
   if (enarx) return join(enarx, "modules");
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  if (xdg) return join(xdg, "enarx", "modules");
-  const home = Deno.env.get("HOME");
-  return home ? join(home, ".cache", "enarx", "modules") : undefined;
+  const user = userCacheDir();
+  return user === undefined ? undefined : join(user, "modules");
 }
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
@@ -95,20 +95,12 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 /** The cache key of `wasm` compiled by `engine`, as 32 bytes. */
 export async function moduleCacheKey(
   engine: Engine,
   wasm: Uint8Array<ArrayBuffer>,
 ): Promise<Uint8Array> {
-  const moduleHash = hex(await sha256(wasm));
+  const moduleHash = (await sha256(wasm)).toHex();
   const o = engine.options;
   const description = [
     FORMAT,
@@ -124,7 +116,7 @@ export async function moduleCacheKey(
 
 /** Where the entry for `key` lives in `dir`. */
 export function moduleCachePath(dir: string, key: Uint8Array): string {
-  return join(dir, `${hex(key)}.cwasm`);
+  return join(dir, `${key.toHex()}.cwasm`);
 }
 
 /** Builds an entry: header (magic, key, payload hash, length) then the payload. */
@@ -144,12 +136,12 @@ async function decodeEntry(
   entry: Uint8Array<ArrayBuffer>,
 ): Promise<Uint8Array<ArrayBuffer> | undefined> {
   if (entry.length < HEADER_SIZE) return undefined;
-  if (!equalBytes(entry.subarray(0, 8), MAGIC)) return undefined;
-  if (!equalBytes(entry.subarray(8, 40), key)) return undefined;
+  if (!bytesEqual(entry.subarray(0, 8), MAGIC)) return undefined;
+  if (!bytesEqual(entry.subarray(8, 40), key)) return undefined;
   const length = new DataView(entry.buffer, entry.byteOffset).getBigUint64(72, true);
   if (length !== BigInt(entry.length - HEADER_SIZE)) return undefined;
   const payload = entry.subarray(HEADER_SIZE);
-  if (!equalBytes(await sha256(payload), entry.subarray(40, 72))) return undefined;
+  if (!bytesEqual(await sha256(payload), entry.subarray(40, 72))) return undefined;
   return payload;
 }
 

@@ -27,7 +27,7 @@ import {
   type WasmFrame,
   WasmtimeFfiError,
   WasmtimeLoadError,
-} from "../../ffi/wasmtime.ts";
+} from "../../ffi/wasmtime/mod.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
 import { compileModule, decodeModuleBytes } from "./module_cache.ts";
@@ -329,6 +329,181 @@ export async function runWorkload(
   }
 }
 
+/**
+ * Stops a run on its deadline or abort signal: bumps the engine's epoch
+ * (the guest traps with `interrupt` at its next check), then gives a guest
+ * blocked in a host call (e.g. reading a stdin that never ends), which does
+ * not see the epoch, a grace period before `stuck` resolves and it is
+ * abandoned.
+ */
+interface Interrupter {
+  /** Stops the guest; later calls do nothing. */
+  interrupt(): void;
+  /** Whether interrupt() was called. */
+  readonly timedOut: boolean;
+  /** Resolves once an interrupted guest is past its grace period. */
+  readonly stuck: Promise<"stuck">;
+  /** Starts the timeout timer and listens to the signal. */
+  arm(limits: WorkloadLimits, signal: AbortSignal | undefined): void;
+  /** Clears the timers and stops listening to the signal. */
+  disarm(signal: AbortSignal | undefined): void;
+}
+
+function interrupterFor(engine: Engine): Interrupter {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  let onStuck: () => void = () => {};
+  const self = {
+    timedOut: false,
+    stuck: new Promise<"stuck">((resolve) => onStuck = () => resolve("stuck")),
+    interrupt(): void {
+      if (self.timedOut) return;
+      self.timedOut = true;
+      engine.incrementEpoch();
+      graceTimer = setTimeout(onStuck, ABANDON_GRACE_MS);
+    },
+    arm(limits: WorkloadLimits, signal: AbortSignal | undefined): void {
+      if (limits.timeoutMs !== undefined) timer = setTimeout(self.interrupt, limits.timeoutMs);
+      if (signal) {
+        if (signal.aborted) self.interrupt();
+        signal.addEventListener("abort", self.interrupt, { once: true });
+      }
+    },
+    disarm(signal: AbortSignal | undefined): void {
+      if (timer !== undefined) clearTimeout(timer);
+      if (graceTimer !== undefined) clearTimeout(graceTimer);
+      signal?.removeEventListener("abort", self.interrupt);
+    },
+  };
+  return self;
+}
+
+/** Compiles (or loads from the cache) `bytes`, and checks that it is a WASI command. */
+async function compileCommand(
+  engine: Engine,
+  module: { bytes: Uint8Array<ArrayBuffer>; origin: string },
+  options: RunOptions,
+): Promise<Module> {
+  const compiled = await compileModule(engine, module.bytes, {
+    cacheDir: options.cacheDir,
+    origin: module.origin,
+    onCompile: options.onCompile,
+  });
+  if (!compiled.exports().includes("_start")) {
+    compiled.close();
+    throw new EnarxError(
+      "module-no-start",
+      `Module "${module.origin}" exports no "_start" function; it is not a WASI command`,
+      { exit: "dataError" },
+    );
+  }
+  return compiled;
+}
+
+/** Throws when the linker cannot satisfy every import of `module`. */
+function checkImports(linked: { linker: Linker; store: Store }, module: Module, origin: string) {
+  const missing = unsatisfiedImports(linked.linker, linked.store, module);
+  if (missing.length > 0) {
+    throw new EnarxError(
+      "module-unknown-imports",
+      `Module "${origin}" needs imports that enarx does not provide: ${missing.join(", ")}`,
+      { exit: "dataError" },
+    );
+  }
+}
+
+/** Sets the guest's standard input as `options.stdin` says, when fd 0 is stdin. */
+function setStdin(wasi: WasiConfig, stdin: StdinSource): void {
+  if (stdin === "inherit") wasi.setStdin({ kind: "inherit" });
+  else if (stdin instanceof Uint8Array) wasi.setStdin({ kind: "bytes", bytes: stdin });
+  else if (stdin !== "null") wasi.setStdin({ kind: "file", path: stdin.path });
+}
+
+/** The output streams being pumped and the pipes not yet closed, of one run. */
+interface Streams {
+  pumps: Pump[];
+  pipes: Pipe[];
+}
+
+/**
+ * Makes the guest's WASI configuration: argv, env, stdio, preopens. Returns
+ * it with the read ends of output pipes still to open (after wasmtime has
+ * opened the write ends). Bad settings throw EnarxError `wasi-config`.
+ */
+function wasiConfigFor(
+  workload: Workload,
+  options: RunOptions,
+  context: { preopens: Preopen[]; streams: Streams },
+): { wasi: WasiConfig; opens: (() => Promise<void>)[] } {
+  const { pumps, pipes } = context.streams;
+  const wasi = new WasiConfig();
+  const opens: (() => Promise<void>)[] = [];
+  try {
+    wasi.setArgv(guestArgv(workload));
+    wasi.setEnv(guestEnv(workload));
+    const [k0, k1, k2] = stdioKinds(workload.config);
+    if (k0 === "stdin") setStdin(wasi, options.stdin ?? "null");
+    const sinkFor = (kind: FileKind): OutputSink =>
+      kind === "stdout"
+        ? options.stdout ?? "inherit"
+        : kind === "stderr"
+        ? options.stderr ?? "inherit"
+        : "null";
+    const out = outputTarget(sinkFor(k1), pumps, pipes);
+    const err = outputTarget(sinkFor(k2), pumps, pipes);
+    wasi.setStdout(out.target);
+    wasi.setStderr(err.target);
+    for (const t of [out, err]) if (t.open) opens.push(t.open);
+    for (const dir of context.preopens) {
+      wasi.preopenDir(dir.host, dir.guest, { writable: !dir.readOnly });
+    }
+  } catch (error) {
+    wasi.close();
+    if (error instanceof WasmtimeFfiError) throw wasiFailure(error);
+    throw error;
+  }
+  return { wasi, opens };
+}
+
+/** Sets the store's memory limit, fuel and epoch deadline. */
+function applyLimits(store: Store, limits: WorkloadLimits, interruptible: boolean): void {
+  if (limits.maxMemoryBytes !== undefined) {
+    store.setLimits({ memorySize: limits.maxMemoryBytes });
+  }
+  if (limits.fuel !== undefined) store.setFuel(BigInt(limits.fuel));
+  if (interruptible) store.setEpochDeadline(1n);
+}
+
+/** Instantiates and runs `_start`; "stuck" when an interrupted guest had to be abandoned. */
+async function execute(
+  linked: { linker: Linker; store: Store; module: Module },
+  context: { limits: WorkloadLimits; deadline: Interrupter },
+): Promise<WorkloadResult | "stuck"> {
+  const { limits, deadline } = context;
+  const instantiated = await Promise.race([
+    linked.linker.instantiate(linked.store, linked.module),
+    deadline.stuck,
+  ]);
+  if (instantiated === "stuck") return "stuck";
+  if (!("instance" in instantiated)) {
+    return classify(instantiated.failed, {
+      limits,
+      timedOut: deadline.timedOut,
+      instance: undefined,
+    });
+  }
+  const outcome = await Promise.race([
+    instantiated.instance.callNonblocking("_start"),
+    deadline.stuck,
+  ]);
+  if (outcome === "stuck") return "stuck";
+  return classify(outcome, {
+    limits,
+    timedOut: deadline.timedOut,
+    instance: instantiated.instance,
+  });
+}
+
 async function run(workload: Workload, options: RunOptions): Promise<WorkloadResult> {
   const limits = workload.limits ?? {};
   const { bytes, origin } = await readWorkloadModule(workload);
@@ -337,128 +512,45 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
 
   const interruptible = limits.timeoutMs !== undefined || options.signal !== undefined;
   const engine = new Engine(engineOptionsFor(limits, interruptible));
-  const pipes: Pipe[] = [];
-  const pumps: Pump[] = [];
+  const deadline = interrupterFor(engine);
+  const streams: Streams = { pumps: [], pipes: [] };
   let store: Store | undefined;
   let module: Module | undefined;
   let linker: Linker | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let timedOut = false;
-  // A guest blocked in a host call (e.g. reading a stdin that never ends)
-  // does not see the epoch; after a grace period it is abandoned.
   let abandoned = false;
-  let graceTimer: ReturnType<typeof setTimeout> | undefined;
-  let onStuck: () => void = () => {};
-  const stuck = new Promise<"stuck">((resolve) => onStuck = () => resolve("stuck"));
-  const onAbort = () => {
-    if (timedOut) return;
-    timedOut = true;
-    engine.incrementEpoch();
-    graceTimer = setTimeout(onStuck, ABANDON_GRACE_MS);
-  };
   try {
-    module = await compileModule(engine, bytes, {
-      cacheDir: options.cacheDir,
-      origin,
-      onCompile: options.onCompile,
-    });
-    if (!module.exports().includes("_start")) {
-      throw new EnarxError(
-        "module-no-start",
-        `Module "${origin}" exports no "_start" function; it is not a WASI command`,
-        { exit: "dataError" },
-      );
-    }
-
+    module = await compileCommand(engine, { bytes, origin }, options);
     store = new Store(engine);
     linker = new Linker(engine);
-    const missing = unsatisfiedImports(linker, store, module);
-    if (missing.length > 0) {
-      throw new EnarxError(
-        "module-unknown-imports",
-        `Module "${origin}" needs imports that enarx does not provide: ${missing.join(", ")}`,
-        { exit: "dataError" },
-      );
-    }
+    checkImports({ linker, store }, module, origin);
 
-    const wasi = new WasiConfig();
-    const opens: (() => Promise<void>)[] = [];
-    try {
-      wasi.setArgv(guestArgv(workload));
-      wasi.setEnv(guestEnv(workload));
-      const [k0, k1, k2] = stdioKinds(workload.config);
-      if (k0 === "stdin") {
-        const stdin = options.stdin ?? "null";
-        if (stdin === "inherit") wasi.setStdin({ kind: "inherit" });
-        else if (stdin instanceof Uint8Array) wasi.setStdin({ kind: "bytes", bytes: stdin });
-        else if (stdin !== "null") wasi.setStdin({ kind: "file", path: stdin.path });
-      }
-      const sinkFor = (kind: FileKind): OutputSink =>
-        kind === "stdout"
-          ? options.stdout ?? "inherit"
-          : kind === "stderr"
-          ? options.stderr ?? "inherit"
-          : "null";
-      const out = outputTarget(sinkFor(k1), pumps, pipes);
-      const err = outputTarget(sinkFor(k2), pumps, pipes);
-      wasi.setStdout(out.target);
-      wasi.setStderr(err.target);
-      for (const t of [out, err]) if (t.open) opens.push(t.open);
-      for (const dir of preopens) {
-        wasi.preopenDir(dir.host, dir.guest, { writable: !dir.readOnly });
-      }
-    } catch (error) {
-      wasi.close();
-      if (error instanceof WasmtimeFfiError) throw wasiFailure(error);
-      throw error;
-    }
+    const { wasi, opens } = wasiConfigFor(workload, options, { preopens, streams });
     for (const open of opens) await open();
-    for (const pipe of pipes) pipe.close();
-    pipes.length = 0;
+    for (const pipe of streams.pipes) pipe.close();
+    streams.pipes.length = 0;
     store.setWasi(wasi);
+    applyLimits(store, limits, interruptible);
+    deadline.arm(limits, options.signal);
 
-    if (limits.maxMemoryBytes !== undefined) {
-      store.setLimits({ memorySize: limits.maxMemoryBytes });
-    }
-    if (limits.fuel !== undefined) store.setFuel(BigInt(limits.fuel));
-    if (interruptible) store.setEpochDeadline(1n);
-    if (limits.timeoutMs !== undefined) timer = setTimeout(onAbort, limits.timeoutMs);
-    if (options.signal) {
-      if (options.signal.aborted) onAbort();
-      options.signal.addEventListener("abort", onAbort, { once: true });
-    }
-
-    const instantiated = await Promise.race([linker.instantiate(store, module), stuck]);
-    let result: WorkloadResult;
-    if (instantiated === "stuck") {
+    const result = await execute({ linker, store, module }, { limits, deadline });
+    if (result === "stuck") {
       abandoned = true;
       return abandonedResult(limits);
-    } else if ("instance" in instantiated) {
-      const outcome = await Promise.race([instantiated.instance.callNonblocking("_start"), stuck]);
-      if (outcome === "stuck") {
-        abandoned = true;
-        return abandonedResult(limits);
-      }
-      result = classify(outcome, { limits, timedOut, instance: instantiated.instance });
-    } else {
-      result = classify(instantiated.failed, { limits, timedOut, instance: undefined });
     }
     // Closing the store closes the guest's ends of the output pipes, which
     // lets the pumps see end-of-file once everything written is delivered.
     store.close();
-    await Promise.all(pumps.map((p) => p.done));
+    await Promise.all(streams.pumps.map((p) => p.done));
     return result;
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
-    if (graceTimer !== undefined) clearTimeout(graceTimer);
-    options.signal?.removeEventListener("abort", onAbort);
-    for (const pipe of pipes) pipe.close();
+    deadline.disarm(options.signal);
+    for (const pipe of streams.pipes) pipe.close();
     // An abandoned guest's worker thread still uses the store, module and
     // engine: they are leaked on purpose, and its output pumps end with the
     // process.
     if (!abandoned) {
       store?.close();
-      await Promise.allSettled(pumps.map((p) => p.done));
+      await Promise.allSettled(streams.pumps.map((p) => p.done));
       linker?.close();
       module?.close();
       engine.close();

@@ -16,7 +16,7 @@ Deno.test("measurement: covers wasmldr's import graph, including the wasmtime FF
       "cli/wasmldr.ts",
       "runtime/keep/wasmldr.ts",
       "runtime/wasm/workload.ts",
-      "ffi/wasmtime.ts",
+      "ffi/wasmtime/mod.ts",
     ]
   ) {
     assert.ok(files.includes(f), f);

@@ -1,7 +1,7 @@
 /** The compiled-module cache: hits, misses, stale and corrupt entries. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Engine, Linker, Store, WasiConfig, wat2wasm } from "../../ffi/wasmtime.ts";
+import { Engine, Linker, Store, WasiConfig, wat2wasm } from "../../ffi/wasmtime/mod.ts";
 import {
   type CacheOutcome,
   compileModule,

@@ -8,7 +8,8 @@ import { enarx, ensureLibwasmtime, ROOT, workload } from "../workloads/helpers.t
 import { runWorkload } from "../../runtime/wasm/workload.ts";
 import { parseEnarxConfig } from "../../runtime/wasm/config.ts";
 import { EnarxError } from "../../runtime/errors.ts";
-import { parseByteSize, parseDirOption, parseDuration, splitRunArgs } from "../../cli/run.ts";
+import { parseDirOption, splitRunArgs } from "../../cli/run.ts";
+import { parseDuration, parseSize as parseByteSize } from "../../runtime/units.ts";
 
 ensureLibwasmtime();
 const PROBE = workload("probe.wasm");

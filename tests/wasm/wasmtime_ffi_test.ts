@@ -1,5 +1,5 @@
 /**
- * ffi/wasmtime.ts against wasmtime's own C headers: every bound symbol's
+ * ffi/wasmtime/ against wasmtime's own C headers: every bound symbol's
  * parameter and result kinds are compared with its prototype (the headers
  * preprocessed by gcc), and the struct sizes and constants we hard-code are
  * compared with what a C compiler computes. Then the handles are exercised.
@@ -19,7 +19,7 @@ import {
   WASMTIME_SYMBOLS,
   WasmtimeFfiError,
   wat2wasm,
-} from "../../ffi/wasmtime.ts";
+} from "../../ffi/wasmtime/mod.ts";
 import { ensureLibwasmtime, ROOT } from "../workloads/helpers.ts";
 import { WASMTIME_VERSION } from "../../runtime/version.ts";
 

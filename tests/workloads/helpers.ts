@@ -5,7 +5,7 @@
  * @module
  */
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { loadWasmtime } from "../../ffi/wasmtime.ts";
+import { loadWasmtime } from "../../ffi/wasmtime/mod.ts";
 
 /** The repository root. */
 export const ROOT = fromFileUrl(new URL("../../", import.meta.url));

@@ -2,7 +2,7 @@
  * The wasmtime C API symbols that enarx binds, as a `Deno.dlopen` symbol
  * table. The prototypes come from wasmtime 50's headers (`wasm.h`, `wasi.h`,
  * `wasmtime/*.h`); tests/wasm/wasmtime_ffi_test.ts parses those headers and checks
- * every entry here against them. Private to ffi/.
+ * every entry here against them. Private to ffi/wasmtime/.
  *
  * Pointer parameters that receive caller-owned memory are `buffer`; opaque
  * handles and out-pointers that wasmtime fills are `pointer` or `buffer`.
@@ -10,7 +10,7 @@
  * @module
  */
 
-/** Symbols of libwasmtime used by ffi/wasmtime.ts. */
+/** Symbols of libwasmtime used by ffi/wasmtime/. */
 export const WASMTIME_SYMBOLS = {
   // wasm.h: vectors, config, engine, traps, frames, import types
   wasm_byte_vec_new: { parameters: ["buffer", "usize", "buffer"], result: "void" },
@@ -131,11 +131,4 @@ export const WASMTIME_SYMBOLS = {
   wasi_config_set_stderr_file: { parameters: ["pointer", "buffer"], result: "bool" },
   wasi_config_inherit_stderr: { parameters: ["pointer"], result: "void" },
   wasi_config_preopen_dir: { parameters: ["pointer", "buffer", "buffer", "bool"], result: "bool" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-/** Symbols of the C library used to make pipes for streamed guest output. */
-export const LIBC_SYMBOLS = {
-  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
