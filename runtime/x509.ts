@@ -10,6 +10,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { EnarxError } from "./errors.ts";
+import { bytesEqual } from "./bytes.ts";
 
 export * from "@peculiar/x509";
 
@@ -222,10 +223,6 @@ export async function verifySignedBy(
   } catch {
     return false;
   }
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** SHA-256 of DER bytes, as lower-case hex (a certificate's fingerprint). */

@@ -8,6 +8,7 @@
  */
 import { BasicConstraintsExtension, X509Certificate } from "../x509.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
+import { bytesEqual } from "../bytes.ts";
 
 /** At most this many parsed certificates are kept for reuse. */
 const CACHE_LIMIT = 512;
@@ -148,12 +149,6 @@ const ECDSA_ALGORITHMS: [string, string][] = [
   ["300a06082a8648ce3d040304", "SHA-512"],
 ];
 
-function hexOf(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
-}
-
 /** A strict DER INTEGER that is positive, as unsigned big-endian bytes. */
 function positiveInteger(bytes: Uint8Array, el: Der): Uint8Array {
   if (el.tag !== 0x02 || el.end === el.valueStart) throw new RangeError("Not an INTEGER");
@@ -183,8 +178,8 @@ function signedPartsStrict(
   if (inner.tag === 0xa0) inner = readDer(der, inner.end, tbs.end);
   if (inner.tag !== 0x02) throw new RangeError("No serial number");
   const tbsAlg = readDer(der, inner.end, tbs.end);
-  const algHex = hexOf(der.subarray(alg.start, alg.end));
-  if (algHex !== hexOf(der.subarray(tbsAlg.start, tbsAlg.end))) {
+  const algHex = der.subarray(alg.start, alg.end).toHex();
+  if (algHex !== der.subarray(tbsAlg.start, tbsAlg.end).toHex()) {
     throw new RangeError("Outer and signed algorithms differ");
   }
   const hash = ECDSA_ALGORITHMS.find(([h]) => h === algHex)?.[1];
@@ -254,12 +249,6 @@ async function signedBy(subject: X509Certificate, issuer: X509Certificate): Prom
 function isCa(cert: X509Certificate): boolean {
   const bc = cert.getExtension(BasicConstraintsExtension);
   return bc !== null && bc.ca;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The three checks of a certificate chain, and the parsed certificates leaf first. */

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { bytesEqual, fromHex } from "./_bytes.ts";
+import { bytesEqual } from "../bytes.ts";
 import { decodeEvidenceBundle, looksLikeEvidenceBundle } from "./bundle.ts";
 import type { IntelCollateral } from "./intel/intel_collateral.ts";
 import { verifyNitroDocument } from "./aws/nitro.ts";
@@ -112,7 +112,7 @@ export function detectEvidence(bytes: Uint8Array): DetectedEvidence {
 function hexClaim(value: unknown): Uint8Array | null {
   if (typeof value !== "string") return null;
   try {
-    return fromHex(value);
+    return Uint8Array.fromHex(value);
   } catch {
     return null;
   }

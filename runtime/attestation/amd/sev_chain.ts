@@ -18,7 +18,8 @@
  *
  * @module
  */
-import { bytesEqual, isAllZero, reversed, toHex } from "../_bytes.ts";
+import { isAllZero, reversed } from "../_bytes.ts";
+import { bytesEqual } from "../../bytes.ts";
 import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "../result.ts";
 import type { Check, Claims } from "../result.ts";
 import {
@@ -311,16 +312,15 @@ async function checkCa(signed: AmdCaCert, signer: AmdCaCert): Promise<SigOutcome
   if (!bytesEqual(signed.certifyingId, signer.keyId)) {
     return {
       ok: false,
-      detail: `CERTIFYING_ID ${toHex(signed.certifyingId)} is not the signer's KEY_ID ${
-        toHex(signer.keyId)
-      }`,
+      detail:
+        `CERTIFYING_ID ${signed.certifyingId.toHex()} is not the signer's KEY_ID ${signer.keyId.toHex()}`,
     };
   }
   const ok = await verifyRsaPss(signer.publicKey, signed.signature, signed.signed);
   const { hash } = rsaHashFor(signer.publicKey);
   return {
     ok,
-    detail: `RSA-PSS ${signer.publicKey.bits}-bit with ${hash}, KEY_ID ${toHex(signer.keyId)}: ${
+    detail: `RSA-PSS ${signer.publicKey.bits}-bit with ${hash}, KEY_ID ${signer.keyId.toHex()}: ${
       ok ? "valid" : "invalid"
     }`,
   };
@@ -461,8 +461,8 @@ export async function verifySevChain(
     description: "The ARK is AMD's, pinned (a supplied ARK is compared, never trusted)",
     ok: pinnedMatch,
     detail: pinnedMatch
-      ? `the ${generation} ARK, KEY_ID ${toHex(ark.keyId)}${suppliedArk ? " (supplied)" : ""}`
-      : `the ARK with KEY_ID ${toHex(ark.keyId)} is not AMD's ${generation} ARK nor a ` +
+      ? `the ${generation} ARK, KEY_ID ${ark.keyId.toHex()}${suppliedArk ? " (supplied)" : ""}`
+      : `the ARK with KEY_ID ${ark.keyId.toHex()} is not AMD's ${generation} ARK nor a ` +
         `trusted root`,
   });
 
@@ -474,11 +474,11 @@ export async function verifySevChain(
     oca: certClaims(oca),
     cek: certClaims(cek),
     pdhPublicKey: pdhKey.kind === "ec"
-      ? toHex(Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y))
-      : toHex(pdhKey.modulus),
-    askKeyId: toHex(ask.keyId),
-    askCertifyingId: toHex(ask.certifyingId),
-    arkKeyId: toHex(ark.keyId),
+      ? Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y).toHex()
+      : pdhKey.modulus.toHex(),
+    askKeyId: ask.keyId.toHex(),
+    askCertifyingId: ask.certifyingId.toHex(),
+    arkKeyId: ark.keyId.toHex(),
     askSupplied: suppliedAsk !== undefined,
     arkSupplied: suppliedArk !== undefined,
   };

@@ -77,14 +77,6 @@ function unb64(text: string): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function unhex(text: string): Uint8Array<ArrayBuffer> {
-  return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
-}
-
 function derInt(n: number): Uint8Array<ArrayBuffer> {
   return n >= 0x80 ? Uint8Array.of(0x02, 0x02, 0x00, n) : Uint8Array.of(0x02, 0x01, n);
 }
@@ -158,8 +150,8 @@ async function generateState(): Promise<SimState> {
   return {
     version: 1,
     product: "Milan",
-    chipId: hex(chipId),
-    tcb: hex(SIM_TCB),
+    chipId: chipId.toHex(),
+    tcb: SIM_TCB.toHex(),
     certs: {
       ark: b64(new Uint8Array(arkCert.rawData)),
       ask: b64(new Uint8Array(askCert.rawData)),
@@ -244,8 +236,8 @@ export class SnpSimulator {
     rootFingerprint: string,
   ) {
     this.stateDir = stateDir;
-    this.chipId = unhex(state.chipId);
-    this.tcb = unhex(state.tcb);
+    this.chipId = Uint8Array.fromHex(state.chipId);
+    this.tcb = Uint8Array.fromHex(state.tcb);
     this.arkDer = unb64(state.certs.ark);
     this.askDer = unb64(state.certs.ask);
     this.vcekDer = unb64(state.certs.vcek);
@@ -285,7 +277,7 @@ export class SnpSimulator {
       const ark = unb64(state.certs.ark);
       new X509Certificate(ark); // fails early on a damaged state file
       const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", ark));
-      return new SnpSimulator(stateDir, state, vcekKey, hex(digest));
+      return new SnpSimulator(stateDir, state, vcekKey, digest.toHex());
     } catch (error) {
       throw stateError(path, (error as Error).message, error);
     }

@@ -25,7 +25,8 @@ import {
   X509Certificate,
   X509Crl,
 } from "../../x509.ts";
-import { bytesEqual, isAllZero, toHex } from "../_bytes.ts";
+import { isAllZero } from "../_bytes.ts";
+import { bytesEqual } from "../../bytes.ts";
 import { AMD_SNP_ROOTS } from "./amd_roots.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
 import {
@@ -635,8 +636,8 @@ function chipIdCheck(
     description,
     ok,
     ok
-      ? toHex(chip).slice(0, 16) + "…"
-      : `hwID ${toHex(ext.hwId).slice(0, 16)}… differs from CHIP_ID ${toHex(chip).slice(0, 16)}…`,
+      ? chip.toHex().slice(0, 16) + "…"
+      : `hwID ${ext.hwId.toHex().slice(0, 16)}… differs from CHIP_ID ${chip.toHex().slice(0, 16)}…`,
   );
 }
 
@@ -757,10 +758,8 @@ function policyChecks(
       "The launch measurement is one the policy expects",
       ok,
       ok
-        ? toHex(report.measurement)
-        : `${
-          toHex(report.measurement)
-        } is not among ${measurements.length} expected measurement(s)`,
+        ? report.measurement.toHex()
+        : `${report.measurement.toHex()} is not among ${measurements.length} expected measurement(s)`,
     ));
   }
   const expectedData = options.reportData ?? policy.reportData;
@@ -771,8 +770,8 @@ function policyChecks(
       "REPORT_DATA is what the verifier expects (binds the nonce and key)",
       ok,
       ok
-        ? toHex(report.reportData)
-        : `expected ${toHex(padTo(expectedData, 64))}, got ${toHex(report.reportData)}`,
+        ? report.reportData.toHex()
+        : `expected ${padTo(expectedData, 64).toHex()}, got ${report.reportData.toHex()}`,
     ));
   }
   if (policy.hostData) {
@@ -782,8 +781,8 @@ function policyChecks(
       "HOST_DATA is what the policy expects",
       ok,
       ok
-        ? toHex(report.hostData)
-        : `expected ${toHex(padTo(policy.hostData, 32))}, got ${toHex(report.hostData)}`,
+        ? report.hostData.toHex()
+        : `expected ${padTo(policy.hostData, 32).toHex()}, got ${report.hostData.toHex()}`,
     ));
   }
   if (policy.minTcb) {

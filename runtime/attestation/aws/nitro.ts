@@ -51,12 +51,6 @@ export const NITRO_TIMESTAMP_SKEW_MS = 5 * 60 * 1000;
 
 const AWS_ROOT_DER = pemCertificates(AWS_NITRO_ROOT_G1_PEM, "embedded AWS Nitro root")[0];
 
-function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
-}
-
 function isBytes(v: unknown, min: number, max: number): v is Uint8Array {
   return v instanceof Uint8Array && v.length >= min && v.length <= max;
 }
@@ -205,12 +199,12 @@ export async function verifyNitroDocument(
   claims.timestamp = payload.timestamp ?? null;
   claims.time = payload.timestamp === undefined ? null : new Date(payload.timestamp).toISOString();
   const pcrs: Record<string, string> = {};
-  for (const [i, v] of [...payload.pcrs].sort((a, b) => a[0] - b[0])) pcrs[String(i)] = toHex(v);
+  for (const [i, v] of [...payload.pcrs].sort((a, b) => a[0] - b[0])) pcrs[String(i)] = v.toHex();
   claims.pcrs = pcrs;
   claims.measurement = pcrs["0"] ?? null;
-  claims.publicKey = payload.publicKey ? toHex(payload.publicKey) : null;
-  claims.userData = payload.userData ? toHex(payload.userData) : null;
-  claims.nonce = payload.nonce ? toHex(payload.nonce) : null;
+  claims.publicKey = payload.publicKey ? payload.publicKey.toHex() : null;
+  claims.userData = payload.userData ? payload.userData.toHex() : null;
+  claims.nonce = payload.nonce ? payload.nonce.toHex() : null;
 
   // Signature by the document's certificate.
   const leaf = payload.certificate === undefined

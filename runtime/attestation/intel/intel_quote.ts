@@ -25,6 +25,7 @@ import {
 import { INTEL_SGX_ROOT_CA_PEM } from "./intel_roots.ts";
 import { collateralChecks, type IntelCollateral } from "./intel_collateral.ts";
 import { pckRevocationCheck } from "./intel_crl.ts";
+import { bytesEqual } from "../../bytes.ts";
 
 /** A field of a binary structure: its offset and size in bytes. */
 export interface Field {
@@ -165,13 +166,6 @@ export interface IntelQuote {
 
 function malformed(message: string): MalformedEvidenceError {
   return new MalformedEvidenceError(message);
-}
-
-/** Hex of bytes, lower case. */
-export function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
 }
 
 /** Reads a field's bytes (a view). */
@@ -494,7 +488,7 @@ export function parsePckExtension(value: Uint8Array): PckExtension {
     const name = oidText(oid.value);
     switch (name) {
       case `${SGX_EXTENSION_OID}.1`:
-        out.ppid = toHex(val.value);
+        out.ppid = val.value.toHex();
         break;
       case `${SGX_EXTENSION_OID}.2`:
         for (const tcb of readSequence(val.value)) {
@@ -504,20 +498,20 @@ export function parsePckExtension(value: Uint8Array): PckExtension {
           const n = Number(sub);
           if (n >= 1 && n <= 16) out.sgxTcbComponents[n - 1] = derUint(tval.value);
           else if (n === 17) out.pceSvn = derUint(tval.value);
-          else if (n === 18) out.cpuSvn = toHex(tval.value);
+          else if (n === 18) out.cpuSvn = tval.value.toHex();
         }
         break;
       case `${SGX_EXTENSION_OID}.3`:
-        out.pceId = toHex(val.value);
+        out.pceId = val.value.toHex();
         break;
       case `${SGX_EXTENSION_OID}.4`:
-        out.fmspc = toHex(val.value);
+        out.fmspc = val.value.toHex();
         break;
       case `${SGX_EXTENSION_OID}.5`:
         out.sgxType = derUint(val.value);
         break;
       case `${SGX_EXTENSION_OID}.6`:
-        out.platformInstanceId = toHex(val.value);
+        out.platformInstanceId = val.value.toHex();
         break;
     }
   }
@@ -551,12 +545,6 @@ export interface QuoteVerifyOptions {
 }
 
 const INTEL_ROOT_DER = pemCertificates(INTEL_SGX_ROOT_CA_PEM, "embedded Intel SGX Root CA")[0];
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function allZero(bytes: Uint8Array): boolean {
   return bytes.every((b) => b === 0);
@@ -613,7 +601,7 @@ async function qeReportSignedBy(
     memo = new Map();
     qeSignatureMemo.set(pck, memo);
   }
-  const key = toHex(report) + toHex(signature);
+  const key = report.toHex() + signature.toHex();
   const known = memo.get(key);
   if (known !== undefined) return known;
   const publicKey = await pck.publicKey.export({ name: "ECDSA", namedCurve: "P-256" }, ["verify"]);
@@ -633,20 +621,20 @@ export function policyAllowsDebug(policy: unknown): boolean {
 export function sgxBodyClaims(body: Uint8Array): Record<string, string | number | boolean> {
   const flags = fieldUint(body, SGX_REPORT_BODY.attributesFlags) as bigint;
   return {
-    cpuSvn: toHex(fieldBytes(body, SGX_REPORT_BODY.cpuSvn)),
+    cpuSvn: fieldBytes(body, SGX_REPORT_BODY.cpuSvn).toHex(),
     miscSelect: fieldNumber(body, SGX_REPORT_BODY.miscSelect),
-    isvExtProdId: toHex(fieldBytes(body, SGX_REPORT_BODY.isvExtProdId)),
+    isvExtProdId: fieldBytes(body, SGX_REPORT_BODY.isvExtProdId).toHex(),
     attributes: `0x${flags.toString(16)}`,
     xfrm: `0x${(fieldUint(body, SGX_REPORT_BODY.attributesXfrm) as bigint).toString(16)}`,
     debug: (flags & 2n) !== 0n,
-    mrEnclave: toHex(fieldBytes(body, SGX_REPORT_BODY.mrEnclave)),
-    mrSigner: toHex(fieldBytes(body, SGX_REPORT_BODY.mrSigner)),
-    configId: toHex(fieldBytes(body, SGX_REPORT_BODY.configId)),
+    mrEnclave: fieldBytes(body, SGX_REPORT_BODY.mrEnclave).toHex(),
+    mrSigner: fieldBytes(body, SGX_REPORT_BODY.mrSigner).toHex(),
+    configId: fieldBytes(body, SGX_REPORT_BODY.configId).toHex(),
     isvProdId: fieldNumber(body, SGX_REPORT_BODY.isvProdId),
     isvSvn: fieldNumber(body, SGX_REPORT_BODY.isvSvn),
     configSvn: fieldNumber(body, SGX_REPORT_BODY.configSvn),
-    isvFamilyId: toHex(fieldBytes(body, SGX_REPORT_BODY.isvFamilyId)),
-    reportData: toHex(fieldBytes(body, SGX_REPORT_BODY.reportData)),
+    isvFamilyId: fieldBytes(body, SGX_REPORT_BODY.isvFamilyId).toHex(),
+    reportData: fieldBytes(body, SGX_REPORT_BODY.reportData).toHex(),
   };
 }
 
@@ -668,12 +656,12 @@ export async function verifyQuoteSignatures(
   const tdx = quote.teeType === TEE_TYPE_TDX;
 
   // Header.
-  const vendor = toHex(fieldBytes(quote.header, QUOTE_HEADER.qeVendorId));
+  const vendor = fieldBytes(quote.header, QUOTE_HEADER.qeVendorId).toHex();
   claims.version = quote.version;
   claims.teeType = tdx ? "tdx" : "sgx";
   claims.attestationKeyType = "ECDSA-P256";
   claims.qeVendorId = vendor;
-  claims.userData = toHex(fieldBytes(quote.header, QUOTE_HEADER.userData));
+  claims.userData = fieldBytes(quote.header, QUOTE_HEADER.userData).toHex();
   if (quote.version === 3) {
     claims.qeSvn = fieldNumber(quote.header, QUOTE_HEADER.qeSvn);
     claims.pceSvn = fieldNumber(quote.header, QUOTE_HEADER.pceSvn);
@@ -721,7 +709,7 @@ export async function verifyQuoteSignatures(
     ok: bindingOk,
     detail: bindingOk
       ? undefined
-      : `QE report data ${toHex(qeReportData)}; expected ${toHex(expected)} followed by zeros`,
+      : `QE report data ${qeReportData.toHex()}; expected ${expected.toHex()} followed by zeros`,
   });
 
   // The PCK chain: from the quote, else from options.certs.
