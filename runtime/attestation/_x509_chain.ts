@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { BasicConstraintsExtension, X509Certificate } from "../x509.ts";
+import {
+  BasicConstraintsExtension,
+  ecdsaDerToRaw,
+  ecdsaRawToDer,
+  X509Certificate,
+} from "../x509.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
 import { bytesEqual } from "../bytes.ts";
 
@@ -149,17 +154,6 @@ const ECDSA_ALGORITHMS: [string, string][] = [
   ["300a06082a8648ce3d040304", "SHA-512"],
 ];
 
-/** A strict DER INTEGER that is positive, as unsigned big-endian bytes. */
-function positiveInteger(bytes: Uint8Array, el: Der): Uint8Array {
-  if (el.tag !== 0x02 || el.end === el.valueStart) throw new RangeError("Not an INTEGER");
-  const v = bytes.subarray(el.valueStart, el.end);
-  if (v[0] & 0x80) throw new RangeError("Negative INTEGER");
-  if (v[0] === 0 && (v.length === 1 || (v[1] & 0x80) === 0)) {
-    throw new RangeError("INTEGER is not minimal");
-  }
-  return v[0] === 0 ? v.subarray(1) : v;
-}
-
 /** The signed bytes, hash and raw r‖s (for `size`-byte scalars) of a certificate. */
 function signedPartsStrict(
   der: Uint8Array,
@@ -187,14 +181,11 @@ function signedPartsStrict(
   if (der[sig.valueStart] !== 0) throw new RangeError("BIT STRING has unused bits");
   const seq = readDer(der, sig.valueStart + 1, sig.end);
   if (seq.tag !== 0x30 || seq.end !== sig.end) throw new RangeError("Not an ECDSA-Sig-Value");
-  const rEl = readDer(der, seq.valueStart, seq.end);
-  const sEl = readDer(der, rEl.end, seq.end);
-  if (sEl.end !== seq.end) throw new RangeError("Trailing bytes in ECDSA-Sig-Value");
-  const signature = new Uint8Array(2 * size);
-  for (const [i, el] of [rEl, sEl].entries()) {
-    const v = positiveInteger(der, el);
-    if (v.length > size) throw new RangeError("ECDSA scalar too large");
-    signature.set(v, (i + 1) * size - v.length);
+  // Exactly DER: the value must re-encode to itself (minimal INTEGERs, no padding).
+  const sigValue = der.subarray(seq.start, seq.end);
+  const signature = ecdsaDerToRaw(sigValue, size);
+  if (signature.length !== 2 * size || !bytesEqual(ecdsaRawToDer(signature), sigValue)) {
+    throw new RangeError("The ECDSA-Sig-Value is not DER");
   }
   return { tbs: der.subarray(tbs.start, tbs.end), hash, signature };
 }
