@@ -243,9 +243,9 @@ export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array<Array
   const out: Uint8Array<ArrayBuffer>[] = [];
   for (const m of text.matchAll(re)) {
     const b64 = m[1].replace(/\s+/g, "");
-    let bin: string;
+    let der: Uint8Array<ArrayBuffer>;
     try {
-      bin = atob(b64);
+      der = Uint8Array.fromBase64(b64);
     } catch {
       throw new EnarxError(
         "pem-malformed",
@@ -254,7 +254,7 @@ export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array<Array
         { exit: "dataError" },
       );
     }
-    out.push(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+    out.push(der);
   }
   return out;
 }

@@ -62,16 +62,13 @@ const PEM_BLOCK = /-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=\n]*?)-----END CER
  */
 function strictBase64(text: string): Uint8Array | undefined {
   if (text.length === 0 || text.length % 4 !== 0) return undefined;
-  let binary: string;
+  let bytes: Uint8Array;
   try {
-    binary = atob(text);
+    bytes = Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
   } catch {
     return undefined;
   }
-  if (btoa(binary) !== text) return undefined;
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
+  return bytes.toBase64() === text ? bytes : undefined;
 }
 
 /**
