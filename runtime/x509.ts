@@ -10,6 +10,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { EnarxError } from "./errors.ts";
+import { bytesEqual } from "./bytes.ts";
 
 export * from "@peculiar/x509";
 
@@ -95,44 +96,44 @@ export function signedParts(der: Uint8Array): SignedParts {
   };
 }
 
+const ecdsaSignatures = new x509.AsnEcSignatureFormatter();
+
+/** The WebCrypto ECDSA algorithm whose scalars are `size` bytes (32 for P-256, 48 for P-384). */
+function ecdsaAlgorithmOfSize(size: number): EcKeyAlgorithm {
+  for (const [namedCurve, bytes] of x509.AsnEcSignatureFormatter.namedCurveSize) {
+    if (bytes === size) return { name: "ECDSA", namedCurve };
+  }
+  throw new RangeError(`No ECDSA curve has ${size}-byte scalars`);
+}
+
 /**
  * Converts a DER `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` to
  * the raw `r ‖ s` form WebCrypto takes, each left-padded to `size` bytes
- * (48 for P-384, 32 for P-256). Throws RangeError when malformed.
+ * (48 for P-384, 32 for P-256), with @peculiar/x509's signature formatter.
+ * Throws RangeError when malformed.
  */
 export function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array {
   const seq = readDerElement(der, 0);
   if (seq.tag !== 0x30 || seq.end !== der.length) throw new RangeError("Bad ECDSA signature");
-  const out = new Uint8Array(2 * size);
-  let p = seq.valueStart;
-  for (let i = 0; i < 2; i++) {
-    const int = readDerElement(der, p, { limit: seq.end });
-    if (int.tag !== 0x02) throw new RangeError("Bad ECDSA signature integer");
-    let v = der.subarray(int.valueStart, int.end);
-    while (v.length > 0 && v[0] === 0) v = v.subarray(1);
-    if (v.length > size) throw new RangeError("ECDSA signature integer too large");
-    out.set(v, (i + 1) * size - v.length);
-    p = int.end;
+  let raw: ArrayBuffer | null;
+  try {
+    raw = ecdsaSignatures.toWebSignature(ecdsaAlgorithmOfSize(size), der.slice());
+  } catch (error) {
+    throw new RangeError("Bad ECDSA signature", { cause: error });
   }
-  if (p !== seq.end) throw new RangeError("Trailing bytes in ECDSA signature");
-  return out;
+  if (raw === null || raw.byteLength !== 2 * size) throw new RangeError("Bad ECDSA signature");
+  return new Uint8Array(raw);
 }
 
 /**
- * Converts a raw `r ‖ s` ECDSA signature to DER `SEQUENCE { r, s }`, as
- * X.509 and CRL signatures are stored.
+ * Converts a raw `r ‖ s` ECDSA signature (big-endian scalars of equal size)
+ * to DER `SEQUENCE { r, s }`, as X.509 and CRL signatures are stored, with
+ * @peculiar/x509's signature formatter.
  */
 export function ecdsaRawToDer(raw: Uint8Array): Uint8Array {
-  const half = raw.length / 2;
-  const ints = [raw.subarray(0, half), raw.subarray(half)].map((v) => {
-    let i = 0;
-    while (i < v.length - 1 && v[i] === 0) i++;
-    const body = v[i] & 0x80 ? Uint8Array.of(0, ...v.subarray(i)) : v.slice(i);
-    return Uint8Array.of(0x02, body.length, ...body);
-  });
-  const len = ints[0].length + ints[1].length;
-  const header = len < 128 ? [0x30, len] : [0x30, 0x81, len];
-  return Uint8Array.of(...header, ...ints[0], ...ints[1]);
+  const der = ecdsaSignatures.toAsnSignature(ecdsaAlgorithmOfSize(raw.length / 2), raw.slice());
+  if (der === null) throw new RangeError("Bad ECDSA signature");
+  return new Uint8Array(der);
 }
 
 /** WebCrypto parameters to import a key and verify with it. */
@@ -224,10 +225,6 @@ export async function verifySignedBy(
   }
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
 /** SHA-256 of DER bytes, as lower-case hex (a certificate's fingerprint). */
 export async function sha256Fingerprint(der: Uint8Array | ArrayBuffer): Promise<string> {
   const digest = new Uint8Array(
@@ -246,9 +243,9 @@ export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array<Array
   const out: Uint8Array<ArrayBuffer>[] = [];
   for (const m of text.matchAll(re)) {
     const b64 = m[1].replace(/\s+/g, "");
-    let bin: string;
+    let der: Uint8Array<ArrayBuffer>;
     try {
-      bin = atob(b64);
+      der = Uint8Array.fromBase64(b64);
     } catch {
       throw new EnarxError(
         "pem-malformed",
@@ -257,7 +254,7 @@ export function pemBlocks(text: string, label = "CERTIFICATE"): Uint8Array<Array
         { exit: "dataError" },
       );
     }
-    out.push(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+    out.push(der);
   }
   return out;
 }

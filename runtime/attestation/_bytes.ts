@@ -147,30 +147,6 @@ export function isAllZero(bytes: Uint8Array): boolean {
   return true;
 }
 
-/** Lower-case hexadecimal of bytes. */
-export function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (const b of bytes) out += b.toString(16).padStart(2, "0");
-  return out;
-}
-
-/** Bytes from hexadecimal (either case, no separators); throws RangeError on bad input. */
-export function fromHex(text: string): Uint8Array {
-  if (text.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(text)) {
-    throw new RangeError(`Not hexadecimal: "${text.length > 40 ? text.slice(0, 40) + "…" : text}"`);
-  }
-  const out = new Uint8Array(text.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
-/** True when two byte arrays are equal (not constant-time; for public values). */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** A reversed copy: little-endian integers to big-endian and back. */
 export function reversed(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.length);

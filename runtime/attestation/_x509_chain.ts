@@ -6,8 +6,14 @@
  *
  * @module
  */
-import { BasicConstraintsExtension, X509Certificate } from "../x509.ts";
+import {
+  BasicConstraintsExtension,
+  ecdsaDerToRaw,
+  ecdsaRawToDer,
+  X509Certificate,
+} from "../x509.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
+import { bytesEqual } from "../bytes.ts";
 
 /** At most this many parsed certificates are kept for reuse. */
 const CACHE_LIMIT = 512;
@@ -56,16 +62,13 @@ const PEM_BLOCK = /-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=\n]*?)-----END CER
  */
 function strictBase64(text: string): Uint8Array | undefined {
   if (text.length === 0 || text.length % 4 !== 0) return undefined;
-  let binary: string;
+  let bytes: Uint8Array;
   try {
-    binary = atob(text);
+    bytes = Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
   } catch {
     return undefined;
   }
-  if (btoa(binary) !== text) return undefined;
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
+  return bytes.toBase64() === text ? bytes : undefined;
 }
 
 /**
@@ -148,23 +151,6 @@ const ECDSA_ALGORITHMS: [string, string][] = [
   ["300a06082a8648ce3d040304", "SHA-512"],
 ];
 
-function hexOf(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
-}
-
-/** A strict DER INTEGER that is positive, as unsigned big-endian bytes. */
-function positiveInteger(bytes: Uint8Array, el: Der): Uint8Array {
-  if (el.tag !== 0x02 || el.end === el.valueStart) throw new RangeError("Not an INTEGER");
-  const v = bytes.subarray(el.valueStart, el.end);
-  if (v[0] & 0x80) throw new RangeError("Negative INTEGER");
-  if (v[0] === 0 && (v.length === 1 || (v[1] & 0x80) === 0)) {
-    throw new RangeError("INTEGER is not minimal");
-  }
-  return v[0] === 0 ? v.subarray(1) : v;
-}
-
 /** The signed bytes, hash and raw r‖s (for `size`-byte scalars) of a certificate. */
 function signedPartsStrict(
   der: Uint8Array,
@@ -183,8 +169,8 @@ function signedPartsStrict(
   if (inner.tag === 0xa0) inner = readDer(der, inner.end, tbs.end);
   if (inner.tag !== 0x02) throw new RangeError("No serial number");
   const tbsAlg = readDer(der, inner.end, tbs.end);
-  const algHex = hexOf(der.subarray(alg.start, alg.end));
-  if (algHex !== hexOf(der.subarray(tbsAlg.start, tbsAlg.end))) {
+  const algHex = der.subarray(alg.start, alg.end).toHex();
+  if (algHex !== der.subarray(tbsAlg.start, tbsAlg.end).toHex()) {
     throw new RangeError("Outer and signed algorithms differ");
   }
   const hash = ECDSA_ALGORITHMS.find(([h]) => h === algHex)?.[1];
@@ -192,14 +178,11 @@ function signedPartsStrict(
   if (der[sig.valueStart] !== 0) throw new RangeError("BIT STRING has unused bits");
   const seq = readDer(der, sig.valueStart + 1, sig.end);
   if (seq.tag !== 0x30 || seq.end !== sig.end) throw new RangeError("Not an ECDSA-Sig-Value");
-  const rEl = readDer(der, seq.valueStart, seq.end);
-  const sEl = readDer(der, rEl.end, seq.end);
-  if (sEl.end !== seq.end) throw new RangeError("Trailing bytes in ECDSA-Sig-Value");
-  const signature = new Uint8Array(2 * size);
-  for (const [i, el] of [rEl, sEl].entries()) {
-    const v = positiveInteger(der, el);
-    if (v.length > size) throw new RangeError("ECDSA scalar too large");
-    signature.set(v, (i + 1) * size - v.length);
+  // Exactly DER: the value must re-encode to itself (minimal INTEGERs, no padding).
+  const sigValue = der.subarray(seq.start, seq.end);
+  const signature = ecdsaDerToRaw(sigValue, size);
+  if (signature.length !== 2 * size || !bytesEqual(ecdsaRawToDer(signature), sigValue)) {
+    throw new RangeError("The ECDSA-Sig-Value is not DER");
   }
   return { tbs: der.subarray(tbs.start, tbs.end), hash, signature };
 }
@@ -254,12 +237,6 @@ async function signedBy(subject: X509Certificate, issuer: X509Certificate): Prom
 function isCa(cert: X509Certificate): boolean {
   const bc = cert.getExtension(BasicConstraintsExtension);
   return bc !== null && bc.ca;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The three checks of a certificate chain, and the parsed certificates leaf first. */

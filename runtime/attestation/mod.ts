@@ -17,13 +17,18 @@ export {
   resultFromChecks,
   type VerificationResult,
 } from "./result.ts";
+export { verifyEvidence, type VerifyEvidenceOptions } from "./verify.ts";
+export { type DetectedEvidence, detectEvidence, MAX_EVIDENCE_SIZE } from "./evidence_format.ts";
 export {
-  type DetectedEvidence,
-  detectEvidence,
-  MAX_EVIDENCE_SIZE,
-  verifyEvidence,
-  type VerifyEvidenceOptions,
-} from "./verify.ts";
+  type EvidenceInputPaths,
+  type EvidenceInputs,
+  readCertificateFiles,
+  readCollateralFiles,
+  readEvidenceInputs,
+  readInputFile,
+  readSevCertificateFiles,
+  readSevDirectory,
+} from "./evidence_input.ts";
 export {
   decodeEvidenceBundle,
   encodeEvidenceBundle,

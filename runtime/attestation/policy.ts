@@ -28,7 +28,7 @@
  */
 import { parse as parseToml, TomlError } from "smol-toml";
 import { EnarxError } from "../errors.ts";
-import { fromHex } from "./_bytes.ts";
+
 import type { EvidenceFormat } from "./result.ts";
 import { TCB_STATUSES } from "./intel/intel_tcb_status.ts";
 
@@ -119,7 +119,7 @@ function fail(source: string, message: string): never {
 function hexValue(source: string, key: string, value: unknown, max: number): Uint8Array {
   if (typeof value !== "string") fail(source, `"${key}" must be a hex string`);
   try {
-    const bytes = fromHex(value.replace(/^0x/, ""));
+    const bytes = Uint8Array.fromHex(value.replace(/^0x/, ""));
     if (bytes.length === 0 || bytes.length > max) {
       fail(source, `"${key}" must be 1 to ${max} bytes, got ${bytes.length}`);
     }

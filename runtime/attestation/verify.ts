@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { bytesEqual, fromHex } from "./_bytes.ts";
-import { decodeEvidenceBundle, looksLikeEvidenceBundle } from "./bundle.ts";
+import { bytesEqual } from "../bytes.ts";
+import { detectEvidence } from "./evidence_format.ts";
 import type { IntelCollateral } from "./intel/intel_collateral.ts";
 import { verifyNitroDocument } from "./aws/nitro.ts";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
@@ -20,13 +20,9 @@ import {
   type VerificationResult,
 } from "./result.ts";
 import { verifySgxQuote } from "./intel/sgx_quote.ts";
-import { looksLikeSevCerts, sevChainFromBlobs, verifySevChain } from "./amd/sev_chain.ts";
-import { SNP_REPORT_SIZE } from "./amd/snp_report.ts";
+import { sevChainFromBlobs, verifySevChain } from "./amd/sev_chain.ts";
 import { type SnpVerifyOptions, verifySnpReport } from "./amd/snp_verify.ts";
 import { verifyTdxQuote } from "./intel/tdx_quote.ts";
-
-/** The largest evidence accepted: 1 MiB. Real evidence is a few KiB. */
-export const MAX_EVIDENCE_SIZE = 1024 * 1024;
 
 /** Options of {@link verifyEvidence}: those of the SNP verifier plus the format. */
 export interface VerifyEvidenceOptions extends SnpVerifyOptions {
@@ -40,79 +36,10 @@ export interface VerifyEvidenceOptions extends SnpVerifyOptions {
   collateral?: readonly (Uint8Array | IntelCollateral)[];
 }
 
-/** What {@link detectEvidence} found: the format and the evidence proper. */
-export interface DetectedEvidence {
-  /** The format. */
-  format: EvidenceFormat;
-  /** The evidence, unwrapped from a bundle or an Azure HCL report. */
-  evidence: Uint8Array;
-  /** Certificates that came with it (from a bundle). */
-  certs: Uint8Array[];
-  /** How it was wrapped: "raw", "bundle" or "azure-hcl". */
-  container: "raw" | "bundle" | "azure-hcl";
-}
-
-const HCL_MAGIC = [0x48, 0x43, 0x4c, 0x41]; // "HCLA"
-
-/**
- * Detects the format of evidence: an evidence bundle, a raw SNP report (1184
- * bytes, version 2 to 5), an Azure HCL report wrapping one, an Intel quote
- * (version 3 to 5, ECDSA P-256 attestation key; TDX when tee_type is 0x81),
- * or a Nitro COSE_Sign1 document. Throws MalformedEvidenceError otherwise.
- */
-export function detectEvidence(bytes: Uint8Array): DetectedEvidence {
-  if (bytes.length === 0) throw new MalformedEvidenceError("The evidence is empty");
-  if (bytes.length > MAX_EVIDENCE_SIZE) {
-    throw new MalformedEvidenceError(
-      `The evidence is ${bytes.length} bytes, over the limit of ${MAX_EVIDENCE_SIZE}; ` +
-        `pass a report, a quote, a Nitro document or an evidence bundle`,
-    );
-  }
-  if (looksLikeEvidenceBundle(bytes)) {
-    const b = decodeEvidenceBundle(bytes);
-    return { format: b.format, evidence: b.report, certs: b.certs, container: "bundle" };
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length === SNP_REPORT_SIZE) {
-    const version = view.getUint32(0, true);
-    if (version >= 2 && version <= 5) {
-      return { format: "snp", evidence: bytes, certs: [], container: "raw" };
-    }
-  }
-  if (bytes.length >= 0x20 + SNP_REPORT_SIZE && HCL_MAGIC.every((b, i) => bytes[i] === b)) {
-    return {
-      format: "snp",
-      evidence: bytes.subarray(0x20, 0x20 + SNP_REPORT_SIZE),
-      certs: [],
-      container: "azure-hcl",
-    };
-  }
-  if (bytes[0] === 0x84 || (bytes[0] === 0xd2 && bytes[1] === 0x84)) {
-    return { format: "nitro", evidence: bytes, certs: [], container: "raw" };
-  }
-  if (bytes.length >= 48) {
-    const version = view.getUint16(0, true);
-    const keyType = view.getUint16(2, true);
-    if (keyType === 2 && version >= 3 && version <= 5) {
-      const teeType = view.getUint32(4, true);
-      const format = version === 5 || (version === 4 && teeType === 0x81) ? "tdx" : "sgx";
-      return { format, evidence: bytes, certs: [], container: "raw" };
-    }
-  }
-  if (looksLikeSevCerts(bytes)) {
-    return { format: "sev", evidence: bytes, certs: [], container: "raw" };
-  }
-  throw new MalformedEvidenceError(
-    `Cannot tell the format of ${bytes.length} bytes of evidence; expected an SEV-SNP report ` +
-      `(1184 bytes), a TDX or SGX quote, a Nitro document or an evidence bundle; ` +
-      `or name it with --format`,
-  );
-}
-
 function hexClaim(value: unknown): Uint8Array | null {
   if (typeof value !== "string") return null;
   try {
-    return fromHex(value);
+    return Uint8Array.fromHex(value);
   } catch {
     return null;
   }

@@ -27,10 +27,6 @@ const TIMESTAMP = 1725719859545;
 const AT = new Date(TIMESTAMP);
 const NOW = new Date("2026-11-27T00:00:00Z");
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 Deno.test("nitro: the real document verifies with the facts the evidence README lists", async () => {
   const r = await verifyNitroDocument(DOC, { at: AT });
   assert.deepEqual(failing(r), []);
@@ -50,7 +46,7 @@ Deno.test("nitro: the real document verifies with the facts the evidence README 
   assert.equal(DOC[0], 0x84);
   assert.equal(c.coseTagged, false);
   const sign1 = parseCoseSign1(DOC);
-  assert.equal(hex(sign1.protectedBytes), "a1013822");
+  assert.equal(sign1.protectedBytes.toHex(), "a1013822");
   assert.ok(sign1.unprotectedHeader instanceof Map && sign1.unprotectedHeader.size === 0);
   assert.equal(sign1.signature.length, 96);
   assert.equal(c.moduleId, "i-0a22e5c5f24d22174-enc0191cceb4289903f");
@@ -426,7 +422,10 @@ Deno.test("cose: Sig_structure bytes and verification follow RFC 9052", async ()
   const sign1 = parseCoseSign1(DOC);
   const tbs = coseSign1ToBeSigned(sign1);
   // 84, "Signature1", bstr(a1013822), bstr(''), bstr(payload) with a 2-byte length.
-  assert.equal(hex(tbs.subarray(0, 19)), "846a5369676e617475726531" + "44a1013822" + "40" + "59");
+  assert.equal(
+    tbs.subarray(0, 19).toHex(),
+    "846a5369676e617475726531" + "44a1013822" + "40" + "59",
+  );
   assert.equal(tbs.length, 1 + 11 + 5 + 1 + 3 + sign1.payload.length);
   const payload = decode(sign1.payload, { useMaps: true }) as Map<string, unknown>;
   const leaf = await new X509Certificate((payload.get("certificate") as Uint8Array).slice())

@@ -9,7 +9,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { detectEvidence, verifyEvidence } from "../../runtime/attestation/verify.ts";
+import { detectEvidence } from "../../runtime/attestation/evidence_format.ts";
+import { verifyEvidence } from "../../runtime/attestation/verify.ts";
 import { decodeEvidenceBundle } from "../../runtime/attestation/bundle.ts";
 import {
   encodeSnpCertTable,

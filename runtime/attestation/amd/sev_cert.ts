@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { defineLayout, FieldReader, isAllZero, reversed, toHex } from "../_bytes.ts";
+import { defineLayout, FieldReader, isAllZero, reversed } from "../_bytes.ts";
 import { MalformedEvidenceError } from "../result.ts";
 
 /** Size of a SEV certificate (PDH, PEK, OCA, CEK): 0x824 bytes. */
@@ -434,5 +434,5 @@ export function parseAmdCaCert(bytes: Uint8Array, what = "AMD CA certificate"): 
 
 /** KEY_ID of an AMD CA certificate as hex, for claims. */
 export function amdKeyIdHex(cert: AmdCaCert): string {
-  return toHex(cert.keyId);
+  return cert.keyId.toHex();
 }

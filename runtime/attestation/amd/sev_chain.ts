@@ -18,7 +18,8 @@
  *
  * @module
  */
-import { bytesEqual, isAllZero, reversed, toHex } from "../_bytes.ts";
+import { FieldReader, isAllZero, reversed } from "../_bytes.ts";
+import { bytesEqual } from "../../bytes.ts";
 import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "../result.ts";
 import type { Check, Claims } from "../result.ts";
 import {
@@ -26,6 +27,7 @@ import {
   parseAmdCaCert,
   parseSevCert,
   SEV_ALGO,
+  SEV_CERT_LAYOUT,
   SEV_CERT_SIZE,
   SEV_USAGE,
   sevAlgoName,
@@ -141,21 +143,23 @@ export function sevChainFromBlobs(blobs: readonly Uint8Array[]): SevChainCerts {
 export function looksLikeSevCerts(bytes: Uint8Array): boolean {
   if (bytes.length === 0 || bytes.length % SEV_CERT_SIZE !== 0) return false;
   if (bytes.length > 8 * SEV_CERT_SIZE) return false;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const usage = view.getUint32(8, true);
-  return view.getUint32(0, true) === 1 && usage >= 0x1001 && usage <= 0x1004;
+  const first = new FieldReader(bytes, SEV_CERT_LAYOUT);
+  const usage = first.uint("pubkeyUsage");
+  return first.uint("version") === 1 && usage >= SEV_USAGE.oca && usage <= SEV_USAGE.cek;
 }
 
-function b64url(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
+/** JWK members are unpadded base64url (RFC 7518 §6). */
+const BASE64URL = { alphabet: "base64url", omitPadding: true } as const;
 
 async function importRsaPss(key: SevRsaKey, hash: string): Promise<CryptoKey> {
   return await crypto.subtle.importKey(
     "jwk",
-    { kty: "RSA", n: b64url(key.modulus), e: b64url(key.exponent), ext: true },
+    {
+      kty: "RSA",
+      n: key.modulus.toBase64(BASE64URL),
+      e: key.exponent.toBase64(BASE64URL),
+      ext: true,
+    },
     { name: "RSA-PSS", hash },
     false,
     ["verify"],
@@ -233,7 +237,13 @@ async function checkSlot(
     try {
       const k = await crypto.subtle.importKey(
         "jwk",
-        { kty: "EC", crv: key.curve, x: b64url(key.x), y: b64url(key.y), ext: true },
+        {
+          kty: "EC",
+          crv: key.curve,
+          x: key.x.toBase64(BASE64URL),
+          y: key.y.toBase64(BASE64URL),
+          ext: true,
+        },
         { name: "ECDSA", namedCurve: key.curve },
         false,
         ["verify"],
@@ -311,16 +321,15 @@ async function checkCa(signed: AmdCaCert, signer: AmdCaCert): Promise<SigOutcome
   if (!bytesEqual(signed.certifyingId, signer.keyId)) {
     return {
       ok: false,
-      detail: `CERTIFYING_ID ${toHex(signed.certifyingId)} is not the signer's KEY_ID ${
-        toHex(signer.keyId)
-      }`,
+      detail:
+        `CERTIFYING_ID ${signed.certifyingId.toHex()} is not the signer's KEY_ID ${signer.keyId.toHex()}`,
     };
   }
   const ok = await verifyRsaPss(signer.publicKey, signed.signature, signed.signed);
   const { hash } = rsaHashFor(signer.publicKey);
   return {
     ok,
-    detail: `RSA-PSS ${signer.publicKey.bits}-bit with ${hash}, KEY_ID ${toHex(signer.keyId)}: ${
+    detail: `RSA-PSS ${signer.publicKey.bits}-bit with ${hash}, KEY_ID ${signer.keyId.toHex()}: ${
       ok ? "valid" : "invalid"
     }`,
   };
@@ -461,8 +470,8 @@ export async function verifySevChain(
     description: "The ARK is AMD's, pinned (a supplied ARK is compared, never trusted)",
     ok: pinnedMatch,
     detail: pinnedMatch
-      ? `the ${generation} ARK, KEY_ID ${toHex(ark.keyId)}${suppliedArk ? " (supplied)" : ""}`
-      : `the ARK with KEY_ID ${toHex(ark.keyId)} is not AMD's ${generation} ARK nor a ` +
+      ? `the ${generation} ARK, KEY_ID ${ark.keyId.toHex()}${suppliedArk ? " (supplied)" : ""}`
+      : `the ARK with KEY_ID ${ark.keyId.toHex()} is not AMD's ${generation} ARK nor a ` +
         `trusted root`,
   });
 
@@ -474,11 +483,11 @@ export async function verifySevChain(
     oca: certClaims(oca),
     cek: certClaims(cek),
     pdhPublicKey: pdhKey.kind === "ec"
-      ? toHex(Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y))
-      : toHex(pdhKey.modulus),
-    askKeyId: toHex(ask.keyId),
-    askCertifyingId: toHex(ask.certifyingId),
-    arkKeyId: toHex(ark.keyId),
+      ? Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y).toHex()
+      : pdhKey.modulus.toHex(),
+    askKeyId: ask.keyId.toHex(),
+    askCertifyingId: ask.certifyingId.toHex(),
+    arkKeyId: ark.keyId.toHex(),
     askSupplied: suppliedAsk !== undefined,
     arkSupplied: suppliedArk !== undefined,
   };

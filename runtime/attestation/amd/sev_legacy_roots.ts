@@ -34,13 +34,6 @@ export interface SevLegacyRoots {
   ask: Uint8Array;
 }
 
-function fromBase64(text: string): Uint8Array {
-  const bin = atob(text.replace(/\s+/g, ""));
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
 /** Naples ARK in AMD's format, base64 (832 bytes). */
 export const NAPLES_ARK_BASE64 =
   "AQAAABu5h8NZSUYGsXSUVgHJ6lsbuYfDWUlGBrF0lFYByepbAAAAAAAAAAAAAAAAAAAAAAAAAAAA" +
@@ -344,7 +337,7 @@ const BASE64: Record<SevGeneration, [string, string]> = {
 /** The embedded ARK and ASK of a generation (fresh copies). */
 export function sevLegacyRoots(generation: SevGeneration): SevLegacyRoots {
   const [ark, ask] = BASE64[generation];
-  return { generation, ark: fromBase64(ark), ask: fromBase64(ask) };
+  return { generation, ark: Uint8Array.fromBase64(ark), ask: Uint8Array.fromBase64(ask) };
 }
 
 /** The embedded ARKs and ASKs of every generation, oldest first. */

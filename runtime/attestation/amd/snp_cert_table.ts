@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { defineLayout, FieldReader, isAllZero, toHex } from "../_bytes.ts";
+import { defineLayout, FieldReader, isAllZero } from "../_bytes.ts";
 import { MalformedEvidenceError } from "../result.ts";
 
 /** One entry of the table: #56421 "Certificate table entry". */
@@ -47,7 +47,7 @@ export interface SnpCertTableEntry {
 
 /** Formats 16 bytes as a GUID string (RFC 4122 byte order). */
 export function guidToString(bytes: Uint8Array): string {
-  const h = toHex(bytes);
+  const h = bytes.toHex();
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 

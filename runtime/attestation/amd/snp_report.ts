@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { defineLayout, FieldReader, isAllZero, reversed, toHex } from "../_bytes.ts";
+import { defineLayout, FieldReader, isAllZero, reversed } from "../_bytes.ts";
 import { MalformedEvidenceError } from "../result.ts";
 
 /** The size of an ATTESTATION_REPORT: 0x4A0 bytes. */
@@ -443,7 +443,7 @@ export function parseSnpReport(
 /** A TCB as a JSON-friendly object. */
 export function snpTcbClaims(tcb: SnpTcb): Record<string, unknown> {
   return {
-    raw: toHex(tcb.raw),
+    raw: tcb.raw.toHex(),
     ...(tcb.fmc === null ? {} : { fmc: tcb.fmc }),
     bootloader: tcb.bootloader,
     tee: tcb.tee,
@@ -487,8 +487,8 @@ export function snpReportClaims(
     },
     debug: p.debug,
     migrationAgent: p.migrateMa,
-    familyId: toHex(report.familyId),
-    imageId: toHex(report.imageId),
+    familyId: report.familyId.toHex(),
+    imageId: report.imageId.toHex(),
     vmpl: report.vmpl,
     signatureAlgo: report.signatureAlgo,
     currentTcb: snpTcbClaims(report.currentTcb),
@@ -510,20 +510,20 @@ export function snpReportClaims(
       signingKey: report.keyInfo.signingKey,
     },
     signingKey: report.keyInfo.signingKey,
-    reportData: toHex(report.reportData),
-    measurement: toHex(report.measurement),
-    hostData: toHex(report.hostData),
-    idKeyDigest: toHex(report.idKeyDigest),
-    authorKeyDigest: toHex(report.authorKeyDigest),
-    reportId: toHex(report.reportId),
-    reportIdMa: toHex(report.reportIdMa),
+    reportData: report.reportData.toHex(),
+    measurement: report.measurement.toHex(),
+    hostData: report.hostData.toHex(),
+    idKeyDigest: report.idKeyDigest.toHex(),
+    authorKeyDigest: report.authorKeyDigest.toHex(),
+    reportId: report.reportId.toHex(),
+    reportIdMa: report.reportIdMa.toHex(),
     reportedTcb: snpTcbClaims(report.reportedTcb),
     cpuid: report.cpuid === null ? null : {
       family: report.cpuid.family,
       model: report.cpuid.model,
       stepping: report.cpuid.stepping,
     },
-    chipId: toHex(report.chipId),
+    chipId: report.chipId.toHex(),
     committedTcb: snpTcbClaims(report.committedTcb),
     currentFirmware: fw(report.currentVersion),
     committedFirmware: fw(report.committedVersion),

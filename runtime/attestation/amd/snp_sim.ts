@@ -65,26 +65,6 @@ const RSA_GEN: RsaHashedKeyGenParams = {
 };
 const EC_ALG: EcKeyImportParams = { name: "ECDSA", namedCurve: "P-384" };
 
-function b64(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(s);
-}
-
-function unb64(text: string): Uint8Array<ArrayBuffer> {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function unhex(text: string): Uint8Array<ArrayBuffer> {
-  return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
-}
-
 function derInt(n: number): Uint8Array<ArrayBuffer> {
   return n >= 0x80 ? Uint8Array.of(0x02, 0x02, 0x00, n) : Uint8Array.of(0x02, 0x01, n);
 }
@@ -154,16 +134,16 @@ async function generateState(): Promise<SimState> {
     ],
   });
   const pkcs8 = async (k: CryptoKey) =>
-    b64(new Uint8Array(await crypto.subtle.exportKey("pkcs8", k)));
+    new Uint8Array(await crypto.subtle.exportKey("pkcs8", k)).toBase64();
   return {
     version: 1,
     product: "Milan",
-    chipId: hex(chipId),
-    tcb: hex(SIM_TCB),
+    chipId: chipId.toHex(),
+    tcb: SIM_TCB.toHex(),
     certs: {
-      ark: b64(new Uint8Array(arkCert.rawData)),
-      ask: b64(new Uint8Array(askCert.rawData)),
-      vcek: b64(new Uint8Array(vcekCert.rawData)),
+      ark: new Uint8Array(arkCert.rawData).toBase64(),
+      ask: new Uint8Array(askCert.rawData).toBase64(),
+      vcek: new Uint8Array(vcekCert.rawData).toBase64(),
     },
     keys: {
       ark: await pkcs8(ark.privateKey),
@@ -244,11 +224,11 @@ export class SnpSimulator {
     rootFingerprint: string,
   ) {
     this.stateDir = stateDir;
-    this.chipId = unhex(state.chipId);
-    this.tcb = unhex(state.tcb);
-    this.arkDer = unb64(state.certs.ark);
-    this.askDer = unb64(state.certs.ask);
-    this.vcekDer = unb64(state.certs.vcek);
+    this.chipId = Uint8Array.fromHex(state.chipId);
+    this.tcb = Uint8Array.fromHex(state.tcb);
+    this.arkDer = Uint8Array.fromBase64(state.certs.ark);
+    this.askDer = Uint8Array.fromBase64(state.certs.ask);
+    this.vcekDer = Uint8Array.fromBase64(state.certs.vcek);
     this.rootFingerprint = rootFingerprint;
     this.#vcekKey = vcekKey;
   }
@@ -277,15 +257,15 @@ export class SnpSimulator {
     try {
       const vcekKey = await crypto.subtle.importKey(
         "pkcs8",
-        unb64(state.keys.vcek),
+        Uint8Array.fromBase64(state.keys.vcek),
         EC_ALG,
         false,
         ["sign"],
       );
-      const ark = unb64(state.certs.ark);
+      const ark = Uint8Array.fromBase64(state.certs.ark);
       new X509Certificate(ark); // fails early on a damaged state file
       const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", ark));
-      return new SnpSimulator(stateDir, state, vcekKey, hex(digest));
+      return new SnpSimulator(stateDir, state, vcekKey, digest.toHex());
     } catch (error) {
       throw stateError(path, (error as Error).message, error);
     }

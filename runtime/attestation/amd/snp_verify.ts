@@ -25,11 +25,13 @@ import {
   X509Certificate,
   X509Crl,
 } from "../../x509.ts";
-import { bytesEqual, isAllZero, toHex } from "../_bytes.ts";
+import { isAllZero } from "../_bytes.ts";
+import { bytesEqual } from "../../bytes.ts";
 import { AMD_SNP_ROOTS } from "./amd_roots.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
 import {
   type Check,
+  type Claims,
   MalformedEvidenceError,
   resultFromChecks,
   type VerificationResult,
@@ -422,20 +424,10 @@ async function buildChain(
   return chain;
 }
 
-/**
- * Verifies an SNP ATTESTATION_REPORT (1184 bytes) with its certificates.
- * Throws MalformedEvidenceError for input that cannot be parsed; returns a
- * result whose `ok` is false when any check fails.
- */
-export async function verifySnpReport(
-  evidence: Uint8Array,
+/** The supplied certificates and the pinned roots (AMD's, then the caller's), parsed once. */
+async function certificateEntries(
   options: SnpVerifyOptions,
-): Promise<VerificationResult> {
-  if (!(options.at instanceof Date) || isNaN(options.at.getTime())) {
-    throw new TypeError("verifySnpReport needs options.at, a valid Date");
-  }
-  const policy = options.policy ?? DEFAULT_POLICY;
-  let report = parseSnpReport(evidence);
+): Promise<{ supplied: CertEntry[]; pinned: CertEntry[] }> {
   const supplied: CertEntry[] = [];
   for (const der of splitCertificateInputs(options.certs ?? [])) {
     const e = await certEntry(der);
@@ -445,11 +437,13 @@ export async function verifySnpReport(
   for (const der of splitCertificateInputs(options.trustedRoots ?? [])) {
     pinned.push(await certEntry(der));
   }
+  return { supplied, pinned };
+}
 
-  const checks: Check[] = [];
+/** The report's format checks: well-formed fields, and a VCEK or VLEK signature. */
+function formatChecks(report: SnpReport): Check[] {
   const kind = report.keyInfo.signingKey;
-
-  // 1. Format.
+  const checks: Check[] = [];
   checks.push(check(
     "report-format",
     "Report fields are well formed (reserved fields zero, ECDSA P-384 signature)",
@@ -467,19 +461,46 @@ export async function verifySnpReport(
       : `KEY_INFO.SIGNING_KEY is ${report.keyInfo.signingKeyValue} (${kind}): the report is not signed`,
   ));
 
-  // 2. Chain.
-  const chain = await buildChain(report, supplied, pinned, options, policy);
-  if (report.product === null && chain.product !== null) {
-    report = parseSnpReport(evidence, { product: chain.product });
+  return checks;
+}
+
+/** What the chain checks need besides the chain. */
+interface ChainCheckContext {
+  kind: string;
+  leafName: string;
+  supplied: number;
+}
+
+/** The root check's detail: pinned, simulated, trusted or not. */
+function rootDetail(chain: Chain): string {
+  if (!chain.root) return "no root reached";
+  if (chain.rootPinnedAmd) {
+    return `pinned AMD ${chain.root.commonName} (sha256 ${chain.root.fingerprint})`;
   }
-  const leafName = kind === "vlek" ? "VLEK" : "VCEK";
+  if (chain.simulated && chain.rootTrusted) {
+    return `SIMULATED root trusted by policy (sha256 ${chain.root.fingerprint}); ` +
+      `this evidence proves nothing about hardware`;
+  }
+  if (chain.simulated) {
+    return `"${chain.root.commonName}" is an snp-sim root (sha256 ${chain.root.fingerprint}), ` +
+      `not AMD's; trust it only for development, with trust_simulated_root in the policy`;
+  }
+  if (chain.rootTrusted) {
+    return `trusted root ${chain.root.commonName} (sha256 ${chain.root.fingerprint})`;
+  }
+  return `"${chain.root.cert.subject}" (sha256 ${chain.root.fingerprint}) is not a pinned AMD ARK`;
+}
+
+/** The certificates, chain and root checks. */
+function chainChecks(chain: Chain, { kind, leafName, supplied }: ChainCheckContext): Check[] {
+  const checks: Check[] = [];
   checks.push(check(
     "certificates",
     `The ${leafName} certificate is supplied`,
     chain.leaf !== undefined,
     chain.leaf
       ? `"${chain.leaf.cert.subject}"`
-      : `No ${leafName} among ${supplied.length} certificate(s); pass it with --certs ` +
+      : `No ${leafName} among ${supplied} certificate(s); pass it with --certs ` +
         `(from the extended report, or AMD's key server)`,
   ));
   const chainOk = chain.leaf !== undefined && chain.intermediate !== undefined &&
@@ -496,38 +517,22 @@ export async function verifySnpReport(
       ? chain.problems.join("; ")
       : "no leaf certificate",
   ));
-  let rootDetail: string;
-  if (!chain.root) rootDetail = "no root reached";
-  else if (chain.rootPinnedAmd) {
-    rootDetail = `pinned AMD ${chain.root.commonName} (sha256 ${chain.root.fingerprint})`;
-  } else if (chain.simulated && chain.rootTrusted) {
-    rootDetail = `SIMULATED root trusted by policy (sha256 ${chain.root.fingerprint}); ` +
-      `this evidence proves nothing about hardware`;
-  } else if (chain.simulated) {
-    rootDetail =
-      `"${chain.root.commonName}" is an snp-sim root (sha256 ${chain.root.fingerprint}), ` +
-      `not AMD's; trust it only for development, with trust_simulated_root in the policy`;
-  } else if (chain.rootTrusted) {
-    rootDetail = `trusted root ${chain.root.commonName} (sha256 ${chain.root.fingerprint})`;
-  } else {
-    rootDetail =
-      `"${chain.root.cert.subject}" (sha256 ${chain.root.fingerprint}) is not a pinned AMD ARK`;
-  }
   checks.push(check(
     "root",
     "The chain ends in a trusted root (AMD's pinned ARK)",
     chain.root !== undefined && chain.rootTrusted,
-    rootDetail,
+    rootDetail(chain),
   ));
+  return checks;
+}
 
-  // 3. Validity at `at`.
+/** Every certificate of the chain is valid at `at`. */
+function validityCheck(chain: Chain, at: Date): Check {
   const path = [chain.leaf, chain.intermediate, chain.root].filter((e): e is CertEntry => !!e);
-  const invalid = path.filter((e) =>
-    !(e.cert.notBefore <= options.at && options.at <= e.cert.notAfter)
-  );
-  checks.push(check(
+  const invalid = path.filter((e) => !(e.cert.notBefore <= at && at <= e.cert.notAfter));
+  return check(
     "validity",
-    `Certificates are valid at ${iso(options.at)}`,
+    `Certificates are valid at ${iso(at)}`,
     path.length > 0 && invalid.length === 0,
     path.length === 0
       ? "no certificates"
@@ -536,11 +541,72 @@ export async function verifySnpReport(
         iso(chain.leaf!.cert.notAfter)
       }`
       : invalid.map((e) =>
-        options.at < e.cert.notBefore
+        at < e.cert.notBefore
           ? `"${e.commonName}" is not valid before ${iso(e.cert.notBefore)}`
           : `"${e.commonName}" expired ${iso(e.cert.notAfter)}`
       ).join("; ") + "; use --at to verify as of a time inside the validity",
-  ));
+  );
+}
+
+/** The report's claims with the product, the chain's summary and whether it is simulated. */
+function snpClaims(
+  report: SnpReport,
+  { chain, ext, product, leafName }: {
+    chain: Chain;
+    ext: AmdCertExtensions | null;
+    product: SnpProduct | null;
+    leafName: string;
+  },
+): Claims {
+  const claims = snpReportClaims(report);
+  claims.product = product;
+  claims.chain = {
+    leaf: chain.leaf ? leafName : null,
+    leafSubject: chain.leaf?.cert.subject ?? null,
+    leafNotBefore: chain.leaf ? iso(chain.leaf.cert.notBefore) : null,
+    leafNotAfter: chain.leaf ? iso(chain.leaf.cert.notAfter) : null,
+    productName: ext?.productName ?? null,
+    cspId: ext?.cspId ?? null,
+    intermediate: chain.intermediate?.commonName ?? null,
+    root: chain.root?.commonName ?? null,
+    rootSha256: chain.root?.fingerprint ?? null,
+  };
+  claims.simulated = chain.simulated;
+  return claims;
+}
+
+/**
+ * Verifies an SNP ATTESTATION_REPORT (1184 bytes) with its certificates.
+ * Throws MalformedEvidenceError for input that cannot be parsed; returns a
+ * result whose `ok` is false when any check fails.
+ */
+export async function verifySnpReport(
+  evidence: Uint8Array,
+  options: SnpVerifyOptions,
+): Promise<VerificationResult> {
+  if (!(options.at instanceof Date) || isNaN(options.at.getTime())) {
+    throw new TypeError("verifySnpReport needs options.at, a valid Date");
+  }
+  const policy = options.policy ?? DEFAULT_POLICY;
+  let report = parseSnpReport(evidence);
+  const { supplied, pinned } = await certificateEntries(options);
+
+  const checks: Check[] = [];
+  const kind = report.keyInfo.signingKey;
+
+  // 1. Format.
+  checks.push(...formatChecks(report));
+
+  // 2. Chain.
+  const chain = await buildChain(report, supplied, pinned, options, policy);
+  if (report.product === null && chain.product !== null) {
+    report = parseSnpReport(evidence, { product: chain.product });
+  }
+  const leafName = kind === "vlek" ? "VLEK" : "VCEK";
+  checks.push(...chainChecks(chain, { kind, leafName, supplied: supplied.length }));
+
+  // 3. Validity at `at`.
+  checks.push(validityCheck(chain, options.at));
 
   // 4. Revocation, when CRLs are given.
   if (options.crls && options.crls.length > 0) {
@@ -561,20 +627,7 @@ export async function verifySnpReport(
   // 7. Policy.
   checks.push(...policyChecks(report, policy, options, product));
 
-  const claims = snpReportClaims(report);
-  claims.product = product;
-  claims.chain = {
-    leaf: chain.leaf ? leafName : null,
-    leafSubject: chain.leaf?.cert.subject ?? null,
-    leafNotBefore: chain.leaf ? iso(chain.leaf.cert.notBefore) : null,
-    leafNotAfter: chain.leaf ? iso(chain.leaf.cert.notAfter) : null,
-    productName: ext?.productName ?? null,
-    cspId: ext?.cspId ?? null,
-    intermediate: chain.intermediate?.commonName ?? null,
-    root: chain.root?.commonName ?? null,
-    rootSha256: chain.root?.fingerprint ?? null,
-  };
-  claims.simulated = chain.simulated;
+  const claims = snpClaims(report, { chain, ext, product, leafName });
   return resultFromChecks("snp", { checks, claims, simulated: chain.simulated });
 }
 
@@ -635,8 +688,8 @@ function chipIdCheck(
     description,
     ok,
     ok
-      ? toHex(chip).slice(0, 16) + "…"
-      : `hwID ${toHex(ext.hwId).slice(0, 16)}… differs from CHIP_ID ${toHex(chip).slice(0, 16)}…`,
+      ? chip.toHex().slice(0, 16) + "…"
+      : `hwID ${ext.hwId.toHex().slice(0, 16)}… differs from CHIP_ID ${chip.toHex().slice(0, 16)}…`,
   );
 }
 
@@ -703,12 +756,8 @@ async function signatureCheck(report: SnpReport, leaf: CertEntry | undefined): P
   );
 }
 
-function policyChecks(
-  report: SnpReport,
-  policy: Policy,
-  options: SnpVerifyOptions,
-  product: SnpProduct | null,
-): Check[] {
+/** The policy's platform and product checks. */
+function platformChecks(policy: Policy, product: SnpProduct | null): Check[] {
   const checks: Check[] = [];
   if (policy.platforms) {
     checks.push(check(
@@ -726,6 +775,12 @@ function policyChecks(
       `${product ?? "unknown"}; allowed: ${policy.products.join(", ")}`,
     ));
   }
+  return checks;
+}
+
+/** The debug and migration checks of the guest policy. */
+function guestPolicyChecks(report: SnpReport, policy: Policy): Check[] {
+  const checks: Check[] = [];
   checks.push(check(
     "debug",
     "Debugging is off (POLICY.DEBUG), or the policy allows it",
@@ -746,6 +801,12 @@ function policyChecks(
         : "MIGRATE_MA is set; set allow_migration = true to accept it"
       : "MIGRATE_MA is off",
   ));
+  return checks;
+}
+
+/** The measurement, report data and host data checks. */
+function bindingChecks(report: SnpReport, policy: Policy, options: SnpVerifyOptions): Check[] {
+  const checks: Check[] = [];
   const measurements = [
     ...(policy.measurements ?? []),
     ...(options.measurement ? [options.measurement] : []),
@@ -757,10 +818,8 @@ function policyChecks(
       "The launch measurement is one the policy expects",
       ok,
       ok
-        ? toHex(report.measurement)
-        : `${
-          toHex(report.measurement)
-        } is not among ${measurements.length} expected measurement(s)`,
+        ? report.measurement.toHex()
+        : `${report.measurement.toHex()} is not among ${measurements.length} expected measurement(s)`,
     ));
   }
   const expectedData = options.reportData ?? policy.reportData;
@@ -771,8 +830,8 @@ function policyChecks(
       "REPORT_DATA is what the verifier expects (binds the nonce and key)",
       ok,
       ok
-        ? toHex(report.reportData)
-        : `expected ${toHex(padTo(expectedData, 64))}, got ${toHex(report.reportData)}`,
+        ? report.reportData.toHex()
+        : `expected ${padTo(expectedData, 64).toHex()}, got ${report.reportData.toHex()}`,
     ));
   }
   if (policy.hostData) {
@@ -782,10 +841,16 @@ function policyChecks(
       "HOST_DATA is what the policy expects",
       ok,
       ok
-        ? toHex(report.hostData)
-        : `expected ${toHex(padTo(policy.hostData, 32))}, got ${toHex(report.hostData)}`,
+        ? report.hostData.toHex()
+        : `expected ${padTo(policy.hostData, 32).toHex()}, got ${report.hostData.toHex()}`,
     ));
   }
+  return checks;
+}
+
+/** REPORTED_TCB against the policy's minimum, when it has one. */
+function minTcbChecks(report: SnpReport, policy: Policy, product: SnpProduct | null): Check[] {
+  const checks: Check[] = [];
   if (policy.minTcb) {
     const tcb = decodeSnpTcb(report.reportedTcb.raw, product);
     const low: string[] = [];
@@ -807,6 +872,20 @@ function policyChecks(
     ));
   }
   return checks;
+}
+
+function policyChecks(
+  report: SnpReport,
+  policy: Policy,
+  options: SnpVerifyOptions,
+  product: SnpProduct | null,
+): Check[] {
+  return [
+    ...platformChecks(policy, product),
+    ...guestPolicyChecks(report, policy),
+    ...bindingChecks(report, policy, options),
+    ...minTcbChecks(report, policy, product),
+  ];
 }
 
 async function revocationCheck(crls: Uint8Array[], chain: Chain, at: Date): Promise<Check> {

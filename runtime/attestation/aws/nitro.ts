@@ -10,6 +10,7 @@
  * @module
  */
 import { UsageError } from "../../errors.ts";
+import type { X509Certificate } from "../../x509.ts";
 import {
   type Check,
   type Claims,
@@ -50,12 +51,6 @@ export interface NitroVerifyOptions {
 export const NITRO_TIMESTAMP_SKEW_MS = 5 * 60 * 1000;
 
 const AWS_ROOT_DER = pemCertificates(AWS_NITRO_ROOT_G1_PEM, "embedded AWS Nitro root")[0];
-
-function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
-}
 
 function isBytes(v: unknown, min: number, max: number): v is Uint8Array {
   return v instanceof Uint8Array && v.length >= min && v.length <= max;
@@ -144,6 +139,164 @@ function check(id: string, description: string, ok: boolean, detail?: string): C
   return detail === undefined ? { id, description, ok } : { id, description, ok, detail };
 }
 
+/** The COSE envelope check: ES384, an unprotected header map, a 96-byte signature. */
+function coseCheck(sign1: CoseSign1, claims: Claims): Check {
+  const alg = coseAlgorithm(sign1);
+  const coseProblems: string[] = [];
+  if (alg !== COSE_ALG_ES384) {
+    coseProblems.push(`algorithm ${alg ?? "absent"}, expected ES384 (-35)`);
+  }
+  if (!(sign1.unprotectedHeader instanceof Map)) {
+    coseProblems.push(
+      `the unprotected header is ${
+        sign1.unprotectedHeader === null ? "null" : typeof sign1.unprotectedHeader
+      }, not a map`,
+    );
+  }
+  if (sign1.signature.length !== 96) {
+    coseProblems.push(`the signature is ${sign1.signature.length} bytes, not 96`);
+  }
+  const result = check(
+    "cose",
+    "COSE_Sign1 envelope: ES384 protected header, unprotected header map, 96-byte signature",
+    coseProblems.length === 0,
+    coseProblems.length === 0 ? (sign1.tagged ? "Tagged" : "Untagged") : coseProblems.join("; "),
+  );
+  claims.coseTagged = sign1.tagged;
+
+  return result;
+}
+
+/** The payload check, recording the payload's claims. */
+function payloadStep(
+  decoded: Map<unknown, unknown>,
+  claims: Claims,
+): { payload: NitroPayload; check: Check } {
+  const { payload, problems } = readPayload(decoded);
+  const result = check(
+    "payload",
+    "The document has every required field with its type and size",
+    problems.length === 0,
+    problems.length === 0 ? undefined : problems.join("; "),
+  );
+  claims.moduleId = payload.moduleId ?? null;
+  claims.digest = payload.digest ?? null;
+  claims.timestamp = payload.timestamp ?? null;
+  claims.time = payload.timestamp === undefined ? null : new Date(payload.timestamp).toISOString();
+  const pcrs: Record<string, string> = {};
+  for (const [i, v] of [...payload.pcrs].sort((a, b) => a[0] - b[0])) pcrs[String(i)] = v.toHex();
+  claims.pcrs = pcrs;
+  claims.measurement = pcrs["0"] ?? null;
+  claims.publicKey = payload.publicKey ? payload.publicKey.toHex() : null;
+  claims.userData = payload.userData ? payload.userData.toHex() : null;
+  claims.nonce = payload.nonce ? payload.nonce.toHex() : null;
+
+  return { payload, check: result };
+}
+
+/** The document's signature by its certificate; also returns that certificate. */
+async function signatureStep(
+  sign1: CoseSign1,
+  payload: NitroPayload,
+  claims: Claims,
+): Promise<{ check: Check; leaf?: X509Certificate }> {
+  const leaf = payload.certificate === undefined
+    ? undefined
+    : certificateFromDer(payload.certificate, "Nitro document certificate");
+  let sigOk = false;
+  let sigDetail = "The document has no certificate";
+  if (leaf !== undefined) {
+    claims.certificate = certificateSummary(leaf);
+    try {
+      const key = await leaf.publicKey.export({ name: "ECDSA", namedCurve: "P-384" }, ["verify"]);
+      sigOk = await verifyCoseSign1(sign1, key);
+      sigDetail = "The signature does not verify with the document's certificate";
+    } catch {
+      sigDetail = `The certificate "${leaf.subject}" does not hold a P-384 key`;
+    }
+  }
+  const result = check(
+    "signature",
+    "The document's certificate signed it (COSE ES384 over the Sig_structure)",
+    sigOk,
+    sigOk ? undefined : sigDetail,
+  );
+  return { check: result, leaf };
+}
+
+/** The chain: certificate ← cabundle[N-1] ← … ← cabundle[0] = root. */
+async function chainChecks(payload: NitroPayload, options: NitroVerifyOptions, claims: Claims) {
+  const roots = options.trustedRoots !== undefined
+    ? options.trustedRoots.flatMap((r, i) => certificatesFromBytes(r, `trusted root ${i}`))
+    : [AWS_ROOT_DER];
+  const chainDer = payload.certificate === undefined
+    ? []
+    : [payload.certificate, ...[...(payload.cabundle ?? [])].reverse()];
+  const outcome = await verifyCertificateChain(chainDer, {
+    roots,
+    at: options.at,
+    chainId: "chain",
+    what: "Nitro certificate chain",
+    rootIncluded: true, // cabundle[0] is the root itself (nsm-api §3.2.3.1)
+  });
+  if (payload.cabundle === undefined && outcome.chain.ok) {
+    outcome.chain.ok = false;
+    outcome.chain.detail = "The document has no CA bundle";
+  }
+  claims.cabundleLength = payload.cabundle?.length ?? 0;
+  return [outcome.chain, outcome.root, outcome.validity];
+}
+
+/** The timestamp lies inside the leaf's validity and not after the verification time. */
+function timestampCheck(payload: NitroPayload, leaf: X509Certificate | undefined, at: Date): Check {
+  let tsOk = false;
+  let tsDetail = "The document has no timestamp";
+  if (payload.timestamp !== undefined) {
+    const t = payload.timestamp;
+    const iso = new Date(t).toISOString();
+    if (leaf !== undefined && (t < leaf.notBefore.getTime() || t > leaf.notAfter.getTime())) {
+      tsDetail = `The timestamp ${t} (${iso}) is outside the certificate's validity ` +
+        `${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()}; ` +
+        `a timestamp must count milliseconds`;
+    } else if (t > at.getTime() + NITRO_TIMESTAMP_SKEW_MS) {
+      tsDetail = `The document is dated ${iso}, after the verification time ` +
+        `${at.toISOString()}`;
+    } else {
+      tsOk = leaf !== undefined;
+      tsDetail = tsOk ? iso : "The document has no certificate";
+    }
+  }
+  return check(
+    "timestamp",
+    "The document's timestamp lies within its certificate's validity and not after the verification time",
+    tsOk,
+    tsDetail,
+  );
+}
+
+/** Debug: enclaves started with --debug-mode report all-zero PCRs. */
+function nitroDebugCheck(
+  payload: NitroPayload,
+  options: NitroVerifyOptions,
+  claims: Claims,
+): Check {
+  const pcr0 = payload.pcrs.get(0);
+  const debug = pcr0 !== undefined && pcr0.every((b) => b === 0);
+  const allowDebug = typeof options.policy === "object" && options.policy !== null &&
+    (options.policy as { allowDebug?: unknown }).allowDebug === true;
+  claims.debug = debug;
+  return check(
+    "debug",
+    "The enclave is not in debug mode, whose PCR0 is all zeros (or the policy allows debug)",
+    !debug || allowDebug,
+    debug
+      ? allowDebug
+        ? "Debug mode, allowed by the policy"
+        : "PCR0 is all zeros: the enclave runs in debug mode"
+      : "Debug off",
+  );
+}
+
 /**
  * Verifies a Nitro attestation document as of `options.at`. Resolves to a
  * result listing the checks `cose`, `payload`, `signature`, `chain`, `root`,
@@ -165,138 +318,14 @@ export async function verifyNitroDocument(
       "The Nitro attestation document's payload is not a CBOR map; the evidence is corrupt",
     );
   }
-  const checks: Check[] = [];
   const claims: Claims = {};
-
-  // COSE envelope.
-  const alg = coseAlgorithm(sign1);
-  const coseProblems: string[] = [];
-  if (alg !== COSE_ALG_ES384) {
-    coseProblems.push(`algorithm ${alg ?? "absent"}, expected ES384 (-35)`);
-  }
-  if (!(sign1.unprotectedHeader instanceof Map)) {
-    coseProblems.push(
-      `the unprotected header is ${
-        sign1.unprotectedHeader === null ? "null" : typeof sign1.unprotectedHeader
-      }, not a map`,
-    );
-  }
-  if (sign1.signature.length !== 96) {
-    coseProblems.push(`the signature is ${sign1.signature.length} bytes, not 96`);
-  }
-  checks.push(check(
-    "cose",
-    "COSE_Sign1 envelope: ES384 protected header, unprotected header map, 96-byte signature",
-    coseProblems.length === 0,
-    coseProblems.length === 0 ? (sign1.tagged ? "Tagged" : "Untagged") : coseProblems.join("; "),
-  ));
-  claims.coseTagged = sign1.tagged;
-
-  // Payload rules.
-  const { payload, problems } = readPayload(decoded);
-  checks.push(check(
-    "payload",
-    "The document has every required field with its type and size",
-    problems.length === 0,
-    problems.length === 0 ? undefined : problems.join("; "),
-  ));
-  claims.moduleId = payload.moduleId ?? null;
-  claims.digest = payload.digest ?? null;
-  claims.timestamp = payload.timestamp ?? null;
-  claims.time = payload.timestamp === undefined ? null : new Date(payload.timestamp).toISOString();
-  const pcrs: Record<string, string> = {};
-  for (const [i, v] of [...payload.pcrs].sort((a, b) => a[0] - b[0])) pcrs[String(i)] = toHex(v);
-  claims.pcrs = pcrs;
-  claims.measurement = pcrs["0"] ?? null;
-  claims.publicKey = payload.publicKey ? toHex(payload.publicKey) : null;
-  claims.userData = payload.userData ? toHex(payload.userData) : null;
-  claims.nonce = payload.nonce ? toHex(payload.nonce) : null;
-
-  // Signature by the document's certificate.
-  const leaf = payload.certificate === undefined
-    ? undefined
-    : certificateFromDer(payload.certificate, "Nitro document certificate");
-  let sigOk = false;
-  let sigDetail = "The document has no certificate";
-  if (leaf !== undefined) {
-    claims.certificate = certificateSummary(leaf);
-    try {
-      const key = await leaf.publicKey.export({ name: "ECDSA", namedCurve: "P-384" }, ["verify"]);
-      sigOk = await verifyCoseSign1(sign1, key);
-      sigDetail = "The signature does not verify with the document's certificate";
-    } catch {
-      sigDetail = `The certificate "${leaf.subject}" does not hold a P-384 key`;
-    }
-  }
-  checks.push(check(
-    "signature",
-    "The document's certificate signed it (COSE ES384 over the Sig_structure)",
-    sigOk,
-    sigOk ? undefined : sigDetail,
-  ));
-
-  // Chain: certificate ← cabundle[N-1] ← … ← cabundle[0] = root.
-  const roots = options.trustedRoots !== undefined
-    ? options.trustedRoots.flatMap((r, i) => certificatesFromBytes(r, `trusted root ${i}`))
-    : [AWS_ROOT_DER];
-  const chainDer = payload.certificate === undefined
-    ? []
-    : [payload.certificate, ...[...(payload.cabundle ?? [])].reverse()];
-  const outcome = await verifyCertificateChain(chainDer, {
-    roots,
-    at: options.at,
-    chainId: "chain",
-    what: "Nitro certificate chain",
-    rootIncluded: true, // cabundle[0] is the root itself (nsm-api §3.2.3.1)
-  });
-  if (payload.cabundle === undefined && outcome.chain.ok) {
-    outcome.chain.ok = false;
-    outcome.chain.detail = "The document has no CA bundle";
-  }
-  claims.cabundleLength = payload.cabundle?.length ?? 0;
-  checks.push(outcome.chain, outcome.root, outcome.validity);
-
-  // Timestamp: inside the leaf's validity, and not after the verification time.
-  let tsOk = false;
-  let tsDetail = "The document has no timestamp";
-  if (payload.timestamp !== undefined) {
-    const t = payload.timestamp;
-    const iso = new Date(t).toISOString();
-    if (leaf !== undefined && (t < leaf.notBefore.getTime() || t > leaf.notAfter.getTime())) {
-      tsDetail = `The timestamp ${t} (${iso}) is outside the certificate's validity ` +
-        `${leaf.notBefore.toISOString()} to ${leaf.notAfter.toISOString()}; ` +
-        `a timestamp must count milliseconds`;
-    } else if (t > options.at.getTime() + NITRO_TIMESTAMP_SKEW_MS) {
-      tsDetail = `The document is dated ${iso}, after the verification time ` +
-        `${options.at.toISOString()}`;
-    } else {
-      tsOk = leaf !== undefined;
-      tsDetail = tsOk ? iso : "The document has no certificate";
-    }
-  }
-  checks.push(check(
-    "timestamp",
-    "The document's timestamp lies within its certificate's validity and not after the verification time",
-    tsOk,
-    tsDetail,
-  ));
-
-  // Debug: enclaves started with --debug-mode report all-zero PCRs.
-  const pcr0 = payload.pcrs.get(0);
-  const debug = pcr0 !== undefined && pcr0.every((b) => b === 0);
-  const allowDebug = typeof options.policy === "object" && options.policy !== null &&
-    (options.policy as { allowDebug?: unknown }).allowDebug === true;
-  claims.debug = debug;
-  checks.push(check(
-    "debug",
-    "The enclave is not in debug mode, whose PCR0 is all zeros (or the policy allows debug)",
-    !debug || allowDebug,
-    debug
-      ? allowDebug
-        ? "Debug mode, allowed by the policy"
-        : "PCR0 is all zeros: the enclave runs in debug mode"
-      : "Debug off",
-  ));
-
+  const checks: Check[] = [coseCheck(sign1, claims)];
+  const { payload, check: payloadOk } = payloadStep(decoded, claims);
+  checks.push(payloadOk);
+  const signature = await signatureStep(sign1, payload, claims);
+  checks.push(signature.check);
+  checks.push(...await chainChecks(payload, options, claims));
+  checks.push(timestampCheck(payload, signature.leaf, options.at));
+  checks.push(nitroDebugCheck(payload, options, claims));
   return resultFromChecks("nitro", { checks, claims });
 }

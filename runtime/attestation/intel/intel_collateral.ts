@@ -297,12 +297,6 @@ class Fields {
   }
 }
 
-function hexBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
 function isvSvnLevels(f: Fields, v: unknown, name: string): IsvSvnLevel[] {
   const levels = f.arr(v, name).map((l, i) => {
     const level = f.obj(l, `${name}[${i}]`);
@@ -395,7 +389,7 @@ export function parseIntelCollateral(bytes: Uint8Array, source: string): IntelCo
   const body = f.obj(JSON.parse(signedText), kind);
   const common = {
     signedBytes,
-    signature: hexBytes(signatureHex),
+    signature: Uint8Array.fromHex(signatureHex),
     issueDate: f.date(body.issueDate, `${kind}.issueDate`),
     nextUpdate: f.date(body.nextUpdate, `${kind}.nextUpdate`),
     tcbEvaluationDataNumber: f.int(
@@ -415,8 +409,10 @@ export function parseIntelCollateral(bytes: Uint8Array, source: string): IntelCo
       version,
       miscSelect: parseInt(f.hex(body.miscselect, "enclaveIdentity.miscselect", 4), 16),
       miscSelectMask: parseInt(f.hex(body.miscselectMask, "enclaveIdentity.miscselectMask", 4), 16),
-      attributes: hexBytes(f.hex(body.attributes, "enclaveIdentity.attributes", 16)),
-      attributesMask: hexBytes(f.hex(body.attributesMask, "enclaveIdentity.attributesMask", 16)),
+      attributes: Uint8Array.fromHex(f.hex(body.attributes, "enclaveIdentity.attributes", 16)),
+      attributesMask: Uint8Array.fromHex(
+        f.hex(body.attributesMask, "enclaveIdentity.attributesMask", 16),
+      ),
       mrSigner: f.hex(body.mrsigner, "enclaveIdentity.mrsigner", 32),
       isvProdId: f.int(body.isvprodid, "enclaveIdentity.isvprodid"),
       tcbLevels: isvSvnLevels(f, body.tcbLevels, "enclaveIdentity.tcbLevels"),
@@ -596,17 +592,13 @@ export interface TcbEvaluation {
   detail: string;
 }
 
-function hexOf(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function moduleMatches(m: TdxModuleIdentity, tcb: PlatformTcb): string | undefined {
-  if (tcb.mrSignerSeam && hexOf(tcb.mrSignerSeam) !== m.mrSigner) {
-    return `MRSIGNERSEAM ${hexOf(tcb.mrSignerSeam)} is not the TDX module signer ${m.mrSigner}`;
+  if (tcb.mrSignerSeam && tcb.mrSignerSeam.toHex() !== m.mrSigner) {
+    return `MRSIGNERSEAM ${tcb.mrSignerSeam.toHex()} is not the TDX module signer ${m.mrSigner}`;
   }
   if (tcb.seamAttributes) {
-    const mask = hexBytes(m.attributesMask);
-    const masked = hexOf(tcb.seamAttributes.map((b, i) => b & mask[i]));
+    const mask = Uint8Array.fromHex(m.attributesMask);
+    const masked = tcb.seamAttributes.map((b, i) => b & mask[i]).toHex();
     if (masked !== m.attributes) {
       return `masked SEAMATTRIBUTES ${masked} are not the TDX module's ${m.attributes}`;
     }
@@ -672,7 +664,7 @@ export function evaluateTcbLevel(info: TcbInfo, tcb: PlatformTcb): TcbEvaluation
       advisoryIds: [],
       detail: `no level of the TCB Info (${info.tcbLevels.length}) is met by SGX components ` +
         `[${tcb.sgxTcbComponents.join(",")}], PCESVN ${tcb.pceSvn}` +
-        (tdx ? `, TEE_TCB_SVN ${hexOf(tee!)}` : ""),
+        (tdx ? `, TEE_TCB_SVN ${(tee!).toHex()}` : ""),
     };
   }
   const level = info.tcbLevels[index];
@@ -750,8 +742,8 @@ export function evaluateQeIdentity(
     );
   }
   const masked = qe.attributes.map((b, i) => b & identity.attributesMask[i]);
-  if (hexOf(masked) !== hexOf(identity.attributes)) {
-    problems.push(`masked ATTRIBUTES ${hexOf(masked)}, expected ${hexOf(identity.attributes)}`);
+  if (masked.toHex() !== identity.attributes.toHex()) {
+    problems.push(`masked ATTRIBUTES ${masked.toHex()}, expected ${identity.attributes.toHex()}`);
   }
   const level = identity.tcbLevels.find((l) => qe.isvSvn >= l.isvSvn);
   if (level === undefined) problems.push(`ISVSVN ${qe.isvSvn} is below every level`);

@@ -23,8 +23,13 @@ import {
   verifyCertificateChain,
 } from "../_x509_chain.ts";
 import { INTEL_SGX_ROOT_CA_PEM } from "./intel_roots.ts";
-import { collateralChecks, type IntelCollateral } from "./intel_collateral.ts";
+import {
+  collateralChecks,
+  type CollateralOutcome,
+  type IntelCollateral,
+} from "./intel_collateral.ts";
 import { pckRevocationCheck } from "./intel_crl.ts";
+import { bytesEqual, concatBytes } from "../../bytes.ts";
 
 /** A field of a binary structure: its offset and size in bytes. */
 export interface Field {
@@ -165,13 +170,6 @@ export interface IntelQuote {
 
 function malformed(message: string): MalformedEvidenceError {
   return new MalformedEvidenceError(message);
-}
-
-/** Hex of bytes, lower case. */
-export function toHex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
-  return s;
 }
 
 /** Reads a field's bytes (a view). */
@@ -494,7 +492,7 @@ export function parsePckExtension(value: Uint8Array): PckExtension {
     const name = oidText(oid.value);
     switch (name) {
       case `${SGX_EXTENSION_OID}.1`:
-        out.ppid = toHex(val.value);
+        out.ppid = val.value.toHex();
         break;
       case `${SGX_EXTENSION_OID}.2`:
         for (const tcb of readSequence(val.value)) {
@@ -504,20 +502,20 @@ export function parsePckExtension(value: Uint8Array): PckExtension {
           const n = Number(sub);
           if (n >= 1 && n <= 16) out.sgxTcbComponents[n - 1] = derUint(tval.value);
           else if (n === 17) out.pceSvn = derUint(tval.value);
-          else if (n === 18) out.cpuSvn = toHex(tval.value);
+          else if (n === 18) out.cpuSvn = tval.value.toHex();
         }
         break;
       case `${SGX_EXTENSION_OID}.3`:
-        out.pceId = toHex(val.value);
+        out.pceId = val.value.toHex();
         break;
       case `${SGX_EXTENSION_OID}.4`:
-        out.fmspc = toHex(val.value);
+        out.fmspc = val.value.toHex();
         break;
       case `${SGX_EXTENSION_OID}.5`:
         out.sgxType = derUint(val.value);
         break;
       case `${SGX_EXTENSION_OID}.6`:
-        out.platformInstanceId = toHex(val.value);
+        out.platformInstanceId = val.value.toHex();
         break;
     }
   }
@@ -551,12 +549,6 @@ export interface QuoteVerifyOptions {
 }
 
 const INTEL_ROOT_DER = pemCertificates(INTEL_SGX_ROOT_CA_PEM, "embedded Intel SGX Root CA")[0];
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function allZero(bytes: Uint8Array): boolean {
   return bytes.every((b) => b === 0);
@@ -613,7 +605,7 @@ async function qeReportSignedBy(
     memo = new Map();
     qeSignatureMemo.set(pck, memo);
   }
-  const key = toHex(report) + toHex(signature);
+  const key = report.toHex() + signature.toHex();
   const known = memo.get(key);
   if (known !== undefined) return known;
   const publicKey = await pck.publicKey.export({ name: "ECDSA", namedCurve: "P-256" }, ["verify"]);
@@ -633,47 +625,32 @@ export function policyAllowsDebug(policy: unknown): boolean {
 export function sgxBodyClaims(body: Uint8Array): Record<string, string | number | boolean> {
   const flags = fieldUint(body, SGX_REPORT_BODY.attributesFlags) as bigint;
   return {
-    cpuSvn: toHex(fieldBytes(body, SGX_REPORT_BODY.cpuSvn)),
+    cpuSvn: fieldBytes(body, SGX_REPORT_BODY.cpuSvn).toHex(),
     miscSelect: fieldNumber(body, SGX_REPORT_BODY.miscSelect),
-    isvExtProdId: toHex(fieldBytes(body, SGX_REPORT_BODY.isvExtProdId)),
+    isvExtProdId: fieldBytes(body, SGX_REPORT_BODY.isvExtProdId).toHex(),
     attributes: `0x${flags.toString(16)}`,
     xfrm: `0x${(fieldUint(body, SGX_REPORT_BODY.attributesXfrm) as bigint).toString(16)}`,
     debug: (flags & 2n) !== 0n,
-    mrEnclave: toHex(fieldBytes(body, SGX_REPORT_BODY.mrEnclave)),
-    mrSigner: toHex(fieldBytes(body, SGX_REPORT_BODY.mrSigner)),
-    configId: toHex(fieldBytes(body, SGX_REPORT_BODY.configId)),
+    mrEnclave: fieldBytes(body, SGX_REPORT_BODY.mrEnclave).toHex(),
+    mrSigner: fieldBytes(body, SGX_REPORT_BODY.mrSigner).toHex(),
+    configId: fieldBytes(body, SGX_REPORT_BODY.configId).toHex(),
     isvProdId: fieldNumber(body, SGX_REPORT_BODY.isvProdId),
     isvSvn: fieldNumber(body, SGX_REPORT_BODY.isvSvn),
     configSvn: fieldNumber(body, SGX_REPORT_BODY.configSvn),
-    isvFamilyId: toHex(fieldBytes(body, SGX_REPORT_BODY.isvFamilyId)),
-    reportData: toHex(fieldBytes(body, SGX_REPORT_BODY.reportData)),
+    isvFamilyId: fieldBytes(body, SGX_REPORT_BODY.isvFamilyId).toHex(),
+    reportData: fieldBytes(body, SGX_REPORT_BODY.reportData).toHex(),
   };
 }
 
-/**
- * Makes every check a DCAP quote needs apart from its body: `header`,
- * `quote-signature`, `attestation-key-binding`, `qe-report-signature`,
- * `pck-chain`, `root`, `validity`, `pck-extension`, `qe-identity`. Returns the
- * checks in order and the claims about header, QE and PCK.
- */
-export async function verifyQuoteSignatures(
-  quote: IntelQuote,
-  options: QuoteVerifyOptions,
-): Promise<{ checks: Check[]; claims: Claims }> {
-  if (!(options?.at instanceof Date) || Number.isNaN(options.at.getTime())) {
-    throw new UsageError("A verification time (`at`) is required");
-  }
-  const checks: Check[] = [];
-  const claims: Claims = {};
+/** The header check, recording the header's claims. */
+function headerCheck(quote: IntelQuote, claims: Claims): Check {
   const tdx = quote.teeType === TEE_TYPE_TDX;
-
-  // Header.
-  const vendor = toHex(fieldBytes(quote.header, QUOTE_HEADER.qeVendorId));
+  const vendor = fieldBytes(quote.header, QUOTE_HEADER.qeVendorId).toHex();
   claims.version = quote.version;
   claims.teeType = tdx ? "tdx" : "sgx";
   claims.attestationKeyType = "ECDSA-P256";
   claims.qeVendorId = vendor;
-  claims.userData = toHex(fieldBytes(quote.header, QUOTE_HEADER.userData));
+  claims.userData = fieldBytes(quote.header, QUOTE_HEADER.userData).toHex();
   if (quote.version === 3) {
     claims.qeSvn = fieldNumber(quote.header, QUOTE_HEADER.qeSvn);
     claims.pceSvn = fieldNumber(quote.header, QUOTE_HEADER.pceSvn);
@@ -681,50 +658,117 @@ export async function verifyQuoteSignatures(
   if (quote.version === 5) claims.bodyType = { sgx: 1, td10: 2, td15: 3 }[quote.bodyType];
   claims.signatureDataLength = quote.signatureDataLength;
   claims.trailingBytes = quote.trailingBytes;
-  checks.push({
+  return {
     id: "header",
     description: "Quote header: version, ECDSA P-256 attestation key, TEE type, Intel QE vendor",
     ok: vendor === INTEL_QE_VENDOR_ID,
     detail: vendor === INTEL_QE_VENDOR_ID
       ? `Version ${quote.version}, ${tdx ? "TDX" : "SGX"}, Intel QE`
       : `QE vendor id ${vendor} is not Intel's ${INTEL_QE_VENDOR_ID}`,
-  });
+  };
+}
 
-  // Quote signature by the attestation key.
+/** The quote signature by the attestation key. */
+async function quoteSignatureCheck(quote: IntelQuote): Promise<Check> {
   const attestationKey = await importRawP256(quote.attestationKey);
-  const quoteSigOk = attestationKey !== undefined &&
+  const ok = attestationKey !== undefined &&
     await verifyP256(attestationKey, quote.signature, quote.signedRegion);
-  checks.push({
+  return {
     id: "quote-signature",
     description: "The attestation key signed the quote header and body (ECDSA P-256, SHA-256)",
-    ok: quoteSigOk,
+    ok,
     detail: attestationKey === undefined
       ? "The attestation key is not a P-256 point"
-      : quoteSigOk
+      : ok
       ? undefined
       : "The signature does not verify",
-  });
+  };
+}
 
-  // Attestation key binding: QE REPORTDATA = SHA-256(key ‖ auth data) ‖ 32 zero bytes.
+/** Attestation key binding: QE REPORTDATA = SHA-256(key ‖ auth data) ‖ 32 zero bytes. */
+async function attestationKeyBindingCheck(quote: IntelQuote): Promise<Check> {
   const qeReportData = fieldBytes(quote.qeReport, SGX_REPORT_BODY.reportData);
   const expected = new Uint8Array(
-    await crypto.subtle.digest(
-      "SHA-256",
-      new Uint8Array([...quote.attestationKey, ...quote.qeAuthData]),
-    ),
+    await crypto.subtle.digest("SHA-256", concatBytes(quote.attestationKey, quote.qeAuthData)),
   );
-  const bindingOk = bytesEqual(qeReportData.subarray(0, 32), expected) &&
+  const ok = bytesEqual(qeReportData.subarray(0, 32), expected) &&
     allZero(qeReportData.subarray(32));
-  checks.push({
+  return {
     id: "attestation-key-binding",
     description: "The QE report data is SHA-256 of the attestation key and QE authentication data",
-    ok: bindingOk,
-    detail: bindingOk
+    ok,
+    detail: ok
       ? undefined
-      : `QE report data ${toHex(qeReportData)}; expected ${toHex(expected)} followed by zeros`,
-  });
+      : `QE report data ${qeReportData.toHex()}; expected ${expected.toHex()} followed by zeros`,
+  };
+}
 
-  // The PCK chain: from the quote, else from options.certs.
+/** What the PCK steps found: their checks, the SGX extension and the chain. */
+interface PckOutcome {
+  checks: Check[];
+  extension?: PckExtension;
+  path?: X509Certificate[];
+}
+
+/** The PCK's SGX extension (FMSPC, PCE id, TCB) as a check, recording its claims. */
+function pckExtensionStep(
+  leaf: X509Certificate,
+  claims: Claims,
+): { check: Check; extension?: PckExtension } {
+  const ext = leaf.extensions.find((e) => e.type === SGX_EXTENSION_OID);
+  let extension: PckExtension | undefined;
+  let extDetail = "The PCK certificate has no SGX extension";
+  if (ext !== undefined) {
+    try {
+      extension = parsePckExtension(new Uint8Array(ext.value));
+    } catch (error) {
+      extDetail = `The PCK certificate's SGX extension is malformed (${(error as Error).message})`;
+    }
+  }
+  const ok = extension !== undefined && extension.fmspc !== undefined &&
+    extension.sgxTcbComponents.length === 16 && extension.pceSvn !== undefined;
+  if (extension !== undefined) {
+    claims.fmspc = extension.fmspc ?? null;
+    claims.pceId = extension.pceId ?? null;
+    claims.pckTcb = {
+      sgxTcbComponents: extension.sgxTcbComponents,
+      pceSvn: extension.pceSvn,
+      cpuSvn: extension.cpuSvn,
+    };
+    if (extension.sgxType !== undefined) claims.sgxType = extension.sgxType;
+  }
+  const check = {
+    id: "pck-extension",
+    description: "The PCK certificate's SGX extension gives FMSPC, PCE id and TCB",
+    ok,
+    detail: ok
+      ? `FMSPC ${extension!.fmspc}`
+      : extension === undefined
+      ? extDetail
+      : "The SGX extension lacks FMSPC or TCB components",
+  };
+  return { check, extension };
+}
+
+/** The four checks that fail when there is no PCK chain to verify. */
+function missingPckChain(quote: IntelQuote): PckOutcome {
+  const why = `The quote carries certification data type ${quote.certificationDataType}, ` +
+    `not a PCK chain (type 5); pass the PCK chain with --certs`;
+  const checks = [
+    ["qe-report-signature", "The PCK key signed the QE report"],
+    ["pck-chain", "Each certificate of the PCK chain is signed by the next"],
+    ["root", "The PCK chain ends in a trusted root"],
+    ["validity", "Every certificate of the PCK chain is valid"],
+  ].map(([id, description]) => ({ id, description, ok: false, detail: why }));
+  return { checks };
+}
+
+/** The PCK chain (from the quote, else from `options.certs`), the QE report signature and the SGX extension. */
+async function pckSteps(
+  quote: IntelQuote,
+  options: QuoteVerifyOptions,
+  claims: Claims,
+): Promise<PckOutcome> {
   let chainDer = quote.pckChain;
   if (chainDer === undefined && options.certs !== undefined && options.certs.length > 0) {
     chainDer = options.certs.flatMap((c, i) => certificatesFromBytes(c, `certificate ${i}`));
@@ -733,85 +777,43 @@ export async function verifyQuoteSignatures(
     ? options.trustedRoots.flatMap((r, i) => certificatesFromBytes(r, `trusted root ${i}`))
     : [INTEL_ROOT_DER];
   claims.certificationDataType = quote.certificationDataType;
-  let pckExtension: PckExtension | undefined;
-  let pckPath: X509Certificate[] | undefined;
-
-  if (chainDer === undefined) {
-    const why = `The quote carries certification data type ${quote.certificationDataType}, ` +
-      `not a PCK chain (type 5); pass the PCK chain with --certs`;
-    for (
-      const [id, description] of [
-        ["qe-report-signature", "The PCK key signed the QE report"],
-        ["pck-chain", "Each certificate of the PCK chain is signed by the next"],
-        ["root", "The PCK chain ends in a trusted root"],
-        ["validity", "Every certificate of the PCK chain is valid"],
-      ]
-    ) checks.push({ id, description, ok: false, detail: why });
-  } else {
-    const outcome = await verifyCertificateChain(chainDer, {
-      roots,
-      at: options.at,
-      chainId: "pck-chain",
-      what: "PCK certificate chain",
-    });
-    const leaf = outcome.certificates[0];
-    let qeSigOk = false;
-    let qeSigDetail: string | undefined = "The signature does not verify with the PCK key";
-    try {
-      qeSigOk = await qeReportSignedBy(leaf, quote.qeReport, quote.qeReportSignature);
-    } catch {
-      qeSigDetail = `The PCK certificate "${leaf.subject}" does not hold a P-256 key`;
-    }
-    checks.push({
-      id: "qe-report-signature",
-      description: "The PCK key signed the QE report (ECDSA P-256, SHA-256)",
-      ok: qeSigOk,
-      detail: qeSigOk ? undefined : qeSigDetail,
-    });
-    checks.push(outcome.chain, outcome.root, outcome.validity);
-    pckPath = outcome.certificates;
-    claims.pck = certificateSummary(leaf);
-    claims.pckIssuer = leaf.issuer;
-
-    // The PCK's SGX extension: FMSPC, PCE id, TCB.
-    const ext = leaf.extensions.find((e) => e.type === SGX_EXTENSION_OID);
-    let extension: PckExtension | undefined;
-    let extDetail = "The PCK certificate has no SGX extension";
-    if (ext !== undefined) {
-      try {
-        extension = parsePckExtension(new Uint8Array(ext.value));
-      } catch (error) {
-        extDetail = `The PCK certificate's SGX extension is malformed (${
-          (error as Error).message
-        })`;
-      }
-    }
-    const extOk = extension !== undefined && extension.fmspc !== undefined &&
-      extension.sgxTcbComponents.length === 16 && extension.pceSvn !== undefined;
-    checks.push({
-      id: "pck-extension",
-      description: "The PCK certificate's SGX extension gives FMSPC, PCE id and TCB",
-      ok: extOk,
-      detail: extOk
-        ? `FMSPC ${extension!.fmspc}`
-        : extension === undefined
-        ? extDetail
-        : "The SGX extension lacks FMSPC or TCB components",
-    });
-    if (extension !== undefined) {
-      claims.fmspc = extension.fmspc ?? null;
-      claims.pceId = extension.pceId ?? null;
-      claims.pckTcb = {
-        sgxTcbComponents: extension.sgxTcbComponents,
-        pceSvn: extension.pceSvn,
-        cpuSvn: extension.cpuSvn,
-      };
-      if (extension.sgxType !== undefined) claims.sgxType = extension.sgxType;
-    }
-    pckExtension = extension;
+  if (chainDer === undefined) return missingPckChain(quote);
+  const outcome = await verifyCertificateChain(chainDer, {
+    roots,
+    at: options.at,
+    chainId: "pck-chain",
+    what: "PCK certificate chain",
+  });
+  const leaf = outcome.certificates[0];
+  let qeSigOk = false;
+  let qeSigDetail: string | undefined = "The signature does not verify with the PCK key";
+  try {
+    qeSigOk = await qeReportSignedBy(leaf, quote.qeReport, quote.qeReportSignature);
+  } catch {
+    qeSigDetail = `The PCK certificate "${leaf.subject}" does not hold a P-256 key`;
   }
+  const qeSignature = {
+    id: "qe-report-signature",
+    description: "The PCK key signed the QE report (ECDSA P-256, SHA-256)",
+    ok: qeSigOk,
+    detail: qeSigOk ? undefined : qeSigDetail,
+  };
+  claims.pck = certificateSummary(leaf);
+  claims.pckIssuer = leaf.issuer;
+  const { check, extension } = pckExtensionStep(leaf, claims);
+  return {
+    checks: [qeSignature, outcome.chain, outcome.root, outcome.validity, check],
+    extension,
+    path: outcome.certificates,
+  };
+}
 
-  // The quoting enclave is Intel's (QE identity constants), not a debug enclave.
+/** The quoting enclave's claims, and why it is not Intel's non-debug QE (empty when it is). */
+function quotingEnclave(
+  quote: IntelQuote,
+  claims: Claims,
+): { qe: Claims; debug: boolean; problems: string[] } {
+  const tdx = quote.teeType === TEE_TYPE_TDX;
   const qe = sgxBodyClaims(quote.qeReport);
   claims.qe = {
     mrEnclave: qe.mrEnclave,
@@ -823,15 +825,25 @@ export async function verifyQuoteSignatures(
   };
   const expectedSigner = tdx ? INTEL_TD_QE_MRSIGNER : INTEL_QE_MRSIGNER;
   const expectedProd = tdx ? 2 : 1;
-  const qeProblems: string[] = [];
-  if (qe.mrSigner !== expectedSigner) qeProblems.push(`MRSIGNER ${qe.mrSigner} is not Intel's`);
+  const problems: string[] = [];
+  if (qe.mrSigner !== expectedSigner) problems.push(`MRSIGNER ${qe.mrSigner} is not Intel's`);
   if (qe.isvProdId !== expectedProd) {
-    qeProblems.push(`ISVPRODID ${qe.isvProdId}, expected ${expectedProd}`);
+    problems.push(`ISVPRODID ${qe.isvProdId}, expected ${expectedProd}`);
   }
-  if (qe.debug) qeProblems.push("the QE is a debug enclave");
-  const collateral = await collateralChecks({
+  if (qe.debug) problems.push("the QE is a debug enclave");
+  return { qe, debug: qe.debug === true, problems };
+}
+
+/** The collateral's checks over the quote, the PCK's TCB and the QE. */
+function quoteCollateralChecks(
+  quote: IntelQuote,
+  qe: Claims,
+  options: QuoteVerifyOptions & { pck?: PckExtension },
+): Promise<CollateralOutcome> {
+  const tdx = quote.teeType === TEE_TYPE_TDX;
+  return collateralChecks({
     tdx,
-    pck: pckExtension,
+    pck: options.pck,
     teeTcbSvn: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.teeTcbSvn) : undefined,
     mrSignerSeam: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.mrSignerSeam) : undefined,
     seamAttributes: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.seamAttributes) : undefined,
@@ -848,30 +860,79 @@ export async function verifyQuoteSignatures(
     signingCerts: options.certs,
     trustedRoots: options.trustedRoots,
   });
+}
+
+/** The QE identity check: the signed QE Identity when given, else Intel's constants. */
+function qeIdentityCheck(
+  quote: IntelQuote,
+  enclave: { qe: Claims; debug: boolean; problems: string[] },
+  collateral: CollateralOutcome,
+): Check {
   // With a signed QE identity the JSON decides; the debug bit is refused either way.
-  if (collateral.qeIdentity !== undefined && qe.debug) {
-    collateral.qeIdentity.ok = false;
-    collateral.qeIdentity.detail = `the QE is a debug enclave; ${collateral.qeIdentity.detail}`;
+  if (collateral.qeIdentity !== undefined) {
+    if (enclave.debug) {
+      collateral.qeIdentity.ok = false;
+      collateral.qeIdentity.detail = `the QE is a debug enclave; ${collateral.qeIdentity.detail}`;
+    }
+    return collateral.qeIdentity;
   }
-  checks.push(
-    collateral.qeIdentity ?? {
-      id: "qe-identity",
-      description: `The quoting enclave is Intel's ${tdx ? "TD" : "SGX"} QE, not in debug mode`,
-      ok: qeProblems.length === 0,
-      detail: qeProblems.length === 0 ? `ISVSVN ${qe.isvSvn}` : qeProblems.join("; "),
-    },
-  );
+  const tdx = quote.teeType === TEE_TYPE_TDX;
+  return {
+    id: "qe-identity",
+    description: `The quoting enclave is Intel's ${tdx ? "TD" : "SGX"} QE, not in debug mode`,
+    ok: enclave.problems.length === 0,
+    detail: enclave.problems.length === 0
+      ? `ISVSVN ${enclave.qe.isvSvn}`
+      : enclave.problems.join("; "),
+  };
+}
+
+/** The revocation check of the PCK chain against the supplied CRLs. */
+async function pckRevocationStep(
+  path: X509Certificate[] | undefined,
+  crls: Uint8Array[],
+  at: Date,
+): Promise<Check> {
+  if (path === undefined) {
+    return {
+      id: "revocation",
+      description: "No certificate of the PCK chain is revoked by the supplied CRLs",
+      ok: false,
+      detail: "There is no PCK chain to check",
+    };
+  }
+  return await pckRevocationCheck(path, crls, { at });
+}
+
+/**
+ * Makes every check a DCAP quote needs apart from its body: `header`,
+ * `quote-signature`, `attestation-key-binding`, `qe-report-signature`,
+ * `pck-chain`, `root`, `validity`, `pck-extension`, `qe-identity`. Returns the
+ * checks in order and the claims about header, QE and PCK.
+ */
+export async function verifyQuoteSignatures(
+  quote: IntelQuote,
+  options: QuoteVerifyOptions,
+): Promise<{ checks: Check[]; claims: Claims }> {
+  if (!(options?.at instanceof Date) || Number.isNaN(options.at.getTime())) {
+    throw new UsageError("A verification time (`at`) is required");
+  }
+  const claims: Claims = {};
+  const checks: Check[] = [
+    headerCheck(quote, claims),
+    await quoteSignatureCheck(quote),
+    await attestationKeyBindingCheck(quote),
+  ];
+  const pck = await pckSteps(quote, options, claims);
+  checks.push(...pck.checks);
+  const enclave = quotingEnclave(quote, claims);
+  const collateral = await quoteCollateralChecks(quote, enclave.qe, {
+    ...options,
+    pck: pck.extension,
+  });
+  checks.push(qeIdentityCheck(quote, enclave, collateral));
   if (options.crls !== undefined && options.crls.length > 0) {
-    checks.push(
-      pckPath === undefined
-        ? {
-          id: "revocation",
-          description: "No certificate of the PCK chain is revoked by the supplied CRLs",
-          ok: false,
-          detail: "There is no PCK chain to check",
-        }
-        : await pckRevocationCheck(pckPath, options.crls, { at: options.at }),
-    );
+    checks.push(await pckRevocationStep(pck.path, options.crls, options.at));
   }
   checks.push(...collateral.checks);
   Object.assign(claims, collateral.claims);

@@ -21,7 +21,6 @@ import {
   type QuoteVerifyOptions,
   TD_REPORT_BODY,
   TEE_TYPE_TDX,
-  toHex,
   verifyQuoteSignatures,
 } from "./intel_quote.ts";
 
@@ -44,7 +43,7 @@ export const TD_ATTRIBUTES = {
 
 /** Claims of a TD quote body (584 or 648 bytes). */
 export function tdBodyClaims(body: Uint8Array): Claims {
-  const hex = (f: { offset: number; size: number }) => toHex(fieldBytes(body, f));
+  const hex = (f: { offset: number; size: number }) => fieldBytes(body, f).toHex();
   const u64 = (f: { offset: number; size: number }) =>
     `0x${(fieldUint(body, f) as bigint).toString(16)}`;
   const attributes = fieldUint(body, TD_REPORT_BODY.tdAttributes) as bigint;

@@ -24,7 +24,7 @@ import {
 } from "../../../runtime/attestation/amd/sev_legacy_roots.ts";
 import { parsePolicy } from "../../../runtime/attestation/policy.ts";
 import { verifyEvidence } from "../../../runtime/attestation/verify.ts";
-import { toHex } from "../../../runtime/attestation/_bytes.ts";
+
 import { assertCleanError, Prng } from "../../robustness/_robustness.ts";
 import { failingChecks as failed } from "../_verification.ts";
 
@@ -96,7 +96,7 @@ Deno.test("sev: the Naples chain is valid with exactly the README's facts", asyn
   const x = pdh.slice(0x14, 0x14 + 48).reverse();
   assert.equal(
     r.claims.pdhPublicKey,
-    "04" + toHex(x) + toHex(pdh.slice(0x5c, 0x5c + 48).reverse()),
+    "04" + x.toHex() + pdh.slice(0x5c, 0x5c + 48).reverse().toHex(),
   );
   assert.match(
     r.checks.find((c) => c.id === "cek-signature")!.detail!,
@@ -173,10 +173,10 @@ Deno.test("sev: every embedded generation's ARK is self-signed and signs its ASK
     const ask = parseAmdCaCert(roots.ask, `${gen} ASK`);
     assert.equal(roots.ark.length, gen === "naples" ? 832 : 1600, gen);
     assert.equal(ark.publicKey.bits, gen === "naples" ? 2048 : 4096, gen);
-    assert.equal(toHex(ark.keyId), KEY_IDS[gen][0], gen);
-    assert.equal(toHex(ark.certifyingId), KEY_IDS[gen][0], gen);
-    assert.equal(toHex(ask.keyId), KEY_IDS[gen][1], gen);
-    assert.equal(toHex(ask.certifyingId), KEY_IDS[gen][0], gen);
+    assert.equal(ark.keyId.toHex(), KEY_IDS[gen][0], gen);
+    assert.equal(ark.certifyingId.toHex(), KEY_IDS[gen][0], gen);
+    assert.equal(ask.keyId.toHex(), KEY_IDS[gen][1], gen);
+    assert.equal(ask.certifyingId.toHex(), KEY_IDS[gen][0], gen);
     assert.equal(ark.usage, 0, gen);
     assert.equal(ask.usage, 0x13, gen);
     const self = await checkAmdCaSignature(ark, ark);

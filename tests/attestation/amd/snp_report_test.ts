@@ -6,7 +6,7 @@ import {
   SNP_REPORT_SIZE,
 } from "../../../runtime/attestation/amd/snp_report.ts";
 import { MalformedEvidenceError } from "../../../runtime/attestation/result.ts";
-import { toHex } from "../../../runtime/attestation/_bytes.ts";
+
 import { readEvidence, SNP_SAMPLES } from "./_snp_samples.ts";
 
 Deno.test("snp report layout: fields tile the 1184 bytes with the spec's offsets", () => {
@@ -33,11 +33,11 @@ for (const s of SNP_SAMPLES) {
     assert.equal(r.policy.raw, s.policy);
     assert.equal(r.policy.debug, false);
     assert.equal(r.policy.migrateMa, false);
-    assert.equal(toHex(r.measurement), s.measurement);
-    assert.ok(toHex(r.reportData).startsWith(s.reportData), toHex(r.reportData));
-    assert.ok(toHex(r.chipId).startsWith(s.chipIdPrefix));
-    assert.equal(toHex(r.reportedTcb.raw), s.reportedTcb);
-    if (s.currentTcb) assert.equal(toHex(r.currentTcb.raw), s.currentTcb);
+    assert.equal(r.measurement.toHex(), s.measurement);
+    assert.ok(r.reportData.toHex().startsWith(s.reportData), r.reportData.toHex());
+    assert.ok(r.chipId.toHex().startsWith(s.chipIdPrefix));
+    assert.equal(r.reportedTcb.raw.toHex(), s.reportedTcb);
+    if (s.currentTcb) assert.equal(r.currentTcb.raw.toHex(), s.currentTcb);
     assert.equal(r.keyInfo.signingKey, s.signingKey);
     assert.equal(r.vmpl, s.vmpl ?? 0);
     if (s.platformInfo !== undefined) assert.equal(r.platformInfo.raw, s.platformInfo);
@@ -61,7 +61,7 @@ Deno.test("snp report: 03's CURRENT_TCB ucode 206 differs from REPORTED_TCB ucod
   const r = parseSnpReport(readEvidence("sev-snp/03-trustee-milan-v2-vcek/test-report.bin"));
   assert.equal(r.currentTcb.microcode, 206);
   assert.equal(r.reportedTcb.microcode, 115);
-  assert.equal(toHex(r.idKeyDigest).slice(0, 16), "0356215882a82527");
+  assert.equal(r.idKeyDigest.toHex().slice(0, 16), "0356215882a82527");
 });
 
 Deno.test("snp report: 06 Genoa TCB decodes to bl 10, tee 0, snp 25, ucode 84; CPUID 19/11/01", () => {
@@ -79,7 +79,7 @@ Deno.test("snp report: 04 is a v3 VLEK report with KEY_INFO 0x4 and CPUID 19/01/
   assert.equal(r.keyInfo.raw, 4);
   assert.deepEqual(r.cpuid, { family: 0x19, model: 0x01, stepping: 0x01 });
   assert.equal(r.reportedTcb.microcode, 217);
-  assert.ok(toHex(r.reportData).endsWith("a7bc27ca"));
+  assert.ok(r.reportData.toHex().endsWith("a7bc27ca"));
 });
 
 Deno.test("snp TCB: Turin layout puts FMC first and SNP at byte 3", () => {

@@ -3,7 +3,7 @@ import { SNP_SIM_STATE_FILE, SnpSimulator } from "../../../runtime/attestation/a
 import { verifySnpReport } from "../../../runtime/attestation/amd/snp_verify.ts";
 import { parseSnpReport } from "../../../runtime/attestation/amd/snp_report.ts";
 import { DEFAULT_POLICY } from "../../../runtime/attestation/policy.ts";
-import { reversed, toHex } from "../../../runtime/attestation/_bytes.ts";
+import { reversed } from "../../../runtime/attestation/_bytes.ts";
 import { X509Certificate, X509CrlGenerator } from "../../../runtime/x509.ts";
 import { EnarxError } from "../../../runtime/errors.ts";
 import { loadSample, SNP_SAMPLES } from "./_snp_samples.ts";
@@ -49,9 +49,9 @@ Deno.test("snp-sim: a report verifies when the simulated root is trusted", async
   assert.equal(result.ok, true);
   assert.equal(result.simulated, true);
   assert.equal(result.claims.version, 3);
-  assert.equal(result.claims.measurement, toHex(MEASUREMENT));
-  assert.equal(result.claims.reportData, toHex(DATA));
-  assert.equal(result.claims.chipId, toHex(s.chipId));
+  assert.equal(result.claims.measurement, MEASUREMENT.toHex());
+  assert.equal(result.claims.reportData, DATA.toHex());
+  assert.equal(result.claims.chipId, s.chipId.toHex());
   assert.equal(result.claims.debug, false);
   assert.match(result.checks.find((c) => c.id === "root")!.detail!, /proves nothing/);
 });
@@ -120,8 +120,8 @@ Deno.test("snp-sim: report data is zero-padded, host data and VMPL are set", asy
     vmpl: 2,
   });
   const r = parseSnpReport(report);
-  assert.equal(toHex(r.reportData), "010203" + "00".repeat(61));
-  assert.equal(toHex(r.hostData), "09" + "00".repeat(31));
+  assert.equal(r.reportData.toHex(), "010203" + "00".repeat(61));
+  assert.equal(r.hostData.toHex(), "09" + "00".repeat(31));
   assert.equal(r.vmpl, 2);
   assert.equal(r.product, "Milan");
   assert.deepEqual(r.formatProblems, []);

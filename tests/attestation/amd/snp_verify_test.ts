@@ -4,7 +4,7 @@ import { amdCertExtensions } from "../../../runtime/attestation/amd/snp_verify.t
 import { MalformedEvidenceError } from "../../../runtime/attestation/result.ts";
 import { pemBlocks, verifySignedBy, X509Certificate } from "../../../runtime/x509.ts";
 import { ASVK_MILAN_PEM } from "../../../runtime/attestation/amd/amd_roots.ts";
-import { toHex } from "../../../runtime/attestation/_bytes.ts";
+
 import { loadSample, readEvidence, SNP_SAMPLES } from "./_snp_samples.ts";
 import { failingChecks as failed } from "../_verification.ts";
 
@@ -265,5 +265,5 @@ Deno.test("snp verify: claims use camelCase and hex", async () => {
   const r = await verifySnpReport(report, { certs, at: NOW });
   assert.equal(r.claims.currentFirmware, "1.52.4");
   assert.equal((r.claims.policy as Record<string, unknown>).raw, "0x30000");
-  assert.equal(r.claims.hostData, toHex(new Uint8Array(32)));
+  assert.equal(r.claims.hostData, (new Uint8Array(32)).toHex());
 });

@@ -20,6 +20,7 @@ import {
   INTEL_TD_QE_MRSIGNER,
   SGX_EXTENSION_OID,
 } from "../../../runtime/attestation/intel/intel_quote.ts";
+import { concatBytes as concat } from "../../../runtime/bytes.ts";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
@@ -221,20 +222,6 @@ export interface BuildQuoteOptions {
   trailing?: number;
 }
 
-function fromHex(hex: string): Uint8Array {
-  return Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function le(n: number, size: number): Uint8Array {
   const out = new Uint8Array(size);
   for (let i = 0; i < size; i++) out[i] = Math.floor(n / 2 ** (8 * i)) & 0xff;
@@ -255,7 +242,7 @@ export async function buildQuote(pki: TestPki, options: BuildQuoteOptions): Prom
     header.set(le(8, 2), 8);
     header.set(le(13, 2), 10);
   } else header.set(le(tdx ? 0x81 : 0, 4), 4);
-  header.set(fromHex(options.qeVendorId ?? INTEL_QE_VENDOR_ID), 12);
+  header.set(Uint8Array.fromHex(options.qeVendorId ?? INTEL_QE_VENDOR_ID), 12);
   header.set(new Uint8Array(16).fill(0x5a), 28);
   const bodyType = !tdx ? "sgx" : options.version === 5 ? options.tdBody ?? "td15" : "td10";
   const body = new Uint8Array({ sgx: 384, td10: 584, td15: 648 }[bodyType]);
@@ -274,7 +261,7 @@ export async function buildQuote(pki: TestPki, options: BuildQuoteOptions): Prom
   qeReport.set(le(options.qeDebug ? 0x17 : 0x15, 8), 48);
   qeReport.set(new Uint8Array(32).fill(0x11), 64);
   qeReport.set(
-    fromHex(options.qeMrSigner ?? (tdx ? INTEL_TD_QE_MRSIGNER : INTEL_QE_MRSIGNER)),
+    Uint8Array.fromHex(options.qeMrSigner ?? (tdx ? INTEL_TD_QE_MRSIGNER : INTEL_QE_MRSIGNER)),
     128,
   );
   qeReport.set(le(options.qeIsvProdId ?? (tdx ? 2 : 1), 2), 256);

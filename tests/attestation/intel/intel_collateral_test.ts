@@ -369,14 +369,10 @@ function testSigner(): Promise<Signer> {
   return signerPromise;
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function signed(kind: string, body: unknown, signer: Signer): Promise<Uint8Array> {
   const value = JSON.stringify(body);
   const sig = new Uint8Array(await crypto.subtle.sign(SIGN, signer.key.privateKey, enc(value)));
-  return enc(`{"${kind}":${value},"signature":"${hex(sig)}"}`);
+  return enc(`{"${kind}":${value},"signature":"${sig.toHex()}"}`);
 }
 
 const svns = (list: number[]) => list.map((svn) => ({ svn }));
