@@ -36,8 +36,10 @@ export interface SnpLaunchOptions {
   append?: string;
   /** The number of vCPUs (`-smp`), at least 1. */
   vcpus: number;
-  /** The QEMU CPU model (`-cpu`), e.g. `EPYC-Milan`; see {@link VCPU_TYPES}. */
-  vcpuType: string;
+  /** The QEMU CPU model (`-cpu`), e.g. `EPYC-Milan`; see `VCPU_TYPES`. */
+  vcpuType?: string;
+  /** The CPUID Fn0000_0001_EAX signature, for a CPU model not in `VCPU_TYPES` (instead of `vcpuType`). */
+  vcpuSignature?: number;
   /** The VMM; only `qemu` (default). */
   vmmType?: VmmType;
   /** SEV_FEATURES of each VMSA (default 0x1, SNPActive). */
@@ -57,7 +59,7 @@ export interface SnpLaunchResult {
 /** Computes the SEV-SNP launch digest of a QEMU guest; throws EnarxError subclasses on bad input. */
 export function snpLaunchDigest(options: SnpLaunchOptions): SnpLaunchResult {
   checkOptions(options);
-  const signature = vcpuSignature(options.vcpuType);
+  const signature = options.vcpuSignature ?? vcpuSignature(options.vcpuType ?? "");
   const ovmf = parseOvmf(options.ovmf);
   const blobs = options.kernel === undefined
     ? undefined
@@ -89,6 +91,13 @@ function checkOptions(options: SnpLaunchOptions): void {
     throw new MeasureInputError(
       "An initrd or command line is measured only with a kernel; pass the kernel too",
     );
+  }
+  if ((options.vcpuType === undefined) === (options.vcpuSignature === undefined)) {
+    throw new MeasureInputError("Give either a vCPU type or a vCPU signature, not both or neither");
+  }
+  const sig = options.vcpuSignature;
+  if (sig !== undefined && (!Number.isInteger(sig) || sig < 0 || sig > 0xffffffff)) {
+    throw new MeasureInputError(`vCPU signature "${sig}" is not a 32-bit number`);
   }
   const features = options.guestFeatures;
   if (features !== undefined && (features < 0n || features >= 1n << 64n)) {

@@ -161,6 +161,17 @@ Deno.test("errors name the problem and have stable codes", () => {
   fails({ ...base, vcpus: 0 }, MeasureInputError, "measure-input-invalid");
   fails({ ...base, append: "x" }, MeasureInputError, "measure-input-invalid");
   fails({ ...base, vmmType: "ec2" as "qemu" }, MeasureInputError, "measure-input-invalid");
+  fails({ ...base, vcpuSignature: 0xa00f11 }, MeasureInputError, "measure-input-invalid");
+  fails({ ...base, vcpuType: undefined }, MeasureInputError, "measure-input-invalid");
+  fails(
+    { ...base, vcpuType: undefined, vcpuSignature: -1 },
+    MeasureInputError,
+    "measure-input-invalid",
+  );
+  assert.equal(
+    snpLaunchDigest({ ...base, vcpuType: undefined, vcpuSignature: 0xa00f11 }).digest.toHex(),
+    snpLaunchDigest(base).digest.toHex(),
+  );
   assert.throws(
     () => vcpuSignature("Skylake"),
     /Unknown vCPU type "Skylake"; use one of EPYC, .*EPYC-Milan, .*EPYC-Genoa/,

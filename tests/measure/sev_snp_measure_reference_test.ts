@@ -93,7 +93,8 @@ interface Config {
   label: string;
   ovmf: string;
   vcpus: number;
-  vcpuType: string;
+  vcpuType?: string;
+  vcpuSignature?: number;
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -113,6 +114,7 @@ async function compare(configs: Config[]): Promise<void> {
         append: c.append,
         vcpus: c.vcpus,
         vcpuType: c.vcpuType,
+        vcpuSignature: c.vcpuSignature,
         guestFeatures: c.guestFeatures,
       }).digest.toHex();
       if (expected?.trim() !== actual) {
@@ -136,9 +138,9 @@ function referenceArgs(c: Config): string[] {
     c.ovmf,
     "--vcpus",
     String(c.vcpus),
-    "--vcpu-type",
-    c.vcpuType,
   ];
+  if (c.vcpuType !== undefined) args.push("--vcpu-type", c.vcpuType);
+  if (c.vcpuSignature !== undefined) args.push("--vcpu-sig", String(c.vcpuSignature));
   if (c.kernel !== undefined) args.push("--kernel", c.kernel);
   if (c.initrd !== undefined) args.push("--initrd", c.initrd);
   if (c.append !== undefined) args.push("--append", c.append);
@@ -191,7 +193,7 @@ Deno.test({
 
 Deno.test({
   name:
-    `sev-snp-measure ${VERSION} agrees on Debian's OVMF for 1, 2, 4 vCPUs, every vCPU type and guest features`,
+    `sev-snp-measure ${VERSION} agrees on Debian's OVMF for 1, 2, 4 vCPUs, every vCPU type, signatures and guest features`,
   ...requires(
     need(
       `sev-snp-measure ${VERSION} and Debian's OVMF`,
@@ -216,6 +218,14 @@ Deno.test({
           vcpus: 2,
           vcpuType: "EPYC-Milan",
           guestFeatures,
+        });
+      }
+      for (const vcpuSignature of [0xa10f11, 0x00b40f40]) {
+        configs.push({
+          label: `2x signature 0x${vcpuSignature.toString(16)}`,
+          ovmf,
+          vcpus: 2,
+          vcpuSignature,
         });
       }
       await compare(configs);
