@@ -5,7 +5,7 @@
 # through cargo fetch) and the kernel of kvm keeps (Debian's cloud kernel).
 # Sourced by tools/test.sh after tools/bootstrap.sh.
 
-ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static systemd"
+ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static systemd ovmf"
 
 enarx_test_deps_apt() {
   local missing=()
