@@ -7,7 +7,7 @@
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { ExitStatus, UsageError } from "../runtime/errors.ts";
 import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
-import { runBackend, runBackendNames, runInKeep } from "../runtime/backends/keep.ts";
+import { localBackend, localBackends } from "../runtime/backends/mod.ts";
 import { defaultModuleCacheDir } from "../runtime/wasm/module_cache.ts";
 import type { Preopen, Workload } from "../runtime/wasm/workload.ts";
 import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/wasm/config.ts";
@@ -20,7 +20,9 @@ name, ARGS...] and only the environment given here or in Enarx.toml.
 Everything after MODULE is passed to the guest.
 
 Options:
-      --backend NAME        Keep backend (${runBackendNames().join(", ")} or auto; default nil)
+      --backend NAME        Keep backend (${
+  localBackends().map((b) => b.name).join(", ")
+} or auto; default nil)
       --wasmcfgfile FILE    Enarx.toml: args, env, [[files]], [[dirs]]
       --dir HOST[::GUEST][:ro]
                             Preopen directory HOST as GUEST (default: the same
@@ -140,7 +142,7 @@ export const command: Command = {
     if (positionals.length !== 1) {
       throw new UsageError(`Expected one MODULE; see "enarx run --help"`);
     }
-    const backend = runBackend(values.backend as string);
+    const backend = localBackend(values.backend as string);
     const workload: Workload = {
       module: positionals[0],
       args: guest,
@@ -157,7 +159,9 @@ export const command: Command = {
         fuel: values.fuel === undefined ? undefined : parseFuel(values.fuel),
       },
     };
-    const result = await runInKeep(backend, workload, {
+    // The registry gives only backends that have an in-process keep.
+    await using keep = await backend.launchLocal!();
+    const result = await keep.run(workload, {
       stdin: "inherit",
       stdout: "inherit",
       stderr: "inherit",

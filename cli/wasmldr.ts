@@ -6,12 +6,11 @@
  * @module
  */
 import { type Command, parseCommandArgs, printOut } from "./_command.ts";
-import { EnarxError, UsageError } from "../runtime/errors.ts";
-import { type EvidenceProvider, runWasmldr } from "../runtime/keep/wasmldr.ts";
+import { UsageError } from "../runtime/errors.ts";
+import { runWasmldr } from "../runtime/keep/wasmldr.ts";
 import { runWorkload } from "../runtime/wasm/workload.ts";
 import { parseDeployedConfig } from "../runtime/wasm/config.ts";
-import { wasmldrMeasurement } from "../runtime/keep/measurement.ts";
-import { encodeEvidenceBundle } from "../runtime/attestation/bundle.ts";
+import { backendEvidence } from "../runtime/keep/evidence.ts";
 
 const HELP = `Usage: enarx wasmldr [--snp-sim-dir DIR]
 
@@ -50,7 +49,7 @@ export const command: Command = {
       listen,
       input: Deno.stdin.readable,
       output: Deno.stdout.writable,
-      evidence: platformEvidence(simDir),
+      evidence: backendEvidence({ simDir }),
       run: runWorkload,
       parseConfig: (text) => parseDeployedConfig(text),
     });
@@ -66,42 +65,4 @@ function parseListenEnv(value: string | undefined): { hostname: string; port: nu
     throw new UsageError(`ENARX_WASMLDR_LISTEN is "${value}"; expected an IPv4 HOST:PORT`);
   }
   return { hostname: match[1], port: Number(match[2]) };
-}
-
-/** Evidence for the keep's backend: snp-sim for nil and kvm keeps, the TEE for sev. */
-function platformEvidence(simDir: string | undefined): EvidenceProvider {
-  return async (reportData, hello) => {
-    // nil and kvm: snp-sim; sev: the guest's own SNP report.
-    if (hello.backend === "sev") {
-      // A real SEV-SNP guest: the report comes from the AMD secure processor
-      // (/dev/sev-guest or configfs-tsm), with the host's certificate table.
-      const { fetchGuestReport } = await import("../runtime/keep/guest_report.ts");
-      const got = await fetchGuestReport(reportData, { extended: true });
-      if (got.format !== "snp") {
-        throw new EnarxError(
-          "evidence-unavailable",
-          `This guest gives "${got.format}" evidence, not an SNP report; it is not an SEV-SNP keep`,
-          { exit: "unavailable" },
-        );
-      }
-      const certs = got.certificates === null ? [] : [got.certificates];
-      return encodeEvidenceBundle({ format: "snp", report: got.report, certs });
-    }
-    if (hello.backend !== "nil" && hello.backend !== "kvm") {
-      throw new EnarxError(
-        "backend-unavailable",
-        `This wasmldr cannot get evidence for backend "${hello.backend}"; use nil, kvm or sev`,
-        { exit: "unavailable" },
-      );
-    }
-    const { SnpSimulator } = await import("../runtime/attestation/amd/snp_sim.ts");
-    const home = Deno.env.get("HOME") ?? "/tmp";
-    const dir = simDir ??
-      `${Deno.env.get("XDG_STATE_HOME") ?? `${home}/.local/state`}/enarx/snp-sim`;
-    const sim = await SnpSimulator.open(dir);
-    const { report, certs } = await sim.report(reportData, {
-      measurement: await wasmldrMeasurement(),
-    });
-    return encodeEvidenceBundle({ format: "snp", report, certs });
-  };
 }

@@ -1,14 +1,18 @@
 /**
- * The keep boundary. A backend launches keeps; a keep runs one workload
- * (wasmldr's job) and is closed. `enarx run` drives this interface exactly as
- * keepmgr/keepldr do, so the same code path runs a workload locally and in a
- * deployed keep. Adding a backend touches no other backend.
+ * The interface every backend implements (the shape of Enarx's own
+ * `Backend` trait): its name, the platform checks that say whether this
+ * host can use it, how a keep is launched on it, how the wasmldr inside
+ * such a keep gets evidence, and the measurement a client should expect.
+ * runtime/backends/mod.ts lists the backends; adding one touches no other.
  *
  * @module
  */
 import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
+import type { PlatformCheck } from "../platform/check_list.ts";
+import type { Judge } from "../platform/judge.ts";
+import { EnarxError } from "../errors.ts";
 
-/** A launched keep: it runs a workload, then is closed. */
+/** An in-process keep (`enarx run`): it runs one workload, then is closed. */
 export interface Keep {
   /** The backend's name, e.g. `nil`. */
   readonly backend: string;
@@ -20,10 +24,91 @@ export interface Keep {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * A keep launched for keepldr: a process (nil) or a VM (kvm) whose wasmldr
+ * speaks length-prefixed frames on `stdin`/`stdout`.
+ */
+export interface KeepHandle {
+  /** Frames to wasmldr. */
+  stdin: WritableStream<Uint8Array>;
+  /** Frames from wasmldr. */
+  stdout: ReadableStream<Uint8Array>;
+  /** Resolves when the keep (its process or VM) has ended. */
+  status: Promise<Deno.CommandStatus>;
+  /** Signals the keep's process. */
+  kill(signal?: Deno.Signal): void;
+  /**
+   * The host loopback port that reaches wasmldr's listening port, when the
+   * keep's network is not the host's (kvm: QEMU's forward); else undefined.
+   */
+  hostPort?: number;
+  /** What the keep is, in an error message: `wasmldr` or `VM (QEMU)`. */
+  what: string;
+}
+
+/** Options of {@link Backend.launch}. */
+export interface LaunchOptions {
+  /** The keep's work directory (its temporary files). */
+  workDir?: string;
+  /** Command that runs wasmldr instead of `enarx wasmldr` (tests use a fake one). */
+  wasmldrCommand?: string[];
+  /** Writes a diagnostic line. */
+  log: (line: string) => void;
+}
+
+/**
+ * How the wasmldr inside a keep gets evidence: `snp-sim` (reports signed by
+ * the simulated SNP platform, for keeps without a TEE) or `sev-guest` (the
+ * SEV-SNP guest's own report, through /dev/sev-guest or configfs-tsm).
+ */
+export type EvidenceSource = "snp-sim" | "sev-guest";
+
+/** The evidence a backend's keeps produce, as `enarx platform info` names it. */
+export type EvidenceKind = "snp-sim" | "sev-snp" | "tdx" | "sgx";
+
 /** A kind of keep. */
 export interface Backend {
   /** The name given to `--backend`. */
   readonly name: string;
-  /** Launches a keep (keepldr's part). */
-  launch(): Promise<Keep>;
+  /** What a keep is on this backend, for a person. */
+  readonly description: string;
+  /** The evidence its keeps produce. */
+  readonly evidence: EvidenceKind;
+  /**
+   * How wasmldr inside its keep gets evidence; undefined where enarx cannot
+   * get it yet (a client cannot ask for such a backend).
+   */
+  readonly evidenceSource?: EvidenceSource;
+  /** This backend's checks of the host, in order (`enarx platform info`). */
+  checks(judge: Judge): PlatformCheck[];
+  /**
+   * True when enarx can launch its keeps on this host today: it implements
+   * {@link launch} and the host has what that needs (kvm: QEMU, a kernel).
+   */
+  launchable(): boolean;
+  /** Whether this enarx implements {@link launch} at all (keepldr's backends). */
+  readonly launches: boolean;
+  /** Launches a keep for keepldr (keepldr's part); throws where {@link launches} is false. */
+  launch(options: LaunchOptions): Promise<KeepHandle>;
+  /**
+   * Launches a keep in this process for `enarx run`, where the backend has
+   * such a keep (nil); undefined elsewhere.
+   */
+  launchLocal?(): Promise<Keep>;
+  /**
+   * The measurement a client should expect of its keeps (48 bytes), or
+   * undefined where only the policy can say (TEE hardware).
+   */
+  measurement(): Promise<Uint8Array | undefined>;
+}
+
+/** The error of launching a backend that enarx knows but cannot launch keeps on yet. */
+export function notLaunchableYet(name: string): Promise<never> {
+  return Promise.reject(
+    new EnarxError(
+      "backend-unavailable",
+      `Backend "${name}" cannot launch keeps in this version of enarx`,
+      { exit: "unavailable" },
+    ),
+  );
 }

@@ -1,21 +1,18 @@
 /**
- * The kvm backend: one keep is one QEMU micro-VM that boots the image of
- * runtime/backends/kvm_image.ts. Frames travel on the guest's second serial
- * port (QEMU chardev on a unix socket in the keep's work directory, which
- * keepldr connects to); the guest's console (first serial port) goes to
- * `console.log` there. The workload's HTTPS reaches wasmldr, which listens
- * on 0.0.0.0:8443 in the guest, through QEMU's user-mode network with a
- * forward from a free loopback port of the host; TLS ends inside the VM.
- *
- * Acceleration is TCG (emulation) unless `ENARX_KVM_ACCEL` says `kvm`:
- * nested KVM on this kind of host is slower than emulation. Evidence is the
- * simulated SNP platform's, as for nil; the kernel and initrd are not
- * covered by the simulated measurement (see kvm_image.ts).
+ * The `kvm` backend: a keep is a QEMU micro-VM (hardware virtualisation, no
+ * memory encryption) that boots a kernel and an initrd holding wasmldr
+ * (kvm_image.ts, kvm_vm.ts). keepmgr launches it; `enarx run` does not.
+ * Evidence is simulated SNP (snp-sim) with the same measurement as nil:
+ * wasmldr's code, not the kernel or initrd. This module is small on
+ * purpose: the VM and image code loads only when a kvm keep is launched.
  *
  * @module
  */
+import type { Backend, KeepHandle, LaunchOptions } from "./backend.ts";
 import { EnarxError } from "../errors.ts";
-import { buildKvmImage, findKvmKernel, GUEST_PORT, READY_MARKER } from "./kvm_image.ts";
+import { CheckList } from "../platform/check_list.ts";
+import { findKvmKernel } from "./kvm_kernel.ts";
+import { wasmldrMeasurement } from "../keep/measurement.ts";
 
 /** The QEMU program. */
 export const QEMU = "qemu-system-x86_64";
@@ -42,212 +39,53 @@ export function kvmLaunchable(): boolean {
   }
 }
 
-/** A running kvm keep, shaped like the child process of a nil keep. */
-export interface KvmKeep {
-  /** Frames to wasmldr. */
-  stdin: WritableStream<Uint8Array>;
-  /** Frames from wasmldr (after the guest's ready line). */
-  stdout: ReadableStream<Uint8Array>;
-  /** Resolves when QEMU has ended. */
-  status: Promise<Deno.CommandStatus>;
-  /** Signals QEMU. */
-  kill(signal?: Deno.Signal): void;
-  /** The host loopback port forwarded to wasmldr's port in the guest. */
-  hostPort: number;
-  /** The port wasmldr listens on in the guest. */
-  guestPort: number;
-}
-
-/** Options of {@link launchKvmKeep}. */
-export interface LaunchKvmKeepOptions {
-  /** The keep's work directory (socket, console log). */
-  workDir: string;
-  /** Folder of cached images (default `$ENARX_KVM_CACHE_DIR`, else `<workDir>/../../kvm-cache`). */
-  cacheDir?: string;
-  /** The snp-sim state the guest signs evidence with (default `$ENARX_SNP_SIM_DIR`). */
-  simDir?: string;
-  /** Guest memory in MiB (default 1024). */
-  memoryMiB?: number;
-  /** Writes a diagnostic line. */
-  log?: (line: string) => void;
-}
-
-function freeLoopbackPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /**
- * Builds (or reuses) the image, starts QEMU and connects to its frames
- * socket. The returned streams carry frames only: the guest's ready line
- * is consumed here.
+ * What this module uses of kvm_vm.ts. Declared here rather than imported as
+ * a type: wasmldr's measurement follows every import of the modules it
+ * loads, and the VM and image builder are the host's, not wasmldr's.
  */
-export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmKeep> {
-  const log = options.log ?? (() => {});
-  const qemu = findQemu();
-  if (qemu === undefined) {
-    throw new EnarxError(
-      "backend-unavailable",
-      `Cannot launch a kvm keep: "${QEMU}" is not on PATH; install qemu-system-x86 ` +
-        `(apt-get install qemu-system-x86)`,
-      { exit: "unavailable" },
-    );
-  }
-  const simDir = options.simDir ?? Deno.env.get("ENARX_SNP_SIM_DIR");
-  if (simDir === undefined) {
-    throw new EnarxError(
-      "backend-unavailable",
-      "Cannot launch a kvm keep: ENARX_SNP_SIM_DIR is not set (keepmgr sets it)",
-      { exit: "unavailable" },
-    );
-  }
-  const cacheDir = options.cacheDir ?? Deno.env.get("ENARX_KVM_CACHE_DIR") ??
-    `${options.workDir}/../../kvm-cache`;
-  const started = performance.now();
-  const image = await buildKvmImage({ cacheDir, simDir });
-  log(
-    `kvm image ${image.built ? "built" : "reused"} in ${
-      (performance.now() - started).toFixed(0)
-    } ms: ${image.initrd}`,
-  );
-  const socket = `${options.workDir}/frames.sock`;
-  if (new TextEncoder().encode(socket).length > 107) {
-    throw new EnarxError(
-      "keep-launch",
-      `The frames socket path "${socket}" is longer than a unix socket allows (107 bytes); ` +
-        `use a shorter keepmgr --state-dir`,
-      { exit: "unavailable" },
-    );
-  }
-  const hostPort = freeLoopbackPort();
-  const accel = Deno.env.get("ENARX_KVM_ACCEL") === "kvm" ? "kvm" : "tcg";
-  const args = [
-    "-machine",
-    "q35",
-    "-accel",
-    accel,
-    "-cpu",
-    accel === "kvm" ? "host" : "max",
-    "-m",
-    String(options.memoryMiB ?? 1024),
-    "-smp",
-    "1",
-    "-nodefaults",
-    "-no-user-config",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-serial",
-    `file:${options.workDir}/console.log`,
-    "-chardev",
-    `socket,id=frames,path=${socket},server=on,wait=off`,
-    "-serial",
-    "chardev:frames",
-    "-nic",
-    `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${hostPort}-:${GUEST_PORT}`,
-    "-kernel",
-    image.kernel,
-    "-initrd",
-    image.initrd,
-    "-append",
-    "console=ttyS0 quiet panic=-1",
-  ];
-  const child = new Deno.Command(qemu, {
-    args,
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  const kill = (signal: Deno.Signal = "SIGTERM") => {
-    try {
-      child.kill(signal);
-    } catch { /* already gone */ }
-  };
-  let exited = false;
-  const status = child.status.then(async (s) => {
-    exited = true;
-    // The guest's console explains a VM that ended early: pass on its last lines.
-    const text = await Deno.readTextFile(`${options.workDir}/console.log`).catch(() => "");
-    for (const line of text.trimEnd().split("\n").slice(-20)) log(`guest: ${line.trimEnd()}`);
-    return s;
-  });
-  let conn: Deno.UnixConn | undefined;
-  const deadline = Date.now() + 10_000;
-  while (conn === undefined) {
-    try {
-      conn = await Deno.connect({ transport: "unix", path: socket });
-    } catch (error) {
-      if (exited || Date.now() > deadline) {
-        kill("SIGKILL");
-        throw new EnarxError(
-          "keep-launch",
-          `QEMU did not open the frames socket "${socket}": ${
-            exited ? "it exited" : error instanceof Error ? error.message : error
-          }`,
-          { exit: "unavailable" },
-        );
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  log(`qemu started (pid ${child.pid}, host port ${hostPort})`);
-  // Nothing goes to the guest before its port is raw (no echo): hold writes until ready.
-  const ready = Promise.withResolvers<void>();
-  const writer = conn.writable.getWriter();
-  const stdin = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      await ready.promise;
-      await writer.write(chunk);
-    },
-    async close() {
-      await writer.close().catch(() => {});
-    },
-    async abort() {
-      await writer.abort().catch(() => {});
-    },
-  });
-  status.then(() => ready.reject(new Error("QEMU exited before the guest was ready")));
-  ready.promise.catch(() => {});
-  return {
-    stdin,
-    stdout: afterMarker(conn.readable, () => {
-      log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
-      ready.resolve();
-    }),
-    status,
-    kill,
-    hostPort,
-    guestPort: GUEST_PORT,
-  };
+interface KvmVmModule {
+  launchKvmKeep(options: { workDir: string; log?: (line: string) => void }): Promise<
+    Omit<KeepHandle, "what"> & { hostPort: number }
+  >;
 }
 
-/** Drops everything up to and including the guest's ready line, then passes bytes through. */
-function afterMarker(
-  source: ReadableStream<Uint8Array>,
-  onReady: () => void,
-): ReadableStream<Uint8Array> {
-  const marker = new TextEncoder().encode(READY_MARKER);
-  let matched = 0;
-  let ready = false;
-  return source.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        if (ready) {
-          controller.enqueue(chunk);
-          return;
-        }
-        for (let i = 0; i < chunk.length; i++) {
-          matched = chunk[i] === marker[matched] ? matched + 1 : chunk[i] === marker[0] ? 1 : 0;
-          if (matched === marker.length) {
-            ready = true;
-            onReady();
-            if (i + 1 < chunk.length) controller.enqueue(chunk.subarray(i + 1));
-            return;
-          }
-        }
-      },
-    }),
+/** Boots the keep's VM. */
+async function launchVm(options: LaunchOptions): Promise<KeepHandle> {
+  // A computed specifier: `deno run` would otherwise load the kvm image
+  // builder's module graph with every backend (compile.sh --includes it).
+  const { launchKvmKeep }: KvmVmModule = await import(
+    new URL("./kvm_vm.ts", import.meta.url).href
   );
+  try {
+    const vm = await launchKvmKeep({
+      workDir: options.workDir ?? Deno.makeTempDirSync(),
+      log: options.log,
+    });
+    return { ...vm, what: "VM (QEMU)" };
+  } catch (error) {
+    throw new EnarxError(
+      error instanceof EnarxError ? error.code : "keep-launch",
+      `Cannot start the kvm keep: ${error instanceof Error ? error.message : error}`,
+      { exit: "unavailable", cause: error },
+    );
+  }
 }
+
+/** The kvm backend. */
+export const kvmBackend: Backend = {
+  name: "kvm",
+  description: "A QEMU/KVM micro-VM (hardware virtualisation, no memory encryption)",
+  evidence: "snp-sim",
+  evidenceSource: "snp-sim",
+  checks(judge) {
+    const list = new CheckList();
+    judge.kvmChecks(list, "kvm");
+    list.add("kvm.qemu", judge.qemu());
+    return list.checks;
+  },
+  launchable: kvmLaunchable,
+  launches: true,
+  launch: launchVm,
+  measurement: wasmldrMeasurement,
+};

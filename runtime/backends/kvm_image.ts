@@ -17,10 +17,13 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
+import { findKvmKernel, isDir, isFile, type KvmKernel } from "./kvm_kernel.ts";
 import { wasmldrFiles } from "../keep/measurement.ts";
 import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
+
+export { defaultKernelCache, findKvmKernel, type KvmKernel } from "./kvm_kernel.ts";
 
 /** Port wasmldr listens on inside the guest. */
 export const GUEST_PORT = 8443;
@@ -40,102 +43,12 @@ export const NET_MODULES = [
   "virtio_net",
 ];
 
-/** A kernel and the folder of its modules. */
-export interface KvmKernel {
-  /** The bzImage (vmlinuz). */
-  kernel: string;
-  /** Its modules, `lib/modules/<release>`. */
-  modules: string;
-}
-
 /** A built keep image. */
 export interface KvmImage extends KvmKernel {
   /** The initrd (cpio newc). */
   initrd: string;
   /** True when it was built now rather than found in the cache. */
   built: boolean;
-}
-
-function isFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-function isDir(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The kernel cache that tools/test_deps.sh fills (`apt-get download` +
- * `dpkg-deb -x`): `kvm-kernel/root` in the bootstrap cache (`$ENARX_CACHE`,
- * else `$XDG_CACHE_HOME/enarx`, else `.cache` in the checkout).
- */
-export function defaultKernelCache(): string {
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const cache = Deno.env.get("ENARX_CACHE") ??
-    (xdg !== undefined && xdg !== "" ? `${xdg}/enarx` : `${ROOT}.cache`);
-  return `${cache}/kvm-kernel/root`;
-}
-
-/**
- * Finds the keep kernel: `ENARX_KVM_KERNEL` (a vmlinuz; its modules at
- * `ENARX_KVM_MODULES`, else `../lib/modules/<release>` beside its `boot/`),
- * else the newest vmlinuz in the test-deps cache. Throws a clear error
- * naming what to install when there is none.
- */
-export function findKvmKernel(): KvmKernel {
-  const fromEnv = Deno.env.get("ENARX_KVM_KERNEL");
-  if (fromEnv !== undefined && fromEnv !== "") {
-    if (!isFile(fromEnv)) {
-      throw new EnarxError(
-        "kvm-kernel-missing",
-        `ENARX_KVM_KERNEL is "${fromEnv}", which is not a file; point it at a vmlinuz`,
-        { exit: "unavailable" },
-      );
-    }
-    const release = fromEnv.split("/").pop()!.replace(/^vmlinuz-/, "");
-    const modules = Deno.env.get("ENARX_KVM_MODULES") ??
-      `${fromEnv.replace(/\/[^/]*$/, "")}/../lib/modules/${release}`;
-    return { kernel: fromEnv, modules: checkModules(modules) };
-  }
-  const root = defaultKernelCache();
-  let names: string[] = [];
-  try {
-    names = [...Deno.readDirSync(`${root}/boot`)].map((e) => e.name)
-      .filter((n) => n.startsWith("vmlinuz-")).sort();
-  } catch { /* no cache */ }
-  const name = names.pop();
-  if (name === undefined) {
-    throw new EnarxError(
-      "kvm-kernel-missing",
-      `No kernel for kvm keeps in "${root}"; run tools/test.sh (it fetches Debian's ` +
-        `linux-image-cloud-amd64 with apt-get download) or set ENARX_KVM_KERNEL to a vmlinuz`,
-      { exit: "unavailable" },
-    );
-  }
-  const release = name.slice("vmlinuz-".length);
-  return {
-    kernel: `${root}/boot/${name}`,
-    modules: checkModules(`${root}/lib/modules/${release}`),
-  };
-}
-
-function checkModules(dir: string): string {
-  if (!isDir(dir)) {
-    throw new EnarxError(
-      "kvm-kernel-missing",
-      `The kernel's modules folder "${dir}" is missing; set ENARX_KVM_MODULES to its lib/modules/<release>`,
-      { exit: "unavailable" },
-    );
-  }
-  return dir;
 }
 
 /** Finds a kernel module's .ko file under `modules/kernel`. */

@@ -1,12 +1,14 @@
 /**
- * The `nil` backend for `enarx run`: no TEE and no isolation beyond
- * wasmtime's own. keepldr's part is empty and wasmldr's part
- * (runtime/wasm/workload.ts) runs in this process. Keeps that keepmgr starts are
- * separate processes (another backend module).
+ * The `nil` backend: no TEE and no isolation beyond wasmtime's own and the
+ * process's. For keepmgr, a keep is a separate `enarx wasmldr` process
+ * (re-executing this same program with fewer Deno permissions where the
+ * runtime allows it); for `enarx run`, wasmldr's part
+ * (runtime/wasm/workload.ts) runs in this process. Evidence is simulated
+ * SNP (snp-sim), measured over wasmldr's code (runtime/keep/measurement.ts).
  *
  * @module
  */
-import type { Backend, Keep } from "./backend.ts";
+import type { Backend, Keep, KeepHandle, LaunchOptions } from "./backend.ts";
 import {
   type RunOptions,
   runWorkload,
@@ -14,6 +16,9 @@ import {
   type WorkloadResult,
 } from "../wasm/workload.ts";
 import { EnarxError } from "../errors.ts";
+import { CheckList } from "../platform/check_list.ts";
+import { selfCommand, wasmldrPermissions } from "../keepmgr/self_command.ts";
+import { wasmldrMeasurement } from "../keep/measurement.ts";
 
 class InProcessKeep implements Keep {
   readonly backend = "nil";
@@ -41,8 +46,53 @@ class InProcessKeep implements Keep {
   }
 }
 
-/** The nil backend: an in-process keep. */
+/** Starts wasmldr as a child process with frames on its stdin/stdout. */
+function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
+  const command = options.wasmldrCommand ??
+    selfCommand("wasmldr", [], { permissions: wasmldrPermissions(options.workDir) });
+  const env: Record<string, string> = {};
+  if (options.workDir !== undefined) env.TMPDIR = options.workDir;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command[0], {
+      args: command.slice(1),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+      env,
+    }).spawn();
+  } catch (error) {
+    throw new EnarxError(
+      "keep-launch",
+      `Cannot start the keep's wasmldr "${command[0]}": ${error}`,
+      { exit: "unavailable" },
+    );
+  }
+  return Promise.resolve({
+    stdin: child.stdin,
+    stdout: child.stdout,
+    status: child.status,
+    kill: (signal?: Deno.Signal) => child.kill(signal),
+    what: "wasmldr",
+  });
+}
+
+/** The nil backend. */
 export const nilBackend: Backend = {
   name: "nil",
-  launch: () => Promise.resolve(new InProcessKeep()),
+  description: "A sandboxed OS process (no hardware isolation)",
+  evidence: "snp-sim",
+  evidenceSource: "snp-sim",
+  checks: () =>
+    new CheckList().add("nil.process", {
+      title: "Keeps run as sandboxed local processes",
+      pass: true,
+      detail: "Always available; evidence is simulated SNP (snp-sim) and proves nothing " +
+        "about hardware",
+    }).checks,
+  launchable: () => true,
+  launches: true,
+  launch: launchProcessKeep,
+  launchLocal: () => Promise.resolve(new InProcessKeep()),
+  measurement: wasmldrMeasurement,
 };

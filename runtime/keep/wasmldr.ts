@@ -108,38 +108,10 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     await writer.write({ t: "evidence", evidence, sealing_key: keys.publicKey });
 
     // Step 7: the sealed key.
-    const frame = await nextFrame(reader);
-    if (frame.t === "error") {
-      throw new EnarxError(frame.code, `keepldr stopped the keep: ${frame.message}`, {
-        exit: "unavailable",
-      });
-    }
-    if (frame.t !== "sealed-key") {
-      throw new EnarxError(
-        "message-invalid",
-        `Expected a "sealed-key" frame, got "${frame.t}"; see spec/protocol.md`,
-        { exit: "protocol" },
-      );
-    }
-    const plaintext = await keys.open(frame, { keepId: hello.keep, nonce: hello.nonce });
-    const sealed = parseSealedKeyPlaintext(
-      decodeCbor(plaintext, { what: "sealed-key plaintext" }),
-    );
-    plaintext.fill(0);
-    if (sealed.keep !== hello.keep || !bytesEqual(sealed.nonce, hello.nonce)) {
-      throw new EnarxError(
-        "sealed-key-mismatch",
-        `The sealed key names keep "${sealed.keep}" and another nonce, not this keep "${hello.keep}"; it was made for another deploy`,
-        { exit: "verificationFailed" },
-      );
-    }
-    const tlsKey = await importTlsKey(sealed.tls_key);
-    const certPem = await makeKeepCertificate(tlsKey, hello.keep);
-    const keyPem = pemFromDer(sealed.tls_key, "PRIVATE KEY");
-    sealed.tls_key.fill(0);
+    const { certPem, keyPem, token } = await receiveSealedKey(reader, keys, hello);
 
     // Step 8: HTTPS, one workload.
-    const upload = new UploadGate(sealed.token);
+    const upload = new UploadGate(token);
     const served = Promise.withResolvers<WorkloadResult>();
     // Settles when the one workload's response has reached the client (or failed to).
     const delivered = Promise.withResolvers<void>();
@@ -154,23 +126,7 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
         stop: stop.signal,
         log,
       });
-    server = Deno.serve({
-      hostname: options.listen?.hostname ?? "127.0.0.1",
-      port: options.listen?.port ?? 0,
-      cert: certPem,
-      key: keyPem,
-      onListen() {},
-      onError(error) {
-        log(`request failed: ${error instanceof Error ? error.message : error}`);
-        return new Response(
-          new Uint8Array(encodeCbor(errorResponse("internal", "The keep failed"))),
-          {
-            status: 500,
-            headers: { "content-type": CBOR_MEDIA_TYPE },
-          },
-        );
-      },
-    }, handler);
+    server = serveTls(handler, { listen: options.listen, certPem, keyPem, log });
     await writer.write({ t: "listening", port: (server.addr as Deno.NetAddr).port });
 
     // Until the workload ends, a closed channel or an error frame stops the keep.
@@ -204,6 +160,73 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     await writer.close();
     reader.close();
   }
+}
+
+/**
+ * Step 7: reads the sealed-key frame, opens it with the keep's sealing key,
+ * checks it was made for this keep and nonce, and returns the TLS
+ * certificate and key it makes (PEM) with the client's upload token.
+ */
+async function receiveSealedKey(reader: FrameReader, keys: SealingKeyPair, hello: HelloFrame) {
+  const frame = await nextFrame(reader);
+  if (frame.t === "error") {
+    throw new EnarxError(frame.code, `keepldr stopped the keep: ${frame.message}`, {
+      exit: "unavailable",
+    });
+  }
+  if (frame.t !== "sealed-key") {
+    throw new EnarxError(
+      "message-invalid",
+      `Expected a "sealed-key" frame, got "${frame.t}"; see spec/protocol.md`,
+      { exit: "protocol" },
+    );
+  }
+  const plaintext = await keys.open(frame, { keepId: hello.keep, nonce: hello.nonce });
+  const sealed = parseSealedKeyPlaintext(
+    decodeCbor(plaintext, { what: "sealed-key plaintext" }),
+  );
+  plaintext.fill(0);
+  if (sealed.keep !== hello.keep || !bytesEqual(sealed.nonce, hello.nonce)) {
+    throw new EnarxError(
+      "sealed-key-mismatch",
+      `The sealed key names keep "${sealed.keep}" and another nonce, not this keep "${hello.keep}"; it was made for another deploy`,
+      { exit: "verificationFailed" },
+    );
+  }
+  const tlsKey = await importTlsKey(sealed.tls_key);
+  const certPem = await makeKeepCertificate(tlsKey, hello.keep);
+  const keyPem = pemFromDer(sealed.tls_key, "PRIVATE KEY");
+  sealed.tls_key.fill(0);
+  return { certPem, keyPem, token: sealed.token };
+}
+
+/** Step 8: serves HTTPS with the keep's certificate; a failed request is a CBOR 500. */
+function serveTls(
+  handler: Deno.ServeHandler,
+  options: {
+    listen?: { hostname: string; port: number };
+    certPem: string;
+    keyPem: string;
+    log: (line: string) => void;
+  },
+): Deno.HttpServer {
+  return Deno.serve({
+    hostname: options.listen?.hostname ?? "127.0.0.1",
+    port: options.listen?.port ?? 0,
+    cert: options.certPem,
+    key: options.keyPem,
+    onListen() {},
+    onError(error) {
+      options.log(`request failed: ${error instanceof Error ? error.message : error}`);
+      return new Response(
+        new Uint8Array(encodeCbor(errorResponse("internal", "The keep failed"))),
+        {
+          status: 500,
+          headers: { "content-type": CBOR_MEDIA_TYPE },
+        },
+      );
+    },
+  }, handler);
 }
 
 async function nextFrame(reader: FrameReader) {
@@ -352,6 +375,58 @@ async function handleRequest(
   });
 }
 
+/** Runs the requested workload; a workload that does not start ends as an `error` result. */
+async function runRequested(
+  request: WorkloadRequest,
+  config: EnarxConfig | undefined,
+  context: HandlerContext,
+  io: { emit: (item: unknown, wait: boolean) => Promise<void>; signal: AbortSignal },
+): Promise<WorkloadResult> {
+  const limits = context.hello.limits;
+  try {
+    return await context.options.run({
+      module: request.module,
+      name: "main.wasm",
+      args: request.args,
+      env: request.env,
+      config,
+      limits: {
+        // Always a deadline: it also arms the epoch interruption that
+        // lets a disconnect or a stop end a workload that never yields.
+        timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
+        maxMemoryBytes: limits.memory,
+      },
+    }, {
+      stdin: request.stdin,
+      stdout: (chunk) => io.emit({ t: "stdout", data: chunk.slice() }, true),
+      stderr: (chunk) => io.emit({ t: "stderr", data: chunk.slice() }, true),
+      cacheDir: context.options.cacheDir,
+      signal: io.signal,
+    });
+  } catch (error) {
+    context.log(
+      `the workload did not start: ${error instanceof Error ? error.message : error}`,
+    );
+    const e = error instanceof EnarxError ? error : undefined;
+    return {
+      status: e?.exitStatus ?? ExitStatus.internal,
+      reason: "error" as WorkloadResult["reason"],
+      message: error instanceof Error ? error.message : String(error),
+    };
+  }
+}
+
+/** The last item of the output stream: how the workload ended. */
+function exitItem(result: WorkloadResult): Record<string, unknown> {
+  const exit: Record<string, unknown> = {
+    t: "exit",
+    status: result.status,
+    reason: result.reason,
+  };
+  if (result.message !== undefined) exit.message = result.message;
+  return exit;
+}
+
 /** Runs the workload, yielding its output as CBOR sequence items, then the exit item. */
 function outputStream(
   request: WorkloadRequest,
@@ -373,7 +448,6 @@ function outputStream(
   };
   context.stop.addEventListener("abort", onStop, { once: true });
   gone.addEventListener("abort", onStop, { once: true });
-  const limits = context.hello.limits;
   // Output waits while more than OUTPUT_BUFFER bytes are queued for a slow
   // client (the runtime awaits each chunk), so a chatty workload cannot fill
   // the keep's memory.
@@ -393,45 +467,11 @@ function outputStream(
       };
       // Not awaited: the stream must be pulled while the workload runs.
       void (async () => {
-        let result: WorkloadResult;
-        try {
-          result = await context.options.run({
-            module: request.module,
-            name: "main.wasm",
-            args: request.args,
-            env: request.env,
-            config,
-            limits: {
-              // Always a deadline: it also arms the epoch interruption that
-              // lets a disconnect or a stop end a workload that never yields.
-              timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
-              maxMemoryBytes: limits.memory,
-            },
-          }, {
-            stdin: request.stdin,
-            stdout: (chunk) => emit({ t: "stdout", data: chunk.slice() }, true),
-            stderr: (chunk) => emit({ t: "stderr", data: chunk.slice() }, true),
-            cacheDir: context.options.cacheDir,
-            signal: abort.signal,
-          });
-        } catch (error) {
-          context.log(
-            `the workload did not start: ${error instanceof Error ? error.message : error}`,
-          );
-          const e = error instanceof EnarxError ? error : undefined;
-          result = {
-            status: e?.exitStatus ?? ExitStatus.internal,
-            reason: "error" as WorkloadResult["reason"],
-            message: error instanceof Error ? error.message : String(error),
-          };
-        }
-        const exit: Record<string, unknown> = {
-          t: "exit",
-          status: result.status,
-          reason: result.reason,
-        };
-        if (result.message !== undefined) exit.message = result.message;
-        await emit(exit, false);
+        const result = await runRequested(request, config, context, {
+          emit,
+          signal: abort.signal,
+        });
+        await emit(exitItem(result), false);
         context.stop.removeEventListener("abort", onStop);
         gone.removeEventListener("abort", onStop);
         if (open) {

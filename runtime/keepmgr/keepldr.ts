@@ -6,18 +6,17 @@
  * sees a plaintext key or workload: the sealed key passes through as
  * ciphertext and the workload travels over TLS that ends inside the keep.
  *
- * Backends: `nil` runs wasmldr as a separate OS process (`enarx wasmldr`,
- * re-executing this same program with fewer Deno permissions where the
- * runtime allows it). `kvm` boots a QEMU micro-VM whose initrd holds
- * wasmldr (runtime/backends/kvm.ts); frames travel on the guest's second
- * serial port, and keepldr rewrites the port of the `listening` frame to
- * the host port QEMU forwards to the guest (the only field it changes; the
- * TLS still ends inside the keep).
+ * The keep comes from the backend registry (runtime/backends/mod.ts): a nil
+ * keep is a separate `enarx wasmldr` process, a kvm keep a QEMU micro-VM
+ * whose wasmldr speaks frames on the guest's second serial port. Where the
+ * keep's network is not the host's (kvm), keepldr rewrites the port of the
+ * `listening` frame to the host port that reaches it (the only field it
+ * changes; the TLS still ends inside the keep).
  *
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import type * as KvmBackend from "../backends/kvm.ts";
+import { backendByName, type KeepHandle, launchingBackends } from "../backends/mod.ts";
 import { FrameReader, FrameWriter } from "../protocol/frames.ts";
 import { decodeCbor, encodeCbor } from "../protocol/cbor.ts";
 import {
@@ -28,63 +27,20 @@ import {
   parseUpstreamFrame,
 } from "../protocol/messages.ts";
 import { keepUnitName, systemdRunArgs } from "./systemd.ts";
+import { selfCommand } from "./self_command.ts";
 
-/** Backends that keepldr can launch on this build. */
-export const KEEPLDR_BACKENDS = ["nil", "kvm"] as const;
+/** Backends that keepldr can launch on this build (the registry's launching backends). */
+export const KEEPLDR_BACKENDS: readonly string[] = launchingBackends().map((b) => b.name);
 
 /** Argument of `enarx keepldr` that names the keep (also used to recognise leftovers). */
 export const KEEP_ID_ARG = "--keep";
 
-/**
- * Deno permissions of a nil keep's wasmldr when run from source: read files
- * (its code, libwasmtime), environment, FFI (libwasmtime), loopback network
- * and system info; no subprocesses and no writes outside its work directory.
- */
-export function wasmldrPermissions(workDir?: string): string[] {
-  const perms = [
-    "--allow-read",
-    "--allow-env",
-    "--allow-ffi",
-    "--allow-sys",
-    "--allow-net=127.0.0.1",
-  ];
-  if (workDir !== undefined) perms.push(`--allow-write=${workDir}`);
-  return perms;
-}
-
-/** Returns true when this program is a `deno compile` binary rather than Deno running source. */
-export function isCompiledBinary(): boolean {
-  const exe = Deno.execPath().split("/").pop() ?? "";
-  return !(exe === "deno" || exe.startsWith("deno-") || exe === "deno.exe");
-}
-
-/** Options of {@link selfCommand}. */
-export interface SelfCommandOptions {
-  /** Deno permission flags when running from source (default `--allow-all`). */
-  permissions?: string[];
-}
-
-/**
- * Returns the command line that runs `enarx <subcommand> ...args` with this
- * same program: the compiled binary itself, or this Deno with cli/main.ts.
- */
-export function selfCommand(subcommand: string, args: string[], options: SelfCommandOptions = {}) {
-  if (isCompiledBinary()) return [Deno.execPath(), subcommand, ...args];
-  const main = new URL("../../cli/main.ts", import.meta.url);
-  const config = new URL("../../deno.json", import.meta.url);
-  return [
-    Deno.execPath(),
-    "run",
-    "--quiet",
-    "--no-prompt",
-    ...(options.permissions ?? ["--allow-all"]),
-    "--config",
-    config.pathname,
-    main.pathname,
-    subcommand,
-    ...args,
-  ];
-}
+export {
+  isCompiledBinary,
+  selfCommand,
+  type SelfCommandOptions,
+  wasmldrPermissions,
+} from "./self_command.ts";
 
 /** How a keepldr process ended. */
 export interface KeepProcessStatus {
@@ -211,6 +167,128 @@ export interface RunKeepldrOptions {
   log?: (line: string) => void;
 }
 
+/** The keepldr's side of its channel to keepmgr. */
+interface MgrChannel {
+  fromMgr: FrameReader;
+  toMgr: FrameWriter;
+  /** Sends an error frame, ignoring a channel that is gone. */
+  sendError(code: string, message: string): Promise<void>;
+}
+
+/** Ends the channel with an error frame and returns `status`. */
+async function fail(mgr: MgrChannel, status: number, code: string, message: string) {
+  await mgr.sendError(code, message);
+  await mgr.toMgr.close();
+  return status;
+}
+
+/**
+ * Reads the hello frame and checks it names this keep and a backend keepldr
+ * launches. Returns it with its payload, or the exit status to end with.
+ */
+async function readHello(
+  mgr: MgrChannel,
+  keepId: string,
+): Promise<{ hello: HelloFrame; payload: Uint8Array } | number> {
+  let hello: HelloFrame;
+  let payload: Uint8Array | null;
+  try {
+    payload = await mgr.fromMgr.readPayload();
+    if (payload === null) return 0; // keepmgr went away before saying hello
+    hello = parseHelloFrame(decodeCbor(payload, { what: "hello frame" }));
+  } catch (error) {
+    const code = error instanceof EnarxError ? error.code : "internal";
+    return await fail(
+      mgr,
+      error instanceof EnarxError ? error.exitStatus : 70,
+      code,
+      error instanceof Error ? error.message : String(error),
+    );
+  }
+  if (hello.keep !== keepId) {
+    return await fail(
+      mgr,
+      76,
+      "message-invalid",
+      `The hello frame names keep "${hello.keep}" but this keepldr runs keep "${keepId}"`,
+    );
+  }
+  if (!KEEPLDR_BACKENDS.includes(hello.backend)) {
+    return await fail(
+      mgr,
+      69,
+      "backend-unavailable",
+      `Backend "${hello.backend}" cannot be launched by this keepldr; use one of ${
+        KEEPLDR_BACKENDS.join(", ")
+      }`,
+    );
+  }
+  return { hello, payload };
+}
+
+/** State shared by the two relays of one keep. */
+interface Relay {
+  keep: KeepHandle;
+  mgr: MgrChannel;
+  /** The keep sent the frame that ends it (exited or error). */
+  finalSeen: boolean;
+  /** keepldr is ending: the downstream relay stops quietly. */
+  ending: boolean;
+}
+
+/** keep -> keepmgr: relays frames unchanged but for the listening port; notes the final one. */
+async function relayUpstream(relay: Relay): Promise<void> {
+  const { keep, mgr } = relay;
+  const fromKeep = new FrameReader(keep.stdout, { peer: "wasmldr" });
+  try {
+    while (true) {
+      const payload = await fromKeep.readPayload();
+      if (payload === null) return;
+      const frame = parseUpstreamFrame(decodeCbor(payload, { what: "frame from the wasmldr" }));
+      if (frame.t === "exited" || frame.t === "error") relay.finalSeen = true;
+      if (frame.t === "listening" && keep.hostPort !== undefined) {
+        // kvm: the keep's port is inside the VM; keepmgr reaches it through QEMU's forward.
+        await mgr.toMgr.writePayload(encodeCbor({ ...frame, port: keep.hostPort }));
+        continue;
+      }
+      await mgr.toMgr.writePayload(payload);
+    }
+  } catch (error) {
+    relay.finalSeen = true;
+    await mgr.sendError(
+      error instanceof MessageError ? "protocol" : (error as EnarxError).code ?? "protocol",
+      `The keep broke the protocol: ${error instanceof Error ? error.message : error}`,
+    );
+    killProcess(keep, "SIGKILL");
+  }
+}
+
+/** keepmgr -> keep: hello first, then whatever keepmgr sends; EOF ends the keep. */
+async function relayDownstream(
+  relay: Relay,
+  hello: { keep: string; payload: Uint8Array },
+  log: (line: string) => void,
+): Promise<void> {
+  const { keep, mgr } = relay;
+  const toKeep = new FrameWriter(keep.stdin);
+  try {
+    await toKeep.writePayload(hello.payload);
+    while (true) {
+      const payload = await mgr.fromMgr.readPayload();
+      if (payload === null || relay.ending) break;
+      parseDownstreamFrame(decodeCbor(payload, { what: "frame from keepmgr" }));
+      await toKeep.writePayload(payload);
+    }
+    if (relay.ending) return;
+    log(`keepmgr closed the channel; stopping keep ${hello.keep}`);
+    killProcess(keep, "SIGTERM");
+  } catch (error) {
+    if (relay.ending) return;
+    log(`stopping keep ${hello.keep}: ${error instanceof Error ? error.message : error}`);
+    killProcess(keep, "SIGKILL");
+  }
+}
+
 /**
  * The keepldr process: reads hello, launches the keep, relays frames both
  * ways until the keep ends, and reports a keep that dies without saying why
@@ -219,156 +297,48 @@ export interface RunKeepldrOptions {
  */
 export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
   const log = options.log ?? ((line: string) => console.error(`keepldr: ${line}`));
-  const fromMgr = new FrameReader(options.input ?? Deno.stdin.readable, { peer: "keepmgr" });
   const toMgr = new FrameWriter(options.output ?? Deno.stdout.writable);
-  const sendError = (code: string, message: string) =>
-    toMgr.write({ t: "error", code, message }).catch(() => {});
+  const mgr: MgrChannel = {
+    fromMgr: new FrameReader(options.input ?? Deno.stdin.readable, { peer: "keepmgr" }),
+    toMgr,
+    sendError: (code, message) => toMgr.write({ t: "error", code, message }).catch(() => {}),
+  };
+  const opened = await readHello(mgr, options.keepId);
+  if (typeof opened === "number") return opened;
+  const { hello, payload } = opened;
 
-  let hello: HelloFrame;
-  let helloPayload: Uint8Array;
+  let keep: KeepHandle;
   try {
-    const payload = await fromMgr.readPayload();
-    if (payload === null) return 0; // keepmgr went away before saying hello
-    helloPayload = payload;
-    hello = parseHelloFrame(decodeCbor(payload, { what: "hello frame" }));
+    keep = await backendByName(hello.backend)!.launch({
+      workDir: options.workDir,
+      wasmldrCommand: options.wasmldrCommand,
+      log,
+    });
   } catch (error) {
-    const code = error instanceof EnarxError ? error.code : "internal";
-    await sendError(code, error instanceof Error ? error.message : String(error));
-    await toMgr.close();
-    return error instanceof EnarxError ? error.exitStatus : 70;
+    const code = error instanceof EnarxError ? error.code : "keep-launch";
+    return await fail(mgr, 69, code, error instanceof Error ? error.message : String(error));
   }
-  if (hello.keep !== options.keepId) {
-    await sendError(
-      "message-invalid",
-      `The hello frame names keep "${hello.keep}" but this keepldr runs keep "${options.keepId}"`,
-    );
-    await toMgr.close();
-    return 76;
-  }
-  if (!(KEEPLDR_BACKENDS as readonly string[]).includes(hello.backend)) {
-    await sendError(
-      "backend-unavailable",
-      `Backend "${hello.backend}" cannot be launched by this keepldr; use one of ${
-        KEEPLDR_BACKENDS.join(", ")
-      }`,
-    );
-    await toMgr.close();
-    return 69;
-  }
-
-  const command = options.wasmldrCommand ??
-    selfCommand("wasmldr", [], { permissions: wasmldrPermissions(options.workDir) });
-  const env: Record<string, string> = {};
-  if (options.workDir !== undefined) env.TMPDIR = options.workDir;
-  let keep: KeepChild;
-  let hostPort: number | undefined;
-  if (hello.backend === "kvm") {
-    try {
-      // A computed specifier: `deno run` would otherwise load the kvm image
-      // builder's module graph into every nil keepldr too (compile.sh
-      // --includes it).
-      const { launchKvmKeep }: typeof KvmBackend = await import(
-        new URL("../backends/kvm.ts", import.meta.url).href
-      );
-      const vm = await launchKvmKeep({ workDir: options.workDir ?? Deno.makeTempDirSync(), log });
-      keep = vm;
-      hostPort = vm.hostPort;
-    } catch (error) {
-      const code = error instanceof EnarxError ? error.code : "keep-launch";
-      await sendError(
-        code,
-        `Cannot start the kvm keep: ${error instanceof Error ? error.message : error}`,
-      );
-      await toMgr.close();
-      return 69;
-    }
-  } else {
-    try {
-      keep = new Deno.Command(command[0], {
-        args: command.slice(1),
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-        env,
-      }).spawn();
-    } catch (error) {
-      await sendError("keep-launch", `Cannot start the keep's wasmldr "${command[0]}": ${error}`);
-      await toMgr.close();
-      return 69;
-    }
-  }
-  const toKeep = new FrameWriter(keep.stdin);
-  const fromKeep = new FrameReader(keep.stdout, { peer: "wasmldr" });
-  let finalSeen = false;
-  let ending = false;
-
-  // keep -> keepmgr: relay unchanged, note the frame that ends the keep.
-  const upstream = (async () => {
-    while (true) {
-      const payload = await fromKeep.readPayload();
-      if (payload === null) return;
-      const frame = parseUpstreamFrame(decodeCbor(payload, { what: "frame from the wasmldr" }));
-      if (frame.t === "exited" || frame.t === "error") finalSeen = true;
-      if (frame.t === "listening" && hostPort !== undefined) {
-        // kvm: the keep's port is inside the VM; keepmgr reaches it through QEMU's forward.
-        await toMgr.writePayload(encodeCbor({ ...frame, port: hostPort }));
-        continue;
-      }
-      await toMgr.writePayload(payload);
-    }
-  })().catch(async (error) => {
-    finalSeen = true;
-    await sendError(
-      error instanceof MessageError ? "protocol" : (error as EnarxError).code ?? "protocol",
-      `The keep broke the protocol: ${error instanceof Error ? error.message : error}`,
-    );
-    killProcess(keep, "SIGKILL");
-  });
-
-  // keepmgr -> keep: hello first, then whatever keepmgr sends; EOF ends the keep.
-  const downstream = (async () => {
-    await toKeep.writePayload(helloPayload);
-    while (true) {
-      const payload = await fromMgr.readPayload();
-      if (payload === null || ending) break;
-      parseDownstreamFrame(decodeCbor(payload, { what: "frame from keepmgr" }));
-      await toKeep.writePayload(payload);
-    }
-    if (ending) return;
-    log(`keepmgr closed the channel; stopping keep ${hello.keep}`);
-    killProcess(keep, "SIGTERM");
-  })().catch((error) => {
-    if (ending) return;
-    log(`stopping keep ${hello.keep}: ${error instanceof Error ? error.message : error}`);
-    killProcess(keep, "SIGKILL");
-  });
+  const relay: Relay = { keep, mgr, finalSeen: false, ending: false };
+  const upstream = relayUpstream(relay);
+  const downstream = relayDownstream(relay, { keep: hello.keep, payload }, log);
 
   const status = await keep.status;
   await upstream;
-  if (!finalSeen) {
+  if (!relay.finalSeen) {
     const how = status.signal !== null
       ? `was killed by ${status.signal}`
       : `exited with status ${status.code}`;
-    const what = hostPort !== undefined ? "VM (QEMU)" : "wasmldr";
-    await sendError("keep-died", `The keep's ${what} ${how} before reporting an exit`);
+    await mgr.sendError("keep-died", `The keep's ${keep.what} ${how} before reporting an exit`);
   }
-  ending = true;
+  relay.ending = true;
   await toMgr.close();
-  fromMgr.close();
+  mgr.fromMgr.close();
   void downstream;
-  return finalSeen ? 0 : 70;
+  return relay.finalSeen ? 0 : 70;
 }
 
-/** What runKeepldr needs of a running keep: a nil wasmldr process or a kvm VM. */
-interface KeepChild {
-  stdin: WritableStream<Uint8Array>;
-  stdout: ReadableStream<Uint8Array>;
-  status: Promise<Deno.CommandStatus>;
-  kill(signal?: Deno.Signal): void;
-}
-
-function killProcess(child: KeepChild, signal: Deno.Signal): void {
+function killProcess(keep: KeepHandle, signal: Deno.Signal): void {
   try {
-    child.kill(signal);
+    keep.kill(signal);
   } catch { /* already gone */ }
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
+import { attestableBackends } from "../backends/mod.ts";
 
 /** The protocol version carried by the first message of every hop. */
 export const PROTOCOL_VERSION = 1;
@@ -21,11 +22,17 @@ export const CBOR_MEDIA_TYPE = "application/cbor";
 /** Media type of streamed CBOR sequences (RFC 8742). */
 export const CBOR_SEQ_MEDIA_TYPE = "application/cbor-seq";
 
-/** Backends a client may ask for. */
-export const BACKEND_NAMES = ["nil", "kvm", "sev", "auto"] as const;
+/**
+ * Backends a client may ask for: the registry's backends whose keeps give
+ * evidence (nil, kvm and sev, weakest first), and `auto`.
+ */
+export const BACKEND_NAMES: readonly string[] = [
+  ...attestableBackends().map((b) => b.name),
+  "auto",
+];
 
-/** A backend a client may ask for. */
-export type BackendName = typeof BACKEND_NAMES[number];
+/** A backend a client may ask for (one of {@link BACKEND_NAMES}). */
+export type BackendName = string;
 
 /** Lifecycle states of a keep, in order. */
 export const KEEP_STATES = [

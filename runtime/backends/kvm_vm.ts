@@ -1,0 +1,259 @@
+/**
+ * A kvm keep's VM: one QEMU micro-VM that boots the image of
+ * runtime/backends/kvm_image.ts. Frames travel on the guest's second serial
+ * port (QEMU chardev on a unix socket in the keep's work directory, which
+ * keepldr connects to); the guest's console (first serial port) goes to
+ * `console.log` there. The workload's HTTPS reaches wasmldr, which listens
+ * on 0.0.0.0:8443 in the guest, through QEMU's user-mode network with a
+ * forward from a free loopback port of the host; TLS ends inside the VM.
+ *
+ * Acceleration is TCG (emulation) unless `ENARX_KVM_ACCEL` says `kvm`:
+ * nested KVM on this kind of host is slower than emulation. Evidence is the
+ * simulated SNP platform's, as for nil; the kernel and initrd are not
+ * covered by the simulated measurement (see kvm_image.ts). Loaded only when
+ * a kvm keep is launched (runtime/backends/kvm.ts).
+ *
+ * @module
+ */
+import { EnarxError } from "../errors.ts";
+import { buildKvmImage, GUEST_PORT, type KvmImage, READY_MARKER } from "./kvm_image.ts";
+import { findQemu, QEMU } from "./kvm.ts";
+
+/** A running kvm keep, shaped like the child process of a nil keep. */
+export interface KvmKeep {
+  /** Frames to wasmldr. */
+  stdin: WritableStream<Uint8Array>;
+  /** Frames from wasmldr (after the guest's ready line). */
+  stdout: ReadableStream<Uint8Array>;
+  /** Resolves when QEMU has ended. */
+  status: Promise<Deno.CommandStatus>;
+  /** Signals QEMU. */
+  kill(signal?: Deno.Signal): void;
+  /** The host loopback port forwarded to wasmldr's port in the guest. */
+  hostPort: number;
+  /** The port wasmldr listens on in the guest. */
+  guestPort: number;
+}
+
+/** Options of {@link launchKvmKeep}. */
+export interface LaunchKvmKeepOptions {
+  /** The keep's work directory (socket, console log). */
+  workDir: string;
+  /** Folder of cached images (default `$ENARX_KVM_CACHE_DIR`, else `<workDir>/../../kvm-cache`). */
+  cacheDir?: string;
+  /** The snp-sim state the guest signs evidence with (default `$ENARX_SNP_SIM_DIR`). */
+  simDir?: string;
+  /** Guest memory in MiB (default 1024). */
+  memoryMiB?: number;
+  /** Writes a diagnostic line. */
+  log?: (line: string) => void;
+}
+
+function freeLoopbackPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Where QEMU and the guest's image are, or a clear error saying what is missing. */
+async function prepare(options: LaunchKvmKeepOptions, log: (line: string) => void) {
+  const qemu = findQemu();
+  if (qemu === undefined) {
+    throw new EnarxError(
+      "backend-unavailable",
+      `Cannot launch a kvm keep: "${QEMU}" is not on PATH; install qemu-system-x86 ` +
+        `(apt-get install qemu-system-x86)`,
+      { exit: "unavailable" },
+    );
+  }
+  const simDir = options.simDir ?? Deno.env.get("ENARX_SNP_SIM_DIR");
+  if (simDir === undefined) {
+    throw new EnarxError(
+      "backend-unavailable",
+      "Cannot launch a kvm keep: ENARX_SNP_SIM_DIR is not set (keepmgr sets it)",
+      { exit: "unavailable" },
+    );
+  }
+  const cacheDir = options.cacheDir ?? Deno.env.get("ENARX_KVM_CACHE_DIR") ??
+    `${options.workDir}/../../kvm-cache`;
+  const started = performance.now();
+  const image = await buildKvmImage({ cacheDir, simDir });
+  log(
+    `kvm image ${image.built ? "built" : "reused"} in ${
+      (performance.now() - started).toFixed(0)
+    } ms: ${image.initrd}`,
+  );
+  const socket = `${options.workDir}/frames.sock`;
+  if (new TextEncoder().encode(socket).length > 107) {
+    throw new EnarxError(
+      "keep-launch",
+      `The frames socket path "${socket}" is longer than a unix socket allows (107 bytes); ` +
+        `use a shorter keepmgr --state-dir`,
+      { exit: "unavailable" },
+    );
+  }
+  return { qemu, image, socket, started };
+}
+
+/** QEMU's command-line arguments for a keep. */
+function qemuArgs(
+  image: KvmImage,
+  options: LaunchKvmKeepOptions,
+  vm: { socket: string; hostPort: number },
+): string[] {
+  const accel = Deno.env.get("ENARX_KVM_ACCEL") === "kvm" ? "kvm" : "tcg";
+  return [
+    "-machine",
+    "q35",
+    "-accel",
+    accel,
+    "-cpu",
+    accel === "kvm" ? "host" : "max",
+    "-m",
+    String(options.memoryMiB ?? 1024),
+    "-smp",
+    "1",
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-serial",
+    `file:${options.workDir}/console.log`,
+    "-chardev",
+    `socket,id=frames,path=${vm.socket},server=on,wait=off`,
+    "-serial",
+    "chardev:frames",
+    "-nic",
+    `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${vm.hostPort}-:${GUEST_PORT}`,
+    "-kernel",
+    image.kernel,
+    "-initrd",
+    image.initrd,
+    "-append",
+    "console=ttyS0 quiet panic=-1",
+  ];
+}
+
+/** Connects to QEMU's frames socket, waiting up to 10 s for QEMU to open it. */
+async function connectFrames(
+  socket: string,
+  exited: () => boolean,
+  kill: (signal: Deno.Signal) => void,
+): Promise<Deno.UnixConn> {
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    try {
+      return await Deno.connect({ transport: "unix", path: socket });
+    } catch (error) {
+      if (exited() || Date.now() > deadline) {
+        kill("SIGKILL");
+        throw new EnarxError(
+          "keep-launch",
+          `QEMU did not open the frames socket "${socket}": ${
+            exited() ? "it exited" : error instanceof Error ? error.message : error
+          }`,
+          { exit: "unavailable" },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** A writable stream to the guest that holds writes until `ready` resolves. */
+function heldWriter(
+  conn: Deno.UnixConn,
+  ready: Promise<void>,
+): WritableStream<Uint8Array> {
+  const writer = conn.writable.getWriter();
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      await ready;
+      await writer.write(chunk);
+    },
+    async close() {
+      await writer.close().catch(() => {});
+    },
+    async abort() {
+      await writer.abort().catch(() => {});
+    },
+  });
+}
+
+/**
+ * Builds (or reuses) the image, starts QEMU and connects to its frames
+ * socket. The returned streams carry frames only: the guest's ready line
+ * is consumed here.
+ */
+export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmKeep> {
+  const log = options.log ?? (() => {});
+  const { qemu, image, socket, started } = await prepare(options, log);
+  const hostPort = freeLoopbackPort();
+  const child = new Deno.Command(qemu, {
+    args: qemuArgs(image, options, { socket, hostPort }),
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const kill = (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      child.kill(signal);
+    } catch { /* already gone */ }
+  };
+  let exited = false;
+  const status = child.status.then(async (s) => {
+    exited = true;
+    // The guest's console explains a VM that ended early: pass on its last lines.
+    const text = await Deno.readTextFile(`${options.workDir}/console.log`).catch(() => "");
+    for (const line of text.trimEnd().split("\n").slice(-20)) log(`guest: ${line.trimEnd()}`);
+    return s;
+  });
+  const conn = await connectFrames(socket, () => exited, kill);
+  log(`qemu started (pid ${child.pid}, host port ${hostPort})`);
+  // Nothing goes to the guest before its port is raw (no echo): hold writes until ready.
+  const ready = Promise.withResolvers<void>();
+  status.then(() => ready.reject(new Error("QEMU exited before the guest was ready")));
+  ready.promise.catch(() => {});
+  return {
+    stdin: heldWriter(conn, ready.promise),
+    stdout: afterMarker(conn.readable, () => {
+      log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
+      ready.resolve();
+    }),
+    status,
+    kill,
+    hostPort,
+    guestPort: GUEST_PORT,
+  };
+}
+
+/** Drops everything up to and including the guest's ready line, then passes bytes through. */
+function afterMarker(
+  source: ReadableStream<Uint8Array>,
+  onReady: () => void,
+): ReadableStream<Uint8Array> {
+  const marker = new TextEncoder().encode(READY_MARKER);
+  let matched = 0;
+  let ready = false;
+  return source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (ready) {
+          controller.enqueue(chunk);
+          return;
+        }
+        for (let i = 0; i < chunk.length; i++) {
+          matched = chunk[i] === marker[matched] ? matched + 1 : chunk[i] === marker[0] ? 1 : 0;
+          if (matched === marker.length) {
+            ready = true;
+            onReady();
+            if (i + 1 < chunk.length) controller.enqueue(chunk.subarray(i + 1));
+            return;
+          }
+        }
+      },
+    }),
+  );
+}

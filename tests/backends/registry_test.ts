@@ -1,0 +1,122 @@
+/** The backend registry: its members, and every list of backend names derived from it. */
+import assert from "node:assert/strict";
+import {
+  attestableBackends,
+  backendByName,
+  backendNames,
+  backends,
+  launchingBackends,
+  localBackend,
+  localBackends,
+} from "../../runtime/backends/mod.ts";
+import { KEEPLDR_BACKENDS } from "../../runtime/keepmgr/keepldr.ts";
+import { BACKEND_NAMES } from "../../runtime/protocol/messages.ts";
+import {
+  BACKENDS,
+  evaluatePlatform,
+  LAUNCHABLE_BACKENDS,
+  type PlatformInfo,
+} from "../../runtime/platform/info.ts";
+import { gatherHostFacts } from "../../runtime/platform/host_facts.ts";
+import { Judge } from "../../runtime/platform/judge.ts";
+import { wasmldrMeasurement } from "../../runtime/keep/measurement.ts";
+import { EnarxError } from "../../runtime/errors.ts";
+import { enarx } from "../workloads/helpers.ts";
+
+Deno.test("registry: exactly nil, kvm, sev, tdx and sgx, strongest first, one module each", () => {
+  assert.deepEqual(backendNames(), ["sev", "tdx", "sgx", "kvm", "nil"]);
+  for (const b of backends()) assert.equal(backendByName(b.name), b);
+  assert.equal(backendByName("auto"), undefined);
+  assert.equal(backendByName("bogus"), undefined);
+});
+
+Deno.test("registry: every other list of backend names is the registry's", () => {
+  const names = backendNames();
+  // platform info: every backend, in the registry's order.
+  assert.deepEqual([...BACKENDS], names);
+  // keepldr: the backends whose keeps this enarx launches.
+  assert.deepEqual([...KEEPLDR_BACKENDS], launchingBackends().map((b) => b.name));
+  assert.deepEqual([...KEEPLDR_BACKENDS].sort(), ["kvm", "nil"]);
+  // enarx run: the backends with an in-process keep; every host can launch them.
+  assert.deepEqual(localBackends().map((b) => b.name), ["nil"]);
+  assert.deepEqual([...LAUNCHABLE_BACKENDS], ["nil"]);
+  // The wire: a client may ask for the backends whose keeps give evidence, and auto.
+  assert.deepEqual(
+    BACKEND_NAMES.filter((n) => n !== "auto"),
+    attestableBackends().map((b) => b.name),
+  );
+  assert.deepEqual([...BACKEND_NAMES], ["nil", "kvm", "sev", "auto"]);
+  for (const list of [KEEPLDR_BACKENDS, BACKEND_NAMES.filter((n) => n !== "auto")]) {
+    for (const name of list) assert.ok(names.includes(name), name);
+  }
+});
+
+Deno.test("registry: how each backend's keep gets evidence, and what it measures", async () => {
+  const source = Object.fromEntries(backends().map((b) => [b.name, b.evidenceSource]));
+  assert.deepEqual(source, {
+    sev: "sev-guest",
+    tdx: undefined,
+    sgx: undefined,
+    kvm: "snp-sim",
+    nil: "snp-sim",
+  });
+  const wasmldr = await wasmldrMeasurement();
+  assert.deepEqual(await backendByName("nil")!.measurement(), wasmldr);
+  assert.deepEqual(await backendByName("kvm")!.measurement(), wasmldr);
+  for (const name of ["sev", "tdx", "sgx"]) {
+    assert.equal(await backendByName(name)!.measurement(), undefined, name);
+  }
+});
+
+Deno.test("registry: sev, tdx and sgx cannot launch keeps yet, with a clear error", async () => {
+  for (const name of ["sev", "tdx", "sgx"]) {
+    const b = backendByName(name)!;
+    assert.equal(b.launches, false);
+    assert.equal(b.launchable(), false);
+    await assert.rejects(
+      () => b.launch({ log: () => {} }),
+      (e: unknown) => e instanceof EnarxError && e.code === "backend-unavailable",
+    );
+  }
+});
+
+Deno.test("registry: enarx run's backend by name: nil and auto launch in process; others say why", async () => {
+  assert.equal(localBackend("auto").name, "nil");
+  await using keep = await localBackend("nil").launchLocal!();
+  assert.equal(keep.backend, "nil");
+  const reject = (name: string, exit: number, text: RegExp) =>
+    assert.throws(
+      () => localBackend(name),
+      (e: unknown) => e instanceof EnarxError && e.exitStatus === exit && text.test(e.message),
+    );
+  reject(
+    "kvm",
+    69,
+    /kvm keeps are launched by a keepmgr: start "enarx keepmgr --backends kvm,nil"/,
+  );
+  reject(
+    "sev",
+    69,
+    /Backend "sev" cannot launch keeps in this version of enarx; use --backend nil/,
+  );
+  reject("bogus", 64, /Unknown backend "bogus"; use one of: nil, auto/);
+});
+
+Deno.test("registry: each backend's checks appear unchanged in platform info", async () => {
+  const facts = gatherHostFacts();
+  const judge = new Judge(facts);
+  const info = evaluatePlatform(facts);
+  for (const b of backends()) {
+    const shown = info.backends.find((x) => x.name === b.name)!;
+    assert.deepEqual(shown.checks, b.checks(judge), b.name);
+    assert.equal(shown.description, b.description);
+    assert.equal(shown.evidence, b.evidence);
+  }
+  const { code, stdout, stderr } = await enarx(["platform", "info", "--json"]);
+  assert.equal(code, 0, stderr);
+  const json = JSON.parse(stdout) as PlatformInfo;
+  for (const b of backends()) {
+    const shown = json.backends.find((x) => x.name === b.name)!;
+    assert.deepEqual(shown.checks.map((c) => c.id), b.checks(judge).map((c) => c.id), b.name);
+  }
+});
