@@ -9,12 +9,7 @@
  * @module
  */
 import type { Backend, Keep, KeepHandle, LaunchOptions } from "./backend.ts";
-import {
-  type RunOptions,
-  runWorkload,
-  type Workload,
-  type WorkloadResult,
-} from "../wasm/workload.ts";
+import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import { EnarxError } from "../errors.ts";
 import { CheckList } from "../platform/check_list.ts";
 import { selfCommand, wasmldrPermissions } from "../keepmgr/self_command.ts";
@@ -33,6 +28,10 @@ class InProcessKeep implements Keep {
       throw new EnarxError("keep-used", "A keep runs one workload only", { exit: "internal" });
     }
     this.#used = true;
+    // Loaded here, not at the top: the registry (and so keepmgr and the
+    // deploy client, which only need backend names) must not pull in the
+    // wasmtime bindings.
+    const { runWorkload } = await import("../wasm/workload.ts");
     return await runWorkload(workload, options);
   }
 
