@@ -10,6 +10,7 @@ import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { deploy, type DeployEvent, type DeployStepRecord } from "../runtime/client/deploy.ts";
 import { LocalKeepmgr } from "../runtime/keepmgr/local.ts";
+import { userCacheDir } from "../runtime/dirs.ts";
 
 const HELP = `Usage: enarx demo [MODULE]
 
@@ -60,73 +61,16 @@ export const command: Command = {
         cause,
       });
     }
-    const say = (line: string) => Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
     say(`enarx demo: deploying ${displayPath(modulePath)} through a local keepmgr, end to end\n`);
     say("This machine has no TEE: the keep is a nil keep (a separate, sandboxed process) and its");
     say("evidence is signed by snp-sim, a software stand-in for AMD's secure processor. The demo");
     say("accepts it as --insecure-allow-simulated does; a real deploy refuses such evidence.\n");
 
-    const hostEvents: { msg: string; at: number }[] = [];
-    const started = performance.now();
-    say("Starting a local keepmgr on 127.0.0.1 with a temporary state directory...");
-    // The simulated chain (two RSA-4096 keys) is made once and kept in the cache.
-    const home = Deno.env.get("HOME") ?? "/tmp";
-    const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ??
-      `${Deno.env.get("XDG_CACHE_HOME") ?? `${home}/.cache`}/enarx/demo-snp-sim`;
-    await using keepmgr = await LocalKeepmgr.start({
-      simDir,
-      onLog: (line) => {
-        try {
-          const entry = JSON.parse(line);
-          if (typeof entry.msg === "string" && entry.msg in HOST_EVENTS) {
-            hostEvents.push({ msg: entry.msg, at: Date.parse(entry.ts) });
-          }
-        } catch { /* not JSON */ }
-      },
-    });
-    say(
-      `  keepmgr ${keepmgr.url} (pid ${keepmgr.pid}) ready in ${ms(performance.now() - started)}\n`,
-    );
-
-    let stepWallStart = Date.now();
-    const printHost = (from: number) => {
-      for (const e of hostEvents.filter((e) => e.at >= from)) {
-        say(`      host: ${HOST_EVENTS[e.msg]} (+${e.at - from} ms)`);
-      }
-    };
-    const onStep = (event: DeployEvent) => {
-      if (event.kind === "step-start") {
-        stepWallStart = Date.now();
-        return;
-      }
-      if (event.kind === "warning") {
-        say(`      ${event.message}`);
-        return;
-      }
-      printStep(event.step, say, () => printHost(stepWallStart));
-    };
+    const hostEvents: HostEvent[] = [];
+    await using keepmgr = await startLocalKeepmgr(hostEvents);
     let status: number;
     try {
-      const result = await deploy({
-        module,
-        config: null,
-        args: [],
-        env: {},
-        stdin: new Uint8Array(0),
-      }, {
-        keepmgr: keepmgr.url,
-        backend: "nil",
-        allowSimulated: true,
-        timeoutMs: 60_000,
-        onStep,
-        onStdout: (chunk) => void say(indent(chunk, "stdout")),
-        onStderr: (chunk) => void say(indent(chunk, "stderr")),
-      });
-      say(
-        `     The workload exited with status ${result.status} (${result.reason}); the keep ended and keepmgr frees it`,
-      );
-      say(`\nDeployed, ran and verified end to end in ${ms(result.totalMs)}.`);
-      status = result.status;
+      status = await deployThrough(keepmgr.url, module, hostEvents);
     } finally {
       const stopping = performance.now();
       await keepmgr.close();
@@ -135,6 +79,86 @@ export const command: Command = {
     return status;
   },
 };
+
+/** A line of the demo on standard output. */
+function say(line: string): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
+/** A keepmgr log event the demo shows, with its time (ms since the epoch). */
+interface HostEvent {
+  msg: string;
+  at: number;
+}
+
+/** Starts keepmgr on 127.0.0.1, collecting the events of {@link HOST_EVENTS} it logs. */
+async function startLocalKeepmgr(hostEvents: HostEvent[]): Promise<LocalKeepmgr> {
+  const started = performance.now();
+  say("Starting a local keepmgr on 127.0.0.1 with a temporary state directory...");
+  // The simulated chain (two RSA-4096 keys) is made once and kept in the cache.
+  const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ??
+    `${userCacheDir() ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache/enarx`}/demo-snp-sim`;
+  const keepmgr = await LocalKeepmgr.start({
+    simDir,
+    onLog: (line) => {
+      try {
+        const entry = JSON.parse(line);
+        if (typeof entry.msg === "string" && entry.msg in HOST_EVENTS) {
+          hostEvents.push({ msg: entry.msg, at: Date.parse(entry.ts) });
+        }
+      } catch { /* not JSON */ }
+    },
+  });
+  say(
+    `  keepmgr ${keepmgr.url} (pid ${keepmgr.pid}) ready in ${ms(performance.now() - started)}\n`,
+  );
+  return keepmgr;
+}
+
+/** Deploys `module` to a nil keep through `url`, printing every step; returns its status. */
+async function deployThrough(
+  url: string,
+  module: Uint8Array,
+  hostEvents: HostEvent[],
+): Promise<number> {
+  let stepWallStart = Date.now();
+  const printHost = (from: number) => {
+    for (const e of hostEvents.filter((e) => e.at >= from)) {
+      say(`      host: ${HOST_EVENTS[e.msg]} (+${e.at - from} ms)`);
+    }
+  };
+  const onStep = (event: DeployEvent) => {
+    if (event.kind === "step-start") {
+      stepWallStart = Date.now();
+      return;
+    }
+    if (event.kind === "warning") {
+      say(`      ${event.message}`);
+      return;
+    }
+    printStep(event.step, say, () => printHost(stepWallStart));
+  };
+  const result = await deploy({
+    module,
+    config: null,
+    args: [],
+    env: {},
+    stdin: new Uint8Array(0),
+  }, {
+    keepmgr: url,
+    backend: "nil",
+    allowSimulated: true,
+    timeoutMs: 60_000,
+    onStep,
+    onStdout: (chunk) => void say(indent(chunk, "stdout")),
+    onStderr: (chunk) => void say(indent(chunk, "stderr")),
+  });
+  say(
+    `     The workload exited with status ${result.status} (${result.reason}); the keep ended and keepmgr frees it`,
+  );
+  say(`\nDeployed, ran and verified end to end in ${ms(result.totalMs)}.`);
+  return result.status;
+}
 
 function printStep(step: DeployStepRecord, say: (line: string) => void, host: () => void) {
   const took = ms(step.ms);

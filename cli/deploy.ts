@@ -4,16 +4,27 @@
  *
  * @module
  */
-import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
+import {
+  type Command,
+  type OptionSpec,
+  parseCommandArgs,
+  type ParsedValues,
+  printErr,
+  printJson,
+  printOut,
+} from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { parseDuration, UNITS_HELP } from "../runtime/units.ts";
 import {
   deploy,
   DeployError,
   type DeployEvent,
+  type DeployOptions,
   type DeployResult,
   type DeployStepRecord,
+  type DeployWorkload,
 } from "../runtime/client/deploy.ts";
+import { concatBytes } from "../runtime/bytes.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 
@@ -59,168 +70,209 @@ policy; 124 timed out; 130 interrupted (Ctrl-C; the keep is deleted).
 /** Largest workload output kept for --json, per stream. */
 const JSON_OUTPUT_LIMIT = 16 * 1024 * 1024;
 
+const OPTIONS = {
+  keepmgr: { type: "string" },
+  backend: { type: "string" },
+  policy: { type: "string" },
+  wasmcfgfile: { type: "string" },
+  env: { type: "string", multiple: true },
+  stdin: { type: "string" },
+  "insecure-allow-simulated": { type: "boolean" },
+  "keepmgr-ca": { type: "string" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionSpec;
+
+type DeployValues = ParsedValues<typeof OPTIONS>;
+
 /** `enarx deploy`. */
 export const command: Command = {
   name: "deploy",
   summary: "Deploy a module to a keep on a host, after attestation",
   async run(args: string[]): Promise<number> {
-    const { values, positionals } = parseCommandArgs("deploy", args, {
-      options: {
-        keepmgr: { type: "string" },
-        backend: { type: "string" },
-        policy: { type: "string" },
-        wasmcfgfile: { type: "string" },
-        env: { type: "string", multiple: true },
-        stdin: { type: "string" },
-        "insecure-allow-simulated": { type: "boolean" },
-        "keepmgr-ca": { type: "string" },
-        timeout: { type: "string" },
-        json: { type: "boolean" },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    const { values, positionals } = parseCommandArgs("deploy", args, { options: OPTIONS });
     if (values.help) {
       await printOut(HELP);
       return 0;
     }
-    if (values.keepmgr === undefined) {
-      throw new UsageError(`Missing --keepmgr URL; see "enarx deploy --help"`);
-    }
-    const [modulePath, ...workloadArgs] = positionals;
-    if (modulePath === undefined) {
-      throw new UsageError(`Missing the module to deploy; see "enarx deploy --help"`);
-    }
-    const backend = values.backend ?? "auto";
-    if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
-      throw new UsageError(
-        `Unknown backend "${backend}"; use one of ${BACKEND_NAMES.join(", ")}`,
-      );
-    }
-    const env: Record<string, string> = {};
-    for (const pair of values.env ?? []) {
-      const eq = pair.indexOf("=");
-      if (eq <= 0) throw new UsageError(`--env "${pair}" is not K=V`);
-      env[pair.slice(0, eq)] = pair.slice(eq + 1);
-    }
-    const timeoutMs = values.timeout === undefined
-      ? undefined
-      : parseDuration(values.timeout, "--timeout");
-    const policy: Policy = values.policy === undefined
-      ? DEFAULT_POLICY
-      : await readPolicyFile(values.policy);
-    const keepmgrCaCerts = values["keepmgr-ca"] === undefined
-      ? undefined
-      : [await readText(values["keepmgr-ca"], "--keepmgr-ca")];
-    if (keepmgrCaCerts && !keepmgrCaCerts[0].includes("-----BEGIN CERTIFICATE-----")) {
-      // An empty or non-PEM file would authenticate nothing: refuse it rather than connect.
-      throw new EnarxError(
-        "keepmgr-ca-invalid",
-        `--keepmgr-ca "${values["keepmgr-ca"]}" holds no PEM certificate; ` +
-          `pass the keepmgr's cert.pem (or its CA)`,
-        { exit: "dataError" },
-      );
-    }
-    const module = await readBytes(modulePath, "module");
-    const config = values.wasmcfgfile === undefined
-      ? null
-      : await readText(values.wasmcfgfile, "--wasmcfgfile");
-    // Refuse a configuration the keep would refuse, before anything is sent.
-    if (config !== null) {
-      const { parseDeployedConfig } = await import("../runtime/wasm/config.ts");
-      parseDeployedConfig(config, values.wasmcfgfile);
-    }
-    const stdin = values.stdin === undefined
-      ? new Uint8Array(0)
-      : values.stdin === "-"
-      ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
-      : await readBytes(values.stdin, "--stdin");
-
-    const json = values.json === true;
-    const progress = !json && values.quiet !== true;
-    const captured = { stdout: new Capture(), stderr: new Capture() };
-    const onStep = (event: DeployEvent) => {
-      // The simulated-evidence warning is printed on every run, whatever the flags.
-      if (event.kind === "warning") {
-        Deno.stderr.writeSync(new TextEncoder().encode(`enarx deploy: ${event.message}\n`));
-      } else if (progress && event.kind === "step-end") {
-        Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
-      }
-    };
-    // Ctrl-C: stop, delete the keep, exit 130 (as a shell does for SIGINT).
-    const interrupt = new AbortController();
-    const onInterrupt = () => interrupt.abort();
-    Deno.addSignalListener("SIGINT", onInterrupt);
-    let result: DeployResult;
-    try {
-      result = await deploy({ module, config, args: workloadArgs, env, stdin }, {
-        signal: interrupt.signal,
-        keepmgr: values.keepmgr,
-        backend,
-        policy,
-        allowSimulated: values["insecure-allow-simulated"] === true,
-        keepmgrCaCerts,
-        timeoutMs,
-        onStep,
-        onStdout: json ? (c) => captured.stdout.add(c) : (c) => writeAll(Deno.stdout, c),
-        onStderr: json ? (c) => captured.stderr.add(c) : (c) => writeAll(Deno.stderr, c),
-      });
-    } catch (error) {
-      if (interrupt.signal.aborted) {
-        await printErr("enarx deploy: interrupted; the keep was deleted\n");
-        return 130;
-      }
-      if (json && error instanceof EnarxError) {
-        await printJson({
-          ok: false,
-          error: {
-            code: error.code,
-            message: error.message,
-            step: error instanceof DeployError ? error.step : undefined,
-          },
-          steps: error instanceof DeployError ? error.steps.map(stepJson) : [],
-        });
-        return error.exitStatus;
-      }
-      throw error;
-    } finally {
-      Deno.removeSignalListener("SIGINT", onInterrupt);
-    }
-    if (json) {
-      await printJson({
-        ok: true,
-        keep: result.keep,
-        backend: result.backend,
-        simulated: result.simulated,
-        warnings: result.warnings,
-        verification: {
-          format: result.verification.format,
-          ok: result.verification.ok,
-          claims: result.verification.claims,
-          checks: result.verification.checks,
-        },
-        steps: result.steps.map(stepJson),
-        total_ms: round(result.totalMs),
-        status: result.status,
-        reason: result.reason,
-        message: result.message,
-        stdout: captured.stdout.base64(),
-        stderr: captured.stderr.base64(),
-        output_truncated: captured.stdout.truncated || captured.stderr.truncated,
-      });
-    } else {
-      if (result.message !== undefined) await printErr(`enarx deploy: ${result.message}\n`);
-      if (progress) {
-        await printErr(
-          `enarx deploy: keep ${result.keep} exited with status ${result.status} (${result.reason}) in ${
-            round(result.totalMs)
-          } ms\n`,
-        );
-      }
-    }
-    return result.status;
+    const plan = await planDeploy(values, positionals);
+    return await deployAndReport(plan, values.json === true, values.quiet === true);
   },
 };
+
+/** A deploy ready to start: what to send, and where and how. */
+interface DeployPlan {
+  workload: DeployWorkload;
+  options: DeployOptions;
+}
+
+/** Checks the arguments and reads every input, before anything is sent. */
+async function planDeploy(values: DeployValues, positionals: string[]): Promise<DeployPlan> {
+  if (values.keepmgr === undefined) {
+    throw new UsageError(`Missing --keepmgr URL; see "enarx deploy --help"`);
+  }
+  const [modulePath, ...workloadArgs] = positionals;
+  if (modulePath === undefined) {
+    throw new UsageError(`Missing the module to deploy; see "enarx deploy --help"`);
+  }
+  const backend = values.backend ?? "auto";
+  if (!(BACKEND_NAMES as readonly string[]).includes(backend)) {
+    throw new UsageError(
+      `Unknown backend "${backend}"; use one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
+  const env = parseEnv(values.env ?? []);
+  const timeoutMs = values.timeout === undefined
+    ? undefined
+    : parseDuration(values.timeout, "--timeout");
+  const policy: Policy = values.policy === undefined
+    ? DEFAULT_POLICY
+    : await readPolicyFile(values.policy);
+  const keepmgrCaCerts = values["keepmgr-ca"] === undefined
+    ? undefined
+    : [await readKeepmgrCa(values["keepmgr-ca"])];
+  const module = await readBytes(modulePath, "module");
+  const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
+  const stdin = values.stdin === undefined
+    ? new Uint8Array(0)
+    : values.stdin === "-"
+    ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
+    : await readBytes(values.stdin, "--stdin");
+  return {
+    workload: { module, config, args: workloadArgs, env, stdin },
+    options: {
+      keepmgr: values.keepmgr,
+      backend,
+      policy,
+      allowSimulated: values["insecure-allow-simulated"] === true,
+      keepmgrCaCerts,
+      timeoutMs,
+    },
+  };
+}
+
+function parseEnv(pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--env "${pair}" is not K=V`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
+async function readKeepmgrCa(path: string): Promise<string> {
+  const pem = await readText(path, "--keepmgr-ca");
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    // An empty or non-PEM file would authenticate nothing: refuse it rather than connect.
+    throw new EnarxError(
+      "keepmgr-ca-invalid",
+      `--keepmgr-ca "${path}" holds no PEM certificate; ` +
+        `pass the keepmgr's cert.pem (or its CA)`,
+      { exit: "dataError" },
+    );
+  }
+  return pem;
+}
+
+/** Reads Enarx.toml and refuses a configuration the keep would refuse. */
+async function readConfig(path: string): Promise<string> {
+  const config = await readText(path, "--wasmcfgfile");
+  const { parseDeployedConfig } = await import("../runtime/wasm/config.ts");
+  parseDeployedConfig(config, path);
+  return config;
+}
+
+/**
+ * Runs the deploy, printing its steps (unless quiet or JSON) and the
+ * workload's output as it arrives; returns the exit status.
+ */
+async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean): Promise<number> {
+  const progress = !json && !quiet;
+  const captured = { stdout: new Capture(), stderr: new Capture() };
+  const onStep = (event: DeployEvent) => {
+    // The simulated-evidence warning is printed on every run, whatever the flags.
+    if (event.kind === "warning") {
+      Deno.stderr.writeSync(new TextEncoder().encode(`enarx deploy: ${event.message}\n`));
+    } else if (progress && event.kind === "step-end") {
+      Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
+    }
+  };
+  // Ctrl-C: stop, delete the keep, exit 130 (as a shell does for SIGINT).
+  const interrupt = new AbortController();
+  const onInterrupt = () => interrupt.abort();
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  let result: DeployResult;
+  try {
+    result = await deploy(plan.workload, {
+      signal: interrupt.signal,
+      ...plan.options,
+      onStep,
+      onStdout: json ? (c) => captured.stdout.add(c) : (c) => writeAll(Deno.stdout, c),
+      onStderr: json ? (c) => captured.stderr.add(c) : (c) => writeAll(Deno.stderr, c),
+    });
+  } catch (error) {
+    if (interrupt.signal.aborted) {
+      await printErr("enarx deploy: interrupted; the keep was deleted\n");
+      return 130;
+    }
+    if (json && error instanceof EnarxError) {
+      await printJson({
+        ok: false,
+        error: {
+          code: error.code,
+          message: error.message,
+          step: error instanceof DeployError ? error.step : undefined,
+        },
+        steps: error instanceof DeployError ? error.steps.map(stepJson) : [],
+      });
+      return error.exitStatus;
+    }
+    throw error;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+  if (json) {
+    await printJson(resultJson(result, captured));
+  } else {
+    if (result.message !== undefined) await printErr(`enarx deploy: ${result.message}\n`);
+    if (progress) {
+      await printErr(
+        `enarx deploy: keep ${result.keep} exited with status ${result.status} (${result.reason}) in ${
+          round(result.totalMs)
+        } ms\n`,
+      );
+    }
+  }
+  return result.status;
+}
+
+/** The `--json` record of a deploy that ran. */
+function resultJson(result: DeployResult, captured: { stdout: Capture; stderr: Capture }) {
+  return {
+    ok: true,
+    keep: result.keep,
+    backend: result.backend,
+    simulated: result.simulated,
+    warnings: result.warnings,
+    verification: {
+      format: result.verification.format,
+      ok: result.verification.ok,
+      claims: result.verification.claims,
+      checks: result.verification.checks,
+    },
+    steps: result.steps.map(stepJson),
+    total_ms: round(result.totalMs),
+    status: result.status,
+    reason: result.reason,
+    message: result.message,
+    stdout: captured.stdout.base64(),
+    stderr: captured.stderr.base64(),
+    output_truncated: captured.stdout.truncated || captured.stderr.truncated,
+  };
+}
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
@@ -253,13 +305,7 @@ class Capture {
   }
 
   base64(): string {
-    let binary = "";
-    for (const chunk of this.#chunks) {
-      for (let i = 0; i < chunk.length; i += 0x8000) {
-        binary += String.fromCharCode(...chunk.subarray(i, i + 0x8000));
-      }
-    }
-    return btoa(binary);
+    return concatBytes(...this.#chunks).toBase64();
   }
 }
 

@@ -4,12 +4,20 @@
  *
  * @module
  */
-import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
+import {
+  type Command,
+  type OptionSpec,
+  parseCommandArgs,
+  type ParsedValues,
+  printErr,
+  printOut,
+} from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
 import { type KeepLog, KeepManager } from "../runtime/keepmgr/keep_manager.ts";
 import { keepmgrHandler } from "../runtime/keepmgr/http.ts";
-import { loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.ts";
+import { type KeepmgrTls, loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.ts";
+import { userStateDir } from "../runtime/dirs.ts";
 import { requireSystemd } from "../runtime/keepmgr/systemd.ts";
 import { KEEPLDR_BACKENDS } from "../runtime/keepmgr/keepldr.ts";
 
@@ -45,29 +53,33 @@ Options:
 ${UNITS_HELP}
 `;
 
+const OPTIONS = {
+  listen: { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "state-dir": { type: "string" },
+  "max-keeps": { type: "string" },
+  backends: { type: "string" },
+  systemd: { type: "boolean" },
+  "keep-memory": { type: "string" },
+  "keep-timeout": { type: "string" },
+  "step-timeout": { type: "string" },
+  "client-timeout": { type: "string" },
+  "public-host": { type: "string" },
+  "json-logs": { type: "boolean" },
+  "wasmldr-command": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionSpec;
+
+type KeepmgrValues = ParsedValues<typeof OPTIONS>;
+
 /** `enarx keepmgr`. */
 export const command: Command = {
   name: "keepmgr",
   summary: "Run the keep manager daemon on a host",
   async run(args: string[]): Promise<number> {
     const { values } = parseCommandArgs("keepmgr", args, {
-      options: {
-        listen: { type: "string" },
-        "tls-cert": { type: "string" },
-        "tls-key": { type: "string" },
-        "state-dir": { type: "string" },
-        "max-keeps": { type: "string" },
-        backends: { type: "string" },
-        systemd: { type: "boolean" },
-        "keep-memory": { type: "string" },
-        "keep-timeout": { type: "string" },
-        "step-timeout": { type: "string" },
-        "client-timeout": { type: "string" },
-        "public-host": { type: "string" },
-        "json-logs": { type: "boolean" },
-        "wasmldr-command": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: OPTIONS,
       allowPositionals: false,
     });
     if (values.help) {
@@ -78,52 +90,14 @@ export const command: Command = {
       throw new UsageError(`Missing --listen ADDR:PORT; see "enarx keepmgr --help"`);
     }
     const { hostname, port } = parseListen(values.listen);
-    const backends = (values.backends ?? "nil").split(",").map((b) => b.trim()).filter((b) => b);
-    for (const backend of backends) {
-      if (!(KEEPLDR_BACKENDS as readonly string[]).includes(backend)) {
-        throw new UsageError(
-          `Backend "${backend}" cannot be launched by this keepmgr; use --backends ${
-            KEEPLDR_BACKENDS.join(",")
-          }`,
-        );
-      }
-    }
+    const backends = parseBackends(values.backends ?? "nil");
     if (values.systemd) requireSystemd();
     const stateDir = values["state-dir"] ?? defaultStateDir();
     const log = makeLog(values["json-logs"] === true);
-    let wasmldrCommand: string[] | undefined;
-    if (values["wasmldr-command"] !== undefined) {
-      try {
-        wasmldrCommand = JSON.parse(values["wasmldr-command"]);
-      } catch { /* checked below */ }
-      if (!Array.isArray(wasmldrCommand) || !wasmldrCommand.every((a) => typeof a === "string")) {
-        throw new UsageError(`--wasmldr-command must be a JSON array of strings`);
-      }
-    }
-    // nil keeps sign evidence with snp-sim; a keep's wasmldr may only read its
-    // state, so make the simulated chain here, once, and point keeps at it.
-    if (backends.includes("kvm")) {
-      // kvm keeps boot a QEMU micro-VM: refuse to start when it cannot launch one.
-      const { findQemu, QEMU } = await import("../runtime/backends/kvm.ts");
-      const { findKvmKernel } = await import("../runtime/backends/kvm_image.ts");
-      if (findQemu() === undefined) {
-        throw new EnarxError(
-          "backend-unavailable",
-          `--backends kvm needs "${QEMU}"; install qemu-system-x86 (apt-get install qemu-system-x86)`,
-          { exit: "unavailable" },
-        );
-      }
-      findKvmKernel();
-      if (Deno.env.get("ENARX_KVM_CACHE_DIR") === undefined) {
-        Deno.env.set("ENARX_KVM_CACHE_DIR", `${stateDir}/kvm-cache`);
-      }
-    }
-    if ((backends.includes("nil") || backends.includes("kvm")) && wasmldrCommand === undefined) {
-      const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ?? `${stateDir}/snp-sim`;
-      Deno.env.set("ENARX_SNP_SIM_DIR", simDir);
-      const { SnpSimulator } = await import("../runtime/attestation/amd/snp_sim.ts");
-      await SnpSimulator.open(simDir);
-    }
+    const wasmldrCommand = values["wasmldr-command"] === undefined
+      ? undefined
+      : parseWasmldrCommand(values["wasmldr-command"]);
+    await prepareBackends(backends, stateDir, wasmldrCommand);
     const keepTimeoutMs = parseDuration(values["keep-timeout"] ?? "10m", "--keep-timeout");
     const manager = await KeepManager.open({
       stateDir,
@@ -135,7 +109,7 @@ export const command: Command = {
       keepTimeoutMs,
       stepTimeoutMs: parseDuration(values["step-timeout"] ?? "30s", "--step-timeout"),
       clientTimeoutMs: parseDuration(values["client-timeout"] ?? "120s", "--client-timeout"),
-      forwardHostname: hostname === "0.0.0.0" || hostname === "::" ? hostname : hostname,
+      forwardHostname: hostname,
       systemd: values.systemd === true,
       wasmldrCommand,
       log,
@@ -146,59 +120,136 @@ export const command: Command = {
       names: [hostname],
     });
     if (tls.generated) log("info", "generated a TLS certificate", { file: tls.certFile });
-
-    // Listen for signals before announcing the address, so that none is missed.
-    const stop = new Promise<string>((resolve) => {
-      Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
-      Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
-    });
-    const shutdown = new AbortController();
-    let listening: Deno.NetAddr | undefined;
-    const started = new Promise<void>((resolve) => {
-      const server = Deno.serve({
-        hostname,
-        port,
-        cert: tls.cert,
-        key: tls.key,
-        signal: shutdown.signal,
-        onListen(addr) {
-          listening = addr;
-          resolve();
-        },
-        onError(error) {
-          log("error", "request failed", { error: String(error) });
-          return new Response(null, { status: 500 });
-        },
-      }, keepmgrHandler(manager, { publicHost: values["public-host"], log }));
-      finished = server.finished;
-    });
-    let finished: Promise<void> | undefined;
-    await started;
-    const host = listening!.hostname.includes(":")
-      ? `[${listening!.hostname}]`
-      : listening!.hostname;
-    const url = `https://${host}:${listening!.port}`;
-    if (values["json-logs"]) {
-      await printOut(
-        JSON.stringify({ listening: url, port: listening!.port, cert_sha256: tls.fingerprint }) +
-          "\n",
-      );
-    } else {
-      await printOut(
-        `enarx keepmgr: listening on ${url} (certificate SHA-256 ${tls.fingerprint})\n`,
-      );
-    }
-    log("info", "listening", { url, state_dir: stateDir, backends, cert_sha256: tls.fingerprint });
-
-    const signal = await stop;
-    log("info", "stopping", { signal });
-    shutdown.abort();
-    await manager.close();
-    await finished;
-    log("info", "stopped", {});
+    await serveUntilSignal(manager, tls, { hostname, port, stateDir, backends, log, values });
     return 0;
   },
 };
+
+function parseBackends(value: string): string[] {
+  const backends = value.split(",").map((b) => b.trim()).filter((b) => b);
+  for (const backend of backends) {
+    if (!(KEEPLDR_BACKENDS as readonly string[]).includes(backend)) {
+      throw new UsageError(
+        `Backend "${backend}" cannot be launched by this keepmgr; use --backends ${
+          KEEPLDR_BACKENDS.join(",")
+        }`,
+      );
+    }
+  }
+  return backends;
+}
+
+function parseWasmldrCommand(value: string): string[] {
+  let command: unknown;
+  try {
+    command = JSON.parse(value);
+  } catch { /* checked below */ }
+  if (!Array.isArray(command) || !command.every((a) => typeof a === "string")) {
+    throw new UsageError(`--wasmldr-command must be a JSON array of strings`);
+  }
+  return command;
+}
+
+/** Refuses backends that cannot launch here, and makes the simulated chain nil and kvm keeps sign with. */
+async function prepareBackends(
+  backends: string[],
+  stateDir: string,
+  wasmldrCommand: string[] | undefined,
+): Promise<void> {
+  // nil keeps sign evidence with snp-sim; a keep's wasmldr may only read its
+  // state, so make the simulated chain here, once, and point keeps at it.
+  if (backends.includes("kvm")) {
+    // kvm keeps boot a QEMU micro-VM: refuse to start when it cannot launch one.
+    const { findQemu, QEMU } = await import("../runtime/backends/kvm.ts");
+    const { findKvmKernel } = await import("../runtime/backends/kvm_image.ts");
+    if (findQemu() === undefined) {
+      throw new EnarxError(
+        "backend-unavailable",
+        `--backends kvm needs "${QEMU}"; install qemu-system-x86 (apt-get install qemu-system-x86)`,
+        { exit: "unavailable" },
+      );
+    }
+    findKvmKernel();
+    if (Deno.env.get("ENARX_KVM_CACHE_DIR") === undefined) {
+      Deno.env.set("ENARX_KVM_CACHE_DIR", `${stateDir}/kvm-cache`);
+    }
+  }
+  if ((backends.includes("nil") || backends.includes("kvm")) && wasmldrCommand === undefined) {
+    const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ?? `${stateDir}/snp-sim`;
+    Deno.env.set("ENARX_SNP_SIM_DIR", simDir);
+    const { SnpSimulator } = await import("../runtime/attestation/amd/snp_sim.ts");
+    await SnpSimulator.open(simDir);
+  }
+}
+
+/** What {@link serveUntilSignal} needs besides the manager and TLS files. */
+interface ServeOptions {
+  hostname: string;
+  port: number;
+  stateDir: string;
+  backends: string[];
+  log: KeepLog;
+  values: KeepmgrValues;
+}
+
+/**
+ * Serves the API, announces the address on standard output, and on SIGTERM
+ * or SIGINT stops every keep and the server.
+ */
+async function serveUntilSignal(
+  manager: KeepManager,
+  tls: KeepmgrTls,
+  options: ServeOptions,
+): Promise<void> {
+  const { log, values } = options;
+  // Listen for signals before announcing the address, so that none is missed.
+  const stop = new Promise<string>((resolve) => {
+    Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
+    Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+  });
+  const shutdown = new AbortController();
+  let listening: Deno.NetAddr | undefined;
+  let finished: Promise<void> | undefined;
+  await new Promise<void>((resolve) => {
+    const server = Deno.serve({
+      hostname: options.hostname,
+      port: options.port,
+      cert: tls.cert,
+      key: tls.key,
+      signal: shutdown.signal,
+      onListen(addr) {
+        listening = addr;
+        resolve();
+      },
+      onError(error) {
+        log("error", "request failed", { error: String(error) });
+        return new Response(null, { status: 500 });
+      },
+    }, keepmgrHandler(manager, { publicHost: values["public-host"], log }));
+    finished = server.finished;
+  });
+  const host = listening!.hostname.includes(":") ? `[${listening!.hostname}]` : listening!.hostname;
+  const url = `https://${host}:${listening!.port}`;
+  if (values["json-logs"]) {
+    await printOut(
+      JSON.stringify({ listening: url, port: listening!.port, cert_sha256: tls.fingerprint }) +
+        "\n",
+    );
+  } else {
+    await printOut(
+      `enarx keepmgr: listening on ${url} (certificate SHA-256 ${tls.fingerprint})\n`,
+    );
+  }
+  const { stateDir, backends } = options;
+  log("info", "listening", { url, state_dir: stateDir, backends, cert_sha256: tls.fingerprint });
+
+  const signal = await stop;
+  log("info", "stopping", { signal });
+  shutdown.abort();
+  await manager.close();
+  await finished;
+  log("info", "stopped", {});
+}
 
 /** Splits `ADDR:PORT` (IPv6 in brackets). */
 function parseListen(value: string): { hostname: string; port: number } {
@@ -219,18 +270,17 @@ function parseCount(value: string, flag: string): number {
   return Number(value);
 }
 
+/** `$STATE_DIRECTORY` (systemd's StateDirectory=), else the user's enarx state dir + `/keepmgr`. */
 function defaultStateDir(): string {
   const fromSystemd = Deno.env.get("STATE_DIRECTORY");
   if (fromSystemd) return fromSystemd.split(":")[0];
-  const xdg = Deno.env.get("XDG_STATE_HOME");
-  if (xdg) return `${xdg}/enarx/keepmgr`;
-  const home = Deno.env.get("HOME");
-  if (!home) {
+  const state = userStateDir();
+  if (state === undefined) {
     throw new EnarxError("config", "Neither $HOME nor --state-dir is set; give --state-dir DIR", {
       exit: "config",
     });
   }
-  return `${home}/.local/state/enarx/keepmgr`;
+  return `${state}/keepmgr`;
 }
 
 /** A structured logger writing JSON lines, or readable lines, to stderr. */

@@ -18,7 +18,8 @@ import {
   parseWorkloadOutput,
 } from "../protocol/messages.ts";
 import { KeepmgrClient } from "./keepmgr_client.ts";
-import { bytesEqual, computeReportData, freshNonce } from "../protocol/report_data.ts";
+import { computeReportData, freshNonce } from "../protocol/report_data.ts";
+import { bytesEqualConstantTime } from "../bytes.ts";
 import { sealToKeep } from "../protocol/sealing.ts";
 import {
   connectPinned,
@@ -161,10 +162,6 @@ export const SIMULATED_WARNING =
   "output. Accepted only because of --insecure-allow-simulated or a policy that trusts " +
   "the simulated root. Never deploy secrets this way";
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function wrap(step: DeployStepId, error: unknown): DeployError {
   if (error instanceof DeployError) return error;
   if (error instanceof EnarxError) {
@@ -174,6 +171,94 @@ function wrap(step: DeployStepId, error: unknown): DeployError {
   }
   const text = error instanceof Error ? error.message : String(error);
   return new DeployError(step, "internal", text, { exit: "internal", cause: error });
+}
+
+/**
+ * One deploy in progress: times each step and reports it, collects warnings,
+ * and turns the deadline (`timeoutMs`) and the caller's signal into one abort
+ * that every network wait is raced against.
+ */
+class DeployRun {
+  readonly options: DeployOptions;
+  readonly client: KeepmgrClient;
+  readonly started = performance.now();
+  readonly steps: DeployStepRecord[] = [];
+  readonly warnings: string[] = [];
+  readonly abort = new AbortController();
+  timedOut = false;
+  /** The step under way (the one a failure is blamed on). */
+  current: DeployStepId = "create";
+  /** The keep, once keepmgr created it (deleted on failure). */
+  keep?: string;
+  #stepStart = 0;
+  #timer?: ReturnType<typeof setTimeout>;
+  #onOuterAbort = () => this.abort.abort();
+
+  constructor(options: DeployOptions) {
+    this.options = options;
+    this.#timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      this.timedOut = true;
+      this.abort.abort();
+    }, options.timeoutMs);
+    options.signal?.addEventListener("abort", this.#onOuterAbort, { once: true });
+    this.client = new KeepmgrClient(options.keepmgr, { caCerts: options.keepmgrCaCerts });
+  }
+
+  #emit(event: DeployEvent): void {
+    this.options.onStep?.(event);
+  }
+
+  warn(message: string): void {
+    this.warnings.push(message);
+    this.#emit({ kind: "warning", message });
+  }
+
+  begin(id: DeployStepId): void {
+    const spec = DEPLOY_STEPS.find((s) => s.id === id)!;
+    this.current = id;
+    this.#stepStart = performance.now();
+    this.#emit({ kind: "step-start", id, design: spec.design, title: spec.title });
+  }
+
+  end(detail?: string, failed = false): void {
+    const spec = DEPLOY_STEPS.find((s) => s.id === this.current)!;
+    const record: DeployStepRecord = {
+      id: this.current,
+      design: spec.design,
+      title: spec.title,
+      ms: performance.now() - this.#stepStart,
+    };
+    if (detail !== undefined) record.detail = detail;
+    if (failed) record.failed = true;
+    this.steps.push(record);
+    this.#emit({ kind: "step-end", step: record });
+  }
+
+  /** `work`, or the abort error as soon as the deploy is aborted. */
+  async guard<T>(work: Promise<T>): Promise<T> {
+    if (this.abort.signal.aborted) throw this.abortError();
+    const aborted = new Promise<never>((_, reject) => {
+      this.abort.signal.addEventListener("abort", () => reject(this.abortError()), { once: true });
+    });
+    aborted.catch(() => {});
+    return await Promise.race([work, aborted]);
+  }
+
+  abortError(): EnarxError {
+    return this.timedOut
+      ? new EnarxError(
+        "deploy-timeout",
+        `The deploy did not finish within ${this.options.timeoutMs} ms (--timeout)`,
+        { exit: "timeout" },
+      )
+      : new EnarxError("deploy-aborted", "The deploy was interrupted", { exit: "timeout" });
+  }
+
+  /** Stops the deadline and forgets the caller's signal. */
+  dispose(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.options.signal?.removeEventListener("abort", this.#onOuterAbort);
+  }
 }
 
 /**
@@ -195,211 +280,260 @@ export async function deploy(
       exit: "config",
     });
   }
-  const started = performance.now();
-  const steps: DeployStepRecord[] = [];
-  const warnings: string[] = [];
-  const emit = (event: DeployEvent) => options.onStep?.(event);
-  const warn = (message: string) => {
-    warnings.push(message);
-    emit({ kind: "warning", message });
-  };
-  const abort = new AbortController();
-  let timedOut = false;
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    abort.abort();
-  }, options.timeoutMs);
-  const onOuterAbort = () => abort.abort();
-  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
-
-  const client = new KeepmgrClient(options.keepmgr, { caCerts: options.keepmgrCaCerts });
-  let current: DeployStepId = "create";
-  let stepStart = 0;
-  const begin = (id: DeployStepId) => {
-    const spec = DEPLOY_STEPS.find((s) => s.id === id)!;
-    current = id;
-    stepStart = performance.now();
-    emit({ kind: "step-start", id, design: spec.design, title: spec.title });
-  };
-  const end = (detail?: string, failed = false) => {
-    const spec = DEPLOY_STEPS.find((s) => s.id === current)!;
-    const record: DeployStepRecord = {
-      id: current,
-      design: spec.design,
-      title: spec.title,
-      ms: performance.now() - stepStart,
-    };
-    if (detail !== undefined) record.detail = detail;
-    if (failed) record.failed = true;
-    steps.push(record);
-    emit({ kind: "step-end", step: record });
-  };
-  const guard = async <T>(work: Promise<T>): Promise<T> => {
-    if (abort.signal.aborted) throw abortError();
-    const aborted = new Promise<never>((_, reject) => {
-      abort.signal.addEventListener("abort", () => reject(abortError()), { once: true });
-    });
-    aborted.catch(() => {});
-    return await Promise.race([work, aborted]);
-  };
-  const abortError = () =>
-    timedOut
-      ? new EnarxError(
-        "deploy-timeout",
-        `The deploy did not finish within ${options.timeoutMs} ms (--timeout)`,
-        { exit: "timeout" },
-      )
-      : new EnarxError("deploy-aborted", "The deploy was interrupted", { exit: "timeout" });
-
-  let created: CreateKeepResponse | undefined;
+  const run = new DeployRun(options);
   let finished = false;
   try {
-    // Steps 1-4: create the keep with a fresh nonce.
-    begin("create");
-    const nonce = freshNonce();
-    created = await guard(client.createKeep(options.backend ?? "auto", nonce));
-    const keepId = created.keep;
-    keepHostname(keepId); // a keep id must be a DNS label
-    if (created.suite !== HPKE_SUITE) {
-      throw new EnarxError(
-        "suite-unsupported",
-        `The keep offers sealing suite "${created.suite}", not "${HPKE_SUITE}"`,
-        { exit: "protocol" },
-      );
-    }
-    end(`keep ${keepId} on ${created.backend}`);
-
-    // Step 5: verify before anything else leaves this machine.
-    begin("verify");
-    const verification = await verifyKeep(created, nonce, options);
-    if (verification.simulated) warn(SIMULATED_WARNING);
-    if (verification.claims.debug === true) {
-      warn("WARNING: the keep allows debugging; the host can read its memory");
-    }
-    end(describeVerification(verification));
-
-    // Step 6: one-use TLS key and upload token, sealed to the attested key.
-    begin("seal");
-    const tlsKey = await generateTlsKey();
-    const anchorPem = await makeKeepCertificate(tlsKey, keepId, { serial: "01" });
-    const token = crypto.getRandomValues(new Uint8Array(32));
-    const plaintext = encodeCbor({ v: 1, keep: keepId, nonce, tls_key: tlsKey.pkcs8, token });
-    const sealed = await sealToKeep(created.sealing_key, plaintext, { keepId, nonce });
-    plaintext.fill(0);
-    end(`HPKE ${HPKE_SUITE}, ${sealed.ct.length} bytes sealed`);
-
-    // Steps 7-8: deliver; the keep opens it, makes its certificate, listens.
-    begin("deliver");
-    const delivered = await guard(client.deliverKey(keepId, sealed));
-    const host = connectHost(delivered.connect.host, client.url);
-    end(`keep listens; connect to ${host}:${delivered.connect.port}`);
-
-    // Step 9: connect pinning the one-use key, then upload.
-    begin("connect");
-    const tls = await guard(
-      connectPinned(host, delivered.connect.port, { keepId, anchorPem, signal: abort.signal }),
-    );
-    end(`TLS to ${keepHostname(keepId)}, certificate signed by the pinned key`);
-    const onAbortClose = () => {
-      try {
-        tls.close();
-      } catch { /* closed */ }
-    };
-    abort.signal.addEventListener("abort", onAbortClose, { once: true });
-
-    begin("upload");
-    const body = encodeCbor({
-      v: 1,
-      module: workload.module,
-      config: workload.config,
-      args: workload.args,
-      env: workload.env,
-      stdin: workload.stdin,
-    });
-    const response = await guard(http1Request(tls, {
-      method: "POST",
-      path: "/v1/workload",
-      host: keepHostname(keepId),
-      headers: {
-        "authorization": `Bearer ${hex(token)}`,
-        "content-type": CBOR_MEDIA_TYPE,
-        "accept": "application/cbor-seq",
-      },
-      body,
-    }));
-    if (response.status !== 200) {
-      throw await keepRefusal(response.status, response.body);
-    }
-    end(`${body.length} bytes accepted`);
-
-    // Step 10: stream the output until the exit item.
-    begin("run");
-    let exit: { status: number; reason: string; message?: string } | undefined;
-    try {
-      for await (const value of readCborSequence(response.body, { what: "keep output" })) {
-        const item = parseWorkloadOutput(value);
-        if (item.t === "stdout") await options.onStdout?.(item.data);
-        else if (item.t === "stderr") await options.onStderr?.(item.data);
-        else {
-          exit = item;
-          break;
-        }
-      }
-    } catch (error) {
-      if (abort.signal.aborted && timedOut) {
-        exit = {
-          status: ExitStatus.timeout,
-          reason: "timeout",
-          message:
-            `The workload ran past --timeout (${options.timeoutMs} ms); the keep was stopped`,
-        };
-      } else if (abort.signal.aborted) {
-        throw abortError();
-      } else {
-        throw error;
-      }
-    } finally {
-      abort.signal.removeEventListener("abort", onAbortClose);
-      onAbortClose();
-    }
-    if (exit === undefined) {
-      const why = await keepmgrReason(client, keepId);
-      throw new EnarxError(
-        "keep-failed",
-        `The keep's output ended without an exit status${why}`,
-        { exit: "unavailable" },
-      );
-    }
-    end(`status ${exit.status} (${exit.reason})`);
-    if (exit.reason === "timeout" && timedOut) {
-      await client.deleteKeep(keepId).catch(() => {});
-    }
+    const { created, nonce } = await createKeep(run);
+    const verification = await verifyStep(run, created, nonce);
+    const sealed = await sealStep(run, created, nonce);
+    const address = await deliverStep(run, created.keep, sealed.sealed);
+    const tls = await connectStep(run, created.keep, address, sealed.anchorPem);
+    const keep = { tls, keepId: created.keep, token: sealed.token };
+    const response = await uploadStep(run, keep, workload);
+    const exit = await runStep(run, { tls, keepId: created.keep, body: response.body });
     finished = true;
     const result: DeployResult = {
-      keep: keepId,
+      keep: created.keep,
       backend: created.backend,
       verification,
       simulated: verification.simulated,
-      warnings,
-      steps,
-      totalMs: performance.now() - started,
+      warnings: run.warnings,
+      steps: run.steps,
+      totalMs: performance.now() - run.started,
       status: exit.status,
       reason: exit.reason,
     };
     if (exit.message !== undefined) result.message = exit.message;
     return result;
   } catch (error) {
-    const failure = wrap(current, abort.signal.aborted ? abortError() : error);
-    end(failure.reason, true);
-    failure.steps = steps;
+    const failure = wrap(run.current, run.abort.signal.aborted ? run.abortError() : error);
+    run.end(failure.reason, true);
+    failure.steps = run.steps;
     throw failure;
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onOuterAbort);
-    if (!finished && created !== undefined) {
-      await client.deleteKeep(created.keep).catch(() => {});
+    run.dispose();
+    if (!finished && run.keep !== undefined) {
+      await run.client.deleteKeep(run.keep).catch(() => {});
     }
   }
+}
+
+/** Steps 1-4 of spec/protocol.md: ask keepmgr for a keep, with a fresh nonce. */
+async function createKeep(
+  run: DeployRun,
+): Promise<{ created: CreateKeepResponse; nonce: Uint8Array }> {
+  run.begin("create");
+  const nonce = freshNonce();
+  const created = await run.guard(run.client.createKeep(run.options.backend ?? "auto", nonce));
+  run.keep = created.keep;
+  keepHostname(created.keep); // a keep id must be a DNS label
+  if (created.suite !== HPKE_SUITE) {
+    throw new EnarxError(
+      "suite-unsupported",
+      `The keep offers sealing suite "${created.suite}", not "${HPKE_SUITE}"`,
+      { exit: "protocol" },
+    );
+  }
+  run.end(`keep ${created.keep} on ${created.backend}`);
+  return { created, nonce };
+}
+
+/** Step 5 of spec/protocol.md: verify the evidence before anything else leaves this machine. */
+async function verifyStep(
+  run: DeployRun,
+  created: CreateKeepResponse,
+  nonce: Uint8Array,
+): Promise<VerificationResult> {
+  run.begin("verify");
+  const verification = await verifyKeep(created, nonce, run.options);
+  if (verification.simulated) run.warn(SIMULATED_WARNING);
+  if (verification.claims.debug === true) {
+    run.warn("WARNING: the keep allows debugging; the host can read its memory");
+  }
+  run.end(describeVerification(verification));
+  return verification;
+}
+
+/** What step 6 made: the sealed payload, and what the client keeps of it. */
+interface SealedDelivery {
+  /** The HPKE-sealed TLS key and token. */
+  sealed: { enc: Uint8Array; ct: Uint8Array };
+  /** The certificate the keep's TLS must chain to (the pin). */
+  anchorPem: string;
+  /** The one-use upload token. */
+  token: Uint8Array;
+}
+
+/**
+ * Step 6 of spec/protocol.md: a one-use TLS key and upload token, sealed to
+ * the attested key and bound to the keep id and the nonce.
+ */
+async function sealStep(
+  run: DeployRun,
+  created: CreateKeepResponse,
+  nonce: Uint8Array,
+): Promise<SealedDelivery> {
+  run.begin("seal");
+  const keepId = created.keep;
+  const tlsKey = await generateTlsKey();
+  const anchorPem = await makeKeepCertificate(tlsKey, keepId, { serial: "01" });
+  const token = crypto.getRandomValues(new Uint8Array(32));
+  const plaintext = encodeCbor({ v: 1, keep: keepId, nonce, tls_key: tlsKey.pkcs8, token });
+  const sealed = await sealToKeep(created.sealing_key, plaintext, { keepId, nonce });
+  plaintext.fill(0);
+  run.end(`HPKE ${HPKE_SUITE}, ${sealed.ct.length} bytes sealed`);
+  return { sealed, anchorPem, token };
+}
+
+/**
+ * Steps 7-8 of spec/protocol.md: deliver the sealed key through keepmgr; the
+ * keep opens it, makes its certificate and listens. Returns where to connect.
+ */
+async function deliverStep(
+  run: DeployRun,
+  keepId: string,
+  sealed: { enc: Uint8Array; ct: Uint8Array },
+): Promise<{ host: string; port: number }> {
+  run.begin("deliver");
+  const delivered = await run.guard(run.client.deliverKey(keepId, sealed));
+  const host = connectHost(delivered.connect.host, run.client.url);
+  run.end(`keep listens; connect to ${host}:${delivered.connect.port}`);
+  return { host, port: delivered.connect.port };
+}
+
+/**
+ * Step 9 of spec/protocol.md, first half: connect to the keep, pinning the
+ * one-use key. The connection is closed as soon as the deploy is aborted.
+ */
+async function connectStep(
+  run: DeployRun,
+  keepId: string,
+  address: { host: string; port: number },
+  anchorPem: string,
+): Promise<Deno.TlsConn> {
+  run.begin("connect");
+  const tls = await run.guard(
+    connectPinned(address.host, address.port, { keepId, anchorPem, signal: run.abort.signal }),
+  );
+  run.end(`TLS to ${keepHostname(keepId)}, certificate signed by the pinned key`);
+  run.abort.signal.addEventListener("abort", () => closeQuietly(tls), { once: true });
+  return tls;
+}
+
+/** Closes a connection that may be closed already. */
+function closeQuietly(tls: Deno.TlsConn): void {
+  try {
+    tls.close();
+  } catch { /* closed */ }
+}
+
+/** The keep's connection and what authenticates the client to it. */
+interface KeepConnection {
+  tls: Deno.TlsConn;
+  keepId: string;
+  token: Uint8Array;
+}
+
+/**
+ * Step 9 of spec/protocol.md, second half: upload the module, its
+ * configuration, arguments, environment and standard input with the sealed
+ * token. Returns the keep's 200 reply, whose body streams the output.
+ */
+async function uploadStep(
+  run: DeployRun,
+  keep: KeepConnection,
+  workload: DeployWorkload,
+) {
+  run.begin("upload");
+  const body = encodeCbor({
+    v: 1,
+    module: workload.module,
+    config: workload.config,
+    args: workload.args,
+    env: workload.env,
+    stdin: workload.stdin,
+  });
+  const response = await run.guard(http1Request(keep.tls, {
+    method: "POST",
+    path: "/v1/workload",
+    host: keepHostname(keep.keepId),
+    headers: {
+      "authorization": `Bearer ${keep.token.toHex()}`,
+      "content-type": CBOR_MEDIA_TYPE,
+      "accept": "application/cbor-seq",
+    },
+    body,
+  }));
+  if (response.status !== 200) {
+    throw await keepRefusal(response.status, response.body);
+  }
+  run.end(`${body.length} bytes accepted`);
+  return response;
+}
+
+/** How the workload ended. */
+interface WorkloadExit {
+  status: number;
+  reason: string;
+  message?: string;
+}
+
+/**
+ * Step 10 of spec/protocol.md: stream the workload's output until its exit
+ * item. Past the deadline the workload counts as timed out (status 124) and
+ * its keep is deleted.
+ */
+async function runStep(
+  run: DeployRun,
+  keep: { tls: Deno.TlsConn; keepId: string; body: ReadableStream<Uint8Array> },
+): Promise<WorkloadExit> {
+  run.begin("run");
+  let exit: WorkloadExit | undefined;
+  try {
+    exit = await readOutput(run, keep.body);
+  } catch (error) {
+    if (run.abort.signal.aborted && run.timedOut) {
+      exit = {
+        status: ExitStatus.timeout,
+        reason: "timeout",
+        message:
+          `The workload ran past --timeout (${run.options.timeoutMs} ms); the keep was stopped`,
+      };
+    } else if (run.abort.signal.aborted) {
+      throw run.abortError();
+    } else {
+      throw error;
+    }
+  } finally {
+    closeQuietly(keep.tls);
+  }
+  if (exit === undefined) {
+    const why = await keepmgrReason(run.client, keep.keepId);
+    throw new EnarxError(
+      "keep-failed",
+      `The keep's output ended without an exit status${why}`,
+      { exit: "unavailable" },
+    );
+  }
+  run.end(`status ${exit.status} (${exit.reason})`);
+  if (exit.reason === "timeout" && run.timedOut) {
+    await run.client.deleteKeep(keep.keepId).catch(() => {});
+  }
+  return exit;
+}
+
+/** Hands stdout and stderr items to the callbacks; returns the exit item, if one came. */
+async function readOutput(
+  run: DeployRun,
+  body: ReadableStream<Uint8Array>,
+): Promise<WorkloadExit | undefined> {
+  for await (const value of readCborSequence(body, { what: "keep output" })) {
+    const item = parseWorkloadOutput(value);
+    if (item.t === "stdout") await run.options.onStdout?.(item.data);
+    else if (item.t === "stderr") await run.options.onStderr?.(item.data);
+    else return item;
+  }
+  return undefined;
 }
 
 /** Step 5: the evidence, the report-data binding, the measurement and the policy. */
@@ -468,7 +602,7 @@ async function verifyKeep(
   }
   // Belt and braces: the binding must be exactly ours whatever the verifier did.
   const claimed = result.claims.report_data ?? result.claims.reportData;
-  if (typeof claimed === "string" && !bytesEqual(fromHex(claimed), reportData)) {
+  if (typeof claimed === "string" && !bindsReportData(claimed, reportData)) {
     throw new EnarxError(
       "report-data-mismatch",
       "The evidence's report data does not bind this deploy's nonce and the keep's sealing key",
@@ -478,10 +612,15 @@ async function verifyKeep(
   return result;
 }
 
-function fromHex(text: string): Uint8Array {
-  const out = new Uint8Array(text.length >> 1);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
-  return out;
+/** Whether the verifier's hex report-data claim is exactly `reportData` (malformed hex is not). */
+function bindsReportData(claimed: string, reportData: Uint8Array): boolean {
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromHex(claimed);
+  } catch {
+    return false;
+  }
+  return bytesEqualConstantTime(bytes, reportData);
 }
 
 function describeVerification(result: VerificationResult): string {

@@ -9,6 +9,7 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** A byte stream the client reads and writes: Deno.TlsConn, Deno.TcpConn. */
 export interface Http1Stream {
@@ -68,10 +69,7 @@ class Reader {
       this.#eof = true;
       return false;
     }
-    const joined = new Uint8Array(this.#buf.length + n);
-    joined.set(this.#buf, 0);
-    joined.set(chunk.subarray(0, n), this.#buf.length);
-    this.#buf = joined;
+    this.#buf = concatBytes(this.#buf, chunk.subarray(0, n));
     return true;
   }
 

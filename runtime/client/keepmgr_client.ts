@@ -27,6 +27,7 @@ import {
   type ShowKeepResponse,
 } from "../protocol/messages.ts";
 import { EnarxError } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** Largest keepmgr reply accepted: 16 MiB (evidence with certificates is a few KiB). */
 export const MAX_KEEPMGR_REPLY = 16 * 1024 * 1024;
@@ -202,13 +203,7 @@ export class KeepmgrClient {
           chunks.push(new Uint8Array(chunk));
         });
         res.on("end", () => {
-          const body = new Uint8Array(size);
-          let at = 0;
-          for (const c of chunks) {
-            body.set(c, at);
-            at += c.length;
-          }
-          resolve({ status: res.statusCode ?? 0, body });
+          resolve({ status: res.statusCode ?? 0, body: concatBytes(...chunks) });
         });
         res.on("error", reject);
       };

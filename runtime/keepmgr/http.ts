@@ -16,7 +16,9 @@ import {
   parseCreateKeepRequest,
   parseDeliverKeyRequest,
 } from "../protocol/messages.ts";
-import { KeepError, type KeepLog, type KeepManager } from "./keep_manager.ts";
+import type { KeepManager } from "./keep_manager.ts";
+import { KeepError } from "./keep_table.ts";
+import type { KeepLog } from "./keep_supervisor.ts";
 import { ENARX_VERSION } from "../version.ts";
 
 /** Body limit of POST /v1/keeps (a nonce and a backend name). */

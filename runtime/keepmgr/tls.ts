@@ -108,10 +108,7 @@ async function makeSelfSigned(names: string[]): Promise<{ cert: string; key: str
   );
   const now = new Date();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: Array.from(
-      crypto.getRandomValues(new Uint8Array(8)),
-      (b) => b.toString(16).padStart(2, "0"),
-    ).join("").replace(/^[89a-f]/, "1"),
+    serialNumber: crypto.getRandomValues(new Uint8Array(8)).toHex().replace(/^[89a-f]/, "1"),
     name: "CN=enarx keepmgr",
     notBefore: new Date(now.getTime() - 60_000),
     notAfter: new Date(now.getTime() + 10 * 365 * 24 * 3600_000),
@@ -130,7 +127,7 @@ async function makeSelfSigned(names: string[]): Promise<{ cert: string; key: str
 }
 
 function toPem(der: Uint8Array, label: string): string {
-  const b64 = btoa(String.fromCharCode(...der));
+  const b64 = der.toBase64();
   const lines = b64.match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
 }
