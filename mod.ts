@@ -1,8 +1,26 @@
 /**
- * enarx as a library: the public surface for programs that run workloads,
- * verify attestation evidence, speak the deploy protocol or drive a
- * keepmgr from TypeScript on Deno. The `enarx` command (cli/main.ts) is built
- * on exactly these exports.
+ * enarx as a library: what a TypeScript program on Deno needs to verify
+ * attestation evidence against a policy, run a WebAssembly workload, and
+ * deploy one into an attested keep. The `enarx` command (cli/main.ts) is
+ * built on the same modules; their other exports are internal and may
+ * change.
+ *
+ * Verify evidence:
+ *
+ * ```ts
+ * import { readPolicyFile, verifyEvidence } from "./mod.ts";
+ * const policy = await readPolicyFile("policy.toml");
+ * const result = await verifyEvidence(await Deno.readFile("report.bin"), { policy });
+ * if (!result.ok) console.log(result.checks.filter((c) => !c.ok));
+ * ```
+ *
+ * Run a workload:
+ *
+ * ```ts
+ * import { runWorkload } from "./mod.ts";
+ * const result = await runWorkload({ module: await Deno.readFile("app.wasm") });
+ * console.log(result.status);
+ * ```
  *
  * @module
  */
@@ -10,16 +28,54 @@
 export { ENARX_VERSION, WASMTIME_VERSION } from "./runtime/version.ts";
 export {
   EnarxError,
-  errorCode,
   ExitStatus,
   exitStatusFor,
   type ExitStatusName,
   UsageError,
 } from "./runtime/errors.ts";
 
-// Running workloads locally (enarx run).
+// Verifying evidence (enarx attest verify).
+export {
+  type Check,
+  type Claims,
+  decodeEvidenceBundle,
+  DEFAULT_POLICY,
+  type DetectedEvidence,
+  detectEvidence,
+  encodeEvidenceBundle,
+  type EvidenceBundle,
+  type EvidenceFormat,
+  type EvidenceInputPaths,
+  type EvidenceInputs,
+  type IntelCollateral,
+  MalformedEvidenceError,
+  type MinimumTcb,
+  parsePolicy,
+  type Policy,
+  PolicyError,
+  readEvidenceInputs,
+  readPolicyFile,
+  type SnpVerifyOptions,
+  type VerificationResult,
+  verifyEvidence,
+  type VerifyEvidenceOptions,
+} from "./runtime/attestation/mod.ts";
+
+export type {
+  EnclaveIdentity,
+  IsvSvnLevel,
+  SignedCollateral,
+  TcbInfo,
+  TcbLevel,
+  TdxModuleIdentity,
+} from "./runtime/attestation/intel/intel_collateral.ts";
+
+export { TCB_STATUSES, type TcbStatus } from "./runtime/attestation/intel/intel_tcb_status.ts";
+
+// Running workloads (enarx run).
 export {
   type EndReason,
+  type OutputCallback,
   type OutputSink,
   type Preopen,
   type RunOptions,
@@ -33,33 +89,39 @@ export {
   ConfigError,
   ConfigUnsupportedError,
   defaultConfig,
+  type DirEntry,
   type EnarxConfig,
+  type FileEntry,
+  type FileKind,
   loadEnarxConfig,
   parseEnarxConfig,
 } from "./runtime/wasm/config.ts";
 
-// Attestation: verifying evidence, policies, the simulated SNP platform.
-export * from "./runtime/attestation/mod.ts";
+// Deploying into an attested keep (enarx deploy).
+export {
+  deploy,
+  DEPLOY_STEPS,
+  DeployError,
+  type DeployEvent,
+  type DeployOptions,
+  type DeployResult,
+  type DeployStepId,
+  type DeployStepRecord,
+  type DeployWorkload,
+} from "./runtime/client/deploy.ts";
 
-// The host's TEE platforms (enarx platform info).
+// What this host can run (enarx platform info).
+export { backendNames, type EvidenceKind } from "./runtime/backends/mod.ts";
 export {
   type BackendInfo,
-  BACKENDS,
-  bestBackend,
+  type EvaluatePlatformOptions,
   type PlatformCheck,
   type PlatformInfo,
   probePlatform,
+  type Remedy,
 } from "./runtime/platform/info.ts";
-
-// The deploy protocol and its two trusted ends.
-export * from "./runtime/protocol/mod.ts";
 export {
-  deploy,
-  DeployError,
-  type DeployOptions,
-  type DeployResult,
-  type DeployWorkload,
-} from "./runtime/client/deploy.ts";
-export { KeepManager, type KeepManagerOptions } from "./runtime/keepmgr/keep_manager.ts";
-export { KeepmgrClient } from "./runtime/client/keepmgr_client.ts";
-export { SealingKeyPair, sealToKeep } from "./runtime/protocol/sealing.ts";
+  GUEST_INTERFACES,
+  type GuestInterfaceInfo,
+  type GuestInterfaceName,
+} from "./runtime/platform/guest_interfaces.ts";
