@@ -275,63 +275,10 @@ export async function verifyCertificateChain(
   options: ChainOptions,
 ): Promise<ChainOutcome> {
   const certs = chainDer.map((der, i) => certificateFromDer(der, `${options.what} element ${i}`));
-  const rootIndex = chainDer.findIndex((der) => options.roots.some((r) => bytesEqual(r, der)));
-  let path = certs;
-  let rootDetail: string | undefined;
-  let rootOk = false;
-  if (rootIndex >= 0) {
-    path = certs.slice(0, rootIndex + 1);
-    rootOk = rootIndex === certs.length - 1;
-    rootDetail = rootOk
-      ? `Anchored at trusted root "${certs[rootIndex].subject}"`
-      : `${certs.length - rootIndex - 1} unexpected certificate(s) after the trusted root`;
-  } else if (certs.length > 0 && options.rootIncluded) {
-    rootDetail = `The chain ends at "${
-      certs[certs.length - 1].subject
-    }", which is not a trusted root`;
-  } else if (certs.length > 0) {
-    const last = certs[certs.length - 1];
-    for (let i = 0; i < options.roots.length; i++) {
-      const root = certificateFromDer(options.roots[i], `trusted root ${i}`);
-      if (root.subject === last.issuer && await signedBy(last, root)) {
-        path = [...certs, root];
-        rootOk = true;
-        rootDetail = `Issued by trusted root "${root.subject}"`;
-        break;
-      }
-    }
-    rootDetail ??= `The chain ends at "${last.subject}", which is not a trusted root`;
-  } else {
-    rootDetail = "No certificates";
-  }
-
-  let linkFailure: string | undefined;
-  if (path.length === 0) linkFailure = "No certificates";
-  for (let i = 0; i + 1 < path.length && linkFailure === undefined; i++) {
-    const [child, parent] = [path[i], path[i + 1]];
-    if (child.issuer !== parent.subject) {
-      linkFailure =
-        `"${child.subject}" names issuer "${child.issuer}" but is followed by "${parent.subject}"`;
-    } else if (!isCa(parent)) {
-      linkFailure = `"${parent.subject}" is not a CA certificate`;
-    } else if (!await signedBy(child, parent)) {
-      linkFailure = `The signature on "${child.subject}" does not verify with "${parent.subject}"`;
-    }
-  }
-
-  let validityFailure: string | undefined;
-  const t = options.at.getTime();
-  for (const cert of path) {
-    if (t < cert.notBefore.getTime()) {
-      validityFailure = `"${cert.subject}" is not valid before ${cert.notBefore.toISOString()}`;
-      break;
-    }
-    if (t > cert.notAfter.getTime()) {
-      validityFailure = `"${cert.subject}" expired ${cert.notAfter.toISOString()}`;
-      break;
-    }
-  }
-
+  const anchor = await anchorChain(chainDer, certs, options);
+  const path = anchor.path;
+  const linkFailure = await chainLinkFailure(path);
+  const validityFailure = chainValidityFailure(path, options.at);
   return {
     chain: {
       id: options.chainId,
@@ -342,8 +289,8 @@ export async function verifyCertificateChain(
     root: {
       id: "root",
       description: `The ${options.what} ends in a trusted root`,
-      ok: rootOk,
-      detail: rootDetail,
+      ok: anchor.ok,
+      detail: anchor.detail,
     },
     validity: {
       id: "validity",
@@ -354,6 +301,74 @@ export async function verifyCertificateChain(
     },
     certificates: path,
   };
+}
+
+/**
+ * Finds the chain's trusted root: a copy of one in the chain (the path ends
+ * there) or, unless `rootIncluded`, one that issued the last certificate (it
+ * is appended to the path).
+ */
+async function anchorChain(
+  chainDer: Uint8Array[],
+  certs: X509Certificate[],
+  options: ChainOptions,
+): Promise<{ path: X509Certificate[]; ok: boolean; detail: string }> {
+  const rootIndex = chainDer.findIndex((der) => options.roots.some((r) => bytesEqual(r, der)));
+  if (rootIndex >= 0) {
+    const ok = rootIndex === certs.length - 1;
+    return {
+      path: certs.slice(0, rootIndex + 1),
+      ok,
+      detail: ok
+        ? `Anchored at trusted root "${certs[rootIndex].subject}"`
+        : `${certs.length - rootIndex - 1} unexpected certificate(s) after the trusted root`,
+    };
+  }
+  if (certs.length === 0) return { path: certs, ok: false, detail: "No certificates" };
+  const last = certs[certs.length - 1];
+  const notTrusted = `The chain ends at "${last.subject}", which is not a trusted root`;
+  if (options.rootIncluded) return { path: certs, ok: false, detail: notTrusted };
+  for (let i = 0; i < options.roots.length; i++) {
+    const root = certificateFromDer(options.roots[i], `trusted root ${i}`);
+    if (root.subject === last.issuer && await signedBy(last, root)) {
+      return {
+        path: [...certs, root],
+        ok: true,
+        detail: `Issued by trusted root "${root.subject}"`,
+      };
+    }
+  }
+  return { path: certs, ok: false, detail: notTrusted };
+}
+
+/** Why the path's links fail (issuer names, CA flags, signatures), or undefined. */
+async function chainLinkFailure(path: X509Certificate[]): Promise<string | undefined> {
+  if (path.length === 0) return "No certificates";
+  for (let i = 0; i + 1 < path.length; i++) {
+    const [child, parent] = [path[i], path[i + 1]];
+    if (child.issuer !== parent.subject) {
+      return `"${child.subject}" names issuer "${child.issuer}" but is followed by "${parent.subject}"`;
+    }
+    if (!isCa(parent)) return `"${parent.subject}" is not a CA certificate`;
+    if (!await signedBy(child, parent)) {
+      return `The signature on "${child.subject}" does not verify with "${parent.subject}"`;
+    }
+  }
+  return undefined;
+}
+
+/** Why a certificate of the path is not valid at `at`, or undefined. */
+function chainValidityFailure(path: X509Certificate[], at: Date): string | undefined {
+  const t = at.getTime();
+  for (const cert of path) {
+    if (t < cert.notBefore.getTime()) {
+      return `"${cert.subject}" is not valid before ${cert.notBefore.toISOString()}`;
+    }
+    if (t > cert.notAfter.getTime()) {
+      return `"${cert.subject}" expired ${cert.notAfter.toISOString()}`;
+    }
+  }
+  return undefined;
 }
 
 /** A short description of a certificate for claims. */

@@ -330,6 +330,43 @@ function signingKeyName(value: number): SnpSigningKey {
   return "reserved";
 }
 
+type SnpReportField = (typeof SNP_REPORT_LAYOUT.fields)[number]["name"];
+
+/** Reserved fields that are not zero and bits that must be set but are not. */
+function snpFormatProblems(
+  f: FieldReader<SnpReportField>,
+  { version, keyInfoRaw, policy, signatureAlgo }: {
+    version: number;
+    keyInfoRaw: number;
+    policy: SnpPolicy;
+    signatureAlgo: number;
+  },
+): string[] {
+  const problems: string[] = [];
+  const mustBeZero: Parameters<typeof f.isZero>[0][] = [
+    "reserved04c",
+    "reserved18b",
+    "reserved1eb",
+    "reserved1ef",
+    "reserved208",
+    "signatureReserved",
+  ];
+  if (version < 3) mustBeZero.push("cpuidFamId", "cpuidModId", "cpuidStep");
+  if (version < 5) mustBeZero.push("launchMitVector", "currentMitVector");
+  for (const name of mustBeZero) if (!f.isZero(name)) problems.push(`${name} is not zero`);
+  if (!isAllZero(f.view("signatureR").subarray(48))) problems.push("signature R padding not zero");
+  if (!isAllZero(f.view("signatureS").subarray(48))) problems.push("signature S padding not zero");
+  if (keyInfoRaw >>> 5 !== 0) {
+    problems.push(`KEY_INFO reserved bits set (0x${keyInfoRaw.toString(16)})`);
+  }
+  if (!policy.reservedOne) problems.push("POLICY bit 17 (reserved, must be 1) is 0");
+  if (policy.reservedHigh !== 0n) problems.push("POLICY bits 63:26 are not zero");
+  if (signatureAlgo !== 1) {
+    problems.push(`SIGNATURE_ALGO is ${signatureAlgo}, not 1 (ECDSA P-384 with SHA-384)`);
+  }
+  return problems;
+}
+
 /**
  * Parses an ATTESTATION_REPORT. Throws MalformedEvidenceError when the bytes
  * are not 1184 long or the version is not 2 to 5; other oddities (reserved
@@ -355,7 +392,6 @@ export function parseSnpReport(
       `Unsupported SEV-SNP report version "${version}"; enarx reads versions 2 to 5`,
     );
   }
-  const problems: string[] = [];
   const cpuid = version >= 3
     ? { family: f.uint("cpuidFamId"), model: f.uint("cpuidModId"), stepping: f.uint("cpuidStep") }
     : null;
@@ -363,29 +399,7 @@ export function parseSnpReport(
   const keyInfoRaw = f.uint("keyInfo");
   const policy = decodeSnpPolicy(f.u64("policy"));
   const signatureAlgo = f.uint("signatureAlgo");
-
-  const mustBeZero: Parameters<typeof f.isZero>[0][] = [
-    "reserved04c",
-    "reserved18b",
-    "reserved1eb",
-    "reserved1ef",
-    "reserved208",
-    "signatureReserved",
-  ];
-  if (version < 3) mustBeZero.push("cpuidFamId", "cpuidModId", "cpuidStep");
-  if (version < 5) mustBeZero.push("launchMitVector", "currentMitVector");
-  for (const name of mustBeZero) if (!f.isZero(name)) problems.push(`${name} is not zero`);
-  if (!isAllZero(f.view("signatureR").subarray(48))) problems.push("signature R padding not zero");
-  if (!isAllZero(f.view("signatureS").subarray(48))) problems.push("signature S padding not zero");
-  if (keyInfoRaw >>> 5 !== 0) {
-    problems.push(`KEY_INFO reserved bits set (0x${keyInfoRaw.toString(16)})`);
-  }
-  if (!policy.reservedOne) problems.push("POLICY bit 17 (reserved, must be 1) is 0");
-  if (policy.reservedHigh !== 0n) problems.push("POLICY bits 63:26 are not zero");
-  if (signatureAlgo !== 1) {
-    problems.push(`SIGNATURE_ALGO is ${signatureAlgo}, not 1 (ECDSA P-384 with SHA-384)`);
-  }
-
+  const problems = snpFormatProblems(f, { version, keyInfoRaw, policy, signatureAlgo });
   const signature = new Uint8Array(96);
   signature.set(reversed(f.view("signatureR").subarray(0, 48)), 0);
   signature.set(reversed(f.view("signatureS").subarray(0, 48)), 48);

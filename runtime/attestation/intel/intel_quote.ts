@@ -266,6 +266,48 @@ const BODY_SIZES: Record<QuoteBodyType, number> = {
  * well-formed quote; trailing bytes after the signature data are allowed.
  */
 export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
+  checkQuoteSize(evidence);
+  const header = evidence.subarray(0, QUOTE_HEADER_SIZE);
+  const { version, attestationKeyType, teeType } = parseQuoteHeader(header);
+  const { bodyType, bodyStart } = locateQuoteBody(evidence, version, teeType);
+  const bodyEnd = bodyStart + BODY_SIZES[bodyType];
+  if (evidence.length < bodyEnd + 4) {
+    throw malformed(
+      `The quote is ${evidence.length} bytes, too short for its header and ${
+        BODY_SIZES[bodyType]
+      }-byte body; check that the whole quote was captured`,
+    );
+  }
+  const view = new DataView(evidence.buffer, evidence.byteOffset, evidence.byteLength);
+  const signatureDataLength = view.getUint32(bodyEnd, true);
+  const sigStart = bodyEnd + 4;
+  if (signatureDataLength > evidence.length - sigStart) {
+    throw malformed(
+      `The quote's signature data length ${signatureDataLength} runs ${
+        signatureDataLength - (evidence.length - sigStart)
+      } byte(s) past its end; check that the whole quote was captured`,
+    );
+  }
+  const signatureData = parseSignatureData(
+    evidence.subarray(sigStart, sigStart + signatureDataLength),
+    version,
+  );
+  return {
+    version,
+    attestationKeyType,
+    teeType,
+    header,
+    bodyType,
+    body: evidence.subarray(bodyStart, bodyEnd),
+    signedRegion: evidence.subarray(0, bodyEnd),
+    ...signatureData,
+    signatureDataLength,
+    trailingBytes: evidence.length - sigStart - signatureDataLength,
+  };
+}
+
+/** Refuses evidence that is not bytes, or too long or too short to be a quote. */
+function checkQuoteSize(evidence: Uint8Array): void {
   if (!(evidence instanceof Uint8Array)) throw malformed("The evidence is not a byte array");
   if (evidence.length > MAX_QUOTE_BYTES) {
     throw malformed(
@@ -279,7 +321,12 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
         `check that the whole quote was captured`,
     );
   }
-  const header = evidence.subarray(0, QUOTE_HEADER_SIZE);
+}
+
+/** The header's version (3, 4 or 5), attestation key type (ECDSA P-256) and TEE type. */
+function parseQuoteHeader(
+  header: Uint8Array,
+): { version: number; attestationKeyType: number; teeType: number } {
   const version = fieldNumber(header, QUOTE_HEADER.version);
   if (version !== 3 && version !== 4 && version !== 5) {
     throw malformed(
@@ -299,6 +346,15 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
       `Quote TEE type 0x${teeType.toString(16)} is unknown; expected 0x00 (SGX) or 0x81 (TDX)`,
     );
   }
+  return { version, attestationKeyType, teeType };
+}
+
+/** The body's type and offset: from the v5 body descriptor, else from the TEE type. */
+function locateQuoteBody(
+  evidence: Uint8Array,
+  version: number,
+  teeType: number,
+): { bodyType: QuoteBodyType; bodyStart: number } {
   let bodyType: QuoteBodyType;
   let bodyStart = QUOTE_HEADER_SIZE;
   if (version === 5) {
@@ -327,29 +383,12 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
       `Quote TEE type 0x${teeType.toString(16)} does not match its ${bodyType} body`,
     );
   }
-  const bodyEnd = bodyStart + BODY_SIZES[bodyType];
-  if (evidence.length < bodyEnd + 4) {
-    throw malformed(
-      `The quote is ${evidence.length} bytes, too short for its header and ${
-        BODY_SIZES[bodyType]
-      }-byte body; check that the whole quote was captured`,
-    );
-  }
-  const body = evidence.subarray(bodyStart, bodyEnd);
-  const view = new DataView(evidence.buffer, evidence.byteOffset, evidence.byteLength);
-  const signatureDataLength = view.getUint32(bodyEnd, true);
-  const sigStart = bodyEnd + 4;
-  if (signatureDataLength > evidence.length - sigStart) {
-    throw malformed(
-      `The quote's signature data length ${signatureDataLength} runs ${
-        signatureDataLength - (evidence.length - sigStart)
-      } byte(s) past its end; check that the whole quote was captured`,
-    );
-  }
-  const reader = new Reader(
-    evidence.subarray(sigStart, sigStart + signatureDataLength),
-    "signature data",
-  );
+  return { bodyType, bodyStart };
+}
+
+/** The signature data: quote signature, attestation key, QE report and its certification data. */
+function parseSignatureData(data: Uint8Array, version: number) {
+  const reader = new Reader(data, "signature data");
   const signature = reader.bytes(64, "quote signature");
   const attestationKey = reader.bytes(64, "attestation key");
   let qe: Reader;
@@ -379,13 +418,6 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
     );
   }
   return {
-    version,
-    attestationKeyType,
-    teeType,
-    header,
-    bodyType,
-    body,
-    signedRegion: evidence.subarray(0, bodyEnd),
     signature,
     attestationKey,
     qeReport,
@@ -394,8 +426,6 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
     certificationDataType: inner.type,
     certificationData: inner.data,
     pckChain,
-    signatureDataLength,
-    trailingBytes: evidence.length - sigStart - signatureDataLength,
   };
 }
 
