@@ -45,6 +45,14 @@ export {
   readPolicyFile,
 } from "./policy.ts";
 export {
+  evaluatePolicy,
+  genericPolicyProfile,
+  type PolicyEvaluationOptions,
+  type PolicyProfile,
+  type PolicySubject,
+  SNP_POLICY_PROFILE,
+} from "./policy_checks.ts";
+export {
   parseSnpReport,
   SNP_REPORT_SIZE,
   type SnpProduct,
