@@ -1,7 +1,8 @@
 /**
- * X.509 helpers shared by the Intel quote and Nitro verifiers: strict PEM
- * parsing, a parse cache (a warm verifier parses each certificate once), and
- * a chain walk that reports three checks — the links, the anchor, and the
+ * X.509 helpers shared by the AMD SNP, Intel quote and Nitro verifiers:
+ * strict PEM parsing, parsing and signature checks through the one
+ * certificate cache (_cert_cache.ts; a warm verifier parses each certificate
+ * once), with the signature scheme per vendor, and a chain walk that reports three checks — the links, the anchor, and the
  * validity at an explicit time. Private to runtime/attestation/.
  *
  * @module
@@ -10,36 +11,22 @@ import {
   BasicConstraintsExtension,
   ecdsaDerToRaw,
   ecdsaRawToDer,
+  verifySignedBy,
   X509Certificate,
 } from "../x509.ts";
+import { cachedParse, cachedSignature } from "./_cert_cache.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
 import { bytesEqual } from "../bytes.ts";
 
-/** At most this many parsed certificates are kept for reuse. */
-const CACHE_LIMIT = 512;
-const parsed = new Map<string, X509Certificate>();
-const signatureMemo = new WeakMap<X509Certificate, WeakMap<X509Certificate, boolean>>();
-
-function cacheKey(der: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < der.length; i += 0x8000) {
-    s += String.fromCharCode(...der.subarray(i, i + 0x8000));
-  }
-  return s;
-}
-
 /** Parses a DER certificate, reusing an earlier parse of the same bytes; throws a `dataError`. */
 export function certificateFromDer(der: Uint8Array, what: string): X509Certificate {
-  const key = cacheKey(der);
-  const hit = parsed.get(key);
-  if (hit !== undefined) return hit;
-  let cert: X509Certificate;
   try {
-    cert = new X509Certificate(der.slice());
+    const cert = cachedParse("x509", der, () => new X509Certificate(der.slice()));
     // @peculiar/x509 decodes some parts lazily: touch them all now, so that
     // corrupt DER fails here rather than in the middle of a check.
     void [cert.subject, cert.issuer, cert.serialNumber, cert.notBefore, cert.notAfter];
     void [cert.publicKey.algorithm, cert.extensions.map((e) => e.type), cert.signature];
+    return cert;
   } catch (error) {
     throw new MalformedEvidenceError(
       `Cannot parse the ${what} as an X.509 certificate (${
@@ -48,9 +35,6 @@ export function certificateFromDer(der: Uint8Array, what: string): X509Certifica
       { cause: error },
     );
   }
-  if (parsed.size >= CACHE_LIMIT) parsed.clear();
-  parsed.set(key, cert);
-  return cert;
 }
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=\n]*?)-----END CERTIFICATE-----/y;
@@ -206,32 +190,40 @@ function issuerKey(issuer: X509Certificate): Promise<CryptoKey> {
   return key;
 }
 
-/** Whether `issuer`'s key made `subject`'s signature; memoised per pair of parsed certificates. */
-async function signedBy(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
-  let memo = signatureMemo.get(subject);
-  if (memo === undefined) {
-    memo = new WeakMap();
-    signatureMemo.set(subject, memo);
-  }
-  const known = memo.get(issuer);
-  if (known !== undefined) return known;
-  let ok: boolean;
-  try {
-    const algorithm = issuer.publicKey.algorithm as EcKeyAlgorithm;
-    const size = algorithm.name === "ECDSA" ? CURVE_SIZES[algorithm.namedCurve] : undefined;
-    if (size === undefined) throw new RangeError("The issuer's key is not an ECDSA key");
-    const parts = signedPartsStrict(new Uint8Array(subject.rawData), size);
-    ok = await crypto.subtle.verify(
-      { name: "ECDSA", hash: parts.hash },
-      await issuerKey(issuer),
-      parts.signature.slice(),
-      parts.tbs.slice(),
-    );
-  } catch {
-    ok = false;
-  }
-  memo.set(issuer, ok);
-  return ok;
+/**
+ * How a certificate's signature is checked: "ecdsa-strict" (Intel, AWS)
+ * accepts only exactly-DER ECDSA; "x509" (AMD) any algorithm the issuer's
+ * key makes, RSA-PSS included.
+ */
+export type SignatureScheme = "ecdsa-strict" | "x509";
+
+/**
+ * Whether `issuer`'s key made `subject`'s signature under `scheme`; asked once
+ * per pair of parsed certificates (the shared cache of _cert_cache.ts).
+ */
+export function signedBy(
+  subject: X509Certificate,
+  issuer: X509Certificate,
+  scheme: SignatureScheme = "ecdsa-strict",
+): Promise<boolean> {
+  return cachedSignature(
+    scheme,
+    { subject, issuer },
+    () => scheme === "x509" ? verifySignedBy(subject, issuer) : signedByStrict(subject, issuer),
+  );
+}
+
+async function signedByStrict(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
+  const algorithm = issuer.publicKey.algorithm as EcKeyAlgorithm;
+  const size = algorithm.name === "ECDSA" ? CURVE_SIZES[algorithm.namedCurve] : undefined;
+  if (size === undefined) throw new RangeError("The issuer's key is not an ECDSA key");
+  const parts = signedPartsStrict(new Uint8Array(subject.rawData), size);
+  return await crypto.subtle.verify(
+    { name: "ECDSA", hash: parts.hash },
+    await issuerKey(issuer),
+    parts.signature.slice(),
+    parts.tbs.slice(),
+  );
 }
 
 function isCa(cert: X509Certificate): boolean {

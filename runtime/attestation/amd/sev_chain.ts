@@ -20,6 +20,7 @@
  */
 import { FieldReader, isAllZero, reversed } from "../_bytes.ts";
 import { bytesEqual } from "../../bytes.ts";
+import { cachedParse } from "../_cert_cache.ts";
 import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "../result.ts";
 import type { Check, Claims } from "../result.ts";
 import {
@@ -371,6 +372,15 @@ function certClaims(cert: SevCert): Record<string, unknown> {
   };
 }
 
+/**
+ * An embedded ARK or ASK, parsed once through the shared certificate cache
+ * (supplied certificates are parsed each time: their bytes belong to the
+ * caller).
+ */
+function embeddedCaCert(bytes: Uint8Array, what: string): AmdCaCert {
+  return cachedParse("amd-ca", bytes, () => parseAmdCaCert(bytes, what));
+}
+
 /** Which generation's embedded ARK/ASK to use, and the ASK to check the CEK with. */
 async function chooseGeneration(
   cek: SevCert,
@@ -380,8 +390,8 @@ async function chooseGeneration(
   if (wanted !== "auto") return wanted;
   const roots = allSevLegacyRoots().map((r) => ({
     generation: r.generation,
-    ark: parseAmdCaCert(r.ark, "embedded ARK"),
-    ask: parseAmdCaCert(r.ask, "embedded ASK"),
+    ark: embeddedCaCert(r.ark, "embedded ARK"),
+    ask: embeddedCaCert(r.ask, "embedded ASK"),
   }));
   if (ask) {
     const byKey = roots.find((r) => bytesEqual(r.ask.keyId, ask.keyId)) ??
@@ -456,8 +466,8 @@ async function parseSevChain(
     pek,
     oca,
     cek,
-    ask: suppliedAsk ?? parseAmdCaCert(embedded.ask, "embedded ASK"),
-    ark: suppliedArk ?? parseAmdCaCert(embedded.ark, "embedded ARK"),
+    ask: suppliedAsk ?? embeddedCaCert(embedded.ask, "embedded ASK"),
+    ark: suppliedArk ?? embeddedCaCert(embedded.ark, "embedded ARK"),
     suppliedAsk: suppliedAsk !== undefined,
     suppliedArk: suppliedArk !== undefined,
     generation,

@@ -26,6 +26,8 @@ import {
   X509Crl,
 } from "../../x509.ts";
 import { isAllZero } from "../_bytes.ts";
+import { cachedParse, clearCertificateCache } from "../_cert_cache.ts";
+import { signedBy as signedByShared } from "../_x509_chain.ts";
 import { bytesEqual } from "../../bytes.ts";
 import { AMD_SNP_ROOTS } from "./amd_roots.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
@@ -167,20 +169,8 @@ interface CertEntry {
   cert: X509Certificate;
   fingerprint: string;
   commonName: string;
-  /** Issuers whose signature over this certificate was checked and is valid. */
-  verifiedBy: Set<CertEntry>;
   ecdsaKey?: Promise<CryptoKey>;
   extensions?: AmdCertExtensions;
-}
-
-const CACHE_LIMIT = 512;
-const certCache = new Map<number, CertEntry[]>();
-let cacheSize = 0;
-
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
-  return (h ^ bytes.length) >>> 0;
 }
 
 function commonNameOf(cert: X509Certificate): string {
@@ -188,14 +178,11 @@ function commonNameOf(cert: X509Certificate): string {
   return cn.length > 0 ? cn[0] : cert.subject;
 }
 
-async function certEntry(der: Uint8Array): Promise<CertEntry> {
-  const key = fnv1a(der);
-  const bucket = certCache.get(key);
-  const hit = bucket?.find((e) => bytesEqual(e.der, der));
-  if (hit) return hit;
+/** A certificate parsed through the shared cache, with what the SNP checks read of it. */
+function certEntry(der: Uint8Array): Promise<CertEntry> {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(der.slice());
+    cert = cachedParse("x509", der, () => new X509Certificate(der.slice()));
     // Touch the fields we use, so that a malformed certificate fails here.
     void cert.subject, cert.issuer, cert.notBefore, cert.notAfter, cert.publicKey;
   } catch (error) {
@@ -206,37 +193,27 @@ async function certEntry(der: Uint8Array): Promise<CertEntry> {
       { cause: error },
     );
   }
-  const entry: CertEntry = {
+  return cachedParse("amd-snp", der, async () => ({
     der: der.slice(),
     cert,
     fingerprint: await sha256Fingerprint(der),
     commonName: commonNameOf(cert),
-    verifiedBy: new Set(),
-  };
-  if (cacheSize >= CACHE_LIMIT) {
-    certCache.clear();
-    cacheSize = 0;
-  }
-  const list = certCache.get(key) ?? [];
-  list.push(entry);
-  certCache.set(key, list);
-  cacheSize++;
-  return entry;
+  }));
 }
 
-/** Forgets every parsed certificate and checked signature (for a cold benchmark). */
+/**
+ * Forgets every parsed certificate and checked signature, AMD's and the other
+ * vendors' alike (one cache), and the embedded roots (for a cold benchmark).
+ */
 export function clearSnpCertificateCache(): void {
-  certCache.clear();
-  cacheSize = 0;
+  clearCertificateCache();
   embedded = undefined;
 }
 
+/** Whether `issuer` signed `child` (RSA-PSS or ECDSA), checked once per pair. */
 async function signedBy(child: CertEntry, issuer: CertEntry): Promise<boolean> {
-  if (child.verifiedBy.has(issuer)) return true;
   if (child.cert.issuer !== issuer.cert.subject) return false;
-  const ok = await verifySignedBy(child.cert, issuer.cert);
-  if (ok) child.verifiedBy.add(issuer);
-  return ok;
+  return await signedByShared(child.cert, issuer.cert, "x509");
 }
 
 interface EmbeddedRoot {
