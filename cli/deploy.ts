@@ -15,6 +15,7 @@ import {
   type DeployStepRecord,
 } from "../runtime/client/deploy.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
+import { claimsToJson } from "../runtime/attestation/claims_json.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 
 const HELP = `Usage: enarx deploy --keepmgr URL [OPTIONS] MODULE.wasm [-- ARGS...]
@@ -196,7 +197,7 @@ export const command: Command = {
         verification: {
           format: result.verification.format,
           ok: result.verification.ok,
-          claims: result.verification.claims,
+          claims: claimsToJson(result.verification.claims),
           checks: result.verification.checks,
         },
         steps: result.steps.map(stepJson),

@@ -35,13 +35,8 @@ export interface VerifyEvidenceOptions extends SnpVerifyOptions {
   collateral?: readonly (Uint8Array | IntelCollateral)[];
 }
 
-function hexClaim(value: unknown): Uint8Array | null {
-  if (typeof value !== "string") return null;
-  try {
-    return Uint8Array.fromHex(value);
-  } catch {
-    return null;
-  }
+function bytesClaim(value: unknown): Uint8Array | null {
+  return value instanceof Uint8Array ? value : null;
 }
 
 /** What the policy is evaluated against for the formats other than SNP. */
@@ -50,8 +45,8 @@ function policySubject(result: VerificationResult): PolicySubject {
   return {
     format: result.format,
     profile: genericPolicyProfile(result.format),
-    measurement: hexClaim(claims.measurement),
-    reportData: hexClaim(claims.reportData ?? claims.userData),
+    measurement: bytesClaim(claims.measurement),
+    reportData: bytesClaim(claims.reportData ?? claims.userData),
     ...(typeof claims.time === "string" ? { time: claims.time } : {}),
   };
 }

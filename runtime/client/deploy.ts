@@ -467,8 +467,8 @@ async function verifyKeep(
     });
   }
   // Belt and braces: the binding must be exactly ours whatever the verifier did.
-  const claimed = result.claims.report_data ?? result.claims.reportData;
-  if (typeof claimed === "string" && !bytesEqual(fromHex(claimed), reportData)) {
+  const claimed = result.claims.reportData;
+  if (claimed instanceof Uint8Array && !bytesEqual(claimed, reportData)) {
     throw new EnarxError(
       "report-data-mismatch",
       "The evidence's report data does not bind this deploy's nonce and the keep's sealing key",
@@ -476,12 +476,6 @@ async function verifyKeep(
     );
   }
   return result;
-}
-
-function fromHex(text: string): Uint8Array {
-  const out = new Uint8Array(text.length >> 1);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
-  return out;
 }
 
 function describeVerification(result: VerificationResult): string {

@@ -22,7 +22,7 @@ import { FieldReader, isAllZero, reversed } from "../_bytes.ts";
 import { bytesEqual } from "../../bytes.ts";
 import { cachedParse } from "../_cert_cache.ts";
 import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "../result.ts";
-import type { Check, Claims } from "../result.ts";
+import type { Check, ClaimMap, SevClaims } from "../result.ts";
 import {
   type AmdCaCert,
   parseAmdCaCert,
@@ -359,7 +359,7 @@ function check(id: string, description: string, outcome: SigOutcome): Check {
   return { id, description, ok: outcome.ok, detail: outcome.detail };
 }
 
-function certClaims(cert: SevCert): Record<string, unknown> {
+function certClaims(cert: SevCert): ClaimMap {
   return {
     apiVersion: `${cert.apiMajor}.${cert.apiMinor}`,
     usage: `0x${cert.usage.toString(16).padStart(4, "0")}`,
@@ -556,7 +556,7 @@ function sevRootCheck(
 }
 
 /** What a legacy SEV chain says: the generation, each certificate, the PDH key, the AMD key ids. */
-function sevChainClaims(chain: ParsedSevChain): Claims {
+function sevChainClaims(chain: ParsedSevChain): SevClaims {
   const { pdh, pek, oca, cek, ask, ark } = chain;
   const pdhKey = pdh.publicKey;
   return {
@@ -566,11 +566,11 @@ function sevChainClaims(chain: ParsedSevChain): Claims {
     oca: certClaims(oca),
     cek: certClaims(cek),
     pdhPublicKey: pdhKey.kind === "ec"
-      ? Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y).toHex()
-      : pdhKey.modulus.toHex(),
-    askKeyId: ask.keyId.toHex(),
-    askCertifyingId: ask.certifyingId.toHex(),
-    arkKeyId: ark.keyId.toHex(),
+      ? Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y)
+      : pdhKey.modulus.slice(),
+    askKeyId: ask.keyId.slice(),
+    askCertifyingId: ask.certifyingId.slice(),
+    arkKeyId: ark.keyId.slice(),
     askSupplied: chain.suppliedAsk,
     arkSupplied: chain.suppliedArk,
   };

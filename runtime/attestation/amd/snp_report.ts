@@ -11,7 +11,7 @@
  * @module
  */
 import { defineLayout, FieldReader, isAllZero, reversed } from "../_bytes.ts";
-import { MalformedEvidenceError } from "../result.ts";
+import { type ClaimMap, MalformedEvidenceError, type SnpClaims } from "../result.ts";
 
 /** The size of an ATTESTATION_REPORT: 0x4A0 bytes. */
 export const SNP_REPORT_SIZE = 0x4a0;
@@ -455,9 +455,9 @@ export function parseSnpReport(
 }
 
 /** A TCB as a JSON-friendly object. */
-export function snpTcbClaims(tcb: SnpTcb): Record<string, unknown> {
+export function snpTcbClaims(tcb: SnpTcb): ClaimMap {
   return {
-    raw: tcb.raw.toHex(),
+    raw: tcb.raw.slice(),
     ...(tcb.fmc === null ? {} : { fmc: tcb.fmc }),
     bootloader: tcb.bootloader,
     tee: tcb.tee,
@@ -471,13 +471,11 @@ function hex64(v: bigint): string {
 }
 
 /**
- * Every field of a report as JSON-friendly claims (camelCase keys, bytes as
- * lower-case hex, 64-bit values as "0x…" strings). Documented in
+ * Every field of a report as claims (camelCase keys, bytes as bytes, which
+ * claimsToJson renders as lower-case hex, 64-bit values as "0x…" strings). Documented in
  * spec/attestation-json.md.
  */
-export function snpReportClaims(
-  report: SnpReport,
-): Record<string, string | number | boolean | null | Record<string, unknown>> {
+export function snpReportClaims(report: SnpReport): SnpClaims {
   const fw = (v: SnpFirmwareVersion) => `${v.major}.${v.minor}.${v.build}`;
   const p = report.policy;
   const pi = report.platformInfo;
@@ -501,8 +499,8 @@ export function snpReportClaims(
     },
     debug: p.debug,
     migrationAgent: p.migrateMa,
-    familyId: report.familyId.toHex(),
-    imageId: report.imageId.toHex(),
+    familyId: report.familyId,
+    imageId: report.imageId,
     vmpl: report.vmpl,
     signatureAlgo: report.signatureAlgo,
     currentTcb: snpTcbClaims(report.currentTcb),
@@ -524,20 +522,20 @@ export function snpReportClaims(
       signingKey: report.keyInfo.signingKey,
     },
     signingKey: report.keyInfo.signingKey,
-    reportData: report.reportData.toHex(),
-    measurement: report.measurement.toHex(),
-    hostData: report.hostData.toHex(),
-    idKeyDigest: report.idKeyDigest.toHex(),
-    authorKeyDigest: report.authorKeyDigest.toHex(),
-    reportId: report.reportId.toHex(),
-    reportIdMa: report.reportIdMa.toHex(),
+    reportData: report.reportData,
+    measurement: report.measurement,
+    hostData: report.hostData,
+    idKeyDigest: report.idKeyDigest,
+    authorKeyDigest: report.authorKeyDigest,
+    reportId: report.reportId,
+    reportIdMa: report.reportIdMa,
     reportedTcb: snpTcbClaims(report.reportedTcb),
     cpuid: report.cpuid === null ? null : {
       family: report.cpuid.family,
       model: report.cpuid.model,
       stepping: report.cpuid.stepping,
     },
-    chipId: report.chipId.toHex(),
+    chipId: report.chipId,
     committedTcb: snpTcbClaims(report.committedTcb),
     currentFirmware: fw(report.currentVersion),
     committedFirmware: fw(report.committedVersion),

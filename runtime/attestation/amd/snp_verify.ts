@@ -33,9 +33,9 @@ import { AMD_SNP_ROOTS } from "./amd_roots.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
 import {
   type Check,
-  type Claims,
   MalformedEvidenceError,
   resultFromChecks,
+  type SnpClaims,
   type VerificationResult,
 } from "../result.ts";
 import { evaluatePolicy, type PolicySubject, SNP_POLICY_PROFILE } from "../policy_checks.ts";
@@ -528,7 +528,7 @@ function snpClaims(
     product: SnpProduct | null;
     leafName: string;
   },
-): Claims {
+): SnpClaims {
   const claims = snpReportClaims(report);
   claims.product = product;
   claims.chain = {

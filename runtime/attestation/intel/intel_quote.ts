@@ -15,7 +15,13 @@
  */
 import type { X509Certificate } from "../../x509.ts";
 import { UsageError } from "../../errors.ts";
-import { type Check, type Claims, MalformedEvidenceError } from "../result.ts";
+import {
+  type Check,
+  type ClaimMap,
+  type Claims,
+  MalformedEvidenceError,
+  type SgxClaims,
+} from "../result.ts";
 import {
   certificatesFromBytes,
   certificateSummary,
@@ -652,24 +658,25 @@ export function policyAllowsDebug(policy: unknown): boolean {
 }
 
 /** Claims of an SGX report body (also used for the QE report). */
-export function sgxBodyClaims(body: Uint8Array): Record<string, string | number | boolean> {
+export function sgxBodyClaims(body: Uint8Array): SgxClaims {
   const flags = fieldUint(body, SGX_REPORT_BODY.attributesFlags) as bigint;
-  return {
-    cpuSvn: fieldBytes(body, SGX_REPORT_BODY.cpuSvn).toHex(),
+  const claims: ClaimMap = {
+    cpuSvn: fieldBytes(body, SGX_REPORT_BODY.cpuSvn).slice(),
     miscSelect: fieldNumber(body, SGX_REPORT_BODY.miscSelect),
-    isvExtProdId: fieldBytes(body, SGX_REPORT_BODY.isvExtProdId).toHex(),
+    isvExtProdId: fieldBytes(body, SGX_REPORT_BODY.isvExtProdId).slice(),
     attributes: `0x${flags.toString(16)}`,
     xfrm: `0x${(fieldUint(body, SGX_REPORT_BODY.attributesXfrm) as bigint).toString(16)}`,
     debug: (flags & 2n) !== 0n,
-    mrEnclave: fieldBytes(body, SGX_REPORT_BODY.mrEnclave).toHex(),
-    mrSigner: fieldBytes(body, SGX_REPORT_BODY.mrSigner).toHex(),
-    configId: fieldBytes(body, SGX_REPORT_BODY.configId).toHex(),
+    mrEnclave: fieldBytes(body, SGX_REPORT_BODY.mrEnclave).slice(),
+    mrSigner: fieldBytes(body, SGX_REPORT_BODY.mrSigner).slice(),
+    configId: fieldBytes(body, SGX_REPORT_BODY.configId).slice(),
     isvProdId: fieldNumber(body, SGX_REPORT_BODY.isvProdId),
     isvSvn: fieldNumber(body, SGX_REPORT_BODY.isvSvn),
     configSvn: fieldNumber(body, SGX_REPORT_BODY.configSvn),
-    isvFamilyId: fieldBytes(body, SGX_REPORT_BODY.isvFamilyId).toHex(),
-    reportData: fieldBytes(body, SGX_REPORT_BODY.reportData).toHex(),
+    isvFamilyId: fieldBytes(body, SGX_REPORT_BODY.isvFamilyId).slice(),
+    reportData: fieldBytes(body, SGX_REPORT_BODY.reportData).slice(),
   };
+  return claims as SgxClaims;
 }
 
 /** The header check, recording the header's claims. */
@@ -680,7 +687,7 @@ function headerCheck(quote: IntelQuote, claims: Claims): Check {
   claims.teeType = tdx ? "tdx" : "sgx";
   claims.attestationKeyType = "ECDSA-P256";
   claims.qeVendorId = vendor;
-  claims.userData = fieldBytes(quote.header, QUOTE_HEADER.userData).toHex();
+  claims.userData = fieldBytes(quote.header, QUOTE_HEADER.userData).slice();
   if (quote.version === 3) {
     claims.qeSvn = fieldNumber(quote.header, QUOTE_HEADER.qeSvn);
     claims.pceSvn = fieldNumber(quote.header, QUOTE_HEADER.pceSvn);
@@ -842,7 +849,7 @@ async function pckSteps(
 function quotingEnclave(
   quote: IntelQuote,
   claims: Claims,
-): { qe: Claims; debug: boolean; problems: string[] } {
+): { qe: SgxClaims; debug: boolean; problems: string[] } {
   const tdx = quote.teeType === TEE_TYPE_TDX;
   const qe = sgxBodyClaims(quote.qeReport);
   claims.qe = {
@@ -856,7 +863,8 @@ function quotingEnclave(
   const expectedSigner = tdx ? INTEL_TD_QE_MRSIGNER : INTEL_QE_MRSIGNER;
   const expectedProd = tdx ? 2 : 1;
   const problems: string[] = [];
-  if (qe.mrSigner !== expectedSigner) problems.push(`MRSIGNER ${qe.mrSigner} is not Intel's`);
+  const mrSigner = qe.mrSigner.toHex();
+  if (mrSigner !== expectedSigner) problems.push(`MRSIGNER ${mrSigner} is not Intel's`);
   if (qe.isvProdId !== expectedProd) {
     problems.push(`ISVPRODID ${qe.isvProdId}, expected ${expectedProd}`);
   }
@@ -867,7 +875,7 @@ function quotingEnclave(
 /** The collateral's checks over the quote, the PCK's TCB and the QE. */
 function quoteCollateralChecks(
   quote: IntelQuote,
-  qe: Claims,
+  qe: SgxClaims,
   options: QuoteVerifyOptions & { pck?: PckExtension },
 ): Promise<CollateralOutcome> {
   const tdx = quote.teeType === TEE_TYPE_TDX;
@@ -878,7 +886,7 @@ function quoteCollateralChecks(
     mrSignerSeam: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.mrSignerSeam) : undefined,
     seamAttributes: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.seamAttributes) : undefined,
     qe: {
-      mrSigner: qe.mrSigner as string,
+      mrSigner: qe.mrSigner.toHex(),
       isvProdId: qe.isvProdId as number,
       isvSvn: qe.isvSvn as number,
       miscSelect: qe.miscSelect as number,
@@ -895,7 +903,7 @@ function quoteCollateralChecks(
 /** The QE identity check: the signed QE Identity when given, else Intel's constants. */
 function qeIdentityCheck(
   quote: IntelQuote,
-  enclave: { qe: Claims; debug: boolean; problems: string[] },
+  enclave: { qe: SgxClaims; debug: boolean; problems: string[] },
   collateral: CollateralOutcome,
 ): Check {
   // With a signed QE identity the JSON decides; the debug bit is refused either way.
