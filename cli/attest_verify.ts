@@ -11,6 +11,7 @@
  */
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import {
+  claimsToJson,
   type EvidenceFormat,
   MalformedEvidenceError,
   readEvidenceInputs,
@@ -107,9 +108,10 @@ export function formatResult(result: VerificationResult, at: Date): string {
     );
   }
   lines.push("Claims:");
-  const keys = Object.keys(result.claims);
+  const claims = claimsToJson(result.claims);
+  const keys = Object.keys(claims);
   const kw = Math.max(...keys.map((k) => k.length));
-  for (const k of keys) lines.push(`  ${k.padEnd(kw)}  ${claimText(result.claims[k])}`);
+  for (const k of keys) lines.push(`  ${k.padEnd(kw)}  ${claimText(claims[k])}`);
   return lines.join("\n") + "\n";
 }
 
@@ -128,7 +130,7 @@ export function resultJson(result: VerificationResult, at: Date): Record<string,
       description: c.description,
       detail: c.detail ?? null,
     })),
-    claims: result.claims,
+    claims: claimsToJson(result.claims),
   };
 }
 

@@ -26,6 +26,7 @@ import {
 } from "../runtime/client/deploy.ts";
 import { concatBytes } from "../runtime/bytes.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
+import { claimsToJson } from "../runtime/attestation/claims_json.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 
 const HELP = `Usage: enarx deploy --keepmgr URL [OPTIONS] MODULE.wasm [-- ARGS...]
@@ -260,7 +261,7 @@ function resultJson(result: DeployResult, captured: { stdout: Capture; stderr: C
     verification: {
       format: result.verification.format,
       ok: result.verification.ok,
-      claims: result.verification.claims,
+      claims: claimsToJson(result.verification.claims),
       checks: result.verification.checks,
     },
     steps: result.steps.map(stepJson),

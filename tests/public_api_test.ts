@@ -26,6 +26,7 @@ const EXPECTED_VALUES = [
   "UsageError",
   "WASMTIME_VERSION",
   "backendNames",
+  "claimsToJson",
   "decodeEvidenceBundle",
   "defaultConfig",
   "deploy",

@@ -1,7 +1,8 @@
 /**
- * X.509 helpers shared by the Intel quote and Nitro verifiers: strict PEM
- * parsing, a parse cache (a warm verifier parses each certificate once), and
- * a chain walk that reports three checks — the links, the anchor, and the
+ * X.509 helpers shared by the AMD SNP, Intel quote and Nitro verifiers:
+ * strict PEM parsing, parsing and signature checks through the one
+ * certificate cache (_cert_cache.ts; a warm verifier parses each certificate
+ * once), with the signature scheme per vendor, and a chain walk that reports three checks — the links, the anchor, and the
  * validity at an explicit time. Private to runtime/attestation/.
  *
  * @module
@@ -10,36 +11,22 @@ import {
   BasicConstraintsExtension,
   ecdsaDerToRaw,
   ecdsaRawToDer,
+  verifySignedBy,
   X509Certificate,
 } from "../x509.ts";
+import { cachedParse, cachedSignature } from "./_cert_cache.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
 import { bytesEqual } from "../bytes.ts";
 
-/** At most this many parsed certificates are kept for reuse. */
-const CACHE_LIMIT = 512;
-const parsed = new Map<string, X509Certificate>();
-const signatureMemo = new WeakMap<X509Certificate, WeakMap<X509Certificate, boolean>>();
-
-function cacheKey(der: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < der.length; i += 0x8000) {
-    s += String.fromCharCode(...der.subarray(i, i + 0x8000));
-  }
-  return s;
-}
-
 /** Parses a DER certificate, reusing an earlier parse of the same bytes; throws a `dataError`. */
 export function certificateFromDer(der: Uint8Array, what: string): X509Certificate {
-  const key = cacheKey(der);
-  const hit = parsed.get(key);
-  if (hit !== undefined) return hit;
-  let cert: X509Certificate;
   try {
-    cert = new X509Certificate(der.slice());
+    const cert = cachedParse("x509", der, () => new X509Certificate(der.slice()));
     // @peculiar/x509 decodes some parts lazily: touch them all now, so that
     // corrupt DER fails here rather than in the middle of a check.
     void [cert.subject, cert.issuer, cert.serialNumber, cert.notBefore, cert.notAfter];
     void [cert.publicKey.algorithm, cert.extensions.map((e) => e.type), cert.signature];
+    return cert;
   } catch (error) {
     throw new MalformedEvidenceError(
       `Cannot parse the ${what} as an X.509 certificate (${
@@ -48,9 +35,6 @@ export function certificateFromDer(der: Uint8Array, what: string): X509Certifica
       { cause: error },
     );
   }
-  if (parsed.size >= CACHE_LIMIT) parsed.clear();
-  parsed.set(key, cert);
-  return cert;
 }
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=\n]*?)-----END CERTIFICATE-----/y;
@@ -206,32 +190,40 @@ function issuerKey(issuer: X509Certificate): Promise<CryptoKey> {
   return key;
 }
 
-/** Whether `issuer`'s key made `subject`'s signature; memoised per pair of parsed certificates. */
-async function signedBy(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
-  let memo = signatureMemo.get(subject);
-  if (memo === undefined) {
-    memo = new WeakMap();
-    signatureMemo.set(subject, memo);
-  }
-  const known = memo.get(issuer);
-  if (known !== undefined) return known;
-  let ok: boolean;
-  try {
-    const algorithm = issuer.publicKey.algorithm as EcKeyAlgorithm;
-    const size = algorithm.name === "ECDSA" ? CURVE_SIZES[algorithm.namedCurve] : undefined;
-    if (size === undefined) throw new RangeError("The issuer's key is not an ECDSA key");
-    const parts = signedPartsStrict(new Uint8Array(subject.rawData), size);
-    ok = await crypto.subtle.verify(
-      { name: "ECDSA", hash: parts.hash },
-      await issuerKey(issuer),
-      parts.signature.slice(),
-      parts.tbs.slice(),
-    );
-  } catch {
-    ok = false;
-  }
-  memo.set(issuer, ok);
-  return ok;
+/**
+ * How a certificate's signature is checked: "ecdsa-strict" (Intel, AWS)
+ * accepts only exactly-DER ECDSA; "x509" (AMD) any algorithm the issuer's
+ * key makes, RSA-PSS included.
+ */
+export type SignatureScheme = "ecdsa-strict" | "x509";
+
+/**
+ * Whether `issuer`'s key made `subject`'s signature under `scheme`; asked once
+ * per pair of parsed certificates (the shared cache of _cert_cache.ts).
+ */
+export function signedBy(
+  subject: X509Certificate,
+  issuer: X509Certificate,
+  scheme: SignatureScheme = "ecdsa-strict",
+): Promise<boolean> {
+  return cachedSignature(
+    scheme,
+    { subject, issuer },
+    () => scheme === "x509" ? verifySignedBy(subject, issuer) : signedByStrict(subject, issuer),
+  );
+}
+
+async function signedByStrict(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
+  const algorithm = issuer.publicKey.algorithm as EcKeyAlgorithm;
+  const size = algorithm.name === "ECDSA" ? CURVE_SIZES[algorithm.namedCurve] : undefined;
+  if (size === undefined) throw new RangeError("The issuer's key is not an ECDSA key");
+  const parts = signedPartsStrict(new Uint8Array(subject.rawData), size);
+  return await crypto.subtle.verify(
+    { name: "ECDSA", hash: parts.hash },
+    await issuerKey(issuer),
+    parts.signature.slice(),
+    parts.tbs.slice(),
+  );
 }
 
 function isCa(cert: X509Certificate): boolean {
@@ -275,63 +267,10 @@ export async function verifyCertificateChain(
   options: ChainOptions,
 ): Promise<ChainOutcome> {
   const certs = chainDer.map((der, i) => certificateFromDer(der, `${options.what} element ${i}`));
-  const rootIndex = chainDer.findIndex((der) => options.roots.some((r) => bytesEqual(r, der)));
-  let path = certs;
-  let rootDetail: string | undefined;
-  let rootOk = false;
-  if (rootIndex >= 0) {
-    path = certs.slice(0, rootIndex + 1);
-    rootOk = rootIndex === certs.length - 1;
-    rootDetail = rootOk
-      ? `Anchored at trusted root "${certs[rootIndex].subject}"`
-      : `${certs.length - rootIndex - 1} unexpected certificate(s) after the trusted root`;
-  } else if (certs.length > 0 && options.rootIncluded) {
-    rootDetail = `The chain ends at "${
-      certs[certs.length - 1].subject
-    }", which is not a trusted root`;
-  } else if (certs.length > 0) {
-    const last = certs[certs.length - 1];
-    for (let i = 0; i < options.roots.length; i++) {
-      const root = certificateFromDer(options.roots[i], `trusted root ${i}`);
-      if (root.subject === last.issuer && await signedBy(last, root)) {
-        path = [...certs, root];
-        rootOk = true;
-        rootDetail = `Issued by trusted root "${root.subject}"`;
-        break;
-      }
-    }
-    rootDetail ??= `The chain ends at "${last.subject}", which is not a trusted root`;
-  } else {
-    rootDetail = "No certificates";
-  }
-
-  let linkFailure: string | undefined;
-  if (path.length === 0) linkFailure = "No certificates";
-  for (let i = 0; i + 1 < path.length && linkFailure === undefined; i++) {
-    const [child, parent] = [path[i], path[i + 1]];
-    if (child.issuer !== parent.subject) {
-      linkFailure =
-        `"${child.subject}" names issuer "${child.issuer}" but is followed by "${parent.subject}"`;
-    } else if (!isCa(parent)) {
-      linkFailure = `"${parent.subject}" is not a CA certificate`;
-    } else if (!await signedBy(child, parent)) {
-      linkFailure = `The signature on "${child.subject}" does not verify with "${parent.subject}"`;
-    }
-  }
-
-  let validityFailure: string | undefined;
-  const t = options.at.getTime();
-  for (const cert of path) {
-    if (t < cert.notBefore.getTime()) {
-      validityFailure = `"${cert.subject}" is not valid before ${cert.notBefore.toISOString()}`;
-      break;
-    }
-    if (t > cert.notAfter.getTime()) {
-      validityFailure = `"${cert.subject}" expired ${cert.notAfter.toISOString()}`;
-      break;
-    }
-  }
-
+  const anchor = await anchorChain(chainDer, certs, options);
+  const path = anchor.path;
+  const linkFailure = await chainLinkFailure(path);
+  const validityFailure = chainValidityFailure(path, options.at);
   return {
     chain: {
       id: options.chainId,
@@ -342,8 +281,8 @@ export async function verifyCertificateChain(
     root: {
       id: "root",
       description: `The ${options.what} ends in a trusted root`,
-      ok: rootOk,
-      detail: rootDetail,
+      ok: anchor.ok,
+      detail: anchor.detail,
     },
     validity: {
       id: "validity",
@@ -354,6 +293,74 @@ export async function verifyCertificateChain(
     },
     certificates: path,
   };
+}
+
+/**
+ * Finds the chain's trusted root: a copy of one in the chain (the path ends
+ * there) or, unless `rootIncluded`, one that issued the last certificate (it
+ * is appended to the path).
+ */
+async function anchorChain(
+  chainDer: Uint8Array[],
+  certs: X509Certificate[],
+  options: ChainOptions,
+): Promise<{ path: X509Certificate[]; ok: boolean; detail: string }> {
+  const rootIndex = chainDer.findIndex((der) => options.roots.some((r) => bytesEqual(r, der)));
+  if (rootIndex >= 0) {
+    const ok = rootIndex === certs.length - 1;
+    return {
+      path: certs.slice(0, rootIndex + 1),
+      ok,
+      detail: ok
+        ? `Anchored at trusted root "${certs[rootIndex].subject}"`
+        : `${certs.length - rootIndex - 1} unexpected certificate(s) after the trusted root`,
+    };
+  }
+  if (certs.length === 0) return { path: certs, ok: false, detail: "No certificates" };
+  const last = certs[certs.length - 1];
+  const notTrusted = `The chain ends at "${last.subject}", which is not a trusted root`;
+  if (options.rootIncluded) return { path: certs, ok: false, detail: notTrusted };
+  for (let i = 0; i < options.roots.length; i++) {
+    const root = certificateFromDer(options.roots[i], `trusted root ${i}`);
+    if (root.subject === last.issuer && await signedBy(last, root)) {
+      return {
+        path: [...certs, root],
+        ok: true,
+        detail: `Issued by trusted root "${root.subject}"`,
+      };
+    }
+  }
+  return { path: certs, ok: false, detail: notTrusted };
+}
+
+/** Why the path's links fail (issuer names, CA flags, signatures), or undefined. */
+async function chainLinkFailure(path: X509Certificate[]): Promise<string | undefined> {
+  if (path.length === 0) return "No certificates";
+  for (let i = 0; i + 1 < path.length; i++) {
+    const [child, parent] = [path[i], path[i + 1]];
+    if (child.issuer !== parent.subject) {
+      return `"${child.subject}" names issuer "${child.issuer}" but is followed by "${parent.subject}"`;
+    }
+    if (!isCa(parent)) return `"${parent.subject}" is not a CA certificate`;
+    if (!await signedBy(child, parent)) {
+      return `The signature on "${child.subject}" does not verify with "${parent.subject}"`;
+    }
+  }
+  return undefined;
+}
+
+/** Why a certificate of the path is not valid at `at`, or undefined. */
+function chainValidityFailure(path: X509Certificate[], at: Date): string | undefined {
+  const t = at.getTime();
+  for (const cert of path) {
+    if (t < cert.notBefore.getTime()) {
+      return `"${cert.subject}" is not valid before ${cert.notBefore.toISOString()}`;
+    }
+    if (t > cert.notAfter.getTime()) {
+      return `"${cert.subject}" expired ${cert.notAfter.toISOString()}`;
+    }
+  }
+  return undefined;
 }
 
 /** A short description of a certificate for claims. */

@@ -11,13 +11,21 @@
  */
 export {
   type Check,
+  type ClaimMap,
   type Claims,
+  type ClaimValue,
   type EvidenceFormat,
   MalformedEvidenceError,
+  type NitroClaims,
   resultFromChecks,
+  type SevClaims,
+  type SgxClaims,
+  type SnpClaims,
+  type TdxClaims,
   type VerificationResult,
 } from "./result.ts";
 export { verifyEvidence, type VerifyEvidenceOptions } from "./verify.ts";
+export { claimsToJson, type JsonClaim } from "./claims_json.ts";
 export { type DetectedEvidence, detectEvidence, MAX_EVIDENCE_SIZE } from "./evidence_format.ts";
 export {
   type EvidenceInputPaths,
@@ -44,6 +52,14 @@ export {
   policyFromTable,
   readPolicyFile,
 } from "./policy.ts";
+export {
+  evaluatePolicy,
+  genericPolicyProfile,
+  type PolicyEvaluationOptions,
+  type PolicyProfile,
+  type PolicySubject,
+  SNP_POLICY_PROFILE,
+} from "./policy_checks.ts";
 export {
   parseSnpReport,
   SNP_REPORT_SIZE,

@@ -155,6 +155,36 @@ function spl(source: string, key: string, value: unknown): number {
   return n;
 }
 
+function positiveInteger(source: string, key: string, value: unknown): number {
+  const v = typeof value === "bigint" ? Number(value) : value;
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+    fail(source, `"${key}" must be a positive integer`);
+  }
+  return v;
+}
+
+function minTcbValue(source: string, t: unknown): MinimumTcb {
+  if (typeof t !== "object" || t === null || Array.isArray(t)) {
+    fail(source, `"min_tcb" must be a table`);
+  }
+  const minTcb: MinimumTcb = {};
+  for (const [k, v] of Object.entries(t)) {
+    if (!TCB_KEYS.includes(k)) {
+      fail(source, `unknown key "min_tcb.${k}"; known keys are ${TCB_KEYS.join(", ")}`);
+    }
+    minTcb[k as keyof MinimumTcb] = spl(source, k, v);
+  }
+  return minTcb;
+}
+
+function simulatedRootValue(source: string, v: unknown): boolean | string {
+  if (typeof v === "boolean") return v;
+  if (typeof v === "string" && /^[0-9a-fA-F]{64}$/.test(v.replaceAll(":", ""))) {
+    return v.replaceAll(":", "").toLowerCase();
+  }
+  fail(source, `"trust_simulated_root" must be true, false or a SHA-256 fingerprint (hex)`);
+}
+
 /**
  * Makes a Policy from a decoded TOML table (or any plain object with the same
  * keys). `source` names the file in error messages.
@@ -201,28 +231,9 @@ export function policyFromTable(table: Record<string, unknown>, source = "policy
     policy.allowMigration = boolValue(source, "allow_migration", table.allow_migration);
   }
   if (table.max_age_seconds !== undefined) {
-    const v = typeof table.max_age_seconds === "bigint"
-      ? Number(table.max_age_seconds)
-      : table.max_age_seconds;
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      fail(source, `"max_age_seconds" must be a positive integer`);
-    }
-    policy.maxAgeSeconds = v;
+    policy.maxAgeSeconds = positiveInteger(source, "max_age_seconds", table.max_age_seconds);
   }
-  if (table.min_tcb !== undefined) {
-    const t = table.min_tcb;
-    if (typeof t !== "object" || t === null || Array.isArray(t)) {
-      fail(source, `"min_tcb" must be a table`);
-    }
-    const minTcb: MinimumTcb = {};
-    for (const [k, v] of Object.entries(t)) {
-      if (!TCB_KEYS.includes(k)) {
-        fail(source, `unknown key "min_tcb.${k}"; known keys are ${TCB_KEYS.join(", ")}`);
-      }
-      minTcb[k as keyof MinimumTcb] = spl(source, k, v);
-    }
-    policy.minTcb = minTcb;
-  }
+  if (table.min_tcb !== undefined) policy.minTcb = minTcbValue(source, table.min_tcb);
   if (table.allowed_tcb_statuses !== undefined) {
     policy.allowedTcbStatuses = stringList(
       source,
@@ -232,14 +243,7 @@ export function policyFromTable(table: Record<string, unknown>, source = "policy
     );
   }
   if (table.trust_simulated_root !== undefined) {
-    const v = table.trust_simulated_root;
-    if (typeof v === "boolean") {
-      policy.trustSimulatedRoot = v;
-    } else if (typeof v === "string" && /^[0-9a-fA-F]{64}$/.test(v.replaceAll(":", ""))) {
-      policy.trustSimulatedRoot = v.replaceAll(":", "").toLowerCase();
-    } else {
-      fail(source, `"trust_simulated_root" must be true, false or a SHA-256 fingerprint (hex)`);
-    }
+    policy.trustSimulatedRoot = simulatedRootValue(source, table.trust_simulated_root);
   }
   return policy;
 }

@@ -22,8 +22,100 @@ export interface Check {
   detail?: string;
 }
 
-/** Claims parsed from the evidence; values are strings, numbers, booleans or hex. */
-export type Claims = Record<string, string | number | boolean | null | Record<string, unknown>>;
+/**
+ * One claim's value. Binary fields (measurements, report data, ids, keys)
+ * are kept as bytes; hex appears only when claims are rendered for a person
+ * or as JSON ({@link claimsToJson} in claims_json.ts). An undefined value is
+ * left out of the JSON.
+ */
+export type ClaimValue =
+  | undefined
+  | Uint8Array
+  | string
+  | number
+  | boolean
+  | null
+  | readonly ClaimValue[]
+  | ClaimMap;
+
+/** Claims by name, in the order the verifier made them (the JSON keeps that order). */
+export interface ClaimMap {
+  /** A claim's value, by the claim's name. */
+  [name: string]: ClaimValue;
+}
+
+/** SEV-SNP claims: every report field (see spec/attestation-json.md), binary ones as bytes. */
+export interface SnpClaims extends ClaimMap {
+  /** MEASUREMENT, 48 bytes. */
+  measurement: Uint8Array;
+  /** REPORT_DATA, 64 bytes. */
+  reportData: Uint8Array;
+  /** HOST_DATA, 32 bytes. */
+  hostData: Uint8Array;
+  /** CHIP_ID, 64 bytes. */
+  chipId: Uint8Array;
+  /** FAMILY_ID and IMAGE_ID, 16 bytes each. */
+  familyId: Uint8Array;
+  /** IMAGE_ID. */
+  imageId: Uint8Array;
+  /** POLICY.DEBUG. */
+  debug: boolean;
+}
+
+/** Legacy SEV claims: the chain's certificates, the PDH key and AMD's key ids as bytes. */
+export interface SevClaims extends ClaimMap {
+  /** The PDH public key (uncompressed EC point, or RSA modulus). */
+  pdhPublicKey: Uint8Array;
+  /** The ASK's KEY_ID. */
+  askKeyId: Uint8Array;
+  /** The ARK's KEY_ID. */
+  arkKeyId: Uint8Array;
+}
+
+/** TDX claims: MRTD (also `measurement`), RTMR0–3, MRSEAM and the TD's other fields as bytes. */
+export interface TdxClaims extends ClaimMap {
+  /** MRTD, 48 bytes. */
+  mrTd: Uint8Array;
+  /** The measurement the policy matches: MRTD. */
+  measurement: Uint8Array;
+  /** RTMR0. */
+  rtmr0: Uint8Array;
+  /** RTMR1. */
+  rtmr1: Uint8Array;
+  /** RTMR2. */
+  rtmr2: Uint8Array;
+  /** RTMR3. */
+  rtmr3: Uint8Array;
+  /** REPORTDATA, 64 bytes. */
+  reportData: Uint8Array;
+  /** TD_ATTRIBUTES.DEBUG. */
+  debug: boolean;
+}
+
+/** SGX claims: MRENCLAVE (also `measurement`), MRSIGNER and the enclave's other fields as bytes. */
+export interface SgxClaims extends ClaimMap {
+  /** MRENCLAVE, 32 bytes. */
+  mrEnclave: Uint8Array;
+  /** The measurement the policy matches: MRENCLAVE (set by verifySgxQuote). */
+  measurement?: Uint8Array;
+  /** MRSIGNER, 32 bytes. */
+  mrSigner: Uint8Array;
+  /** REPORTDATA, 64 bytes. */
+  reportData: Uint8Array;
+  /** ATTRIBUTES.DEBUG. */
+  debug: boolean;
+}
+
+/** Nitro claims: PCRs by index, PCR0 as `measurement`, user data, nonce and public key as bytes. */
+export interface NitroClaims extends ClaimMap {
+  /** PCR0, or null when the document has none. */
+  measurement: Uint8Array | null;
+  /** `user_data`, or null. */
+  userData: Uint8Array | null;
+}
+
+/** Claims parsed from the evidence, typed per format; binary fields are bytes. */
+export type Claims = SnpClaims | SevClaims | TdxClaims | SgxClaims | NitroClaims | ClaimMap;
 
 /** The outcome of verifying evidence. */
 export interface VerificationResult {

@@ -1,19 +1,18 @@
 /**
  * One entry point for every evidence format: detects the format (or takes
  * the caller's), unwraps an evidence bundle, dispatches to the SEV-SNP,
- * TDX, SGX or Nitro verifier, and applies the parts of the policy that are
- * common to all formats (accepted platforms, measurements, report data,
- * maximum age) to the formats whose verifiers do not.
+ * TDX, SGX or Nitro verifier, and evaluates the policy (policy_checks.ts)
+ * over the claims of the formats whose verifiers do not (SNP's does, with
+ * its own fields).
  *
  * @module
  */
-import { bytesEqual } from "../bytes.ts";
 import { detectEvidence } from "./evidence_format.ts";
 import type { IntelCollateral } from "./intel/intel_collateral.ts";
 import { verifyNitroDocument } from "./aws/nitro.ts";
-import { DEFAULT_POLICY, type Policy } from "./policy.ts";
+import { DEFAULT_POLICY } from "./policy.ts";
+import { evaluatePolicy, genericPolicyProfile, type PolicySubject } from "./policy_checks.ts";
 import {
-  type Check,
   type EvidenceFormat,
   MalformedEvidenceError,
   resultFromChecks,
@@ -36,74 +35,20 @@ export interface VerifyEvidenceOptions extends SnpVerifyOptions {
   collateral?: readonly (Uint8Array | IntelCollateral)[];
 }
 
-function hexClaim(value: unknown): Uint8Array | null {
-  if (typeof value !== "string") return null;
-  try {
-    return Uint8Array.fromHex(value);
-  } catch {
-    return null;
-  }
+function bytesClaim(value: unknown): Uint8Array | null {
+  return value instanceof Uint8Array ? value : null;
 }
 
-function padTo(bytes: Uint8Array, size: number): Uint8Array {
-  const out = new Uint8Array(Math.max(size, bytes.length));
-  out.set(bytes);
-  return out;
-}
-
-/** Policy checks for the formats whose verifiers take no policy beyond debug. */
-function commonPolicyChecks(
-  result: VerificationResult,
-  policy: Policy,
-  options: VerifyEvidenceOptions,
-): Check[] {
-  const checks: Check[] = [];
+/** What the policy is evaluated against for the formats other than SNP. */
+function policySubject(result: VerificationResult): PolicySubject {
   const claims = result.claims;
-  if (policy.platforms) {
-    checks.push({
-      id: "platform",
-      description: `The policy accepts ${result.format} evidence`,
-      ok: policy.platforms.includes(result.format),
-      detail: `allowed: ${policy.platforms.join(", ")}`,
-    });
-  }
-  const measurements = [
-    ...(policy.measurements ?? []),
-    ...(options.measurement ? [options.measurement] : []),
-  ];
-  if (measurements.length > 0) {
-    const m = hexClaim(claims.measurement);
-    const ok = m !== null && measurements.some((x) => bytesEqual(padTo(x, m.length), m));
-    checks.push({
-      id: "measurement",
-      description: "The measurement is one the policy expects",
-      ok,
-      detail: m === null ? "the evidence has no measurement" : String(claims.measurement),
-    });
-  }
-  const expected = options.reportData ?? policy.reportData;
-  if (expected) {
-    const got = hexClaim(claims.reportData ?? claims.userData);
-    const ok = got !== null && bytesEqual(padTo(expected, got.length), got);
-    checks.push({
-      id: "report-data",
-      description: "The report data is what the verifier expects",
-      ok,
-      detail: got === null
-        ? "the evidence carries no report data"
-        : String(claims.reportData ?? claims.userData),
-    });
-  }
-  if (policy.maxAgeSeconds !== undefined && typeof claims.time === "string") {
-    const age = (options.at.getTime() - new Date(claims.time).getTime()) / 1000;
-    checks.push({
-      id: "max-age",
-      description: `The evidence is at most ${policy.maxAgeSeconds} s old`,
-      ok: age <= policy.maxAgeSeconds,
-      detail: `made ${claims.time}, ${Math.round(age)} s before ${options.at.toISOString()}`,
-    });
-  }
-  return checks;
+  return {
+    format: result.format,
+    profile: genericPolicyProfile(result.format),
+    measurement: bytesClaim(claims.measurement),
+    reportData: bytesClaim(claims.reportData ?? claims.userData),
+    ...(typeof claims.time === "string" ? { time: claims.time } : {}),
+  };
 }
 
 /**
@@ -146,7 +91,10 @@ export async function verifyEvidence(
         : detected.format === "sgx"
         ? await verifySgxQuote(detected.evidence, intel)
         : await verifyNitroDocument(detected.evidence, common);
-      const checks = [...result.checks, ...commonPolicyChecks(result, policy, options)];
+      const checks = [
+        ...result.checks,
+        ...evaluatePolicy(policySubject(result), { ...options, policy }),
+      ];
       return resultFromChecks(result.format, {
         checks,
         claims: result.claims,

@@ -601,8 +601,8 @@ async function verifyKeep(
     });
   }
   // Belt and braces: the binding must be exactly ours whatever the verifier did.
-  const claimed = result.claims.report_data ?? result.claims.reportData;
-  if (typeof claimed === "string" && !bindsReportData(claimed, reportData)) {
+  const claimed = result.claims.reportData;
+  if (!(claimed instanceof Uint8Array) || !bytesEqualConstantTime(claimed, reportData)) {
     throw new EnarxError(
       "report-data-mismatch",
       "The evidence's report data does not bind this deploy's nonce and the keep's sealing key",
@@ -610,17 +610,6 @@ async function verifyKeep(
     );
   }
   return result;
-}
-
-/** Whether the verifier's hex report-data claim is exactly `reportData` (malformed hex is not). */
-function bindsReportData(claimed: string, reportData: Uint8Array): boolean {
-  let bytes: Uint8Array;
-  try {
-    bytes = Uint8Array.fromHex(claimed);
-  } catch {
-    return false;
-  }
-  return bytesEqualConstantTime(bytes, reportData);
 }
 
 function describeVerification(result: VerificationResult): string {

@@ -20,8 +20,9 @@
  */
 import { FieldReader, isAllZero, reversed } from "../_bytes.ts";
 import { bytesEqual } from "../../bytes.ts";
+import { cachedParse } from "../_cert_cache.ts";
 import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "../result.ts";
-import type { Check, Claims } from "../result.ts";
+import type { Check, ClaimMap, SevClaims } from "../result.ts";
 import {
   type AmdCaCert,
   parseAmdCaCert,
@@ -32,6 +33,7 @@ import {
   SEV_USAGE,
   sevAlgoName,
   type SevCert,
+  type SevEcKey,
   type SevRsaKey,
   type SevSignatureSlot,
   sevUsageName,
@@ -217,56 +219,74 @@ async function checkSlot(
     };
   }
   const key = signer.publicKey;
-  if (key.kind === "ec") {
-    if (slot.algo !== SEV_ALGO.ecdsaSha256 && slot.algo !== SEV_ALGO.ecdsaSha384) {
-      return { ok: false, detail: `${where} algorithm ${sevAlgoName(slot.algo)} is not ECDSA` };
-    }
-    const size = key.curve === "P-384" ? 48 : 32;
-    const r = slot.raw.subarray(0, 72);
-    const s = slot.raw.subarray(72, 144);
-    if (
-      !isAllZero(r.subarray(size)) || !isAllZero(s.subarray(size)) ||
-      !isAllZero(slot.raw.subarray(144))
-    ) {
-      return { ok: false, detail: `${where} has non-zero bytes beyond R and S` };
-    }
-    const raw = new Uint8Array(2 * size);
-    raw.set(reversed(r.subarray(0, size)));
-    raw.set(reversed(s.subarray(0, size)), size);
-    const hash = slot.algo === SEV_ALGO.ecdsaSha256 ? "SHA-256" : "SHA-384";
-    try {
-      const k = await crypto.subtle.importKey(
-        "jwk",
-        {
-          kty: "EC",
-          crv: key.curve,
-          x: key.x.toBase64(BASE64URL),
-          y: key.y.toBase64(BASE64URL),
-          ext: true,
-        },
-        { name: "ECDSA", namedCurve: key.curve },
-        false,
-        ["verify"],
-      );
-      const ok = await crypto.subtle.verify(
-        { name: "ECDSA", hash },
-        k,
-        raw,
-        signed.signed as Uint8Array<ArrayBuffer>,
-      );
-      return {
-        ok,
-        detail: `${where}, ECDSA ${key.curve} with ${hash}: ${ok ? "valid" : "invalid"}`,
-      };
-    } catch (error) {
-      return {
-        ok: false,
-        detail: `${where}: the signer's key is not a valid ${key.curve} point (${
-          error instanceof Error ? error.message : error
-        })`,
-      };
-    }
+  if (key.kind === "ec") return await checkEcdsaSlot(signed, slot, key);
+  return await checkRsaSlot(signed, slot, key);
+}
+
+/** Checks an ECDSA signature slot: R and S little-endian in 72-byte fields, then zeros. */
+async function checkEcdsaSlot(
+  signed: SevCert,
+  slot: SevSignatureSlot,
+  key: SevEcKey,
+): Promise<SigOutcome> {
+  const where = `slot ${slot.slot}`;
+  if (slot.algo !== SEV_ALGO.ecdsaSha256 && slot.algo !== SEV_ALGO.ecdsaSha384) {
+    return { ok: false, detail: `${where} algorithm ${sevAlgoName(slot.algo)} is not ECDSA` };
   }
+  const size = key.curve === "P-384" ? 48 : 32;
+  const r = slot.raw.subarray(0, 72);
+  const s = slot.raw.subarray(72, 144);
+  if (
+    !isAllZero(r.subarray(size)) || !isAllZero(s.subarray(size)) ||
+    !isAllZero(slot.raw.subarray(144))
+  ) {
+    return { ok: false, detail: `${where} has non-zero bytes beyond R and S` };
+  }
+  const raw = new Uint8Array(2 * size);
+  raw.set(reversed(r.subarray(0, size)));
+  raw.set(reversed(s.subarray(0, size)), size);
+  const hash = slot.algo === SEV_ALGO.ecdsaSha256 ? "SHA-256" : "SHA-384";
+  try {
+    const k = await crypto.subtle.importKey(
+      "jwk",
+      {
+        kty: "EC",
+        crv: key.curve,
+        x: key.x.toBase64(BASE64URL),
+        y: key.y.toBase64(BASE64URL),
+        ext: true,
+      },
+      { name: "ECDSA", namedCurve: key.curve },
+      false,
+      ["verify"],
+    );
+    const ok = await crypto.subtle.verify(
+      { name: "ECDSA", hash },
+      k,
+      raw,
+      signed.signed as Uint8Array<ArrayBuffer>,
+    );
+    return {
+      ok,
+      detail: `${where}, ECDSA ${key.curve} with ${hash}: ${ok ? "valid" : "invalid"}`,
+    };
+  } catch (error) {
+    return {
+      ok: false,
+      detail: `${where}: the signer's key is not a valid ${key.curve} point (${
+        error instanceof Error ? error.message : error
+      })`,
+    };
+  }
+}
+
+/** Checks an RSA-PSS signature slot: the signature little-endian, then zeros. */
+async function checkRsaSlot(
+  signed: SevCert,
+  slot: SevSignatureSlot,
+  key: SevRsaKey,
+): Promise<SigOutcome> {
+  const where = `slot ${slot.slot}`;
   const { hash } = rsaHashFor(key);
   const want = key.bits === 2048 ? SEV_ALGO.rsaSha256 : SEV_ALGO.rsaSha384;
   if (slot.algo !== want) {
@@ -339,7 +359,7 @@ function check(id: string, description: string, outcome: SigOutcome): Check {
   return { id, description, ok: outcome.ok, detail: outcome.detail };
 }
 
-function certClaims(cert: SevCert): Record<string, unknown> {
+function certClaims(cert: SevCert): ClaimMap {
   return {
     apiVersion: `${cert.apiMajor}.${cert.apiMinor}`,
     usage: `0x${cert.usage.toString(16).padStart(4, "0")}`,
@@ -352,6 +372,15 @@ function certClaims(cert: SevCert): Record<string, unknown> {
   };
 }
 
+/**
+ * An embedded ARK or ASK, parsed once through the shared certificate cache
+ * (supplied certificates are parsed each time: their bytes belong to the
+ * caller).
+ */
+function embeddedCaCert(bytes: Uint8Array, what: string): AmdCaCert {
+  return cachedParse("amd-ca", bytes, () => parseAmdCaCert(bytes, what));
+}
+
 /** Which generation's embedded ARK/ASK to use, and the ASK to check the CEK with. */
 async function chooseGeneration(
   cek: SevCert,
@@ -361,8 +390,8 @@ async function chooseGeneration(
   if (wanted !== "auto") return wanted;
   const roots = allSevLegacyRoots().map((r) => ({
     generation: r.generation,
-    ark: parseAmdCaCert(r.ark, "embedded ARK"),
-    ask: parseAmdCaCert(r.ask, "embedded ASK"),
+    ark: embeddedCaCert(r.ark, "embedded ARK"),
+    ask: embeddedCaCert(r.ask, "embedded ASK"),
   }));
   if (ask) {
     const byKey = roots.find((r) => bytesEqual(r.ask.keyId, ask.keyId)) ??
@@ -391,6 +420,33 @@ export async function verifySevChain(
   certs: SevChainCerts,
   options: SevChainOptions = {},
 ): Promise<VerificationResult> {
+  const chain = await parseSevChain(certs, options);
+  const checks: Check[] = [
+    sevFormatCheck(chain),
+    ...await sevSignatureChecks(chain),
+    sevRootCheck(chain, options),
+  ];
+  return resultFromChecks("sev", { checks, claims: sevChainClaims(chain) });
+}
+
+/** The parsed certificates of a legacy SEV chain and the generation of its ASK and ARK. */
+interface ParsedSevChain {
+  pdh: SevCert;
+  pek: SevCert;
+  oca: SevCert;
+  cek: SevCert;
+  ask: AmdCaCert;
+  ark: AmdCaCert;
+  suppliedAsk: boolean;
+  suppliedArk: boolean;
+  generation: SevGeneration;
+}
+
+/** Parses every certificate and takes the missing ASK and ARK from the chosen generation. */
+async function parseSevChain(
+  certs: SevChainCerts,
+  options: SevChainOptions,
+): Promise<ParsedSevChain> {
   const pdh = parseSevCert(certs.pdh, "PDH certificate");
   const pek = parseSevCert(certs.pek, "PEK certificate");
   const oca = parseSevCert(certs.oca, "OCA certificate");
@@ -405,11 +461,21 @@ export async function verifySevChain(
   }
   const generation = await chooseGeneration(cek, suppliedAsk, wanted);
   const embedded = sevLegacyRoots(generation);
-  const ask = suppliedAsk ?? parseAmdCaCert(embedded.ask, "embedded ASK");
-  const ark = suppliedArk ?? parseAmdCaCert(embedded.ark, "embedded ARK");
-  const pinned = [embedded.ark, ...(options.trustedRoots ?? [])];
+  return {
+    pdh,
+    pek,
+    oca,
+    cek,
+    ask: suppliedAsk ?? embeddedCaCert(embedded.ask, "embedded ASK"),
+    ark: suppliedArk ?? embeddedCaCert(embedded.ark, "embedded ARK"),
+    suppliedAsk: suppliedAsk !== undefined,
+    suppliedArk: suppliedArk !== undefined,
+    generation,
+  };
+}
 
-  // format: each certificate is what its place in the chain needs.
+/** The `format` check: each certificate is what its place in the chain needs. */
+function sevFormatCheck({ pdh, pek, oca, cek, ask, ark, generation }: ParsedSevChain): Check {
   const problems: string[] = [];
   const expect = (name: string, cert: SevCert, usage: number, algos: number[]) => {
     if (cert.usage !== usage) {
@@ -428,44 +494,57 @@ export async function verifySevChain(
   expect("CEK", cek, SEV_USAGE.cek, [SEV_ALGO.ecdsaSha256, SEV_ALGO.ecdsaSha384]);
   if (ask.usage !== SEV_USAGE.ask) problems.push(`the ASK has usage ${sevUsageName(ask.usage)}`);
   if (ark.usage !== SEV_USAGE.ark) problems.push(`the ARK has usage ${sevUsageName(ark.usage)}`);
-  const checks: Check[] = [{
+  return {
     id: "format",
     description: "The certificates are a PDH, PEK, OCA, CEK, ASK and ARK with fitting keys",
     ok: problems.length === 0,
     detail: problems.length === 0
       ? `SEV certificates version 1; ${generation} ASK and ARK (RSA-${ask.publicKey.bits})`
       : problems.join("; "),
-  }];
+  };
+}
 
-  checks.push(check(
-    "pdh-signature",
-    "The PEK signed the PDH",
-    await checkSlot(pdh, pdh.signatures[0], pek, SEV_USAGE.pek),
-  ));
-  checks.push(check(
-    "pek-oca-signature",
-    "The OCA signed the PEK (signature slot 1)",
-    await checkSlot(pek, pek.signatures[0], oca, SEV_USAGE.oca),
-  ));
-  checks.push(check(
-    "pek-cek-signature",
-    "The CEK signed the PEK (signature slot 2)",
-    await checkSlot(pek, pek.signatures[1], cek, SEV_USAGE.cek),
-  ));
-  checks.push(check(
-    "oca-self-signature",
-    "The OCA is self-signed (the platform owns itself)",
-    await checkSlot(oca, oca.signatures[0], oca, SEV_USAGE.oca),
-  ));
-  checks.push(check(
-    "cek-signature",
-    `AMD's ASK signed the CEK`,
-    await checkSlot(cek, cek.signatures[0], ask, SEV_USAGE.ask),
-  ));
-  checks.push(check("ask-signature", "The ARK signed the ASK", await checkCa(ask, ark)));
-  checks.push(check("ark-self-signature", "The ARK is self-signed", await checkCa(ark, ark)));
+/** Every signature of the chain, from the PDH up to the ARK's self-signature. */
+async function sevSignatureChecks({ pdh, pek, oca, cek, ask, ark }: ParsedSevChain) {
+  return [
+    check(
+      "pdh-signature",
+      "The PEK signed the PDH",
+      await checkSlot(pdh, pdh.signatures[0], pek, SEV_USAGE.pek),
+    ),
+    check(
+      "pek-oca-signature",
+      "The OCA signed the PEK (signature slot 1)",
+      await checkSlot(pek, pek.signatures[0], oca, SEV_USAGE.oca),
+    ),
+    check(
+      "pek-cek-signature",
+      "The CEK signed the PEK (signature slot 2)",
+      await checkSlot(pek, pek.signatures[1], cek, SEV_USAGE.cek),
+    ),
+    check(
+      "oca-self-signature",
+      "The OCA is self-signed (the platform owns itself)",
+      await checkSlot(oca, oca.signatures[0], oca, SEV_USAGE.oca),
+    ),
+    check(
+      "cek-signature",
+      `AMD's ASK signed the CEK`,
+      await checkSlot(cek, cek.signatures[0], ask, SEV_USAGE.ask),
+    ),
+    check("ask-signature", "The ARK signed the ASK", await checkCa(ask, ark)),
+    check("ark-self-signature", "The ARK is self-signed", await checkCa(ark, ark)),
+  ];
+}
+
+/** The `root` check: the ARK equals the embedded one of its generation or a trusted root. */
+function sevRootCheck(
+  { ark, generation, suppliedArk }: ParsedSevChain,
+  options: SevChainOptions,
+): Check {
+  const pinned = [sevLegacyRoots(generation).ark, ...(options.trustedRoots ?? [])];
   const pinnedMatch = pinned.some((p) => bytesEqual(p, ark.bytes));
-  checks.push({
+  return {
     id: "root",
     description: "The ARK is AMD's, pinned (a supplied ARK is compared, never trusted)",
     ok: pinnedMatch,
@@ -473,23 +552,26 @@ export async function verifySevChain(
       ? `the ${generation} ARK, KEY_ID ${ark.keyId.toHex()}${suppliedArk ? " (supplied)" : ""}`
       : `the ARK with KEY_ID ${ark.keyId.toHex()} is not AMD's ${generation} ARK nor a ` +
         `trusted root`,
-  });
+  };
+}
 
+/** What a legacy SEV chain says: the generation, each certificate, the PDH key, the AMD key ids. */
+function sevChainClaims(chain: ParsedSevChain): SevClaims {
+  const { pdh, pek, oca, cek, ask, ark } = chain;
   const pdhKey = pdh.publicKey;
-  const claims: Claims = {
-    generation,
+  return {
+    generation: chain.generation,
     pdh: certClaims(pdh),
     pek: certClaims(pek),
     oca: certClaims(oca),
     cek: certClaims(cek),
     pdhPublicKey: pdhKey.kind === "ec"
-      ? Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y).toHex()
-      : pdhKey.modulus.toHex(),
-    askKeyId: ask.keyId.toHex(),
-    askCertifyingId: ask.certifyingId.toHex(),
-    arkKeyId: ark.keyId.toHex(),
-    askSupplied: suppliedAsk !== undefined,
-    arkSupplied: suppliedArk !== undefined,
+      ? Uint8Array.of(0x04, ...pdhKey.x, ...pdhKey.y)
+      : pdhKey.modulus.slice(),
+    askKeyId: ask.keyId.slice(),
+    askCertifyingId: ask.certifyingId.slice(),
+    arkKeyId: ark.keyId.slice(),
+    askSupplied: chain.suppliedAsk,
+    arkSupplied: chain.suppliedArk,
   };
-  return resultFromChecks("sev", { checks, claims });
 }

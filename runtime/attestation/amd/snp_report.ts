@@ -11,7 +11,7 @@
  * @module
  */
 import { defineLayout, FieldReader, isAllZero, reversed } from "../_bytes.ts";
-import { MalformedEvidenceError } from "../result.ts";
+import { type ClaimMap, MalformedEvidenceError, type SnpClaims } from "../result.ts";
 
 /** The size of an ATTESTATION_REPORT: 0x4A0 bytes. */
 export const SNP_REPORT_SIZE = 0x4a0;
@@ -330,6 +330,43 @@ function signingKeyName(value: number): SnpSigningKey {
   return "reserved";
 }
 
+type SnpReportField = (typeof SNP_REPORT_LAYOUT.fields)[number]["name"];
+
+/** Reserved fields that are not zero and bits that must be set but are not. */
+function snpFormatProblems(
+  f: FieldReader<SnpReportField>,
+  { version, keyInfoRaw, policy, signatureAlgo }: {
+    version: number;
+    keyInfoRaw: number;
+    policy: SnpPolicy;
+    signatureAlgo: number;
+  },
+): string[] {
+  const problems: string[] = [];
+  const mustBeZero: Parameters<typeof f.isZero>[0][] = [
+    "reserved04c",
+    "reserved18b",
+    "reserved1eb",
+    "reserved1ef",
+    "reserved208",
+    "signatureReserved",
+  ];
+  if (version < 3) mustBeZero.push("cpuidFamId", "cpuidModId", "cpuidStep");
+  if (version < 5) mustBeZero.push("launchMitVector", "currentMitVector");
+  for (const name of mustBeZero) if (!f.isZero(name)) problems.push(`${name} is not zero`);
+  if (!isAllZero(f.view("signatureR").subarray(48))) problems.push("signature R padding not zero");
+  if (!isAllZero(f.view("signatureS").subarray(48))) problems.push("signature S padding not zero");
+  if (keyInfoRaw >>> 5 !== 0) {
+    problems.push(`KEY_INFO reserved bits set (0x${keyInfoRaw.toString(16)})`);
+  }
+  if (!policy.reservedOne) problems.push("POLICY bit 17 (reserved, must be 1) is 0");
+  if (policy.reservedHigh !== 0n) problems.push("POLICY bits 63:26 are not zero");
+  if (signatureAlgo !== 1) {
+    problems.push(`SIGNATURE_ALGO is ${signatureAlgo}, not 1 (ECDSA P-384 with SHA-384)`);
+  }
+  return problems;
+}
+
 /**
  * Parses an ATTESTATION_REPORT. Throws MalformedEvidenceError when the bytes
  * are not 1184 long or the version is not 2 to 5; other oddities (reserved
@@ -355,7 +392,6 @@ export function parseSnpReport(
       `Unsupported SEV-SNP report version "${version}"; enarx reads versions 2 to 5`,
     );
   }
-  const problems: string[] = [];
   const cpuid = version >= 3
     ? { family: f.uint("cpuidFamId"), model: f.uint("cpuidModId"), stepping: f.uint("cpuidStep") }
     : null;
@@ -363,29 +399,7 @@ export function parseSnpReport(
   const keyInfoRaw = f.uint("keyInfo");
   const policy = decodeSnpPolicy(f.u64("policy"));
   const signatureAlgo = f.uint("signatureAlgo");
-
-  const mustBeZero: Parameters<typeof f.isZero>[0][] = [
-    "reserved04c",
-    "reserved18b",
-    "reserved1eb",
-    "reserved1ef",
-    "reserved208",
-    "signatureReserved",
-  ];
-  if (version < 3) mustBeZero.push("cpuidFamId", "cpuidModId", "cpuidStep");
-  if (version < 5) mustBeZero.push("launchMitVector", "currentMitVector");
-  for (const name of mustBeZero) if (!f.isZero(name)) problems.push(`${name} is not zero`);
-  if (!isAllZero(f.view("signatureR").subarray(48))) problems.push("signature R padding not zero");
-  if (!isAllZero(f.view("signatureS").subarray(48))) problems.push("signature S padding not zero");
-  if (keyInfoRaw >>> 5 !== 0) {
-    problems.push(`KEY_INFO reserved bits set (0x${keyInfoRaw.toString(16)})`);
-  }
-  if (!policy.reservedOne) problems.push("POLICY bit 17 (reserved, must be 1) is 0");
-  if (policy.reservedHigh !== 0n) problems.push("POLICY bits 63:26 are not zero");
-  if (signatureAlgo !== 1) {
-    problems.push(`SIGNATURE_ALGO is ${signatureAlgo}, not 1 (ECDSA P-384 with SHA-384)`);
-  }
-
+  const problems = snpFormatProblems(f, { version, keyInfoRaw, policy, signatureAlgo });
   const signature = new Uint8Array(96);
   signature.set(reversed(f.view("signatureR").subarray(0, 48)), 0);
   signature.set(reversed(f.view("signatureS").subarray(0, 48)), 48);
@@ -441,9 +455,9 @@ export function parseSnpReport(
 }
 
 /** A TCB as a JSON-friendly object. */
-export function snpTcbClaims(tcb: SnpTcb): Record<string, unknown> {
+export function snpTcbClaims(tcb: SnpTcb): ClaimMap {
   return {
-    raw: tcb.raw.toHex(),
+    raw: tcb.raw.slice(),
     ...(tcb.fmc === null ? {} : { fmc: tcb.fmc }),
     bootloader: tcb.bootloader,
     tee: tcb.tee,
@@ -457,13 +471,11 @@ function hex64(v: bigint): string {
 }
 
 /**
- * Every field of a report as JSON-friendly claims (camelCase keys, bytes as
- * lower-case hex, 64-bit values as "0x…" strings). Documented in
+ * Every field of a report as claims (camelCase keys, bytes as bytes, which
+ * claimsToJson renders as lower-case hex, 64-bit values as "0x…" strings). Documented in
  * spec/attestation-json.md.
  */
-export function snpReportClaims(
-  report: SnpReport,
-): Record<string, string | number | boolean | null | Record<string, unknown>> {
+export function snpReportClaims(report: SnpReport): SnpClaims {
   const fw = (v: SnpFirmwareVersion) => `${v.major}.${v.minor}.${v.build}`;
   const p = report.policy;
   const pi = report.platformInfo;
@@ -487,8 +499,8 @@ export function snpReportClaims(
     },
     debug: p.debug,
     migrationAgent: p.migrateMa,
-    familyId: report.familyId.toHex(),
-    imageId: report.imageId.toHex(),
+    familyId: report.familyId,
+    imageId: report.imageId,
     vmpl: report.vmpl,
     signatureAlgo: report.signatureAlgo,
     currentTcb: snpTcbClaims(report.currentTcb),
@@ -510,20 +522,20 @@ export function snpReportClaims(
       signingKey: report.keyInfo.signingKey,
     },
     signingKey: report.keyInfo.signingKey,
-    reportData: report.reportData.toHex(),
-    measurement: report.measurement.toHex(),
-    hostData: report.hostData.toHex(),
-    idKeyDigest: report.idKeyDigest.toHex(),
-    authorKeyDigest: report.authorKeyDigest.toHex(),
-    reportId: report.reportId.toHex(),
-    reportIdMa: report.reportIdMa.toHex(),
+    reportData: report.reportData,
+    measurement: report.measurement,
+    hostData: report.hostData,
+    idKeyDigest: report.idKeyDigest,
+    authorKeyDigest: report.authorKeyDigest,
+    reportId: report.reportId,
+    reportIdMa: report.reportIdMa,
     reportedTcb: snpTcbClaims(report.reportedTcb),
     cpuid: report.cpuid === null ? null : {
       family: report.cpuid.family,
       model: report.cpuid.model,
       stepping: report.cpuid.stepping,
     },
-    chipId: report.chipId.toHex(),
+    chipId: report.chipId,
     committedTcb: snpTcbClaims(report.committedTcb),
     currentFirmware: fw(report.currentVersion),
     committedFirmware: fw(report.committedVersion),

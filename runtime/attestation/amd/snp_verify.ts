@@ -26,19 +26,21 @@ import {
   X509Crl,
 } from "../../x509.ts";
 import { isAllZero } from "../_bytes.ts";
+import { cachedParse, clearCertificateCache } from "../_cert_cache.ts";
+import { signedBy as signedByShared } from "../_x509_chain.ts";
 import { bytesEqual } from "../../bytes.ts";
 import { AMD_SNP_ROOTS } from "./amd_roots.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
 import {
   type Check,
-  type Claims,
   MalformedEvidenceError,
   resultFromChecks,
+  type SnpClaims,
   type VerificationResult,
 } from "../result.ts";
+import { evaluatePolicy, type PolicySubject, SNP_POLICY_PROFILE } from "../policy_checks.ts";
 import { looksLikeSnpCertTable, parseSnpCertTable } from "./snp_cert_table.ts";
 import {
-  decodeSnpTcb,
   parseSnpReport,
   SNP_PRODUCTS,
   type SnpProduct,
@@ -167,20 +169,8 @@ interface CertEntry {
   cert: X509Certificate;
   fingerprint: string;
   commonName: string;
-  /** Issuers whose signature over this certificate was checked and is valid. */
-  verifiedBy: Set<CertEntry>;
   ecdsaKey?: Promise<CryptoKey>;
   extensions?: AmdCertExtensions;
-}
-
-const CACHE_LIMIT = 512;
-const certCache = new Map<number, CertEntry[]>();
-let cacheSize = 0;
-
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
-  return (h ^ bytes.length) >>> 0;
 }
 
 function commonNameOf(cert: X509Certificate): string {
@@ -188,14 +178,11 @@ function commonNameOf(cert: X509Certificate): string {
   return cn.length > 0 ? cn[0] : cert.subject;
 }
 
-async function certEntry(der: Uint8Array): Promise<CertEntry> {
-  const key = fnv1a(der);
-  const bucket = certCache.get(key);
-  const hit = bucket?.find((e) => bytesEqual(e.der, der));
-  if (hit) return hit;
+/** A certificate parsed through the shared cache, with what the SNP checks read of it. */
+function certEntry(der: Uint8Array): Promise<CertEntry> {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(der.slice());
+    cert = cachedParse("x509", der, () => new X509Certificate(der.slice()));
     // Touch the fields we use, so that a malformed certificate fails here.
     void cert.subject, cert.issuer, cert.notBefore, cert.notAfter, cert.publicKey;
   } catch (error) {
@@ -206,37 +193,27 @@ async function certEntry(der: Uint8Array): Promise<CertEntry> {
       { cause: error },
     );
   }
-  const entry: CertEntry = {
+  return cachedParse("amd-snp", der, async () => ({
     der: der.slice(),
     cert,
     fingerprint: await sha256Fingerprint(der),
     commonName: commonNameOf(cert),
-    verifiedBy: new Set(),
-  };
-  if (cacheSize >= CACHE_LIMIT) {
-    certCache.clear();
-    cacheSize = 0;
-  }
-  const list = certCache.get(key) ?? [];
-  list.push(entry);
-  certCache.set(key, list);
-  cacheSize++;
-  return entry;
+  }));
 }
 
-/** Forgets every parsed certificate and checked signature (for a cold benchmark). */
+/**
+ * Forgets every parsed certificate and checked signature, AMD's and the other
+ * vendors' alike (one cache), and the embedded roots (for a cold benchmark).
+ */
 export function clearSnpCertificateCache(): void {
-  certCache.clear();
-  cacheSize = 0;
+  clearCertificateCache();
   embedded = undefined;
 }
 
+/** Whether `issuer` signed `child` (RSA-PSS or ECDSA), checked once per pair. */
 async function signedBy(child: CertEntry, issuer: CertEntry): Promise<boolean> {
-  if (child.verifiedBy.has(issuer)) return true;
   if (child.cert.issuer !== issuer.cert.subject) return false;
-  const ok = await verifySignedBy(child.cert, issuer.cert);
-  if (ok) child.verifiedBy.add(issuer);
-  return ok;
+  return await signedByShared(child.cert, issuer.cert, "x509");
 }
 
 interface EmbeddedRoot {
@@ -325,12 +302,6 @@ function isAmdPss(cert: X509Certificate): boolean {
 
 function iso(d: Date): string {
   return isNaN(d.getTime()) ? String(d) : d.toISOString();
-}
-
-function padTo(bytes: Uint8Array, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  out.set(bytes.subarray(0, size));
-  return out;
 }
 
 interface Chain {
@@ -557,7 +528,7 @@ function snpClaims(
     product: SnpProduct | null;
     leafName: string;
   },
-): Claims {
+): SnpClaims {
   const claims = snpReportClaims(report);
   claims.product = product;
   claims.chain = {
@@ -625,7 +596,7 @@ export async function verifySnpReport(
   checks.push(await signatureCheck(report, chain.leaf));
 
   // 7. Policy.
-  checks.push(...policyChecks(report, policy, options, product));
+  checks.push(...evaluatePolicy(snpPolicySubject(report, product), { ...options, policy }));
 
   const claims = snpClaims(report, { chain, ext, product, leafName });
   return resultFromChecks("snp", { checks, claims, simulated: chain.simulated });
@@ -756,136 +727,18 @@ async function signatureCheck(report: SnpReport, leaf: CertEntry | undefined): P
   );
 }
 
-/** The policy's platform and product checks. */
-function platformChecks(policy: Policy, product: SnpProduct | null): Check[] {
-  const checks: Check[] = [];
-  if (policy.platforms) {
-    checks.push(check(
-      "platform",
-      "The policy accepts SEV-SNP evidence",
-      policy.platforms.includes("snp"),
-      `allowed: ${policy.platforms.join(", ")}`,
-    ));
-  }
-  if (policy.products) {
-    checks.push(check(
-      "product",
-      "The policy accepts this product",
-      product !== null && policy.products.includes(product),
-      `${product ?? "unknown"}; allowed: ${policy.products.join(", ")}`,
-    ));
-  }
-  return checks;
-}
-
-/** The debug and migration checks of the guest policy. */
-function guestPolicyChecks(report: SnpReport, policy: Policy): Check[] {
-  const checks: Check[] = [];
-  checks.push(check(
-    "debug",
-    "Debugging is off (POLICY.DEBUG), or the policy allows it",
-    !report.policy.debug || policy.allowDebug,
-    report.policy.debug
-      ? policy.allowDebug
-        ? "DEBUG is set, allowed by policy: the host can read the guest's memory"
-        : "DEBUG is set: the host can read and change the guest's memory; set allow_debug = true only for development"
-      : "DEBUG is off",
-  ));
-  checks.push(check(
-    "migration",
-    "No migration agent may be bound (POLICY.MIGRATE_MA), or the policy allows it",
-    !report.policy.migrateMa || policy.allowMigration,
-    report.policy.migrateMa
-      ? policy.allowMigration
-        ? "MIGRATE_MA is set, allowed by policy"
-        : "MIGRATE_MA is set; set allow_migration = true to accept it"
-      : "MIGRATE_MA is off",
-  ));
-  return checks;
-}
-
-/** The measurement, report data and host data checks. */
-function bindingChecks(report: SnpReport, policy: Policy, options: SnpVerifyOptions): Check[] {
-  const checks: Check[] = [];
-  const measurements = [
-    ...(policy.measurements ?? []),
-    ...(options.measurement ? [options.measurement] : []),
-  ];
-  if (measurements.length > 0) {
-    const ok = measurements.some((m) => bytesEqual(padTo(m, 48), report.measurement));
-    checks.push(check(
-      "measurement",
-      "The launch measurement is one the policy expects",
-      ok,
-      ok
-        ? report.measurement.toHex()
-        : `${report.measurement.toHex()} is not among ${measurements.length} expected measurement(s)`,
-    ));
-  }
-  const expectedData = options.reportData ?? policy.reportData;
-  if (expectedData) {
-    const ok = expectedData.length <= 64 && bytesEqual(padTo(expectedData, 64), report.reportData);
-    checks.push(check(
-      "report-data",
-      "REPORT_DATA is what the verifier expects (binds the nonce and key)",
-      ok,
-      ok
-        ? report.reportData.toHex()
-        : `expected ${padTo(expectedData, 64).toHex()}, got ${report.reportData.toHex()}`,
-    ));
-  }
-  if (policy.hostData) {
-    const ok = bytesEqual(padTo(policy.hostData, 32), report.hostData);
-    checks.push(check(
-      "host-data",
-      "HOST_DATA is what the policy expects",
-      ok,
-      ok
-        ? report.hostData.toHex()
-        : `expected ${padTo(policy.hostData, 32).toHex()}, got ${report.hostData.toHex()}`,
-    ));
-  }
-  return checks;
-}
-
-/** REPORTED_TCB against the policy's minimum, when it has one. */
-function minTcbChecks(report: SnpReport, policy: Policy, product: SnpProduct | null): Check[] {
-  const checks: Check[] = [];
-  if (policy.minTcb) {
-    const tcb = decodeSnpTcb(report.reportedTcb.raw, product);
-    const low: string[] = [];
-    for (const [name, min] of Object.entries(policy.minTcb)) {
-      if (min === undefined) continue;
-      const have = tcb[name as keyof typeof policy.minTcb];
-      if (have === null && name === "fmc") continue; // FMC exists on Turin only
-      if (have === null || have < min) low.push(`${name} ${have ?? "absent"} < ${min}`);
-    }
-    checks.push(check(
-      "min-tcb",
-      "REPORTED_TCB is at least the policy's minimum per component",
-      low.length === 0,
-      low.length === 0
-        ? `bootloader ${tcb.bootloader}, tee ${tcb.tee}, snp ${tcb.snp}, microcode ${tcb.microcode}${
-          tcb.fmc === null ? "" : `, fmc ${tcb.fmc}`
-        }`
-        : low.join("; "),
-    ));
-  }
-  return checks;
-}
-
-function policyChecks(
-  report: SnpReport,
-  policy: Policy,
-  options: SnpVerifyOptions,
-  product: SnpProduct | null,
-): Check[] {
-  return [
-    ...platformChecks(policy, product),
-    ...guestPolicyChecks(report, policy),
-    ...bindingChecks(report, policy, options),
-    ...minTcbChecks(report, policy, product),
-  ];
+/** What the policy is evaluated against: the report's typed claims and SNP's wording. */
+function snpPolicySubject(report: SnpReport, product: SnpProduct | null): PolicySubject {
+  return {
+    format: "snp",
+    profile: SNP_POLICY_PROFILE,
+    measurement: report.measurement,
+    reportData: report.reportData,
+    product,
+    guest: { debug: report.policy.debug, migrationAgent: report.policy.migrateMa },
+    hostData: report.hostData,
+    reportedTcb: report.reportedTcb,
+  };
 }
 
 async function revocationCheck(crls: Uint8Array[], chain: Chain, at: Date): Promise<Check> {

@@ -183,13 +183,13 @@ function payloadStep(
   claims.digest = payload.digest ?? null;
   claims.timestamp = payload.timestamp ?? null;
   claims.time = payload.timestamp === undefined ? null : new Date(payload.timestamp).toISOString();
-  const pcrs: Record<string, string> = {};
-  for (const [i, v] of [...payload.pcrs].sort((a, b) => a[0] - b[0])) pcrs[String(i)] = v.toHex();
+  const pcrs: Record<string, Uint8Array> = {};
+  for (const [i, v] of [...payload.pcrs].sort((a, b) => a[0] - b[0])) pcrs[String(i)] = v.slice();
   claims.pcrs = pcrs;
   claims.measurement = pcrs["0"] ?? null;
-  claims.publicKey = payload.publicKey ? payload.publicKey.toHex() : null;
-  claims.userData = payload.userData ? payload.userData.toHex() : null;
-  claims.nonce = payload.nonce ? payload.nonce.toHex() : null;
+  claims.publicKey = payload.publicKey ? payload.publicKey.slice() : null;
+  claims.userData = payload.userData ? payload.userData.slice() : null;
+  claims.nonce = payload.nonce ? payload.nonce.slice() : null;
 
   return { payload, check: result };
 }

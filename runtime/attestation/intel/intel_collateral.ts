@@ -387,7 +387,7 @@ export function parseIntelCollateral(bytes: Uint8Array, source: string): IntelCo
   const signedBytes = new TextEncoder().encode(signedText);
   const signatureHex = f.hex(top.signature, "signature", 64);
   const body = f.obj(JSON.parse(signedText), kind);
-  const common = {
+  const common: SignedCollateral = {
     signedBytes,
     signature: Uint8Array.fromHex(signatureHex),
     issueDate: f.date(body.issueDate, `${kind}.issueDate`),
@@ -399,25 +399,34 @@ export function parseIntelCollateral(bytes: Uint8Array, source: string): IntelCo
     ),
     source,
   };
-  if (kind === "enclaveIdentity") {
-    const version = f.int(body.version, "enclaveIdentity.version");
-    if (version !== 2) f.fail(`enclave identity version ${version} is not supported; expected 2`);
-    return {
-      kind,
-      ...common,
-      id: f.str(body.id, "enclaveIdentity.id"),
-      version,
-      miscSelect: parseInt(f.hex(body.miscselect, "enclaveIdentity.miscselect", 4), 16),
-      miscSelectMask: parseInt(f.hex(body.miscselectMask, "enclaveIdentity.miscselectMask", 4), 16),
-      attributes: Uint8Array.fromHex(f.hex(body.attributes, "enclaveIdentity.attributes", 16)),
-      attributesMask: Uint8Array.fromHex(
-        f.hex(body.attributesMask, "enclaveIdentity.attributesMask", 16),
-      ),
-      mrSigner: f.hex(body.mrsigner, "enclaveIdentity.mrsigner", 32),
-      isvProdId: f.int(body.isvprodid, "enclaveIdentity.isvprodid"),
-      tcbLevels: isvSvnLevels(f, body.tcbLevels, "enclaveIdentity.tcbLevels"),
-    };
-  }
+  return kind === "enclaveIdentity"
+    ? enclaveIdentityBody(f, body, common)
+    : tcbInfoBody(f, body, common);
+}
+
+/** The fields of a signed `enclaveIdentity` (version 2). */
+function enclaveIdentityBody(f: Fields, body: Obj, common: SignedCollateral): EnclaveIdentity {
+  const version = f.int(body.version, "enclaveIdentity.version");
+  if (version !== 2) f.fail(`enclave identity version ${version} is not supported; expected 2`);
+  return {
+    kind: "enclaveIdentity",
+    ...common,
+    id: f.str(body.id, "enclaveIdentity.id"),
+    version,
+    miscSelect: parseInt(f.hex(body.miscselect, "enclaveIdentity.miscselect", 4), 16),
+    miscSelectMask: parseInt(f.hex(body.miscselectMask, "enclaveIdentity.miscselectMask", 4), 16),
+    attributes: Uint8Array.fromHex(f.hex(body.attributes, "enclaveIdentity.attributes", 16)),
+    attributesMask: Uint8Array.fromHex(
+      f.hex(body.attributesMask, "enclaveIdentity.attributesMask", 16),
+    ),
+    mrSigner: f.hex(body.mrsigner, "enclaveIdentity.mrsigner", 32),
+    isvProdId: f.int(body.isvprodid, "enclaveIdentity.isvprodid"),
+    tcbLevels: isvSvnLevels(f, body.tcbLevels, "enclaveIdentity.tcbLevels"),
+  };
+}
+
+/** The fields of a signed `tcbInfo` (version 2, or 3 for SGX or TDX). */
+function tcbInfoBody(f: Fields, body: Obj, common: SignedCollateral): TcbInfo {
   const version = f.int(body.version, "tcbInfo.version");
   if (version !== 2 && version !== 3) {
     f.fail(`TCB Info version ${version} is not supported; expected 2 or 3`);
@@ -849,53 +858,68 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
   const infos = parsed.filter((c): c is TcbInfo => c.kind === "tcbInfo");
   const identities = parsed.filter((c): c is EnclaveIdentity => c.kind === "enclaveIdentity");
   const out: CollateralOutcome = { checks: [], claims: { tcbStatus: null } };
-  const sigOptions = {
-    at: input.at,
-    signingCerts: input.signingCerts,
-    trustedRoots: input.trustedRoots,
-  };
-  const qeId = input.tdx ? "TD_QE" : "QE";
-  let qeStatus: TcbStatus | undefined;
-
-  if (identities.length > 0) {
-    const identity = identities.filter((i) => i.id === qeId)
-      .sort((a, b) => b.tcbEvaluationDataNumber - a.tcbEvaluationDataNumber)[0];
-    const description = `The quoting enclave matches Intel's signed ${qeId} identity`;
-    if (identity === undefined) {
-      out.qeIdentity = collateralCheck("qe-identity", {
-        description,
-        ok: false,
-        detail: `The collateral has enclave identities ${
-          identities.map((i) => `"${i.id}"`).join(", ")
-        }, not the "${qeId}" this quote needs`,
-      });
-    } else {
-      const sig = await verifyCollateralSignature(identity, sigOptions);
-      const evaluation = evaluateQeIdentity(identity, input.qe);
-      const problems = [...evaluation.problems];
-      if (!sig.signatureOk || !sig.chainOk || !sig.signerValid) problems.unshift(sig.detail);
-      const window = collateralWindowProblem(identity, input.at);
-      if (window) problems.push(window);
-      if (evaluation.status === "Revoked") problems.push(`QE ISVSVN ${input.qe.isvSvn} is revoked`);
-      if (evaluation.status !== NO_MATCHING_LEVEL) qeStatus = evaluation.status;
-      out.claims.qeTcbStatus = evaluation.status;
-      if (evaluation.tcbDate) out.claims.qeTcbDate = evaluation.tcbDate;
-      if (evaluation.advisoryIds.length > 0) out.claims.qeAdvisoryIds = evaluation.advisoryIds;
-      out.qeIdentity = collateralCheck("qe-identity", {
-        description,
-        ok: problems.length === 0,
-        detail: problems.length === 0
-          ? `ISVSVN ${input.qe.isvSvn}: ${evaluation.status} (identity ${identity.id}, ` +
-            `evaluation data ${identity.tcbEvaluationDataNumber})`
-          : problems.join("; "),
-      });
-    }
-  }
-
+  const qeStatus = identities.length > 0
+    ? await qeIdentityCheck(identities, input, out)
+    : undefined;
   const info = pickTcbInfo(infos, input);
   if (info === undefined) return out;
+  out.checks.push(await tcbInfoCheck(info, input));
+  out.checks.push(tcbStatusCheck(info, input, { qeStatus, claims: out.claims }));
+  return out;
+}
+
+function collateralSignatureOptions(input: CollateralInput): CollateralSignatureOptions {
+  return { at: input.at, signingCerts: input.signingCerts, trustedRoots: input.trustedRoots };
+}
+
+/**
+ * Sets `out.qeIdentity` (and the QE claims) from the newest enclave identity
+ * of the quote's QE; returns the QE's TCB status when a level matched.
+ */
+async function qeIdentityCheck(
+  identities: EnclaveIdentity[],
+  input: CollateralInput,
+  out: CollateralOutcome,
+): Promise<TcbStatus | undefined> {
+  const qeId = input.tdx ? "TD_QE" : "QE";
+  const identity = identities.filter((i) => i.id === qeId)
+    .sort((a, b) => b.tcbEvaluationDataNumber - a.tcbEvaluationDataNumber)[0];
+  const description = `The quoting enclave matches Intel's signed ${qeId} identity`;
+  if (identity === undefined) {
+    out.qeIdentity = collateralCheck("qe-identity", {
+      description,
+      ok: false,
+      detail: `The collateral has enclave identities ${
+        identities.map((i) => `"${i.id}"`).join(", ")
+      }, not the "${qeId}" this quote needs`,
+    });
+    return undefined;
+  }
+  const sig = await verifyCollateralSignature(identity, collateralSignatureOptions(input));
+  const evaluation = evaluateQeIdentity(identity, input.qe);
+  const problems = [...evaluation.problems];
+  if (!sig.signatureOk || !sig.chainOk || !sig.signerValid) problems.unshift(sig.detail);
+  const window = collateralWindowProblem(identity, input.at);
+  if (window) problems.push(window);
+  if (evaluation.status === "Revoked") problems.push(`QE ISVSVN ${input.qe.isvSvn} is revoked`);
+  out.claims.qeTcbStatus = evaluation.status;
+  if (evaluation.tcbDate) out.claims.qeTcbDate = evaluation.tcbDate;
+  if (evaluation.advisoryIds.length > 0) out.claims.qeAdvisoryIds = evaluation.advisoryIds;
+  out.qeIdentity = collateralCheck("qe-identity", {
+    description,
+    ok: problems.length === 0,
+    detail: problems.length === 0
+      ? `ISVSVN ${input.qe.isvSvn}: ${evaluation.status} (identity ${identity.id}, ` +
+        `evaluation data ${identity.tcbEvaluationDataNumber})`
+      : problems.join("; "),
+  });
+  return evaluation.status !== NO_MATCHING_LEVEL ? evaluation.status : undefined;
+}
+
+/** The `tcb-info` check: signed by Intel, for this platform's FMSPC and PCE, and current. */
+async function tcbInfoCheck(info: TcbInfo, input: CollateralInput): Promise<Check> {
   const problems: string[] = [];
-  const sig = await verifyCollateralSignature(info, sigOptions);
+  const sig = await verifyCollateralSignature(info, collateralSignatureOptions(input));
   if (!sig.signatureOk || !sig.chainOk || !sig.signerValid) problems.push(sig.detail);
   const wantId = input.tdx ? "TDX" : "SGX";
   if (info.id !== wantId) problems.push(`the TCB Info is for ${info.id}, not ${wantId}`);
@@ -910,27 +934,32 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
   }
   const window = collateralWindowProblem(info, input.at);
   if (window) problems.push(window);
-  out.checks.push(
-    collateralCheck("tcb-info", {
-      description:
-        "The TCB Info is signed by Intel's TCB Signing key, for this platform, and current",
-      ok: problems.length === 0,
-      detail: problems.length === 0
-        ? `FMSPC ${info.fmspc}, evaluation data ${info.tcbEvaluationDataNumber}, ` +
-          `${info.issueDate.toISOString()} to ${info.nextUpdate.toISOString()}`
-        : problems.join("; "),
-    }),
-  );
+  return collateralCheck("tcb-info", {
+    description:
+      "The TCB Info is signed by Intel's TCB Signing key, for this platform, and current",
+    ok: problems.length === 0,
+    detail: problems.length === 0
+      ? `FMSPC ${info.fmspc}, evaluation data ${info.tcbEvaluationDataNumber}, ` +
+        `${info.issueDate.toISOString()} to ${info.nextUpdate.toISOString()}`
+      : problems.join("; "),
+  });
+}
 
+/**
+ * The `tcb-status` check: the platform's TCB level (converged with the QE's
+ * status) is UpToDate or one the policy allows; writes the TCB claims.
+ */
+function tcbStatusCheck(
+  info: TcbInfo,
+  input: CollateralInput,
+  { qeStatus, claims }: { qeStatus?: TcbStatus; claims: CollateralOutcome["claims"] },
+): Check {
   if (input.pck === undefined || input.pck.pceSvn === undefined) {
-    out.checks.push(
-      collateralCheck("tcb-status", {
-        description: "The platform's TCB level is one the policy accepts",
-        ok: false,
-        detail: "The PCK certificate gives no TCB to evaluate",
-      }),
-    );
-    return out;
+    return collateralCheck("tcb-status", {
+      description: "The platform's TCB level is one the policy accepts",
+      ok: false,
+      detail: "The PCK certificate gives no TCB to evaluate",
+    });
   }
   const evaluation = evaluateTcbLevel(info, {
     sgxTcbComponents: input.pck.sgxTcbComponents,
@@ -943,27 +972,24 @@ export async function collateralChecks(input: CollateralInput): Promise<Collater
   if (status !== NO_MATCHING_LEVEL && qeStatus !== undefined) {
     status = convergeTcbStatus(status, qeStatus);
   }
-  out.claims.tcbStatus = status;
-  out.claims.tcbDate = evaluation.tcbDate ?? null;
-  out.claims.advisoryIds = evaluation.advisoryIds;
-  out.claims.tcbEvaluationDataNumber = info.tcbEvaluationDataNumber;
-  if (evaluation.levelIndex !== undefined) out.claims.tcbLevel = evaluation.levelIndex;
-  if (evaluation.tdxModuleId !== undefined) out.claims.tdxModuleIdentity = evaluation.tdxModuleId;
+  claims.tcbStatus = status;
+  claims.tcbDate = evaluation.tcbDate ?? null;
+  claims.advisoryIds = evaluation.advisoryIds;
+  claims.tcbEvaluationDataNumber = info.tcbEvaluationDataNumber;
+  if (evaluation.levelIndex !== undefined) claims.tcbLevel = evaluation.levelIndex;
+  if (evaluation.tdxModuleId !== undefined) claims.tdxModuleIdentity = evaluation.tdxModuleId;
   if (evaluation.tdxModuleStatus !== undefined) {
-    out.claims.tdxModuleTcbStatus = evaluation.tdxModuleStatus;
+    claims.tdxModuleTcbStatus = evaluation.tdxModuleStatus;
   }
   const allowed = policyAllowedTcbStatuses(input.policy);
   const ok = status === "UpToDate" || (status !== NO_MATCHING_LEVEL && allowed.includes(status));
-  out.checks.push(
-    collateralCheck("tcb-status", {
-      description: "The platform's TCB level is UpToDate (or a status the policy allows)",
-      ok,
-      detail: `${status}: ${evaluation.detail}` +
-        (qeStatus !== undefined && qeStatus !== "UpToDate" ? `; QE ${qeStatus}` : "") +
-        (ok || status === NO_MATCHING_LEVEL
-          ? ""
-          : `; allowed: ${["UpToDate", ...allowed].join(", ")}`),
-    }),
-  );
-  return out;
+  return collateralCheck("tcb-status", {
+    description: "The platform's TCB level is UpToDate (or a status the policy allows)",
+    ok,
+    detail: `${status}: ${evaluation.detail}` +
+      (qeStatus !== undefined && qeStatus !== "UpToDate" ? `; QE ${qeStatus}` : "") +
+      (ok || status === NO_MATCHING_LEVEL
+        ? ""
+        : `; allowed: ${["UpToDate", ...allowed].join(", ")}`),
+  });
 }

@@ -15,7 +15,13 @@
  */
 import type { X509Certificate } from "../../x509.ts";
 import { UsageError } from "../../errors.ts";
-import { type Check, type Claims, MalformedEvidenceError } from "../result.ts";
+import {
+  type Check,
+  type ClaimMap,
+  type Claims,
+  MalformedEvidenceError,
+  type SgxClaims,
+} from "../result.ts";
 import {
   certificatesFromBytes,
   certificateSummary,
@@ -266,6 +272,48 @@ const BODY_SIZES: Record<QuoteBodyType, number> = {
  * well-formed quote; trailing bytes after the signature data are allowed.
  */
 export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
+  checkQuoteSize(evidence);
+  const header = evidence.subarray(0, QUOTE_HEADER_SIZE);
+  const { version, attestationKeyType, teeType } = parseQuoteHeader(header);
+  const { bodyType, bodyStart } = locateQuoteBody(evidence, version, teeType);
+  const bodyEnd = bodyStart + BODY_SIZES[bodyType];
+  if (evidence.length < bodyEnd + 4) {
+    throw malformed(
+      `The quote is ${evidence.length} bytes, too short for its header and ${
+        BODY_SIZES[bodyType]
+      }-byte body; check that the whole quote was captured`,
+    );
+  }
+  const view = new DataView(evidence.buffer, evidence.byteOffset, evidence.byteLength);
+  const signatureDataLength = view.getUint32(bodyEnd, true);
+  const sigStart = bodyEnd + 4;
+  if (signatureDataLength > evidence.length - sigStart) {
+    throw malformed(
+      `The quote's signature data length ${signatureDataLength} runs ${
+        signatureDataLength - (evidence.length - sigStart)
+      } byte(s) past its end; check that the whole quote was captured`,
+    );
+  }
+  const signatureData = parseSignatureData(
+    evidence.subarray(sigStart, sigStart + signatureDataLength),
+    version,
+  );
+  return {
+    version,
+    attestationKeyType,
+    teeType,
+    header,
+    bodyType,
+    body: evidence.subarray(bodyStart, bodyEnd),
+    signedRegion: evidence.subarray(0, bodyEnd),
+    ...signatureData,
+    signatureDataLength,
+    trailingBytes: evidence.length - sigStart - signatureDataLength,
+  };
+}
+
+/** Refuses evidence that is not bytes, or too long or too short to be a quote. */
+function checkQuoteSize(evidence: Uint8Array): void {
   if (!(evidence instanceof Uint8Array)) throw malformed("The evidence is not a byte array");
   if (evidence.length > MAX_QUOTE_BYTES) {
     throw malformed(
@@ -279,7 +327,12 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
         `check that the whole quote was captured`,
     );
   }
-  const header = evidence.subarray(0, QUOTE_HEADER_SIZE);
+}
+
+/** The header's version (3, 4 or 5), attestation key type (ECDSA P-256) and TEE type. */
+function parseQuoteHeader(
+  header: Uint8Array,
+): { version: number; attestationKeyType: number; teeType: number } {
   const version = fieldNumber(header, QUOTE_HEADER.version);
   if (version !== 3 && version !== 4 && version !== 5) {
     throw malformed(
@@ -299,6 +352,15 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
       `Quote TEE type 0x${teeType.toString(16)} is unknown; expected 0x00 (SGX) or 0x81 (TDX)`,
     );
   }
+  return { version, attestationKeyType, teeType };
+}
+
+/** The body's type and offset: from the v5 body descriptor, else from the TEE type. */
+function locateQuoteBody(
+  evidence: Uint8Array,
+  version: number,
+  teeType: number,
+): { bodyType: QuoteBodyType; bodyStart: number } {
   let bodyType: QuoteBodyType;
   let bodyStart = QUOTE_HEADER_SIZE;
   if (version === 5) {
@@ -327,29 +389,12 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
       `Quote TEE type 0x${teeType.toString(16)} does not match its ${bodyType} body`,
     );
   }
-  const bodyEnd = bodyStart + BODY_SIZES[bodyType];
-  if (evidence.length < bodyEnd + 4) {
-    throw malformed(
-      `The quote is ${evidence.length} bytes, too short for its header and ${
-        BODY_SIZES[bodyType]
-      }-byte body; check that the whole quote was captured`,
-    );
-  }
-  const body = evidence.subarray(bodyStart, bodyEnd);
-  const view = new DataView(evidence.buffer, evidence.byteOffset, evidence.byteLength);
-  const signatureDataLength = view.getUint32(bodyEnd, true);
-  const sigStart = bodyEnd + 4;
-  if (signatureDataLength > evidence.length - sigStart) {
-    throw malformed(
-      `The quote's signature data length ${signatureDataLength} runs ${
-        signatureDataLength - (evidence.length - sigStart)
-      } byte(s) past its end; check that the whole quote was captured`,
-    );
-  }
-  const reader = new Reader(
-    evidence.subarray(sigStart, sigStart + signatureDataLength),
-    "signature data",
-  );
+  return { bodyType, bodyStart };
+}
+
+/** The signature data: quote signature, attestation key, QE report and its certification data. */
+function parseSignatureData(data: Uint8Array, version: number) {
+  const reader = new Reader(data, "signature data");
   const signature = reader.bytes(64, "quote signature");
   const attestationKey = reader.bytes(64, "attestation key");
   let qe: Reader;
@@ -379,13 +424,6 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
     );
   }
   return {
-    version,
-    attestationKeyType,
-    teeType,
-    header,
-    bodyType,
-    body,
-    signedRegion: evidence.subarray(0, bodyEnd),
     signature,
     attestationKey,
     qeReport,
@@ -394,8 +432,6 @@ export function parseIntelQuote(evidence: Uint8Array): IntelQuote {
     certificationDataType: inner.type,
     certificationData: inner.data,
     pckChain,
-    signatureDataLength,
-    trailingBytes: evidence.length - sigStart - signatureDataLength,
   };
 }
 
@@ -622,24 +658,25 @@ export function policyAllowsDebug(policy: unknown): boolean {
 }
 
 /** Claims of an SGX report body (also used for the QE report). */
-export function sgxBodyClaims(body: Uint8Array): Record<string, string | number | boolean> {
+export function sgxBodyClaims(body: Uint8Array): SgxClaims {
   const flags = fieldUint(body, SGX_REPORT_BODY.attributesFlags) as bigint;
-  return {
-    cpuSvn: fieldBytes(body, SGX_REPORT_BODY.cpuSvn).toHex(),
+  const claims: ClaimMap = {
+    cpuSvn: fieldBytes(body, SGX_REPORT_BODY.cpuSvn).slice(),
     miscSelect: fieldNumber(body, SGX_REPORT_BODY.miscSelect),
-    isvExtProdId: fieldBytes(body, SGX_REPORT_BODY.isvExtProdId).toHex(),
+    isvExtProdId: fieldBytes(body, SGX_REPORT_BODY.isvExtProdId).slice(),
     attributes: `0x${flags.toString(16)}`,
     xfrm: `0x${(fieldUint(body, SGX_REPORT_BODY.attributesXfrm) as bigint).toString(16)}`,
     debug: (flags & 2n) !== 0n,
-    mrEnclave: fieldBytes(body, SGX_REPORT_BODY.mrEnclave).toHex(),
-    mrSigner: fieldBytes(body, SGX_REPORT_BODY.mrSigner).toHex(),
-    configId: fieldBytes(body, SGX_REPORT_BODY.configId).toHex(),
+    mrEnclave: fieldBytes(body, SGX_REPORT_BODY.mrEnclave).slice(),
+    mrSigner: fieldBytes(body, SGX_REPORT_BODY.mrSigner).slice(),
+    configId: fieldBytes(body, SGX_REPORT_BODY.configId).slice(),
     isvProdId: fieldNumber(body, SGX_REPORT_BODY.isvProdId),
     isvSvn: fieldNumber(body, SGX_REPORT_BODY.isvSvn),
     configSvn: fieldNumber(body, SGX_REPORT_BODY.configSvn),
-    isvFamilyId: fieldBytes(body, SGX_REPORT_BODY.isvFamilyId).toHex(),
-    reportData: fieldBytes(body, SGX_REPORT_BODY.reportData).toHex(),
+    isvFamilyId: fieldBytes(body, SGX_REPORT_BODY.isvFamilyId).slice(),
+    reportData: fieldBytes(body, SGX_REPORT_BODY.reportData).slice(),
   };
+  return claims as SgxClaims;
 }
 
 /** The header check, recording the header's claims. */
@@ -650,7 +687,7 @@ function headerCheck(quote: IntelQuote, claims: Claims): Check {
   claims.teeType = tdx ? "tdx" : "sgx";
   claims.attestationKeyType = "ECDSA-P256";
   claims.qeVendorId = vendor;
-  claims.userData = fieldBytes(quote.header, QUOTE_HEADER.userData).toHex();
+  claims.userData = fieldBytes(quote.header, QUOTE_HEADER.userData).slice();
   if (quote.version === 3) {
     claims.qeSvn = fieldNumber(quote.header, QUOTE_HEADER.qeSvn);
     claims.pceSvn = fieldNumber(quote.header, QUOTE_HEADER.pceSvn);
@@ -812,7 +849,7 @@ async function pckSteps(
 function quotingEnclave(
   quote: IntelQuote,
   claims: Claims,
-): { qe: Claims; debug: boolean; problems: string[] } {
+): { qe: SgxClaims; debug: boolean; problems: string[] } {
   const tdx = quote.teeType === TEE_TYPE_TDX;
   const qe = sgxBodyClaims(quote.qeReport);
   claims.qe = {
@@ -826,7 +863,8 @@ function quotingEnclave(
   const expectedSigner = tdx ? INTEL_TD_QE_MRSIGNER : INTEL_QE_MRSIGNER;
   const expectedProd = tdx ? 2 : 1;
   const problems: string[] = [];
-  if (qe.mrSigner !== expectedSigner) problems.push(`MRSIGNER ${qe.mrSigner} is not Intel's`);
+  const mrSigner = qe.mrSigner.toHex();
+  if (mrSigner !== expectedSigner) problems.push(`MRSIGNER ${mrSigner} is not Intel's`);
   if (qe.isvProdId !== expectedProd) {
     problems.push(`ISVPRODID ${qe.isvProdId}, expected ${expectedProd}`);
   }
@@ -837,7 +875,7 @@ function quotingEnclave(
 /** The collateral's checks over the quote, the PCK's TCB and the QE. */
 function quoteCollateralChecks(
   quote: IntelQuote,
-  qe: Claims,
+  qe: SgxClaims,
   options: QuoteVerifyOptions & { pck?: PckExtension },
 ): Promise<CollateralOutcome> {
   const tdx = quote.teeType === TEE_TYPE_TDX;
@@ -848,7 +886,7 @@ function quoteCollateralChecks(
     mrSignerSeam: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.mrSignerSeam) : undefined,
     seamAttributes: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.seamAttributes) : undefined,
     qe: {
-      mrSigner: qe.mrSigner as string,
+      mrSigner: qe.mrSigner.toHex(),
       isvProdId: qe.isvProdId as number,
       isvSvn: qe.isvSvn as number,
       miscSelect: qe.miscSelect as number,
@@ -865,7 +903,7 @@ function quoteCollateralChecks(
 /** The QE identity check: the signed QE Identity when given, else Intel's constants. */
 function qeIdentityCheck(
   quote: IntelQuote,
-  enclave: { qe: Claims; debug: boolean; problems: string[] },
+  enclave: { qe: SgxClaims; debug: boolean; problems: string[] },
   collateral: CollateralOutcome,
 ): Check {
   // With a signed QE identity the JSON decides; the debug bit is refused either way.

@@ -8,9 +8,10 @@
  * @module
  */
 import {
-  type Claims,
+  type ClaimMap,
   MalformedEvidenceError,
   resultFromChecks,
+  type TdxClaims,
   type VerificationResult,
 } from "../result.ts";
 import {
@@ -42,36 +43,36 @@ export const TD_ATTRIBUTES = {
 } as const;
 
 /** Claims of a TD quote body (584 or 648 bytes). */
-export function tdBodyClaims(body: Uint8Array): Claims {
-  const hex = (f: { offset: number; size: number }) => fieldBytes(body, f).toHex();
+export function tdBodyClaims(body: Uint8Array): TdxClaims {
+  const bytes = (f: { offset: number; size: number }) => fieldBytes(body, f).slice();
   const u64 = (f: { offset: number; size: number }) =>
     `0x${(fieldUint(body, f) as bigint).toString(16)}`;
   const attributes = fieldUint(body, TD_REPORT_BODY.tdAttributes) as bigint;
-  const claims: Claims = {
-    teeTcbSvn: hex(TD_REPORT_BODY.teeTcbSvn),
-    mrSeam: hex(TD_REPORT_BODY.mrSeam),
-    mrSignerSeam: hex(TD_REPORT_BODY.mrSignerSeam),
+  const claims: ClaimMap = {
+    teeTcbSvn: bytes(TD_REPORT_BODY.teeTcbSvn),
+    mrSeam: bytes(TD_REPORT_BODY.mrSeam),
+    mrSignerSeam: bytes(TD_REPORT_BODY.mrSignerSeam),
     seamAttributes: u64(TD_REPORT_BODY.seamAttributes),
     tdAttributes: u64(TD_REPORT_BODY.tdAttributes),
     debug: (attributes & TD_ATTRIBUTES.debug) !== 0n,
     septVeDisable: (attributes & TD_ATTRIBUTES.septVeDisable) !== 0n,
     xfam: u64(TD_REPORT_BODY.xfam),
-    mrTd: hex(TD_REPORT_BODY.mrTd),
-    mrConfigId: hex(TD_REPORT_BODY.mrConfigId),
-    mrOwner: hex(TD_REPORT_BODY.mrOwner),
-    mrOwnerConfig: hex(TD_REPORT_BODY.mrOwnerConfig),
-    rtmr0: hex(TD_REPORT_BODY.rtmr0),
-    rtmr1: hex(TD_REPORT_BODY.rtmr1),
-    rtmr2: hex(TD_REPORT_BODY.rtmr2),
-    rtmr3: hex(TD_REPORT_BODY.rtmr3),
-    reportData: hex(TD_REPORT_BODY.reportData),
+    mrTd: bytes(TD_REPORT_BODY.mrTd),
+    mrConfigId: bytes(TD_REPORT_BODY.mrConfigId),
+    mrOwner: bytes(TD_REPORT_BODY.mrOwner),
+    mrOwnerConfig: bytes(TD_REPORT_BODY.mrOwnerConfig),
+    rtmr0: bytes(TD_REPORT_BODY.rtmr0),
+    rtmr1: bytes(TD_REPORT_BODY.rtmr1),
+    rtmr2: bytes(TD_REPORT_BODY.rtmr2),
+    rtmr3: bytes(TD_REPORT_BODY.rtmr3),
+    reportData: bytes(TD_REPORT_BODY.reportData),
   };
   if (body.length >= TD_REPORT_BODY.mrServiceTd.offset + TD_REPORT_BODY.mrServiceTd.size) {
-    claims.teeTcbSvn2 = hex(TD_REPORT_BODY.teeTcbSvn2);
-    claims.mrServiceTd = hex(TD_REPORT_BODY.mrServiceTd);
+    claims.teeTcbSvn2 = bytes(TD_REPORT_BODY.teeTcbSvn2);
+    claims.mrServiceTd = bytes(TD_REPORT_BODY.mrServiceTd);
   }
   claims.measurement = claims.mrTd;
-  return claims;
+  return claims as TdxClaims;
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { claimsToJson } from "../../../runtime/attestation/claims_json.ts";
 import { verifySnpReport } from "../../../runtime/attestation/amd/snp_verify.ts";
 import { amdCertExtensions } from "../../../runtime/attestation/amd/snp_verify.ts";
 import { MalformedEvidenceError } from "../../../runtime/attestation/result.ts";
@@ -32,7 +33,7 @@ for (const s of SNP_SAMPLES) {
     assert.equal(result.ok, true);
     assert.equal(result.simulated, false);
     assert.equal(result.format, "snp");
-    const c = result.claims;
+    const c = claimsToJson(result.claims);
     assert.equal(c.version, s.version);
     assert.equal(c.product, s.product);
     assert.equal(c.measurement, s.measurement);
@@ -67,7 +68,7 @@ Deno.test("snp verify: 04's VLEK verifies under the ASVK, has cspID and no hwID,
   const s = SNP_SAMPLES.find((x) => x.signingKey === "vlek")!;
   const { report, certs } = loadSample(s);
   const ok = await verifySnpReport(report, { certs, at: s.at });
-  const chain = ok.claims.chain as Record<string, string | null>;
+  const chain = claimsToJson(ok.claims).chain as Record<string, string | null>;
   assert.equal(chain.intermediate, "SEV-VLEK-Milan");
   assert.ok(chain.cspId?.endsWith("cc-us-east-2.amazonaws.com"));
   const ext = amdCertExtensions(new X509Certificate(certs[0]));
@@ -263,7 +264,7 @@ for (const s of SNP_SAMPLES) {
 Deno.test("snp verify: claims use camelCase and hex", async () => {
   const { report, certs } = loadSample(SNP_SAMPLES[0]);
   const r = await verifySnpReport(report, { certs, at: NOW });
-  assert.equal(r.claims.currentFirmware, "1.52.4");
-  assert.equal((r.claims.policy as Record<string, unknown>).raw, "0x30000");
-  assert.equal(r.claims.hostData, (new Uint8Array(32)).toHex());
+  assert.equal(claimsToJson(r.claims).currentFirmware, "1.52.4");
+  assert.equal((claimsToJson(r.claims).policy as Record<string, unknown>).raw, "0x30000");
+  assert.equal(claimsToJson(r.claims).hostData, (new Uint8Array(32)).toHex());
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { claimsToJson } from "../../../runtime/attestation/claims_json.ts";
 import { verifyTdxQuote } from "../../../runtime/attestation/intel/tdx_quote.ts";
 import { verifySgxQuote } from "../../../runtime/attestation/intel/sgx_quote.ts";
 import { parseIntelQuote } from "../../../runtime/attestation/intel/intel_quote.ts";
@@ -31,7 +32,7 @@ Deno.test("tdx: SPR E4 quote v4 verifies with the facts the evidence README list
   assert.equal(r.ok, true);
   assert.equal(r.format, "tdx");
   assert.deepEqual(r.checks.map((c) => c.id), ALL_CHECKS);
-  const c = r.claims;
+  const c = claimsToJson(r.claims);
   assert.equal(SPR.length, 4974);
   assert.equal(c.version, 4);
   assert.equal(c.signatureDataLength, 4299);
@@ -68,7 +69,7 @@ Deno.test("tdx: SPR E4 quote v4 verifies with the facts the evidence README list
 Deno.test("tdx: trustee quote v5 (TD 1.5 body) verifies with the facts the evidence README lists", async () => {
   const r = await verifyTdxQuote(V5, { at: AT });
   assert.deepEqual(failing(r), []);
-  const c = r.claims;
+  const c = claimsToJson(r.claims);
   assert.equal(V5.length, 5006);
   assert.equal(c.version, 5);
   assert.equal(c.bodyType, 3);
@@ -299,23 +300,23 @@ Deno.test("tdx: a v4 quote built with a test PCK chain verifies end to end", asy
   const quote = await buildQuote(pki, { version: 4, tee: "tdx", fillBody: fillTd(), trailing: 5 });
   const r = await verifyTdxQuote(quote, roots);
   assert.deepEqual(failing(r), []);
-  assert.equal(r.claims.version, 4);
-  assert.equal(r.claims.mrTd, "42".repeat(48));
-  assert.equal(r.claims.rtmr0, "a0".repeat(48));
-  assert.equal(r.claims.rtmr3, "a3".repeat(48));
-  assert.equal(r.claims.reportData, "99".repeat(64));
-  assert.equal(r.claims.tdAttributes, "0x10000000");
-  assert.equal(r.claims.teeTcbSvn, "070103" + "00".repeat(13));
-  assert.equal(r.claims.trailingBytes, 5);
-  assert.equal(r.claims.fmspc, "00906ed50000");
-  assert.equal(r.claims.pceId, "0000");
-  assert.deepEqual(r.claims.pckTcb, {
+  assert.equal(claimsToJson(r.claims).version, 4);
+  assert.equal(claimsToJson(r.claims).mrTd, "42".repeat(48));
+  assert.equal(claimsToJson(r.claims).rtmr0, "a0".repeat(48));
+  assert.equal(claimsToJson(r.claims).rtmr3, "a3".repeat(48));
+  assert.equal(claimsToJson(r.claims).reportData, "99".repeat(64));
+  assert.equal(claimsToJson(r.claims).tdAttributes, "0x10000000");
+  assert.equal(claimsToJson(r.claims).teeTcbSvn, "070103" + "00".repeat(13));
+  assert.equal(claimsToJson(r.claims).trailingBytes, 5);
+  assert.equal(claimsToJson(r.claims).fmspc, "00906ed50000");
+  assert.equal(claimsToJson(r.claims).pceId, "0000");
+  assert.deepEqual(claimsToJson(r.claims).pckTcb, {
     sgxTcbComponents: TEST_PCK_FACTS.sgxTcbComponents,
     pceSvn: 13,
     cpuSvn: "0202020203010003000000000000" + "00c8",
   });
-  assert.equal(r.claims.sgxType, 1);
-  assert.equal(r.claims.mrServiceTd, undefined);
+  assert.equal(claimsToJson(r.claims).sgxType, 1);
+  assert.equal(claimsToJson(r.claims).mrServiceTd, undefined);
   // Without the test root, the same quote is anchored nowhere.
   assert.deepEqual(failing(await verifyTdxQuote(quote, { at: AT })), ["root"]);
 });
@@ -325,8 +326,8 @@ Deno.test("tdx: v5 quotes with TD 1.0 and TD 1.5 bodies built here verify", asyn
     const quote = await buildQuote(pki, { version: 5, tee: "tdx", tdBody, fillBody: fillTd() });
     const r = await verifyTdxQuote(quote, roots);
     assert.deepEqual(failing(r), [], tdBody);
-    assert.equal(r.claims.bodyType, tdBody === "td10" ? 2 : 3);
-    assert.equal(r.claims.mrServiceTd === undefined, tdBody === "td10");
+    assert.equal(claimsToJson(r.claims).bodyType, tdBody === "td10" ? 2 : 3);
+    assert.equal(claimsToJson(r.claims).mrServiceTd === undefined, tdBody === "td10");
   }
 });
 
@@ -373,7 +374,7 @@ Deno.test("tdx: each broken part of a built quote fails its own check", async ()
   const debugQuote = await buildQuote(pki, { version: 4, tee: "tdx", fillBody: fillTd(true) });
   const allowed = await verifyTdxQuote(debugQuote, { ...roots, policy: { allowDebug: true } });
   assert.equal(allowed.ok, true);
-  assert.equal(allowed.claims.debug, true);
+  assert.equal(claimsToJson(allowed.claims).debug, true);
 });
 
 Deno.test("tdx: certificate problems in a built chain each fail with their reason", async () => {
@@ -445,7 +446,7 @@ Deno.test("tdx: a quote without a PCK chain needs the chain from --certs", async
   const certs = [new TextEncoder().encode(pki.chainPem)];
   const withCerts = await verifyTdxQuote(quote, { ...roots, certs });
   assert.deepEqual(failing(withCerts), []);
-  assert.equal(withCerts.claims.certificationDataType, 3);
+  assert.equal(claimsToJson(withCerts.claims).certificationDataType, 3);
 });
 
 Deno.test("tdx: a PEM chain that is not strictly PEM is malformed", async () => {
