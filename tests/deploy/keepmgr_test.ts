@@ -607,3 +607,50 @@ Deno.test({
     }
   }),
 });
+
+Deno.test("keepmgr: a second keepmgr on the same state directory refuses to start and kills nothing", async () => {
+  const km = await startKeepmgr();
+  try {
+    const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+    const pids = pidsWith(keep.keep);
+    assert.ok(pids.length >= 1);
+    const second = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        "--config",
+        `${ROOT}deno.json`,
+        `${ROOT}cli/main.ts`,
+        "keepmgr",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        km.stateDir,
+        "--wasmldr-command",
+        JSON.stringify(fakeCommand("normal")),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // A second keepmgr that starts would serve forever: stop it after 20 s.
+    const timer = setTimeout(() => second.kill("SIGKILL"), 20_000);
+    const out = await second.output();
+    clearTimeout(timer);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 69, stderr);
+    assert.equal(stderr.trim().split("\n").length, 1, stderr);
+    assert.match(stderr, new RegExp(`in use by another keepmgr \\(pid ${km.proc.pid}\\)`));
+    // The first keepmgr's keep is untouched and still served.
+    assert.ok(pids.every(alive), "the second keepmgr killed a live keep");
+    assert.ok(exists(`${km.stateDir}/keeps/${keep.keep}.json`));
+    const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+    assert.equal(shown.state, "waiting-for-key");
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+  // Once the first has stopped, the state directory is free again.
+  const next = await startKeepmgr({ stateDir: km.stateDir });
+  assert.equal((await stopKeepmgr(next)).code, 0);
+});
