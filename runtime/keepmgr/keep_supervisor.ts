@@ -295,6 +295,8 @@ export class KeepSupervisor {
           case "running":
             if (keep.state !== "waiting-for-workload") throw unexpected(frame.t, keep.state);
             keep.state = "running";
+            // The keep has its one workload: nobody else needs its port.
+            keep.forward?.stopAccepting();
             this.#log("info", "keep running", { keep: keep.id });
             break;
           case "exited":
@@ -359,9 +361,11 @@ export class KeepSupervisor {
     await keep.launched;
     for (const id of keep.timers) clearTimeout(id);
     keep.timers.clear();
-    // A keep that exited may have written its last output just now: let the
-    // forward relay it before closing.
-    await keep.forward?.close({ drainMs: graceful ? 2_000 : 0 });
+    // A keep that exited may have written its last output just now, and its
+    // client may read slowly: let the forward relay all of it before closing,
+    // for as long as the client keeps reading (it gives up after the client
+    // timeout without progress).
+    await keep.forward?.close({ drain: graceful, drainIdleMs: this.#options.clientTimeoutMs });
     keep.forward = undefined;
     if (keep.proc !== undefined) {
       if (graceful) {
