@@ -475,7 +475,9 @@ function outputStream(
           emit,
           signal: abort.signal,
         });
-        await emit(exitItem(result), false);
+        // Stopped by the host (keepldr closed the channel): the workload did
+        // not end by itself, so no exit status; the client asks keepmgr why.
+        if (!context.stop.aborted) await emit(exitItem(result), false);
         context.stop.removeEventListener("abort", onStop);
         gone.removeEventListener("abort", onStop);
         if (open) {

@@ -4,13 +4,15 @@
  * keep's forwarded port cannot keep the client out.
  */
 import assert from "node:assert/strict";
-import { deploy } from "../../runtime/client/deploy.ts";
+import { deploy, DeployError } from "../../runtime/client/deploy.ts";
 import { decodeCbor } from "../../runtime/protocol/cbor.ts";
 import {
   hostileKeepmgr,
+  LOOP_WAT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
+  taggedProcessesWith,
   workload,
 } from "./_deploy_fixture.ts";
 
@@ -97,6 +99,30 @@ Deno.test("reliability: 20 idle connections on a new forward do not keep the cli
         conn.close();
       } catch { /* closed by the forward */ }
     }
+    await closeAndCheck(mgr);
+  }
+});
+
+Deno.test("reliability: a keepldr killed while the workload runs: the client prints the reason keepmgr knows", async () => {
+  const mgr = await startKeepmgr();
+  try {
+    const failure = await deploy(workload(LOOP_WAT), {
+      keepmgr: mgr.url,
+      allowSimulated: true,
+      timeoutMs: 60_000,
+      onStep: (event) => {
+        if (event.kind !== "step-start" || event.id !== "run") return;
+        for (const pid of taggedProcessesWith(mgr.tag, "keepldr")) Deno.kill(pid, "SIGKILL");
+      },
+    }).then(
+      (result) => assert.fail(`the deploy succeeded: ${JSON.stringify(result.status)}`),
+      (error) => error,
+    );
+    assert.ok(failure instanceof DeployError, String(failure));
+    assert.equal(failure.step, "run");
+    assert.equal(failure.exitStatus, 69, failure.message);
+    assert.match(failure.message, /keepmgr says "keepldr was killed by SIGKILL"/);
+  } finally {
     await closeAndCheck(mgr);
   }
 });
