@@ -46,6 +46,9 @@ Options:
   --step-timeout TIME     Time a keep has for one step (default 30s)
   --client-timeout TIME   Time a keep waits for its client (default 120s)
   --public-host HOST      Host name clients connect to (default: the one they used)
+  --forward-address ADDR  Address of the ports forwarded to keeps (default:
+                          loopback, 127.0.0.1 or ::1 as --listen; give
+                          0.0.0.0 for clients on other machines)
   --json-logs             Log JSON lines to stderr (and print the start line as JSON)
   --wasmldr-command JSON  Run this command as wasmldr (JSON array; for testing)
   -h, --help              Show this help
@@ -66,6 +69,7 @@ const OPTIONS = {
   "step-timeout": { type: "string" },
   "client-timeout": { type: "string" },
   "public-host": { type: "string" },
+  "forward-address": { type: "string" },
   "json-logs": { type: "boolean" },
   "wasmldr-command": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -109,7 +113,7 @@ export const command: Command = {
       keepTimeoutMs,
       stepTimeoutMs: parseDuration(values["step-timeout"] ?? "30s", "--step-timeout"),
       clientTimeoutMs: parseDuration(values["client-timeout"] ?? "120s", "--client-timeout"),
-      forwardHostname: hostname,
+      forwardHostname: values["forward-address"] ?? (hostname.includes(":") ? "::1" : "127.0.0.1"),
       systemd: values.systemd === true,
       wasmldrCommand,
       log,

@@ -78,7 +78,17 @@ export function exitStatusFor(error: unknown): number {
   if (error instanceof EnarxError) return error.exitStatus;
   if (error instanceof Deno.errors.NotFound) return ExitStatus.noInput;
   if (error instanceof Deno.errors.PermissionDenied) return ExitStatus.permission;
+  if (isIoError(error)) return ExitStatus.io;
   return ExitStatus.internal;
+}
+
+/** Errno codes of a full, read-only or failing file system: an I/O error, not a bug. */
+const IO_ERROR_CODES = ["ENOSPC", "EDQUOT", "EROFS", "EIO"];
+
+/** Whether `error` is the operating system's report of a full, read-only or failing disk. */
+export function isIoError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof Error && typeof code === "string" && IO_ERROR_CODES.includes(code);
 }
 
 /** Returns the stable code for any thrown value. */
@@ -86,5 +96,6 @@ export function errorCode(error: unknown): string {
   if (error instanceof EnarxError) return error.code;
   if (error instanceof Deno.errors.NotFound) return "not-found";
   if (error instanceof Deno.errors.PermissionDenied) return "permission-denied";
+  if (isIoError(error)) return "io-error";
   return "internal";
 }

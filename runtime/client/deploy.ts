@@ -502,7 +502,7 @@ async function runStep(
     } else if (run.abort.signal.aborted) {
       throw run.abortError();
     } else {
-      throw error;
+      throw await lostWithReason(run.client, keep.keepId, error);
     }
   } finally {
     closeQuietly(keep.tls);
@@ -650,11 +650,37 @@ async function keepRefusal(status: number, body: ReadableStream<Uint8Array>) {
   return new EnarxError(code, message, { exit: status === 413 ? "dataError" : "protocol" });
 }
 
+/**
+ * A connection to the keep that broke (the keep or its keepldr died): the
+ * error, with the reason keepmgr gives once it has noticed the keep ended.
+ */
+async function lostWithReason(
+  client: KeepmgrClient,
+  keepId: string,
+  error: unknown,
+): Promise<unknown> {
+  if (!(error instanceof EnarxError) || error.code !== "keep-connection-lost") return error;
+  const why = await keepmgrReason(client, keepId);
+  return new EnarxError(error.code, `${error.message}${why}`, {
+    exit: "unavailable",
+    cause: error,
+  });
+}
+
+/**
+ * Why keepmgr says keep `keepId` ended, as text to append to an error. keepmgr
+ * learns of the end a moment after the client does: ask for up to 3 s.
+ */
 async function keepmgrReason(client: KeepmgrClient, keepId: string): Promise<string> {
+  let shown: Awaited<ReturnType<KeepmgrClient["showKeep"]>> | undefined;
   try {
-    const shown = await client.showKeep(keepId);
-    return shown.reason !== undefined ? `: keepmgr says "${shown.reason}"` : ` (${shown.state})`;
+    for (let i = 0; i < 20; i++) {
+      shown = await client.showKeep(keepId);
+      if (shown.state === "exited" || shown.state === "failed") break;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
   } catch {
-    return "; the keep or the keepmgr stopped";
+    if (shown === undefined) return "; the keep or the keepmgr stopped";
   }
+  return shown!.reason !== undefined ? `: keepmgr says "${shown!.reason}"` : ` (${shown!.state})`;
 }

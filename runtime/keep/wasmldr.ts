@@ -139,8 +139,12 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     }
     const result = ended;
     // keepmgr may stop the keep as soon as it hears "exited": say it only once
-    // the client has the whole output (or has gone).
-    await Promise.race([delivered.promise, delay(10_000)]);
+    // the client has the whole output (or has gone), however slowly it reads;
+    // only the keep's own time limit bounds the wait.
+    await Promise.race([
+      delivered.promise,
+      delay(hello.limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS),
+    ]);
     // And once our end of the connection is closed, so that a forward that
     // keepmgr tears down on "exited" has already seen everything.
     await Promise.race([server.shutdown(), delay(2_000)]);
@@ -471,7 +475,9 @@ function outputStream(
           emit,
           signal: abort.signal,
         });
-        await emit(exitItem(result), false);
+        // Stopped by the host (keepldr closed the channel): the workload did
+        // not end by itself, so no exit status; the client asks keepmgr why.
+        if (!context.stop.aborted) await emit(exitItem(result), false);
         context.stop.removeEventListener("abort", onStop);
         gone.removeEventListener("abort", onStop);
         if (open) {

@@ -3,6 +3,15 @@
  * HTTPS listener on 127.0.0.1. keepmgr only copies bytes: TLS runs end to
  * end between the client and the keep, pinned to a key the host never sees.
  *
+ * Anyone who can reach the port can connect, so idle sockets must never hold
+ * the place of the client that needs it: a connection the keep has not
+ * answered within the handshake timeout, or that moves no byte for the idle
+ * timeout, is closed; and when every place is taken, a newcomer takes the
+ * place of the connection idle the longest. Once the keep has its workload,
+ * the forward stops accepting ({@link TcpForward.stopAccepting}); when the
+ * keep ends, {@link TcpForward.close} with `drain` relays everything still
+ * in flight to a client however slowly it reads, as long as it keeps reading.
+ *
  * @module
  */
 
@@ -14,8 +23,24 @@ export interface TcpForwardOptions {
   port?: number;
   /** The keep's loopback port. */
   targetPort: number;
-  /** Connections open at once; more are closed at once (default 16). */
+  /** Connections open at once (default 16); past it the longest idle one makes room. */
   maxConnections?: number;
+  /** Time the keep has to send a first byte on a connection (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Time a connection may move no byte before the workload runs (default 30 s). */
+  idleTimeoutMs?: number;
+}
+
+/** One client connection and its pair to the keep. */
+interface Pair {
+  client: Deno.TcpConn;
+  target?: Deno.TcpConn;
+  /** When a byte last moved either way (performance.now()). */
+  lastActive: number;
+  /** Whether the keep has sent a byte (its TLS answer). */
+  answered: boolean;
+  /** Settles when both directions have ended. */
+  done?: Promise<void>;
 }
 
 /** A listening forward; {@link close} stops it and closes every connection. */
@@ -23,10 +48,13 @@ export class TcpForward {
   #listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   #targetPort: number;
   #maxConnections: number;
-  #conns = new Set<Deno.TcpConn>();
-  #pairs = new Set<Promise<void>>();
+  #handshakeMs: number;
+  #idleMs: number;
+  #pairs = new Set<Pair>();
+  #accepting = true;
   #closed = false;
-  #accepting: Promise<void>;
+  #acceptLoop: Promise<void>;
+  #sweeper: ReturnType<typeof setInterval>;
 
   private constructor(
     listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>,
@@ -35,7 +63,11 @@ export class TcpForward {
     this.#listener = listener;
     this.#targetPort = options.targetPort;
     this.#maxConnections = options.maxConnections ?? 16;
-    this.#accepting = this.#acceptLoop();
+    this.#handshakeMs = options.handshakeTimeoutMs ?? 10_000;
+    this.#idleMs = options.idleTimeoutMs ?? 30_000;
+    this.#acceptLoop = this.#accept();
+    const every = Math.max(10, Math.min(this.#handshakeMs, this.#idleMs) / 4);
+    this.#sweeper = setInterval(() => this.#sweep(), every);
   }
 
   /** Opens the listening side. */
@@ -53,75 +85,142 @@ export class TcpForward {
     return this.#listener.addr.port;
   }
 
-  /** The number of connections being forwarded now. */
+  /** The number of client connections being forwarded now. */
   get connections(): number {
-    return this.#conns.size;
+    return this.#pairs.size;
   }
 
-  async #acceptLoop(): Promise<void> {
-    while (!this.#closed) {
-      let conn: Deno.TcpConn;
+  async #accept(): Promise<void> {
+    while (this.#accepting) {
+      let client: Deno.TcpConn;
       try {
-        conn = await this.#listener.accept();
+        client = await this.#listener.accept();
       } catch {
         return; // listener closed
       }
-      if (this.#closed || this.#conns.size >= this.#maxConnections) {
-        conn.close();
+      if (!this.#accepting || !this.#makeRoom()) {
+        closeQuietly(client);
         continue;
       }
-      const pair = this.#forward(conn);
+      const pair: Pair = { client, lastActive: performance.now(), answered: false };
       this.#pairs.add(pair);
-      pair.finally(() => this.#pairs.delete(pair));
+      pair.done = this.#forward(pair).finally(() => this.#pairs.delete(pair));
     }
   }
 
-  async #forward(client: Deno.TcpConn): Promise<void> {
-    this.#conns.add(client);
-    let target: Deno.TcpConn | undefined;
+  /** Makes a place for one more connection, evicting the longest idle; false if none is idle. */
+  #makeRoom(): boolean {
+    if (this.#pairs.size < this.#maxConnections) return true;
+    let idlest: Pair | undefined;
+    for (const pair of this.#pairs) {
+      if (idlest === undefined || pair.lastActive < idlest.lastActive) idlest = pair;
+    }
+    // A connection that moved bytes in the last second is in use: do not cut it.
+    if (idlest === undefined || performance.now() - idlest.lastActive < 1_000) return false;
+    this.#end(idlest);
+    return true;
+  }
+
+  /** Closes connections the keep never answered, and (before the workload runs) idle ones. */
+  #sweep(): void {
+    const now = performance.now();
+    for (const pair of this.#pairs) {
+      const idle = now - pair.lastActive;
+      if (!pair.answered && idle >= this.#handshakeMs) this.#end(pair);
+      else if (this.#accepting && idle >= this.#idleMs) this.#end(pair);
+    }
+  }
+
+  async #forward(pair: Pair): Promise<void> {
     try {
-      target = await Deno.connect({ hostname: "127.0.0.1", port: this.#targetPort });
-      if (this.#closed) return;
-      this.#conns.add(target);
+      pair.target = await Deno.connect({ hostname: "127.0.0.1", port: this.#targetPort });
+      if (this.#closed || !this.#pairs.has(pair)) return;
       // Each direction ends when its source ends (closing its destination's
-      // write side); the connection pair is done when both have ended.
+      // write side); the pair is done when both have ended.
       await Promise.all([
-        client.readable.pipeTo(target.writable).catch(() => {}),
-        target.readable.pipeTo(client.writable).catch(() => {}),
+        this.#copy(pair, pair.client, pair.target, false),
+        this.#copy(pair, pair.target, pair.client, true),
       ]);
     } catch {
       // The keep is not listening (any more): the client sees the close.
     } finally {
-      closeQuietly(client);
-      this.#conns.delete(client);
-      if (target !== undefined) {
-        closeQuietly(target);
-        this.#conns.delete(target);
-      }
+      this.#end(pair);
     }
   }
 
-  /**
-   * Stops listening and closes every forwarded connection. With `drainMs`,
-   * first lets open connections finish relaying what is in flight (a keep
-   * that has exited may have just written its last bytes) for up to that
-   * long. Safe to call twice.
-   */
-  async close(options: { drainMs?: number } = {}): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    closeQuietly(this.#listener);
-    if (options.drainMs !== undefined && options.drainMs > 0 && this.#pairs.size > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#pairs]),
-        new Promise((resolve) => timer = setTimeout(resolve, options.drainMs)),
-      ]);
-      clearTimeout(timer);
+  async #copy(
+    pair: Pair,
+    from: Deno.TcpConn,
+    to: Deno.TcpConn,
+    fromKeep: boolean,
+  ): Promise<void> {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      while (true) {
+        const n = await from.read(buf);
+        if (n === null) break;
+        pair.lastActive = performance.now();
+        if (fromKeep) pair.answered = true;
+        let at = 0;
+        while (at < n) {
+          at += await to.write(buf.subarray(at, n));
+          pair.lastActive = performance.now(); // a slow reader that reads is active
+        }
+      }
+      await to.closeWrite();
+    } catch {
+      // One side broke: end the pair, so that the other direction ends too.
+      this.#end(pair);
     }
-    for (const conn of this.#conns) closeQuietly(conn);
-    this.#conns.clear();
-    await this.#accepting;
+  }
+
+  #end(pair: Pair): void {
+    closeQuietly(pair.client);
+    if (pair.target !== undefined) closeQuietly(pair.target);
+    this.#pairs.delete(pair);
+  }
+
+  /**
+   * Stops accepting connections (the keep has its one workload, so a new
+   * connection could only be refused by it); open ones go on, and no longer
+   * time out for being idle (a workload may be silent for long).
+   */
+  stopAccepting(): void {
+    if (!this.#accepting) return;
+    this.#accepting = false;
+    closeQuietly(this.#listener);
+  }
+
+  /**
+   * Stops listening and closes every forwarded connection. With `drain`,
+   * first lets open connections relay what is still in flight (a keep that
+   * has exited may have just written its last bytes, and the client may read
+   * slowly): a connection is closed when it has finished or moved no byte for
+   * `drainIdleMs` (default 120 s). Safe to call twice.
+   */
+  async close(options: { drain?: boolean; drainIdleMs?: number } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.stopAccepting();
+    if (options.drain === true) {
+      const idleMs = options.drainIdleMs ?? 120_000;
+      while (this.#pairs.size > 0) {
+        const now = performance.now();
+        for (const pair of this.#pairs) {
+          if (now - pair.lastActive >= idleMs) this.#end(pair);
+        }
+        const done = [...this.#pairs].map((p) => p.done);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          Promise.allSettled(done),
+          new Promise((resolve) => timer = setTimeout(resolve, Math.min(idleMs, 1_000))),
+        ]);
+        clearTimeout(timer);
+      }
+    }
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    for (const pair of [...this.#pairs]) this.#end(pair);
+    await this.#acceptLoop;
   }
 
   /** Same as {@link close}, without waiting. */

@@ -16,6 +16,7 @@ import type {
 } from "../protocol/messages.ts";
 import { HPKE_SUITE } from "../protocol/messages.ts";
 import { launchKeepldr } from "./keepldr.ts";
+import { StateDirLock } from "./state_lock.ts";
 import { isActive, KeepTable, summarize } from "./keep_table.ts";
 import {
   type KeepLauncher,
@@ -67,6 +68,7 @@ export class KeepManager {
   #table: KeepTable<SupervisedKeep>;
   #supervisor: KeepSupervisor;
   #log: KeepLog;
+  #lock: StateDirLock | undefined;
 
   private constructor(options: KeepManagerOptions, launcher?: KeepLauncher) {
     const keepTimeoutMs = options.keepTimeoutMs ?? 10 * 60_000;
@@ -97,13 +99,22 @@ export class KeepManager {
   }
 
   /**
-   * Opens the keep table: creates the state directory, and stops and forgets
+   * Opens the keep table: creates and locks the state directory (EnarxError
+   * `state-dir-locked`, exit 69, while another keepmgr uses it), and stops and forgets
    * keeps recorded there by an earlier keepmgr (only processes whose command
    * line shows they are that keep's keepldr are killed).
    */
   static async open(options: KeepManagerOptions, launcher?: KeepLauncher): Promise<KeepManager> {
     const manager = new KeepManager(options, launcher);
-    await manager.#table.open((record) => manager.#supervisor.reap(record));
+    await Deno.mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+    // Before any record is read: the records of a live keepmgr are not leftovers.
+    manager.#lock = await StateDirLock.acquire(options.stateDir);
+    try {
+      await manager.#table.open((record) => manager.#supervisor.reap(record));
+    } catch (error) {
+      manager.#lock.release();
+      throw error;
+    }
     return manager;
   }
 
@@ -184,7 +195,10 @@ export class KeepManager {
     return summarize(keep);
   }
 
-  /** Refuses new keeps, stops every keep, waits until all are freed. */
+  /**
+   * Refuses new keeps, stops every keep, waits until all are freed, and
+   * releases the state directory.
+   */
   async close(): Promise<void> {
     this.#table.refuseNew();
     const frees: Promise<void>[] = [];
@@ -193,6 +207,8 @@ export class KeepManager {
       if (keep.freed) frees.push(keep.freed);
     }
     await Promise.all(frees);
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 
   /** Same as {@link close}. */

@@ -62,6 +62,8 @@ export interface SupervisedKeep extends KeepEntry {
   listening?: Waiter<ListeningFrame>;
   /** Timers to clear when the keep ends. */
   timers: Set<ReturnType<typeof setTimeout>>;
+  /** Settles when its launch has finished (successfully or not). */
+  launched?: Promise<void>;
 }
 
 /** A table entry made ready for the supervisor. */
@@ -109,8 +111,17 @@ export class KeepSupervisor {
     const evidence = new Promise<EvidenceFrame>((resolve, reject) => {
       keep.evidence = { resolve, reject };
     });
+    // A DELETE or a shutdown may fail the keep while it is still being
+    // launched, before anyone awaits the evidence: that rejection is handled
+    // here and seen again by the wait below.
+    evidence.catch(() => {});
+    const launching = this.#launch(keep);
+    // Freeing the keep waits for its launch, so that a process started after
+    // the keep failed is still stopped and its record still removed.
+    keep.launched = launching.then(() => {}, () => {});
     try {
-      await this.#launch(keep);
+      await launching;
+      if (keep.state !== "created") throw new Error(keep.reason ?? "the keep ended");
       keep.state = "attesting";
       const limits: { memory?: number; timeout_ms: number } = {
         timeout_ms: this.#options.keepTimeoutMs,
@@ -213,6 +224,7 @@ export class KeepSupervisor {
   /** Starts the keepldr, records it, and starts reading its frames, output and exit. */
   async #launch(keep: SupervisedKeep): Promise<void> {
     await Deno.mkdir(keep.workDir, { recursive: true, mode: 0o700 });
+    if (!isActive(keep.state)) return; // deleted meanwhile: start nothing
     const proc = this.#options.launcher(keep.id, { workDir: keep.workDir });
     keep.proc = proc;
     await this.#table.writeRecord({
@@ -283,6 +295,8 @@ export class KeepSupervisor {
           case "running":
             if (keep.state !== "waiting-for-workload") throw unexpected(frame.t, keep.state);
             keep.state = "running";
+            // The keep has its one workload: nobody else needs its port.
+            keep.forward?.stopAccepting();
             this.#log("info", "keep running", { keep: keep.id });
             break;
           case "exited":
@@ -344,11 +358,14 @@ export class KeepSupervisor {
   }
 
   async #free(keep: SupervisedKeep, graceful: boolean): Promise<void> {
+    await keep.launched;
     for (const id of keep.timers) clearTimeout(id);
     keep.timers.clear();
-    // A keep that exited may have written its last output just now: let the
-    // forward relay it before closing.
-    await keep.forward?.close({ drainMs: graceful ? 2_000 : 0 });
+    // A keep that exited may have written its last output just now, and its
+    // client may read slowly: let the forward relay all of it before closing,
+    // for as long as the client keeps reading (it gives up after the client
+    // timeout without progress).
+    await keep.forward?.close({ drain: graceful, drainIdleMs: this.#options.clientTimeoutMs });
     keep.forward = undefined;
     if (keep.proc !== undefined) {
       if (graceful) {

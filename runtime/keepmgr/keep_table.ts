@@ -216,8 +216,14 @@ export class KeepTable<T extends KeepEntry> {
   /** Writes the record of a running keep (atomically, mode 0600). */
   async writeRecord(record: KeepRecord): Promise<void> {
     const path = `${this.keepsDir}/${record.keep}.json`;
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(record) + "\n", { mode: 0o600 });
-    await Deno.rename(`${path}.tmp`, path);
+    try {
+      await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(record) + "\n", { mode: 0o600 });
+      await Deno.rename(`${path}.tmp`, path);
+    } catch (error) {
+      // A full disk must not leave half a record behind.
+      await Deno.remove(`${path}.tmp`).catch(() => {});
+      throw error;
+    }
   }
 
   /** Removes a keep's work directory and its record; errors are ignored. */

@@ -200,3 +200,39 @@ Deno.test("keep table: open reaps every record left in the state directory", asy
     await Deno.remove(stateDir, { recursive: true });
   }
 });
+
+Deno.test("keep table: a keep deleted while still created ends cleanly; no rejection is left unhandled", async () => {
+  await withManager({}, async (manager, keeps, stateDir) => {
+    // create() runs until its first await (the work directory), so the keep is
+    // "created" and no evidence can have arrived: delete it right there.
+    const creating = manager.create({ v: 1, backend: "nil", nonce: NONCE });
+    const failed = assert.rejects(
+      creating,
+      (e) => e instanceof KeepError && e.code === "keep-failed",
+    );
+    const [summary] = manager.list();
+    assert.equal(summary.state, "created");
+    const deleted = await manager.delete(summary.keep);
+    assert.equal(deleted.state, "failed");
+    assert.equal(deleted.reason, "deleted");
+    await failed;
+    // Whatever was launched was stopped, and nothing is left on disk.
+    assert.ok(keeps.every((k) => k.killed));
+    assert.deepEqual([...Deno.readDirSync(`${stateDir}/keeps`)], []);
+    assert.deepEqual([...Deno.readDirSync(`${stateDir}/work`)], []);
+    // Let any stray rejection surface before the test ends.
+    await new Promise((r) => setTimeout(r, 50));
+  });
+});
+
+Deno.test("keep table: close() while a keep is still created stops it without an unhandled rejection", async () => {
+  await withManager({}, async (manager, keeps, stateDir) => {
+    const creating = manager.create({ v: 1, backend: "nil", nonce: NONCE });
+    const failed = assert.rejects(creating, (e) => e instanceof KeepError);
+    await manager.close();
+    await failed;
+    assert.ok(keeps.every((k) => k.killed));
+    assert.deepEqual([...Deno.readDirSync(`${stateDir}/keeps`)], []);
+    await new Promise((r) => setTimeout(r, 50));
+  });
+});

@@ -126,3 +126,47 @@ Deno.test("forward: copies both ways, and close() ends every connection", async 
   serverConn.close();
   target.close();
 });
+
+Deno.test("forward: a connection the keep never answers is closed; a newcomer evicts the idlest", async () => {
+  // A target that accepts and says nothing, except "hi" to whoever writes first.
+  const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of target) {
+      accepted.push(conn);
+      (async () => {
+        const buf = new Uint8Array(1);
+        if (await conn.read(buf).catch(() => null)) {
+          await conn.write(new TextEncoder().encode("hi"));
+        }
+      })().catch(() => {});
+    }
+  })();
+  const forward = TcpForward.open({
+    targetPort: target.addr.port,
+    maxConnections: 2,
+    handshakeTimeoutMs: 1_500,
+  });
+  const silent = [
+    await Deno.connect({ hostname: "127.0.0.1", port: forward.port }),
+    await Deno.connect({ hostname: "127.0.0.1", port: forward.port }),
+  ];
+  await new Promise((r) => setTimeout(r, 1_100)); // both idle for over a second
+  // Every place is taken by idle connections: the newcomer still gets through.
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: forward.port });
+  await client.write(new Uint8Array([1]));
+  const reply = new Uint8Array(2);
+  let n = 0;
+  while (n < 2) n += (await client.read(reply.subarray(n)))!;
+  assert.equal(new TextDecoder().decode(reply), "hi");
+  // The unanswered connections are closed by the handshake timeout.
+  for (const conn of silent) assert.equal(await conn.read(new Uint8Array(1)), null);
+  await forward.close();
+  for (const conn of [...silent, client, ...accepted]) {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+  target.close();
+  await serving.catch(() => {});
+});

@@ -607,3 +607,132 @@ Deno.test({
     }
   }),
 });
+
+Deno.test("keepmgr: a second keepmgr on the same state directory refuses to start and kills nothing", async () => {
+  const km = await startKeepmgr();
+  try {
+    const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+    const pids = pidsWith(keep.keep);
+    assert.ok(pids.length >= 1);
+    const second = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        "--config",
+        `${ROOT}deno.json`,
+        `${ROOT}cli/main.ts`,
+        "keepmgr",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        km.stateDir,
+        "--wasmldr-command",
+        JSON.stringify(fakeCommand("normal")),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // A second keepmgr that starts would serve forever: stop it after 20 s.
+    const timer = setTimeout(() => second.kill("SIGKILL"), 20_000);
+    const out = await second.output();
+    clearTimeout(timer);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 69, stderr);
+    assert.equal(stderr.trim().split("\n").length, 1, stderr);
+    assert.match(stderr, new RegExp(`in use by another keepmgr \\(pid ${km.proc.pid}\\)`));
+    // The first keepmgr's keep is untouched and still served.
+    assert.ok(pids.every(alive), "the second keepmgr killed a live keep");
+    assert.ok(exists(`${km.stateDir}/keeps/${keep.keep}.json`));
+    const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+    assert.equal(shown.state, "waiting-for-key");
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+  // Once the first has stopped, the state directory is free again.
+  const next = await startKeepmgr({ stateDir: km.stateDir });
+  assert.equal((await stopKeepmgr(next)).code, 0);
+});
+
+/** Mounts a 256 KiB tmpfs (root only), runs `fn` on it, and always unmounts it. */
+async function withSmallDisk(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await tempDir();
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir],
+  }).output();
+  assert.equal(mount.code, 0, new TextDecoder().decode(mount.stderr));
+  try {
+    await fn(dir);
+  } finally {
+    await new Deno.Command("umount", { args: ["-l", dir] }).output();
+  }
+}
+
+/** Fills the file system of `dir` to the last byte. */
+async function fillDisk(dir: string): Promise<void> {
+  using file = await Deno.open(`${dir}/filler`, { write: true, create: true });
+  const block = new Uint8Array(4096);
+  try {
+    while (true) await file.write(block);
+  } catch { /* full */ }
+}
+
+function tempFiles(dir: string): string[] {
+  const found: string[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) found.push(...tempFiles(path));
+    else if (entry.name.includes(".tmp")) found.push(path);
+  }
+  return found;
+}
+
+Deno.test({
+  name:
+    "keepmgr: a full disk under the state directory: start exits 74, a create fails cleanly, no .tmp is left",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    await withSmallDisk(async (dir) => {
+      // A create on a disk that filled up after start: the keep fails, keepmgr stays up.
+      const km = await startKeepmgr({ stateDir: `${dir}/state` });
+      try {
+        await fillDisk(dir);
+        const reply = await call(km, "POST", "/v1/keeps", createBody());
+        assert.equal(reply.status, 502);
+        assert.match(parseErrorResponse(reply.body).error.message, /No space left/);
+        assert.deepEqual(tempFiles(dir), []);
+        const info = await call(km, "GET", "/v1/info");
+        assert.equal(info.status, 200);
+      } finally {
+        assert.equal((await stopKeepmgr(km)).code, 0);
+      }
+      // A start on the full disk: an I/O error (74), not an internal one.
+      const out = await new Deno.Command(DENO, {
+        args: [
+          "run",
+          "-A",
+          "--quiet",
+          "--config",
+          `${ROOT}deno.json`,
+          `${ROOT}cli/main.ts`,
+          "keepmgr",
+          "--listen",
+          "127.0.0.1:0",
+          "--state-dir",
+          `${dir}/fresh`,
+          "--wasmldr-command",
+          JSON.stringify(fakeCommand("normal")),
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 74, stderr);
+      assert.doesNotMatch(stderr, /internal error/);
+      // The keep records' temporaries (the TLS files' are runtime/keepmgr/tls.ts's own).
+      assert.deepEqual(tempFiles(dir).filter((path) => !path.includes("/tls/")), []);
+    });
+  },
+});
