@@ -63,6 +63,18 @@ export function defaultOvmfPath(): string {
   return `${bootstrapCacheDir()}/ovmf-amdsev/OVMF.fd`;
 }
 
+/** Throws EnarxError (exit 66) naming an input file that is not there. */
+async function checkInput(role: string, path: string): Promise<void> {
+  try {
+    await Deno.stat(path);
+  } catch (cause) {
+    throw new EnarxError("measure-input-missing", `Cannot read the ${role} "${path}": ${cause}`, {
+      exit: "noInput",
+      cause,
+    });
+  }
+}
+
 /** Reads an input file, or throws EnarxError (exit 66) naming it. */
 async function readInput(role: string, path: string): Promise<Uint8Array> {
   try {
@@ -84,6 +96,9 @@ async function fileInput(role: string, path: string): Promise<MeasuredInput> {
 async function bootFiles(backend: "kvm" | "sev", options: KeepMeasurementOptions) {
   const needImage = options.kernelFile === undefined ||
     (options.kernelFile !== null && (options.initrd === undefined || options.append === undefined));
+  for (const [role, path] of [["kernel", options.kernelFile], ["initrd", options.initrd]]) {
+    if (typeof path === "string") await checkInput(role!, path);
+  }
   const image = needImage ? await keepImage(backend, options) : undefined;
   const kernel = options.kernelFile === null
     ? undefined
