@@ -247,11 +247,19 @@ async function readEntries(entries: Entry[]): Promise<ReadEntry[]> {
     byPath.set(e.path, e);
   }
   const sorted = [...byPath.values()].sort((a, b) => compareBytes(a.path, b.path));
-  const out: ReadEntry[] = [];
-  for (const e of sorted) {
-    const data = e.mode & 0o40000 ? new Uint8Array(0) : e.data ?? await Deno.readFile(e.from!);
-    out.push({ path: e.path, mode: e.mode, data, sha256: await sha256(data) });
-  }
+  const out: ReadEntry[] = new Array(sorted.length);
+  // A few reads and digests at once: WebCrypto digests off the main thread,
+  // so the cores share the hashing of Deno and libwasmtime.
+  let next = 0;
+  const worker = async () => {
+    while (next < sorted.length) {
+      const i = next++;
+      const e = sorted[i];
+      const data = e.mode & 0o40000 ? new Uint8Array(0) : e.data ?? await Deno.readFile(e.from!);
+      out[i] = { path: e.path, mode: e.mode, data, sha256: await sha256(data) };
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
   return out;
 }
 
