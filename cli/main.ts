@@ -50,6 +50,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Verify attestation evidence, or fetch a report inside a guest",
     load: () => loadCommand("attest.ts"),
   },
+  measure: {
+    summary: "Print the measurement a keep of this release reports",
+    load: () => loadCommand("keep/measure.ts"),
+  },
+  keep: {
+    summary: "Build the image a keep launches (keep image)",
+    load: () => loadCommand("keep/keep.ts"),
+  },
   demo: {
     summary: "Start a local keepmgr and deploy a bundled example end to end",
     load: () => loadCommand("demo.ts"),

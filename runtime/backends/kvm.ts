@@ -2,9 +2,13 @@
  * The `kvm` backend: a keep is a QEMU micro-VM (hardware virtualisation, no
  * memory encryption) that boots a kernel and an initrd holding wasmldr
  * (kvm_image.ts, kvm_vm.ts). keepmgr launches it; `enarx run` does not.
- * Evidence is simulated SNP (snp-sim) with the same measurement as nil:
- * wasmldr's code, not the kernel or initrd. This module is small on
- * purpose: the VM and image code loads only when a kvm keep is launched.
+ * Evidence is simulated SNP (snp-sim), signed inside the keep with the nil
+ * keep's measurement (what wasmldr executes) until the simulator moves to
+ * the host; {@link kvmBackend}'s `measurement()` is the kvm keep's own
+ * (kernel, initrd, command line: runtime/measure/keep_measure.ts), what
+ * `enarx measure --backend kvm` prints and what that simulator will sign.
+ * This module is small on purpose: the VM and image code loads only when a
+ * kvm keep is launched or measured.
  *
  * @module
  */
@@ -12,7 +16,6 @@ import type { Backend, KeepHandle, LaunchOptions } from "./backend.ts";
 import { EnarxError } from "../errors.ts";
 import { CheckList } from "../platform/check_list.ts";
 import { findKvmKernel } from "./kvm_kernel.ts";
-import { wasmldrMeasurement } from "../keep/measurement.ts";
 
 /** The QEMU program. */
 export const QEMU = "qemu-system-x86_64";
@@ -72,6 +75,19 @@ async function launchVm(options: LaunchOptions): Promise<KeepHandle> {
   }
 }
 
+/** What this module uses of runtime/measure/keep_measure.ts (see {@link KvmVmModule}). */
+interface KeepMeasureModule {
+  keepMeasurement(backend: string): Promise<{ digest: Uint8Array }>;
+}
+
+/** The kvm keep's measurement: over the kernel, initrd and command line it boots. */
+async function kvmMeasurement(): Promise<Uint8Array> {
+  const { keepMeasurement }: KeepMeasureModule = await import(
+    new URL("../measure/keep_measure.ts", import.meta.url).href
+  );
+  return (await keepMeasurement("kvm")).digest;
+}
+
 /** The kvm backend. */
 export const kvmBackend: Backend = {
   name: "kvm",
@@ -87,5 +103,5 @@ export const kvmBackend: Backend = {
   launchable: kvmLaunchable,
   launches: true,
   launch: launchVm,
-  measurement: wasmldrMeasurement,
+  measurement: kvmMeasurement,
 };

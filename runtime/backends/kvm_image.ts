@@ -1,24 +1,32 @@
 /**
- * The boot image of a kvm keep: a Linux kernel (Debian's cloud kernel, from
- * `ENARX_KVM_KERNEL` or the cache that tools/test_deps.sh fills) and an
- * initrd that holds busybox, Deno with its libraries, libwasmtime, wasmldr's
- * code (the same files the simulated measurement covers), the npm packages
- * it imports, the snp-sim state it signs evidence with and the virtio
- * network modules. The initrd is an uncompressed cpio (newc) archive written
- * here (no compression: building and unpacking it under emulation stay
- * fast), cached by a digest of its inputs' paths, sizes and times so that
- * later keeps reuse it.
+ * The boot image of a VM keep (kvm, and sev's kernel, initrd and command
+ * line): a Linux kernel (Debian's cloud kernel, from `ENARX_KVM_KERNEL` or
+ * the cache that tools/test_deps.sh fills), the kernel command line
+ * {@link KEEP_APPEND}, and an initrd that holds busybox, Deno with its
+ * libraries, libwasmtime, wasmldr's code, the npm packages it imports and
+ * the virtio network modules. The initrd is an uncompressed cpio (newc)
+ * archive written here (no compression: building and unpacking it under
+ * emulation stay fast).
  *
- * Not measured: the simulated measurement of a kvm keep covers wasmldr's
- * code only (runtime/keep/measurement.ts), exactly as for nil; the kernel,
- * the init script, Deno and the libraries in the initrd are not. Real SEV
- * would measure the whole launch image.
+ * Reproducible: the same input bytes give the same archive, byte for byte.
+ * Entries are sorted by path, every parent directory is listed, inode
+ * numbers follow that order, times are 0, owner and group are 0, modes are
+ * fixed (0755 programs and directories, 0644 data, 0600 simulator state),
+ * and no host path appears. The cache of built initrds is keyed by content:
+ * a SHA-256 over the sorted (guest path, mode, SHA-256 of the bytes) list.
+ * Cached files are 0600 in a 0700 folder.
+ *
+ * The simulator's state (its private keys) is the one part that does not
+ * belong in a keep: it is added only when `simDir` is given (kvm keeps
+ * whose wasmldr signs snp-sim evidence inside the guest, until the
+ * simulator moves to the host), under `/sim`, by {@link simStateEntries}.
  *
  * @module
  */
 import { EnarxError } from "../errors.ts";
 import { findKvmKernel, isDir, isFile, type KvmKernel } from "./kvm_kernel.ts";
-import { wasmldrFiles } from "../keep/measurement.ts";
+import { MEASUREMENT_FILE_ENV, wasmldrFiles } from "../keep/measurement.ts";
+import { keepDigest, type MeasuredInput } from "../measure/keep_digest.ts";
 import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -43,12 +51,22 @@ export const NET_MODULES = [
   "virtio_net",
 ];
 
+/** The kernel command line of a VM keep. */
+export const KEEP_APPEND = "console=ttyS0 quiet panic=-1";
+
+/** Where the initrd holds the nil keep's measurement its host computed (hex). */
+const GUEST_MEASUREMENT_FILE = "/app/wasmldr-measurement.hex";
+
 /** A built keep image. */
 export interface KvmImage extends KvmKernel {
   /** The initrd (cpio newc). */
   initrd: string;
+  /** The kernel command line. */
+  append: string;
   /** True when it was built now rather than found in the cache. */
   built: boolean;
+  /** The content key of the initrd (hex), part of its cache file name. */
+  key: string;
 }
 
 /** Finds a kernel module's .ko file under `modules/kernel`. */
@@ -99,6 +117,7 @@ function initScript(): string {
     "DENO_DIR=/tmp/deno",
     "DENO_NO_UPDATE_CHECK=1",
     "ENARX_SNP_SIM_DIR=/sim",
+    `${MEASUREMENT_FILE_ENV}=${GUEST_MEASUREMENT_FILE}`,
     "ENARX_LIBWASMTIME=/app/libwasmtime.so",
     `ENARX_WASMLDR_LISTEN=0.0.0.0:${GUEST_PORT}`,
   ];
@@ -135,11 +154,16 @@ try {
 Deno.exit(status);
 `;
 
-/** One entry of the archive: a file from the host, inline bytes, or a directory. */
+/** One entry of the archive: a file from the host, inline bytes, or a directory (mode 0o40755). */
 type Entry = { path: string; from?: string; data?: Uint8Array; mode: number };
 
-/** Lists what goes into the initrd. */
-async function imageEntries(kernel: KvmKernel, simDir: string): Promise<Entry[]> {
+/** A file entry with its bytes read and hashed. */
+type ReadEntry = { path: string; mode: number; data: Uint8Array; sha256: Uint8Array };
+
+const DIR_MODE = 0o40755;
+
+/** Lists what goes into the initrd, without the simulator's state. */
+async function imageEntries(kernel: KvmKernel): Promise<Entry[]> {
   const entries: Entry[] = [];
   const file = (path: string, from: string, mode = 0o644) => entries.push({ path, from, mode });
   const deno = Deno.execPath();
@@ -161,126 +185,149 @@ async function imageEntries(kernel: KvmKernel, simDir: string): Promise<Entry[]>
   }
   for (const [path, from] of libs) file(path, from, 0o755);
   for (const name of NET_MODULES) file(`/lib/modules/${name}.ko`, findModule(kernel.modules, name));
-  for (const path of [...await wasmldrFiles(), "deno.json", "package.json", "package-lock.json"]) {
+  for (const path of [...await wasmldrFiles(), ...APP_EXTRA]) {
     file(`/app/${path}`, `${ROOT}${path}`);
   }
+  for (const [path, from] of nodeModules()) file(path, from);
+  const enc = new TextEncoder();
+  entries.push({ path: "/init", data: enc.encode(initScript()), mode: 0o755 });
+  entries.push({ path: "/app/kvm_entry.ts", data: enc.encode(ENTRY), mode: 0o644 });
+  for (const dir of ["/proc", "/sys", "/dev", "/tmp", "/sim"]) {
+    entries.push({ path: dir, mode: DIR_MODE });
+  }
+  return entries;
+}
+
+/** Files of the checkout the guest needs beside wasmldr's code. */
+const APP_EXTRA = ["deno.json", "package.json", "package-lock.json"];
+
+/** The npm packages wasmldr imports: [guest path, host path] of every file. */
+function nodeModules(): [string, string][] {
+  const files: [string, string][] = [];
   const walk = (dir: string, guest: string) => {
     for (const entry of Deno.readDirSync(dir)) {
       const from = `${dir}/${entry.name}`;
       const stat = Deno.statSync(from);
       if (stat.isDirectory) walk(from, `${guest}/${entry.name}`);
-      else if (stat.isFile) file(`${guest}/${entry.name}`, from);
+      else if (stat.isFile) files.push([`${guest}/${entry.name}`, from]);
     }
   };
   for (const entry of Deno.readDirSync(`${ROOT}node_modules`)) {
     if (["@deno", "@types", ".bin", ".deno", "deno"].includes(entry.name)) continue;
     const from = `${ROOT}node_modules/${entry.name}`;
     if (Deno.statSync(from).isDirectory) walk(from, `/app/node_modules/${entry.name}`);
-    else file(`/app/node_modules/${entry.name}`, from);
+    else files.push([`/app/node_modules/${entry.name}`, from]);
   }
-  if (isDir(simDir)) {
-    for (const entry of Deno.readDirSync(simDir)) {
-      if (entry.isFile) file(`/sim/${entry.name}`, `${simDir}/${entry.name}`, 0o600);
-    }
-  }
-  const enc = new TextEncoder();
-  entries.push({ path: "/init", data: enc.encode(initScript()), mode: 0o755 });
-  entries.push({ path: "/app/kvm_entry.ts", data: enc.encode(ENTRY), mode: 0o644 });
-  for (const dir of ["/proc", "/sys", "/dev", "/tmp", "/sim"]) {
-    entries.push({ path: dir, mode: 0o40755 });
-  }
-  return entries;
+  return files;
 }
 
-/** A digest of the entries' paths, sources, sizes and modification times (plus the kernel). */
-async function inputsKey(kernel: KvmKernel, entries: Entry[]): Promise<string> {
-  const parts = [`kernel ${kernel.kernel}`];
+/**
+ * The simulated SNP platform's state (private keys included) as entries
+ * under `/sim`, 0600: the one part of the image that does not belong in a
+ * keep, kept apart so that dropping it is dropping this call.
+ */
+export function simStateEntries(simDir: string): Entry[] {
+  if (!isDir(simDir)) return [];
+  return [...Deno.readDirSync(simDir)].filter((e) => e.isFile)
+    .map((e) => ({ path: `/sim/${e.name}`, from: `${simDir}/${e.name}`, mode: 0o600 }));
+}
+
+/**
+ * Reads and hashes every file entry, adds every parent directory, drops
+ * duplicates (the last one wins) and sorts by path: the archive's order.
+ */
+async function readEntries(entries: Entry[]): Promise<ReadEntry[]> {
+  const byPath = new Map<string, Entry>();
   for (const e of entries) {
-    if (e.from !== undefined) {
-      const s = Deno.statSync(e.from);
-      parts.push(`${e.path} ${e.from} ${s.size} ${s.mtime?.getTime()} ${e.mode}`);
-    } else {
-      parts.push(`${e.path} ${e.mode} ${e.data === undefined ? "" : await sha256(e.data)}`);
-    }
-  }
-  return (await sha256(new TextEncoder().encode(parts.join("\n")))).slice(0, 32);
-}
-
-async function sha256(data: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
-  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Writes the entries as a cpio newc archive to `path` (parent directories added). */
-async function writeCpio(path: string, entries: Entry[]): Promise<void> {
-  const dirs = new Set<string>();
-  const all: Entry[] = [];
-  const addParents = (p: string) => {
-    const parts = p.split("/").filter((x) => x);
+    const parts = e.path.split("/").filter((x) => x);
     for (let i = 1; i < parts.length; i++) {
       const dir = "/" + parts.slice(0, i).join("/");
-      if (!dirs.has(dir)) {
-        dirs.add(dir);
-        all.push({ path: dir, mode: 0o40755 });
-      }
+      if (!byPath.has(dir)) byPath.set(dir, { path: dir, mode: DIR_MODE });
     }
-  };
-  for (const e of entries) {
-    addParents(e.path);
-    if (e.mode & 0o40000) {
-      if (dirs.has(e.path)) continue;
-      dirs.add(e.path);
-    }
-    all.push(e);
+    byPath.set(e.path, e);
   }
-  const out = await Deno.open(path, { write: true, create: true, truncate: true });
-  const enc = new TextEncoder();
-  const chunks: Uint8Array[] = [];
-  let pending = 0;
-  const flush = async () => {
-    const buf = new Uint8Array(pending);
-    let at = 0;
-    for (const c of chunks) {
-      buf.set(c, at);
-      at += c.length;
+  const sorted = [...byPath.values()].sort((a, b) => compareBytes(a.path, b.path));
+  const out: ReadEntry[] = new Array(sorted.length);
+  // A few reads and digests at once: WebCrypto digests off the main thread,
+  // so the cores share the hashing of Deno and libwasmtime.
+  let next = 0;
+  const worker = async () => {
+    while (next < sorted.length) {
+      const i = next++;
+      const e = sorted[i];
+      const data = e.mode & 0o40000 ? new Uint8Array(0) : e.data ?? await Deno.readFile(e.from!);
+      out[i] = { path: e.path, mode: e.mode, data, sha256: await sha256(data) };
     }
-    chunks.length = 0;
-    pending = 0;
-    let written = 0;
-    while (written < buf.length) written += await out.write(buf.subarray(written));
   };
-  const push = async (bytes: Uint8Array) => {
-    chunks.push(bytes);
-    pending += bytes.length;
-    if (pending > 8 << 20) await flush();
-  };
-  const pad = async (n: number) => {
-    if (n % 4 !== 0) await push(new Uint8Array(4 - (n % 4)));
-  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return out;
+}
+
+/** Orders paths by their UTF-8 bytes (as `LC_ALL=C sort`). */
+function compareBytes(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+async function sha256(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
+}
+
+/**
+ * The nil keep's measurement as the guest's wasmldr would compute it
+ * (runtime/keep/measurement.ts), from the hashes of the files the image
+ * holds: the guest reads it instead of hashing Deno under emulation.
+ */
+async function guestMeasurement(entries: ReadEntry[], appFiles: string[]): Promise<Uint8Array> {
+  const hashOf = new Map(entries.map((e) => [e.path, e.sha256]));
+  const inputs: MeasuredInput[] = [
+    { role: "deno", sha256: hashOf.get("/bin/deno")! },
+    { role: "libwasmtime", sha256: hashOf.get("/app/libwasmtime.so")! },
+  ];
+  for (const path of [...appFiles].sort()) {
+    inputs.push({ role: `app/${path}`, sha256: hashOf.get(`/app/${path}`)! });
+  }
+  return await keepDigest("nil", inputs);
+}
+
+/** The content key of an archive: SHA-256 over its sorted (path, mode, SHA-256) list. */
+async function contentKey(entries: ReadEntry[]): Promise<string> {
+  const lines = ["enarx/v1 keep-initrd"];
+  for (const e of entries) lines.push(`${e.path} ${e.mode.toString(8)} ${e.sha256.toHex()}`);
+  return (await sha256(new TextEncoder().encode(lines.join("\n")))).toHex();
+}
+
+/** The cpio newc header and name of one record, padded to 4 bytes. */
+function cpioHeader(name: string, mode: number, size: number, ino: number): Uint8Array {
+  const enc = new TextEncoder();
+  const nameBytes = enc.encode(name + "\0");
   const hex = (n: number) => n.toString(16).padStart(8, "0");
-  const record = async (name: string, mode: number, data: Uint8Array, ino: number) => {
-    const nameBytes = enc.encode(name + "\0");
-    const header = "070701" + hex(ino) + hex(mode) + hex(0) + hex(0) +
-      hex(mode & 0o40000 ? 2 : 1) + hex(0) + hex(data.length) + hex(0) + hex(0) + hex(0) +
-      hex(0) + hex(nameBytes.length) + hex(0);
-    await push(enc.encode(header));
-    await push(nameBytes);
-    await pad(110 + nameBytes.length);
-    await push(data);
-    await pad(data.length);
+  // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
+  // rdevmajor, rdevminor, namesize, check
+  const header = "070701" + hex(ino) + hex(mode) + hex(0) + hex(0) +
+    hex(mode & 0o40000 ? 2 : 1) + hex(0) + hex(size) + hex(0) + hex(0) + hex(0) +
+    hex(0) + hex(nameBytes.length) + hex(0);
+  const padded = new Uint8Array(Math.ceil((110 + nameBytes.length) / 4) * 4);
+  padded.set(enc.encode(header));
+  padded.set(nameBytes, 110);
+  return padded;
+}
+
+/** Writes sorted entries as a cpio newc archive to `path` (mode 0600). */
+async function writeCpio(path: string, entries: ReadEntry[]): Promise<void> {
+  const out = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  const write = async (bytes: Uint8Array) => {
+    let written = 0;
+    while (written < bytes.length) written += await out.write(bytes.subarray(written));
   };
   try {
     let ino = 1;
-    for (const e of all) {
-      const name = e.path.replace(/^\//, "");
-      if (e.mode & 0o40000) await record(name, e.mode, new Uint8Array(0), ino++);
-      else {
-        const data = e.data ?? await Deno.readFile(e.from!);
-        await record(name, 0o100000 | e.mode, data, ino++);
-      }
+    for (const e of entries) {
+      const mode = e.mode & 0o40000 ? e.mode : 0o100000 | e.mode;
+      await write(cpioHeader(e.path.replace(/^\//, ""), mode, e.data.length, ino++));
+      await write(e.data);
+      if (e.data.length % 4 !== 0) await write(new Uint8Array(4 - (e.data.length % 4)));
     }
-    await record("TRAILER!!!", 0, new Uint8Array(0), 0);
-    await flush();
+    await write(cpioHeader("TRAILER!!!", 0, 0, 0));
   } finally {
     out.close();
   }
@@ -288,26 +335,40 @@ async function writeCpio(path: string, entries: Entry[]): Promise<void> {
 
 /** Options of {@link buildKvmImage}. */
 export interface BuildKvmImageOptions {
-  /** Folder of cached images. */
+  /** Folder of cached images (made 0700). */
   cacheDir: string;
-  /** The snp-sim state to put in the guest (`ENARX_SNP_SIM_DIR`). */
-  simDir: string;
+  /**
+   * The snp-sim state to put in the guest (`ENARX_SNP_SIM_DIR`), private
+   * keys included; none when undefined (sev keeps, and kvm keeps once the
+   * simulator runs on the host).
+   */
+  simDir?: string;
   /** The kernel (default {@link findKvmKernel}). */
   kernel?: KvmKernel;
 }
 
 /**
- * Returns the keep image, building the initrd when the cache has none for
- * the current inputs. Concurrent builders each write a temporary file and
+ * Returns the keep image, building the initrd when the cache has none with
+ * the same content. Concurrent builders each write a temporary file and
  * rename it into place.
  */
 export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmImage> {
   const kernel = options.kernel ?? findKvmKernel();
-  const entries = await imageEntries(kernel, options.simDir);
-  const key = await inputsKey(kernel, entries);
+  const listed = await imageEntries(kernel);
+  if (options.simDir !== undefined) listed.push(...simStateEntries(options.simDir));
+  const entries = await readEntries(listed);
+  const measurement = await guestMeasurement(entries, [
+    ...await wasmldrFiles(),
+    "package-lock.json",
+  ]);
+  const data = new TextEncoder().encode(measurement.toHex() + "\n");
+  entries.push({ path: GUEST_MEASUREMENT_FILE, mode: 0o644, data, sha256: await sha256(data) });
+  entries.sort((a, b) => compareBytes(a.path, b.path));
+  const key = await contentKey(entries);
   const initrd = `${options.cacheDir}/initrd-${key}.cpio`;
-  if (isFile(initrd)) return { ...kernel, initrd, built: false };
   await Deno.mkdir(options.cacheDir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(options.cacheDir, 0o700).catch(() => {});
+  if (isFile(initrd)) return { ...kernel, initrd, append: KEEP_APPEND, built: false, key };
   const tmp = `${initrd}.${crypto.randomUUID()}.tmp`;
   try {
     await writeCpio(tmp, entries);
@@ -322,5 +383,5 @@ export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmI
       { exit: "io", cause: error },
     );
   }
-  return { ...kernel, initrd, built: true };
+  return { ...kernel, initrd, append: KEEP_APPEND, built: true, key };
 }

@@ -132,7 +132,7 @@ function qemuArgs(
     "-initrd",
     image.initrd,
     "-append",
-    "console=ttyS0 quiet panic=-1",
+    image.append,
   ];
 }
 

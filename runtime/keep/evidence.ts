@@ -11,6 +11,7 @@ import { EnarxError } from "../errors.ts";
 import { attestableBackends, backendByName, type EvidenceSource } from "../backends/mod.ts";
 import type { EvidenceProvider } from "./wasmldr.ts";
 import { encodeEvidenceBundle } from "../attestation/bundle.ts";
+import { wasmldrMeasurement } from "./measurement.ts";
 
 /** Options of {@link backendEvidence}. */
 export interface BackendEvidenceOptions {
@@ -65,14 +66,11 @@ export function backendEvidence(options: BackendEvidenceOptions = {}): EvidenceP
       );
     }
     if (source === "sev-guest") return await sevGuestEvidence(reportData);
-    const measurement = await backend.measurement();
-    if (measurement === undefined) {
-      throw new EnarxError(
-        "measurement-unavailable",
-        `Backend "${backend.name}" names no measurement for simulated evidence`,
-        { exit: "internal" },
-      );
-    }
+    // The simulator inside the keep signs the nil keep's measurement (what
+    // wasmldr executes) for nil and kvm keeps alike, as clients expect today;
+    // a kvm keep's own measurement (backend.measurement(): kernel, initrd,
+    // command line) is the host's to compute, once the simulator sits there.
+    const measurement = await wasmldrMeasurement();
     return await snpSimEvidence(reportData, measurement, options.simDir);
   };
 }

@@ -1,27 +1,32 @@
 /**
- * The measurement of a nil or kvm keep under the simulated SNP platform: a
- * SHA-384 over the code that makes up wasmldr, standing in for the launch
- * digest that SEV-SNP hardware computes over a guest's initial memory.
+ * The measurement of a nil keep: a SHA-384 over what the keep's process
+ * executes (spec/measurement.md), standing in for the launch digest that
+ * SEV-SNP hardware computes over a guest's initial memory.
  *
- * What is measured: every TypeScript file reachable through relative imports
- * (static `import`/`export ... from` and `import("...")` with a literal) from
- * cli/wasmldr.ts, sorted by their path relative to the repository root, plus
+ * What is measured, in this order: the Deno executable (role `deno`), the
+ * libwasmtime shared library (`libwasmtime`), then every TypeScript file
+ * reachable through relative imports (static `import`/`export ... from` and
+ * `import("...")` with a literal) from cli/wasmldr.ts, plus
  * package-lock.json, which pins the exact npm packages (with their integrity
- * hashes) that those files import by name. The digest is
- *
- *   SHA-384("enarx/v1 wasmldr-measurement\0" ||
- *           for each file: path || "\0" || u32be(length) || bytes)
+ * hashes) that those files import by name, each as `app/<path relative to
+ * the repository root>`, sorted. The digest is runtime/measure/keep_digest.ts's
+ * encoding with the label `enarx/v1 nil-keep-measurement\0`. Not covered:
+ * the C library and the other shared libraries Deno links, and the npm
+ * packages' own files beyond the lock file's pins.
  *
  * Both wasmldr (to ask the simulator for a report) and the client (to know
  * what to expect, when the policy names no measurement) compute it from
- * their own copy of the code, so a client accepts exactly the wasmldr of its
- * own enarx version.
+ * their own copy, so a client accepts exactly the wasmldr, Deno and
+ * libwasmtime of its own enarx installation. Where hashing Deno would be
+ * slow or impossible the value is read instead: a compiled binary carries
+ * the one compile.sh embedded, and a kvm keep's initrd carries the one its
+ * host computed while building the image ({@link MEASUREMENT_FILE_ENV}).
  *
  * @module
  */
 import { EnarxError } from "../errors.ts";
+import { keepDigest, type MeasuredInput, measureFile } from "../measure/keep_digest.ts";
 
-const LABEL = "enarx/v1 wasmldr-measurement\0";
 const ROOT = new URL("../../", import.meta.url);
 const ENTRY = "cli/wasmldr.ts";
 const EXTRA = ["package-lock.json"];
@@ -79,33 +84,72 @@ export async function readEmbeddedMeasurement(
   if (!/^[0-9a-f]{96}$/.test(text)) {
     throw new Error(`the embedded measurement "${file.pathname}" is not 48 bytes of hex`);
   }
-  return Uint8Array.from(text.match(/../g)!, (h) => parseInt(h, 16));
+  return Uint8Array.fromHex(text);
 }
 
 /**
- * Returns the 48-byte measurement of this enarx's wasmldr (computed once per
- * process): in a compiled binary the one compile.sh embedded, else computed
- * from the source files. Throws EnarxError `measurement-unavailable` when
- * neither can be read.
+ * The environment variable naming a file that holds this keep's
+ * measurement as hex, set by a kvm keep's init: the guest's Deno is the
+ * host's, and hashing it under emulation would cost seconds.
+ */
+export const MEASUREMENT_FILE_ENV = "ENARX_WASMLDR_MEASUREMENT_FILE";
+
+/**
+ * Returns the 48-byte measurement of this enarx's nil keep (computed once
+ * per process): in a compiled binary the one compile.sh embedded, where
+ * {@link MEASUREMENT_FILE_ENV} names a file the value it holds, else
+ * computed from the files ({@link nilKeepInputs}). Throws EnarxError
+ * `measurement-unavailable` when none can be read.
  */
 export function wasmldrMeasurement(): Promise<Uint8Array> {
   // Only a compiled binary uses the embedded value: in a checkout it could
   // be stale, left by an earlier compile.sh.
-  const embedded = Deno.build.standalone ? readEmbeddedMeasurement() : Promise.resolve(undefined);
-  cached ??= embedded.then((m) => m ?? computeMeasurement()).catch((cause) => {
-    cached = undefined;
-    throw new EnarxError(
-      "measurement-unavailable",
-      `Cannot compute the measurement of this enarx's wasmldr: ${
-        cause instanceof Error ? cause.message : String(cause)
-      }; give a policy that lists the keep's measurement`,
-      { exit: "unavailable", cause },
-    );
-  });
+  const fromEnv = readEnv(MEASUREMENT_FILE_ENV);
+  const given = fromEnv !== undefined && fromEnv !== ""
+    ? readEmbeddedMeasurement({ file: new URL(`file://${fromEnv}`) }).then((m) => {
+      if (m === undefined) {
+        throw new Error(`${MEASUREMENT_FILE_ENV} names "${fromEnv}", unreadable`);
+      }
+      return m;
+    })
+    : Deno.build.standalone
+    ? readEmbeddedMeasurement()
+    : Promise.resolve(undefined);
+  cached ??= given.then(async (m) => m ?? await keepDigest("nil", await nilKeepInputs()))
+    .catch((cause) => {
+      cached = undefined;
+      throw new EnarxError(
+        "measurement-unavailable",
+        `Cannot compute the measurement of this enarx's wasmldr: ${
+          cause instanceof Error ? cause.message : String(cause)
+        }; give a policy that lists the keep's measurement`,
+        { exit: "unavailable", cause },
+      );
+    });
   return cached;
 }
 
-async function computeMeasurement(): Promise<Uint8Array> {
+/** An environment variable, or undefined where it is unset or not readable (no --allow-env). */
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The inputs of the nil keep's measurement, in digest order: `deno`,
+ * `libwasmtime`, then `app/<path>` for wasmldr's files and package-lock.json.
+ */
+export async function nilKeepInputs(): Promise<MeasuredInput[]> {
+  // Loaded here: the registry imports this module and must not pull in the
+  // wasmtime bindings.
+  const { libwasmtimePath } = await import("../wasm/libwasmtime_path.ts");
+  const inputs = [
+    await measureFile("deno", Deno.execPath()),
+    await measureFile("libwasmtime", await libwasmtimePath({ getEnv: readEnv })),
+  ];
   const files = [...await wasmldrFiles()];
   for (const extra of EXTRA) {
     try {
@@ -114,20 +158,8 @@ async function computeMeasurement(): Promise<Uint8Array> {
     } catch { /* not present in this build */ }
   }
   files.sort();
-  const encoder = new TextEncoder();
-  const parts: Uint8Array[] = [encoder.encode(LABEL)];
   for (const path of files) {
-    const bytes = await Deno.readFile(new URL(path, ROOT));
-    const head = new Uint8Array(4);
-    new DataView(head.buffer).setUint32(0, bytes.length, false);
-    parts.push(encoder.encode(path + "\0"), head, bytes);
+    inputs.push(await measureFile(`app/${path}`, decodeURIComponent(new URL(path, ROOT).pathname)));
   }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const input = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    input.set(p, at);
-    at += p.length;
-  }
-  return new Uint8Array(await crypto.subtle.digest("SHA-384", input));
+  return inputs;
 }

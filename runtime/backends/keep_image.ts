@@ -1,0 +1,99 @@
+/**
+ * The image a keep of this release launches, by backend (`enarx keep
+ * image`): for VM keeps (kvm, sev) the kernel, the initrd and the kernel
+ * command line that runtime/backends/kvm_image.ts builds reproducibly; for
+ * nil keeps the files the keep's process executes
+ * (runtime/keep/measurement.ts). The measurement of each is
+ * runtime/measure/keep_measure.ts's.
+ *
+ * The only difference between the kvm and sev images is the simulator's
+ * state: a kvm keep launched by keepmgr carries it (`$ENARX_SNP_SIM_DIR`,
+ * until the simulator moves to the host), a sev keep never does.
+ *
+ * @module
+ */
+import { bootstrapCacheDir } from "../dirs.ts";
+import { UsageError } from "../errors.ts";
+import { type MeasuredInput, measureFile } from "../measure/keep_digest.ts";
+import { nilKeepInputs } from "../keep/measurement.ts";
+import type { KvmKernel } from "./kvm_kernel.ts";
+
+/** The backends whose image enarx builds. */
+export const IMAGE_BACKENDS = ["kvm", "sev", "nil"] as const;
+
+/** A backend whose image enarx builds. */
+export type ImageBackend = typeof IMAGE_BACKENDS[number];
+
+/** The image of a VM keep. */
+export interface VmKeepImage {
+  /** `kvm` or `sev`. */
+  backend: "kvm" | "sev";
+  /** The kernel file. */
+  kernel: string;
+  /** The initrd file (in the image cache). */
+  initrd: string;
+  /** The kernel command line. */
+  append: string;
+  /** True when the initrd was built now rather than found in the cache. */
+  built: boolean;
+  /** The kernel and initrd as measured inputs. */
+  inputs: MeasuredInput[];
+}
+
+/** The image of a nil keep: the files its process executes. */
+export interface NilKeepImage {
+  /** `nil`. */
+  backend: "nil";
+  /** The files, in measurement order. */
+  inputs: MeasuredInput[];
+}
+
+/** A keep's image. */
+export type KeepImage = VmKeepImage | NilKeepImage;
+
+/** Options of {@link keepImage}. */
+export interface KeepImageOptions {
+  /** Folder of cached initrds (default {@link defaultImageCacheDir}). */
+  cacheDir?: string;
+  /** The kvm keep's simulator state (default `$ENARX_SNP_SIM_DIR`; none when unset); ignored for sev. */
+  simDir?: string;
+  /** The kernel (default: the keep kernel, runtime/backends/kvm_kernel.ts). */
+  kernel?: KvmKernel;
+}
+
+/** The image cache: `$ENARX_KVM_CACHE_DIR`, else `kvm-image` in the bootstrap cache. */
+export function defaultImageCacheDir(): string {
+  const fromEnv = Deno.env.get("ENARX_KVM_CACHE_DIR");
+  return fromEnv !== undefined && fromEnv !== "" ? fromEnv : `${bootstrapCacheDir()}/kvm-image`;
+}
+
+/** Builds (or finds in the cache) the image a keep of `backend` launches. */
+export async function keepImage(
+  backend: string,
+  options: KeepImageOptions = {},
+): Promise<KeepImage> {
+  if (backend === "nil") return { backend, inputs: await nilKeepInputs() };
+  if (backend !== "kvm" && backend !== "sev") {
+    throw new UsageError(
+      `There is no keep image for backend "${backend}"; use ${IMAGE_BACKENDS.join(", ")}`,
+    );
+  }
+  const { buildKvmImage } = await import("./kvm_image.ts");
+  const envSim = Deno.env.get("ENARX_SNP_SIM_DIR");
+  const simDir = backend === "kvm"
+    ? options.simDir ?? (envSim === "" ? undefined : envSim)
+    : undefined;
+  const image = await buildKvmImage({
+    cacheDir: options.cacheDir ?? defaultImageCacheDir(),
+    simDir,
+    kernel: options.kernel,
+  });
+  return {
+    backend,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    append: image.append,
+    built: image.built,
+    inputs: [await measureFile("kernel", image.kernel), await measureFile("initrd", image.initrd)],
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * The keep image is reproducible: two builds into fresh caches give the
+ * same initrd, byte for byte; one changed input byte gives another; the
+ * archive is sorted with fixed times, owners and inode numbers and names
+ * no host path; the cache is keyed by content and private (0600 in 0700);
+ * `enarx keep image` prints and writes exactly the launched image.
+ */
+import assert from "node:assert/strict";
+import { buildKvmImage } from "../../runtime/backends/kvm_image.ts";
+import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
+import { requires } from "../_requires.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const NEED = {
+  tool: "QEMU and the kvm keep kernel",
+  present: kvmLaunchable(),
+  remedy: "tools/test.sh installs qemu-system-x86 and fetches Debian's cloud kernel",
+};
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource)).toHex();
+}
+
+/** The cpio newc records: name, ino, mode, uid, gid, mtime. */
+function cpioRecords(archive: Uint8Array) {
+  const dec = new TextDecoder();
+  const records = [];
+  let at = 0;
+  while (true) {
+    const field = (i: number) =>
+      parseInt(dec.decode(archive.subarray(at + 6 + i * 8, at + 14 + i * 8)), 16);
+    assert.equal(dec.decode(archive.subarray(at, at + 6)), "070701");
+    const nameSize = field(11);
+    const name = dec.decode(archive.subarray(at + 110, at + 110 + nameSize - 1));
+    const size = field(6);
+    records.push({
+      name,
+      ino: field(0),
+      mode: field(1),
+      uid: field(2),
+      gid: field(3),
+      mtime: field(5),
+    });
+    if (name === "TRAILER!!!") return records;
+    at = Math.ceil((at + 110 + nameSize) / 4) * 4;
+    at = Math.ceil((at + size) / 4) * 4;
+  }
+}
+
+Deno.test({
+  name: "keep image: reproducible across fresh caches, sorted and fixed; one input byte changes it",
+  ...requires(NEED, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const sim = `${dir}/sim`;
+      await Deno.mkdir(sim);
+      await Deno.writeFile(`${sim}/state.json`, new TextEncoder().encode('{"key":"0123456789"}'));
+      const a = await buildKvmImage({ cacheDir: `${dir}/a`, simDir: sim });
+      const b = await buildKvmImage({ cacheDir: `${dir}/b`, simDir: sim });
+      assert.ok(a.built && b.built);
+      const bytesA = await Deno.readFile(a.initrd);
+      assert.equal(await sha256Hex(bytesA), await sha256Hex(await Deno.readFile(b.initrd)));
+      assert.equal(a.key, b.key);
+      assert.equal(a.append, "console=ttyS0 quiet panic=-1");
+      assert.equal((await Deno.stat(a.initrd)).mode! & 0o777, 0o600);
+      assert.equal((await Deno.stat(`${dir}/a`)).mode! & 0o777, 0o700);
+      const again = await buildKvmImage({ cacheDir: `${dir}/a`, simDir: sim });
+      assert.equal(again.built, false);
+      assert.equal(again.initrd, a.initrd);
+
+      const records = cpioRecords(bytesA);
+      const names = records.slice(0, -1).map((r) => r.name);
+      assert.deepEqual(names, [...names].sort());
+      assert.deepEqual(records.slice(0, -1).map((r) => r.ino), names.map((_, i) => i + 1));
+      for (const r of records) assert.deepEqual([r.uid, r.gid, r.mtime], [0, 0, 0], r.name);
+      assert.ok(names.includes("sim/state.json") && names.includes("bin/deno"));
+      assert.equal(records.find((r) => r.name === "sim/state.json")!.mode, 0o100600);
+      const root = new TextEncoder().encode(decodeURIComponent(ROOT.pathname));
+      assert.equal(Buffer.from(bytesA).indexOf(root), -1, "the archive names a build path");
+
+      await Deno.writeFile(`${sim}/state.json`, new TextEncoder().encode('{"key":"0123456788"}'));
+      const c = await buildKvmImage({ cacheDir: `${dir}/c`, simDir: sim });
+      assert.notEqual(c.key, a.key);
+      assert.notEqual(await sha256Hex(await Deno.readFile(c.initrd)), await sha256Hex(bytesA));
+      const none = await buildKvmImage({ cacheDir: `${dir}/c` });
+      assert.ok(
+        !cpioRecords(await Deno.readFile(none.initrd)).some((r) => r.name.startsWith("sim/")),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+});
+
+async function enarx(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("cli/main.ts", ROOT).pathname, ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+Deno.test({
+  name: "keep image: the CLI lists and writes the image that enarx measure measures",
+  ...requires(NEED, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const env = { ENARX_KVM_CACHE_DIR: `${dir}/cache`, ENARX_SNP_SIM_DIR: "" };
+      const out = await enarx([
+        "keep",
+        "image",
+        "--backend",
+        "sev",
+        "--out",
+        `${dir}/out`,
+        "--json",
+      ], env);
+      assert.equal(out.code, 0, out.stderr);
+      const image = JSON.parse(out.stdout);
+      assert.equal(image.backend, "sev");
+      assert.deepEqual(image.inputs.map((i: { role: string }) => i.role), ["kernel", "initrd"]);
+      assert.equal(
+        image.inputs[0].sha256,
+        await sha256Hex(await Deno.readFile(`${dir}/out/vmlinuz`)),
+      );
+      assert.equal(
+        image.inputs[1].sha256,
+        await sha256Hex(await Deno.readFile(`${dir}/out/initrd.cpio`)),
+      );
+      assert.equal(await Deno.readTextFile(`${dir}/out/cmdline`), image.append);
+      const kvm = JSON.parse((await enarx(["measure", "--backend", "kvm", "--json"], env)).stdout);
+      assert.deepEqual(
+        kvm.inputs.slice(0, 2),
+        image.inputs,
+        "kvm without simulator state is sev's image",
+      );
+      const text = await enarx(["keep", "image", "--backend", "nil"]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /^[0-9a-f]{64} {2}deno {2}\/\S+\n[0-9a-f]{64} {2}libwasmtime {2}/);
+      const bad = await enarx(["keep", "image", "--backend", "tdx"]);
+      assert.equal(bad.code, 64);
+      assert.match(bad.stderr, /^enarx: [^\n]+\n$/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+});
