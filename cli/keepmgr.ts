@@ -272,7 +272,7 @@ async function serveUntilSignal(
     Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
     Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
   });
-  const server = Http1Server.listen({
+  const server = await Http1Server.listen({
     hostname: options.hostname,
     port: options.port,
     cert: tls.cert,

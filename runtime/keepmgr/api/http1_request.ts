@@ -25,6 +25,12 @@ export class HttpRefusal extends Error {
   }
 }
 
+/** The connection a request is read from (a Deno.Conn, or api/socket_conn.ts). */
+export interface ByteConn {
+  /** Reads into `buffer`; the count, or null at the end. */
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
 /** A parsed request head and the bytes read past it. */
 export interface RequestHead {
   /** The method, upper case. */
@@ -45,7 +51,7 @@ const REQUEST_LINE = /^([A-Z]{1,20}) (\/[\x21-\x7e]*) HTTP\/1\.([01])$/;
 const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** Reads and parses the head of one request; throws HttpRefusal, or the read's error. */
-export async function readRequestHead(conn: Deno.Conn, limits: ServerLimits): Promise<RequestHead> {
+export async function readRequestHead(conn: ByteConn, limits: ServerLimits): Promise<RequestHead> {
   const buffer = new Uint8Array(limits.maxHeadBytes + 4);
   let length = 0;
   let end = -1;
@@ -136,7 +142,7 @@ function bodyLength(headers: Headers, limits: ServerLimits): number {
 }
 
 /** Reads the rest of a body of `head.length` bytes. */
-export async function readRequestBody(conn: Deno.Conn, head: RequestHead): Promise<Uint8Array> {
+export async function readRequestBody(conn: ByteConn, head: RequestHead): Promise<Uint8Array> {
   const body = new Uint8Array(head.length);
   let at = Math.min(head.rest.length, head.length);
   body.set(head.rest.subarray(0, at));
