@@ -123,7 +123,10 @@ export class KeepmgrClient {
   }
 
   /** POST /v1/keeps/{id}/key: deliver the sealed key; returns where to connect. */
-  async deliverKey(keepId: string, sealed: { enc: Uint8Array; ct: Uint8Array }) {
+  async deliverKey(
+    keepId: string,
+    sealed: { enc: Uint8Array; ct: Uint8Array },
+  ): Promise<DeliverKeyResponse> {
     const reply = await this.#call(
       "POST",
       `/v1/keeps/${encodeURIComponent(keepId)}/key`,
