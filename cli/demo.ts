@@ -70,7 +70,7 @@ export const command: Command = {
     await using keepmgr = await startLocalKeepmgr(hostEvents);
     let status: number;
     try {
-      status = await deployThrough(keepmgr.url, module, hostEvents);
+      status = await deployThrough(keepmgr, module, hostEvents);
     } finally {
       const stopping = performance.now();
       await keepmgr.close();
@@ -115,9 +115,9 @@ async function startLocalKeepmgr(hostEvents: HostEvent[]): Promise<LocalKeepmgr>
   return keepmgr;
 }
 
-/** Deploys `module` to a nil keep through `url`, printing every step; returns its status. */
+/** Deploys `module` to a nil keep through `keepmgr`, printing every step; returns its status. */
 async function deployThrough(
-  url: string,
+  keepmgr: { url: string; token: string },
   module: Uint8Array,
   hostEvents: HostEvent[],
 ): Promise<number> {
@@ -145,7 +145,8 @@ async function deployThrough(
     env: {},
     stdin: new Uint8Array(0),
   }, {
-    keepmgr: url,
+    keepmgr: keepmgr.url,
+    keepmgrToken: keepmgr.token,
     backend: "nil",
     allowSimulated: true,
     timeoutMs: 60_000,

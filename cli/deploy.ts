@@ -28,6 +28,7 @@ import { concatBytes } from "../runtime/bytes.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
 import { claimsToJson } from "../runtime/attestation/claims_json.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
+import { readToken } from "../runtime/keepmgr/api/auth.ts";
 
 const HELP = `Usage: enarx deploy --keepmgr URL [OPTIONS] MODULE.wasm [-- ARGS...]
 
@@ -54,6 +55,9 @@ Options:
                               hardware; a warning is printed on every run
   --keepmgr-ca FILE           Verify the keepmgr's TLS certificate against these
                               PEM roots (default: not verified; see docs/security.md)
+  --keepmgr-token FILE        The keepmgr operator's bearer token, needed to create
+                              a keep (default: $ENARX_KEEPMGR_TOKEN_FILE; keepmgr
+                              keeps it in <its state dir>/token)
   --timeout DURATION          Give up after this long (e.g. 30s, 5m): the keep is
                               deleted and the status is 124
   --json                      Print one JSON record (keep, backend, verified claims,
@@ -64,8 +68,9 @@ Options:
 ${UNITS_HELP}
 
 Exit status: the workload's own; 1 attestation failed; 64 usage; 65/66 bad or
-missing input; 69 keepmgr or keep unavailable; 76 protocol error; 78 bad
-policy; 124 timed out; 130 interrupted (Ctrl-C; the keep is deleted).
+missing input; 69 keepmgr or keep unavailable; 76 protocol error; 77 the
+keepmgr refused the token (or none was given); 78 bad policy; 124 timed out;
+130 interrupted (Ctrl-C; the keep is deleted).
 `;
 
 /** Largest workload output kept for --json, per stream. */
@@ -80,6 +85,7 @@ const OPTIONS = {
   stdin: { type: "string" },
   "insecure-allow-simulated": { type: "boolean" },
   "keepmgr-ca": { type: "string" },
+  "keepmgr-token": { type: "string" },
   timeout: { type: "string" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
@@ -134,6 +140,10 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   const keepmgrCaCerts = values["keepmgr-ca"] === undefined
     ? undefined
     : [await readKeepmgrCa(values["keepmgr-ca"])];
+  const tokenFile = values["keepmgr-token"] ?? Deno.env.get("ENARX_KEEPMGR_TOKEN_FILE");
+  const keepmgrToken = tokenFile === undefined || tokenFile === ""
+    ? undefined
+    : await readToken(tokenFile);
   const module = await readBytes(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
   const stdin = values.stdin === undefined
@@ -149,6 +159,7 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
       policy,
       allowSimulated: values["insecure-allow-simulated"] === true,
       keepmgrCaCerts,
+      keepmgrToken,
       timeoutMs,
     },
   };

@@ -15,7 +15,16 @@ import {
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
 import { type KeepLog, KeepManager } from "../runtime/keepmgr/keep_manager.ts";
-import { keepmgrHandler } from "../runtime/keepmgr/http.ts";
+import { errorReply, keepmgrHandler } from "../runtime/keepmgr/http.ts";
+import { KeepmgrAuth, loadOrCreateToken, type OperatorToken } from "../runtime/keepmgr/api/auth.ts";
+import {
+  CreateGate,
+  type CreateLimits,
+  DEFAULT_CREATE_LIMITS,
+  DEFAULT_SERVER_LIMITS,
+  type ServerLimits,
+} from "../runtime/keepmgr/api/limits.ts";
+import { Http1Server } from "../runtime/keepmgr/api/http1_server.ts";
 import { type KeepmgrTls, loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.ts";
 import { userStateDir } from "../runtime/dirs.ts";
 import { requireSystemd } from "../runtime/keepmgr/systemd.ts";
@@ -49,6 +58,18 @@ Options:
   --forward-address ADDR  Address of the ports forwarded to keeps (default:
                           loopback, 127.0.0.1 or ::1 as --listen; give
                           0.0.0.0 for clients on other machines)
+  --token-file FILE       The operator's bearer token, needed to create and list
+                          keeps (made on first start if missing; default:
+                          <state dir>/token, mode 0600). Give it to deployers
+                          with "enarx deploy --keepmgr-token FILE"
+  --max-connections N     Connections open at once (default 256); more are closed
+  --header-timeout TIME   Time a connection has for its TLS handshake and
+                          request head (default 10s); slower ones are closed
+  --create-burst N        Keeps one client address may create at once (default 64)
+  --create-rate N         Creates per second that refill that burst (default 4);
+                          past it: 429 rate-limited, with Retry-After
+  --max-pending-creates N Creates waiting for evidence at once (default 64);
+                          past it: 503 busy, with Retry-After
   --json-logs             Log JSON lines to stderr (and print the start line as JSON)
   --wasmldr-command JSON  Run this command as wasmldr (JSON array; for testing)
   -h, --help              Show this help
@@ -70,6 +91,12 @@ const OPTIONS = {
   "client-timeout": { type: "string" },
   "public-host": { type: "string" },
   "forward-address": { type: "string" },
+  "token-file": { type: "string" },
+  "max-connections": { type: "string" },
+  "header-timeout": { type: "string" },
+  "create-burst": { type: "string" },
+  "create-rate": { type: "string" },
+  "max-pending-creates": { type: "string" },
   "json-logs": { type: "boolean" },
   "wasmldr-command": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -124,7 +151,18 @@ export const command: Command = {
       names: [hostname],
     });
     if (tls.generated) log("info", "generated a TLS certificate", { file: tls.certFile });
-    await serveUntilSignal(manager, tls, { hostname, port, stateDir, backends, log, values });
+    const token = await loadOrCreateToken(stateDir, { file: values["token-file"] });
+    if (token.generated) log("info", "generated the operator token", { file: token.file });
+    await serveUntilSignal(manager, tls, {
+      hostname,
+      port,
+      stateDir,
+      backends,
+      log,
+      values,
+      token,
+      ...parseLimits(values),
+    });
     return 0;
   },
 };
@@ -194,6 +232,33 @@ interface ServeOptions {
   backends: string[];
   log: KeepLog;
   values: KeepmgrValues;
+  token: OperatorToken;
+  serverLimits: ServerLimits;
+  createLimits: CreateLimits;
+}
+
+/** The connection and create limits from the flags, over the defaults. */
+function parseLimits(
+  values: KeepmgrValues,
+): { serverLimits: ServerLimits; createLimits: CreateLimits } {
+  const count = (flag: keyof KeepmgrValues, fallback: number) => {
+    const value = values[flag];
+    return typeof value === "string" ? parseCount(value, `--${flag}`) : fallback;
+  };
+  return {
+    serverLimits: {
+      ...DEFAULT_SERVER_LIMITS,
+      maxConnections: count("max-connections", DEFAULT_SERVER_LIMITS.maxConnections),
+      headerTimeoutMs: values["header-timeout"] === undefined
+        ? DEFAULT_SERVER_LIMITS.headerTimeoutMs
+        : parseDuration(values["header-timeout"], "--header-timeout"),
+    },
+    createLimits: {
+      burst: count("create-burst", DEFAULT_CREATE_LIMITS.burst),
+      perSecond: count("create-rate", DEFAULT_CREATE_LIMITS.perSecond),
+      maxPending: count("max-pending-creates", DEFAULT_CREATE_LIMITS.maxPending),
+    },
+  };
 }
 
 /**
@@ -211,33 +276,32 @@ async function serveUntilSignal(
     Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
     Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
   });
-  const shutdown = new AbortController();
-  let listening: Deno.NetAddr | undefined;
-  let finished: Promise<void> | undefined;
-  await new Promise<void>((resolve) => {
-    const server = Deno.serve({
-      hostname: options.hostname,
-      port: options.port,
-      cert: tls.cert,
-      key: tls.key,
-      signal: shutdown.signal,
-      onListen(addr) {
-        listening = addr;
-        resolve();
-      },
-      onError(error) {
-        log("error", "request failed", { error: String(error) });
-        return new Response(null, { status: 500 });
-      },
-    }, keepmgrHandler(manager, { publicHost: values["public-host"], log }));
-    finished = server.finished;
+  const server = await Http1Server.listen({
+    hostname: options.hostname,
+    port: options.port,
+    cert: tls.cert,
+    key: tls.key,
+    limits: options.serverLimits,
+    handler: keepmgrHandler(manager, {
+      publicHost: values["public-host"],
+      log,
+      auth: new KeepmgrAuth(options.token.token),
+      gate: new CreateGate(options.createLimits),
+    }),
+    refusal: errorReply,
+    log,
   });
-  const host = listening!.hostname.includes(":") ? `[${listening!.hostname}]` : listening!.hostname;
-  const url = `https://${host}:${listening!.port}`;
+  const listening = server.addr;
+  const host = listening.hostname.includes(":") ? `[${listening.hostname}]` : listening.hostname;
+  const url = `https://${host}:${listening.port}`;
   if (values["json-logs"]) {
     await printOut(
-      JSON.stringify({ listening: url, port: listening!.port, cert_sha256: tls.fingerprint }) +
-        "\n",
+      JSON.stringify({
+        listening: url,
+        port: listening.port,
+        cert_sha256: tls.fingerprint,
+        token_file: options.token.file,
+      }) + "\n",
     );
   } else {
     await printOut(
@@ -245,13 +309,19 @@ async function serveUntilSignal(
     );
   }
   const { stateDir, backends } = options;
-  log("info", "listening", { url, state_dir: stateDir, backends, cert_sha256: tls.fingerprint });
+  log("info", "listening", {
+    url,
+    state_dir: stateDir,
+    backends,
+    cert_sha256: tls.fingerprint,
+    token_file: options.token.file,
+  });
 
   const signal = await stop;
   log("info", "stopping", { signal });
-  shutdown.abort();
+  // Requests in flight are answered 503 shutting-down, then every keep stops.
+  await server.shutdown();
   await manager.close();
-  await finished;
   log("info", "stopped", {});
 }
 

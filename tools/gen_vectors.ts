@@ -41,6 +41,7 @@ export const VECTORS: Record<string, unknown> = {
     evidence: EVIDENCE,
     sealing_key: point(),
     suite: HPKE_SUITE,
+    capability: seq(32, 0xc0),
   },
   "deliver_key_request": { v: 1, enc: point(), ct: seq(212, 7) },
   "deliver_key_response": { v: 1, connect: { host: "keeps.example.net", port: 40123 } },

@@ -96,6 +96,8 @@ export interface DeployOptions {
   allowSimulated?: boolean;
   /** PEM roots that authenticate the keepmgr's TLS; none: not authenticated. */
   keepmgrCaCerts?: string[];
+  /** The keepmgr operator's bearer token (creating a keep needs it). */
+  keepmgrToken?: string;
   /** Deadline for the whole deploy in milliseconds; past it the keep is deleted, status 124. */
   timeoutMs?: number;
   /** Progress callback. */
@@ -201,7 +203,10 @@ class DeployRun {
       this.abort.abort();
     }, options.timeoutMs);
     options.signal?.addEventListener("abort", this.#onOuterAbort, { once: true });
-    this.client = new KeepmgrClient(options.keepmgr, { caCerts: options.keepmgrCaCerts });
+    this.client = new KeepmgrClient(options.keepmgr, {
+      caCerts: options.keepmgrCaCerts,
+      token: options.keepmgrToken,
+    });
   }
 
   #emit(event: DeployEvent): void {

@@ -7,6 +7,11 @@
  * evidence from a network attacker's denial of service, not the workload,
  * which the attested keep's own TLS protects.
  *
+ * Creating and listing keeps needs the operator's bearer token (`token`);
+ * a created keep's capability, returned by keepmgr, is kept here and sent
+ * for that keep's key delivery, show and delete (spec/protocol.md,
+ * "Authorization").
+ *
  * @module
  */
 import https from "node:https";
@@ -38,7 +43,14 @@ export interface KeepmgrClientOptions {
   caCerts?: string[];
   /** Time allowed for one request, in milliseconds (default 30 s). */
   timeoutMs?: number;
+  /** The keepmgr operator's bearer token (needed to create and list keeps). */
+  token?: string;
 }
+
+/** What a 401 from keepmgr tells the user to do. */
+export const TOKEN_REMEDY = "pass the keepmgr's token file with --keepmgr-token FILE " +
+  "(or $ENARX_KEEPMGR_TOKEN_FILE); keepmgr keeps it in <its state dir>/token, " +
+  "e.g. /var/lib/enarx-keepmgr/token";
 
 /** A keepmgr's error reply, with its stable code. */
 export class KeepmgrError extends EnarxError {
@@ -46,7 +58,13 @@ export class KeepmgrError extends EnarxError {
   readonly httpStatus: number;
   /** Makes an error carrying the keepmgr's code and message. */
   constructor(httpStatus: number, code: string, message: string) {
-    super(code, message, { exit: httpStatus >= 500 ? "unavailable" : "protocol" });
+    super(code, message, {
+      exit: httpStatus === 401
+        ? "permission"
+        : httpStatus >= 500 || httpStatus === 429
+        ? "unavailable"
+        : "protocol",
+    });
     this.name = "KeepmgrError";
     this.httpStatus = httpStatus;
   }
@@ -58,6 +76,8 @@ export class KeepmgrClient {
   readonly url: URL;
   readonly #ca?: string[];
   readonly #timeoutMs: number;
+  readonly #token?: string;
+  readonly #capabilities = new Map<string, string>();
 
   /** Makes a client for `url` (https:, or http: for a loopback keepmgr in tests). */
   constructor(url: string, options: KeepmgrClientOptions = {}) {
@@ -81,6 +101,12 @@ export class KeepmgrClient {
     this.url = parsed;
     this.#ca = options.caCerts;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#token = options.token;
+  }
+
+  /** The credential for keep `id`: its capability when this client created it, else the token. */
+  #credential(keepId: string): string | undefined {
+    return this.#capabilities.get(keepId) ?? this.#token;
   }
 
   /** GET /v1/info. */
@@ -90,43 +116,61 @@ export class KeepmgrClient {
 
   /** POST /v1/keeps: create a keep for `backend` with the client's nonce. */
   async createKeep(backend: string, nonce: Uint8Array): Promise<CreateKeepResponse> {
-    const reply = await this.#call("POST", "/v1/keeps", { v: 1, backend, nonce });
-    return parseCreateKeepResponse(reply);
+    const reply = await this.#call("POST", "/v1/keeps", { v: 1, backend, nonce }, this.#token);
+    const created = parseCreateKeepResponse(reply);
+    this.#capabilities.set(created.keep, created.capability.toHex());
+    return created;
   }
 
   /** POST /v1/keeps/{id}/key: deliver the sealed key; returns where to connect. */
-  async deliverKey(keepId: string, sealed: { enc: Uint8Array; ct: Uint8Array }) {
-    const reply = await this.#call("POST", `/v1/keeps/${encodeURIComponent(keepId)}/key`, {
-      v: 1,
-      enc: sealed.enc,
-      ct: sealed.ct,
-    });
+  async deliverKey(
+    keepId: string,
+    sealed: { enc: Uint8Array; ct: Uint8Array },
+  ): Promise<DeliverKeyResponse> {
+    const reply = await this.#call(
+      "POST",
+      `/v1/keeps/${encodeURIComponent(keepId)}/key`,
+      { v: 1, enc: sealed.enc, ct: sealed.ct },
+      this.#credential(keepId),
+    );
     return parseDeliverKeyResponse(reply) as DeliverKeyResponse;
   }
 
   /** GET /v1/keeps. */
   async listKeeps(): Promise<ListKeepsResponse> {
-    return parseListKeepsResponse(await this.#call("GET", "/v1/keeps"));
+    return parseListKeepsResponse(await this.#call("GET", "/v1/keeps", undefined, this.#token));
   }
 
   /** GET /v1/keeps/{id}. */
   async showKeep(keepId: string): Promise<ShowKeepResponse> {
     return parseShowKeepResponse(
-      await this.#call("GET", `/v1/keeps/${encodeURIComponent(keepId)}`),
+      await this.#call(
+        "GET",
+        `/v1/keeps/${encodeURIComponent(keepId)}`,
+        undefined,
+        this.#credential(keepId),
+      ),
     );
   }
 
   /** DELETE /v1/keeps/{id}: stop the keep and free what it holds. */
   async deleteKeep(keepId: string): Promise<void> {
-    await this.#call("DELETE", `/v1/keeps/${encodeURIComponent(keepId)}`);
+    const path = `/v1/keeps/${encodeURIComponent(keepId)}`;
+    await this.#call("DELETE", path, undefined, this.#credential(keepId));
+    this.#capabilities.delete(keepId);
   }
 
-  async #call(method: string, path: string, body?: unknown): Promise<unknown> {
+  async #call(
+    method: string,
+    path: string,
+    body?: unknown,
+    credential?: string,
+  ): Promise<unknown> {
     const payload = body === undefined ? undefined : encodeCbor(body);
     const target = new URL(path, this.url);
     let reply: { status: number; body: Uint8Array };
     try {
-      reply = await this.#request(method, target, payload);
+      reply = await this.#request(method, target, { payload, credential });
     } catch (cause) {
       if (cause instanceof EnarxError) throw cause;
       const text = cause instanceof Error ? cause.message : String(cause);
@@ -156,16 +200,18 @@ export class KeepmgrClient {
       code = error.error.code;
       message = `The keepmgr refused ${method} ${path}: ${error.error.message} (${code})`;
     } catch { /* keep the generic message */ }
+    if (reply.status === 401) message += `; ${TOKEN_REMEDY}`;
     throw new KeepmgrError(reply.status, code, message);
   }
 
   #request(
     method: string,
     target: URL,
-    payload: Uint8Array | undefined,
+    { payload, credential }: { payload?: Uint8Array; credential?: string },
   ): Promise<{ status: number; body: Uint8Array }> {
     const secure = target.protocol === "https:";
     const headers: Record<string, string> = { accept: CBOR_MEDIA_TYPE };
+    if (credential !== undefined) headers["authorization"] = `Bearer ${credential}`;
     if (payload !== undefined) {
       headers["content-type"] = CBOR_MEDIA_TYPE;
       headers["content-length"] = String(payload.length);

@@ -343,7 +343,7 @@ async function handleRequest(
     const e = error instanceof EnarxError
       ? error
       : new EnarxError("workload-invalid", String(error), { exit: "dataError" });
-    context.served.reject(e);
+    context.served.reject(forHost(e));
     return cborResponse(e.code === "cbor-too-large" ? 413 : 400, e.code, e.message);
   }
   let config: EnarxConfig | undefined;
@@ -359,7 +359,7 @@ async function handleRequest(
       const e = error instanceof EnarxError
         ? error
         : new EnarxError("config-invalid", String(error), { exit: "config" });
-      context.served.reject(e);
+      context.served.reject(forHost(e));
       return cborResponse(400, e.code, e.message);
     }
   }
@@ -408,10 +408,10 @@ async function runRequested(
       signal: io.signal,
     });
   } catch (error) {
-    context.log(
-      `the workload did not start: ${error instanceof Error ? error.message : error}`,
-    );
     const e = error instanceof EnarxError ? error : undefined;
+    // The message may quote the deployed module or Enarx.toml: it goes to the
+    // client inside the keep's TLS, and the host's log gets only its code.
+    context.log(`the workload did not start (${e?.code ?? "internal"}); the client has the reason`);
     return {
       status: e?.exitStatus ?? ExitStatus.internal,
       reason: "error" as WorkloadResult["reason"],
@@ -498,4 +498,17 @@ function outputStream(
       wake();
     },
   }, { highWaterMark: OUTPUT_BUFFER, size: (chunk) => chunk.byteLength });
+}
+
+/**
+ * The error the host hears (log, error frame, keepmgr's listing) about a
+ * refused workload: its code only. The message may quote the deployed
+ * module or Enarx.toml, so it goes to the client alone, inside the keep's TLS.
+ */
+function forHost(error: EnarxError): EnarxError {
+  return new EnarxError(
+    error.code,
+    `The client's workload was refused (${error.code}); the client was told why`,
+    { exit: error.exitStatus === ExitStatus.config ? "config" : "dataError" },
+  );
 }

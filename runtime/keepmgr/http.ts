@@ -1,7 +1,9 @@
 /**
  * keepmgr's HTTP API (spec/protocol.md, "client ↔ keepmgr"): routes
  * `/v1/...` requests to the {@link KeepManager}, decodes and validates CBOR
- * bodies under a size limit per endpoint, and answers every failure with a
+ * bodies under a size limit per endpoint, checks who may call each endpoint
+ * (api/auth.ts: the operator's token, or a keep's capability), admits creates
+ * through the rate gate (api/limits.ts), and answers every failure with a
  * CBOR error body `{v:1, error:{code, message}}` and a matching status.
  *
  * @module
@@ -20,6 +22,8 @@ import type { KeepManager } from "./keep_manager.ts";
 import { KeepError } from "./keep_table.ts";
 import type { KeepLog } from "./keep_supervisor.ts";
 import { ENARX_VERSION } from "../version.ts";
+import type { KeepmgrAuth } from "./api/auth.ts";
+import { CreateGate, RetryLaterError } from "./api/limits.ts";
 
 /** Body limit of POST /v1/keeps (a nonce and a backend name). */
 export const CREATE_BODY_LIMIT = 4 * 1024;
@@ -33,20 +37,38 @@ export interface KeepmgrHandlerOptions {
   publicHost?: string;
   /** Structured log. */
   log?: KeepLog;
+  /** Who may call what: the operator's token and the keeps' capabilities. */
+  auth: KeepmgrAuth;
+  /** Admits creates (default: {@link CreateGate}'s defaults). */
+  gate?: CreateGate;
 }
 
-/** Returns the `Deno.serve` handler of the keepmgr API over `manager`. */
+/** The client of one request, as the server saw it. */
+export interface RequestInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/** What {@link route} needs besides the manager and the request. */
+interface RouteContext extends KeepmgrHandlerOptions {
+  gate: CreateGate;
+  client: string;
+}
+
+/** Returns the handler of the keepmgr API over `manager` (for api/http1_server.ts). */
 export function keepmgrHandler(
   manager: KeepManager,
-  options: KeepmgrHandlerOptions = {},
-): (request: Request) => Promise<Response> {
+  options: KeepmgrHandlerOptions,
+): (request: Request, info?: RequestInfo) => Promise<Response> {
   const log = options.log ?? (() => {});
-  return async (request: Request) => {
+  const gate = options.gate ?? new CreateGate();
+  return async (request: Request, info?: RequestInfo) => {
     const url = new URL(request.url);
     const started = performance.now();
+    const client = info?.remoteAddr.hostname ?? "unknown";
     let response: Response;
     try {
-      response = await route(manager, request, url, options);
+      response = await route(manager, request, url, { ...options, gate, client });
     } catch (error) {
       response = errorToResponse(error);
       if (!(error instanceof EnarxError)) {
@@ -67,7 +89,7 @@ async function route(
   manager: KeepManager,
   request: Request,
   url: URL,
-  options: KeepmgrHandlerOptions,
+  options: RouteContext,
 ): Promise<Response> {
   const parts = url.pathname.split("/").filter((p) => p !== "");
   if (parts[0] !== "v1") throw notFound(url.pathname);
@@ -78,14 +100,15 @@ async function route(
     return cbor(200, { v: 1, version: ENARX_VERSION, backends: manager.backends });
   }
   if (parts[1] !== "keeps") throw notFound(url.pathname);
+  const { auth } = options;
   if (parts.length === 2) {
     allow(method, ["GET", "POST"]);
+    auth.requireOperator(request, method === "GET" ? "Listing keeps" : "Creating a keep");
     if (method === "GET") {
       await expectNoBody(request);
       return cbor(200, { v: 1, keeps: manager.list() });
     }
-    const body = parseCreateKeepRequest(await readCbor(request, CREATE_BODY_LIMIT));
-    return cbor(201, await manager.create(body));
+    return cbor(201, await createKeep(manager, request, options));
   }
   let id: string;
   try {
@@ -95,18 +118,37 @@ async function route(
   }
   if (parts.length === 3) {
     allow(method, ["GET", "DELETE"]);
+    auth.requireKeep(request, id, method === "GET" ? "Showing a keep" : "Deleting a keep");
     await expectNoBody(request);
     const summary = method === "GET" ? manager.show(id) : await manager.delete(id);
+    if (method === "DELETE") auth.revoke(id);
     return cbor(200, { v: 1, ...summary });
   }
   if (parts.length === 4 && parts[3] === "key") {
     allow(method, ["POST"]);
+    auth.requireKeep(request, id, "Delivering a keep's key");
     manager.show(id); // 404 before reading a body for an unknown keep
     const body = parseDeliverKeyRequest(await readCbor(request, KEY_BODY_LIMIT));
     const connectHost = options.publicHost ?? url.hostname.replace(/^\[(.*)\]$/, "$1");
     return cbor(200, await manager.deliverKey(id, body, { connectHost }));
   }
   throw notFound(url.pathname);
+}
+
+/**
+ * POST /v1/keeps past the auth check: admits it through the rate gate, creates
+ * the keep and grants its capability to the caller.
+ */
+async function createKeep(manager: KeepManager, request: Request, options: RouteContext) {
+  const body = parseCreateKeepRequest(await readCbor(request, CREATE_BODY_LIMIT));
+  const done = options.gate.admit(options.client);
+  try {
+    const created = await manager.create(body);
+    options.auth.retain(manager.list().map((k) => k.keep));
+    return { ...created, capability: options.auth.grant(created.keep) };
+  } finally {
+    done();
+  }
 }
 
 /**
@@ -159,15 +201,30 @@ function notFound(path: string): KeepError {
 }
 
 /** A CBOR response. */
-function cbor(status: number, value: unknown): Response {
+function cbor(status: number, value: unknown, headers: Record<string, string> = {}): Response {
   return new Response(encodeCbor(value) as Uint8Array<ArrayBuffer>, {
     status,
-    headers: { "content-type": CBOR_MEDIA_TYPE },
+    headers: { "content-type": CBOR_MEDIA_TYPE, ...headers },
   });
+}
+
+/** A CBOR error response `{v:1, error:{code, message}}`. */
+export function errorReply(status: number, code: string, message: string): Response {
+  return cbor(status, errorResponse(code, message));
 }
 
 /** Maps any thrown value to its CBOR error response. */
 export function errorToResponse(error: unknown): Response {
+  if (error instanceof RetryLaterError) {
+    return cbor(error.httpStatus, errorResponse(error.code, error.message), {
+      "retry-after": String(error.retryAfter),
+    });
+  }
+  if (error instanceof KeepError && error.httpStatus === 401) {
+    return cbor(401, errorResponse(error.code, error.message), {
+      "www-authenticate": 'Bearer realm="enarx-keepmgr"',
+    });
+  }
   if (error instanceof KeepError) {
     return cbor(error.httpStatus, errorResponse(error.code, error.message));
   }

@@ -143,7 +143,7 @@ export class KeepManager {
    * `backend-unavailable` (400), `too-many-keeps` (503), `shutting-down`
    * (503), `timeout` (504), `keep-failed` (502).
    */
-  async create(request: CreateKeepRequest): Promise<CreateKeepResponse> {
+  async create(request: CreateKeepRequest): Promise<Omit<CreateKeepResponse, "capability">> {
     const keep = this.#table.admit(request.backend, supervisedKeep);
     this.#log("info", "keep created", { keep: keep.id, backend: keep.backend });
     const frame = await this.#supervisor.attest(keep, request.nonce);

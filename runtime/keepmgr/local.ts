@@ -7,6 +7,7 @@
  */
 import { EnarxError } from "../errors.ts";
 import { selfCommand } from "./keepldr.ts";
+import { readToken } from "./api/auth.ts";
 
 /** Options of {@link LocalKeepmgr.start}. */
 export interface LocalKeepmgrOptions {
@@ -34,20 +35,26 @@ export class LocalKeepmgr {
   readonly simDir: string;
   /** The child's process id. */
   readonly pid: number;
+  /** The operator's bearer token (read from its token file). */
+  readonly token: string;
+  /** The file holding {@link token}. */
+  readonly tokenFile: string;
   readonly #child: Deno.ChildProcess;
   readonly #ownsStateDir: boolean;
   readonly #logsDone: Promise<void>;
   #closed = false;
 
   private constructor(
-    url: string,
+    started: { url: string; token: string; tokenFile: string },
     stateDir: string,
     simDir: string,
     child: Deno.ChildProcess,
     ownsStateDir: boolean,
     logsDone: Promise<void>,
   ) {
-    this.url = url;
+    this.url = started.url;
+    this.token = started.token;
+    this.tokenFile = started.tokenFile;
     this.stateDir = stateDir;
     this.simDir = simDir;
     this.pid = child.pid;
@@ -100,7 +107,7 @@ export class LocalKeepmgr {
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const url = await Promise.race([
+      const started = await Promise.race([
         (async () => {
           while (!buffered.includes("\n")) {
             const { value, done } = await reader.read();
@@ -109,7 +116,10 @@ export class LocalKeepmgr {
           }
           const first = JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
           if (typeof first.listening !== "string") throw new Error(`unexpected "${buffered}"`);
-          return first.listening as string;
+          const tokenFile = typeof first.token_file === "string"
+            ? first.token_file
+            : `${stateDir}/token`;
+          return { url: first.listening as string, token: await readToken(tokenFile), tokenFile };
         })(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
@@ -122,7 +132,7 @@ export class LocalKeepmgr {
       (async () => {
         while (!(await reader.read()).done) { /* discard */ }
       })().catch(() => {});
-      return new LocalKeepmgr(url, stateDir, simDir, child, ownsStateDir, logsDone);
+      return new LocalKeepmgr(started, stateDir, simDir, child, ownsStateDir, logsDone);
     } catch (cause) {
       try {
         child.kill("SIGKILL");

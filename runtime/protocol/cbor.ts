@@ -86,7 +86,19 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeCborOptions = {}): 
     );
   }
   // Deterministic encoding means one encoding per value: compare with ours.
-  const again = encodeCbor(value);
+  let again: Uint8Array;
+  try {
+    again = encodeCbor(value);
+  } catch (error) {
+    // A value nested thousands deep decodes but overflows the encoder's stack.
+    throw new CborError(
+      "cbor-malformed",
+      `The ${what} cannot be re-encoded (${
+        error instanceof Error ? error.message : error
+      }); send a shallower CBOR data item`,
+      error,
+    );
+  }
   if (!bytesEqual(again, bytes)) {
     throw new CborError(
       "cbor-malformed",

@@ -117,6 +117,12 @@ export interface CreateKeepResponse {
   sealing_key: Uint8Array;
   /** The HPKE suite, always {@link HPKE_SUITE}. */
   suite: typeof HPKE_SUITE;
+  /**
+   * The keep's capability (32 random bytes): sent as `authorization: Bearer
+   * <hex>`, it alone (besides the operator's token) may deliver the key to,
+   * show, read or delete this keep.
+   */
+  capability: Uint8Array;
 }
 
 /** POST /v1/keeps/{id}/key body: the HPKE-sealed key. */
@@ -480,7 +486,15 @@ export function parseCreateKeepRequest(value: unknown): CreateKeepRequest {
 /** Validates a POST /v1/keeps reply. */
 export function parseCreateKeepResponse(value: unknown): CreateKeepResponse {
   const what = "create-keep response";
-  const map = closedMap(value, what, ["v", "keep", "backend", "evidence", "sealing_key", "suite"]);
+  const map = closedMap(value, what, [
+    "v",
+    "keep",
+    "backend",
+    "evidence",
+    "sealing_key",
+    "suite",
+    "capability",
+  ]);
   checkVersion(map, what);
   return {
     v: 1,
@@ -489,6 +503,7 @@ export function parseCreateKeepResponse(value: unknown): CreateKeepResponse {
     evidence: bytes(map, "evidence", what),
     sealing_key: bytes(map, "sealing_key", what, 65),
     suite: literal(map, "suite", what, [HPKE_SUITE]),
+    capability: bytes(map, "capability", what, 32),
   };
 }
 

@@ -119,12 +119,14 @@ export interface ForwardRequest {
   path: string;
   /** A CBOR body, or undefined for none. */
   body: Uint8Array | undefined;
+  /** The client's authorization header, passed on. */
+  authorization?: string;
 }
 
 /** A raw HTTP exchange with the real keepmgr, certificate not checked. */
 export function forward(
   base: string,
-  { method, path, body }: ForwardRequest,
+  { method, path, body, authorization }: ForwardRequest,
 ): Promise<{ status: number; body: Uint8Array; type: string }> {
   const url = new URL(path, base);
   return new Promise((resolve, reject) => {
@@ -134,9 +136,12 @@ export function forward(
       method,
       path: url.pathname,
       rejectUnauthorized: false,
-      headers: body === undefined
-        ? {}
-        : { "content-type": "application/cbor", "content-length": String(body.length) },
+      headers: {
+        ...(authorization === undefined ? {} : { authorization }),
+        ...(body === undefined
+          ? {}
+          : { "content-type": "application/cbor", "content-length": String(body.length) }),
+      },
     }, (res) => {
       const chunks: Uint8Array[] = [];
       res.on("data", (c: Uint8Array) => chunks.push(new Uint8Array(c)));
@@ -185,7 +190,12 @@ export function hostileKeepmgr(upstream: string, tamper: Tamper) {
         : new Uint8Array(await request.arrayBuffer());
       if (body !== undefined && body.length === 0 && request.method === "GET") body = undefined;
       if (body !== undefined && tamper.request) body = await tamper.request(url.pathname, body);
-      let reply = await forward(upstream, { method: request.method, path: url.pathname, body });
+      let reply = await forward(upstream, {
+        method: request.method,
+        path: url.pathname,
+        body,
+        authorization: request.headers.get("authorization") ?? undefined,
+      });
       if (tamper.reply) reply = { ...reply, ...(await tamper.reply(url.pathname, reply)) };
       return new Response(new Uint8Array(reply.body), {
         status: reply.status,

@@ -65,7 +65,11 @@ Deno.test("faults: evidence for another nonce is refused at verify; no key is se
       },
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), {
+        keepmgr: host.url,
+        keepmgrToken: mgr.token,
+        allowSimulated: true,
+      }),
       failsAt("verify", "report-data-mismatch", 1),
     );
     assert.equal(host.seen.filter(isKeyRequest).length, 0);
@@ -91,7 +95,11 @@ Deno.test("faults: a keepmgr that swaps the sealing key is refused before the TL
       },
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), {
+        keepmgr: host.url,
+        keepmgrToken: mgr.token,
+        allowSimulated: true,
+      }),
       failsAt("verify", "report-data-mismatch", 1),
     );
     assert.equal(host.seen.filter(isKeyRequest).length, 0);
@@ -116,10 +124,18 @@ Deno.test("faults: evidence replayed from another keep (another key and nonce) i
         return { ...reply, body: encodeCbor(replayed) };
       },
     });
-    const ok = await deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true });
+    const ok = await deploy(workload(STREAMS_WAT), {
+      keepmgr: host.url,
+      keepmgrToken: mgr.token,
+      allowSimulated: true,
+    });
     assert.equal(ok.status, 7);
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), {
+        keepmgr: host.url,
+        keepmgrToken: mgr.token,
+        allowSimulated: true,
+      }),
       failsAt("verify", "report-data-mismatch", 1),
     );
   } finally {
@@ -158,7 +174,11 @@ Deno.test("faults: a keep certificate for another key is refused at connect; not
       },
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), {
+        keepmgr: host.url,
+        keepmgrToken: mgr.token,
+        allowSimulated: true,
+      }),
       failsAt("connect", "keep-cert-mismatch", 1),
     );
     assert.equal(impostorRequests, 0);
@@ -213,6 +233,7 @@ Deno.test("faults: the host races the client to the keep without the token: 401,
     const out: string[] = [];
     const result = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
+      keepmgrToken: mgr.token,
       allowSimulated: true,
       onStdout: (c) => void out.push(decoder.decode(c)),
     });
@@ -238,6 +259,7 @@ Deno.test("faults: a keepldr killed mid-deploy fails the deploy at deliver and l
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
+        keepmgrToken: mgr.token,
         allowSimulated: true,
         timeoutMs: 30_000,
       }),
@@ -262,6 +284,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: first.url,
+        keepmgrToken: first.token,
         allowSimulated: true,
         timeoutMs: 30_000,
         onStep: (event) => {
@@ -283,6 +306,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
       // And it serves new deploys.
       const result = await deploy(workload(STREAMS_WAT), {
         keepmgr: second.url,
+        keepmgrToken: second.token,
         allowSimulated: true,
       });
       assert.equal(result.status, 7);
@@ -299,13 +323,14 @@ Deno.test("faults: a workload that never ends times out with 124 and its keep is
   try {
     const result = await deploy(workload(LOOP_WAT), {
       keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
       allowSimulated: true,
       timeoutMs: 3_000,
     });
     assert.equal(result.status, 124);
     assert.equal(result.reason, "timeout");
     assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
-    const listed = await new KeepmgrClient(mgr.url).listKeeps();
+    const listed = await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps();
     assert.ok(listed.keeps.every((k) => k.state !== "running"), JSON.stringify(listed.keeps));
   } finally {
     await closeAndCheck(mgr);
@@ -320,7 +345,11 @@ Deno.test("faults: a keepmgr that answers garbage is a protocol error at create"
         isKeys(path) ? { status: 201, body: new TextEncoder().encode("<html>") } : reply,
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), {
+        keepmgr: host.url,
+        keepmgrToken: mgr.token,
+        allowSimulated: true,
+      }),
       failsAt("create", "keepmgr-protocol", 76),
     );
   } finally {
@@ -336,6 +365,7 @@ Deno.test("faults: 50 concurrent deploys through one keepmgr each get their own 
         const out: Uint8Array[] = [];
         const result = await deploy(workload(ARGV_WAT, { args: [`keep-${i}`] }), {
           keepmgr: mgr.url,
+          keepmgrToken: mgr.token,
           allowSimulated: true,
           timeoutMs: 120_000,
           onStdout: (c) => void out.push(c.slice()),
@@ -376,8 +406,9 @@ Deno.test("faults: Ctrl-C on enarx deploy deletes the running keep and exits 130
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      env: { ENARX_KEEPMGR_TOKEN_FILE: mgr.tokenFile },
     }).spawn();
-    const client = new KeepmgrClient(mgr.url);
+    const client = new KeepmgrClient(mgr.url, { token: mgr.token });
     let running = false;
     for (let i = 0; i < 200 && !running; i++) {
       running = (await client.listKeeps()).keeps.some((k) => k.state === "running");

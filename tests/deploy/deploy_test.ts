@@ -40,6 +40,7 @@ Deno.test("deploy: a module runs in an attested nil keep; output, status and eve
   const c = collector();
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
+    keepmgrToken: mgr.token,
     backend: "nil",
     allowSimulated: true,
     ...c,
@@ -66,7 +67,7 @@ Deno.test("deploy: a module runs in an attested nil keep; output, status and eve
   assert.equal(c.events.filter((e) => e.kind === "warning").length, 1);
   assert.match(result.warnings[0], /SIMULATED/);
   // The keep ends by itself and keepmgr records its status.
-  const client = new KeepmgrClient(mgr.url);
+  const client = new KeepmgrClient(mgr.url, { token: mgr.token });
   assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
   // keepldr relays wasmldr's last frame after wasmldr itself has gone, so
   // keepmgr's record may lag the process table by a moment.
@@ -80,7 +81,12 @@ Deno.test("deploy: simulated evidence is refused without --insecure-allow-simula
   await using mgr = await startKeepmgr();
   const c = collector();
   await assert.rejects(
-    deploy(workload(STREAMS_WAT), { keepmgr: mgr.url, backend: "nil", ...c }),
+    deploy(workload(STREAMS_WAT), {
+      keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
+      backend: "nil",
+      ...c,
+    }),
     (e: unknown) =>
       e instanceof DeployError && e.step === "verify" && e.code === "attestation-simulated" &&
       e.exitStatus === 1 && /--insecure-allow-simulated/.test(e.message),
@@ -101,6 +107,7 @@ Deno.test("deploy: a policy naming the simulated root is accepted, still with th
   const c = collector();
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
+    keepmgrToken: mgr.token,
     backend: "nil",
     policy,
     ...c,
@@ -110,7 +117,12 @@ Deno.test("deploy: a policy naming the simulated root is accepted, still with th
 
   const other = parsePolicy(`trust_simulated_root = "${"ab".repeat(32)}"`);
   await assert.rejects(
-    deploy(workload(STREAMS_WAT), { keepmgr: mgr.url, backend: "nil", policy: other }),
+    deploy(workload(STREAMS_WAT), {
+      keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
+      backend: "nil",
+      policy: other,
+    }),
     (e: unknown) => e instanceof DeployError && e.step === "verify" && e.exitStatus === 1,
   );
 });
@@ -121,6 +133,7 @@ Deno.test("deploy: a policy with another measurement refuses the keep", async ()
   await assert.rejects(
     deploy(workload(STREAMS_WAT), {
       keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
       backend: "nil",
       policy,
       allowSimulated: true,
@@ -141,7 +154,7 @@ Deno.test("deploy: arguments, environment and standard input reach the workload"
         env: more.env ?? {},
         stdin: new TextEncoder().encode(more.stdin ?? ""),
       }),
-      { keepmgr: mgr.url, backend: "nil", allowSimulated: true, ...c },
+      { keepmgr: mgr.url, keepmgrToken: mgr.token, backend: "nil", allowSimulated: true, ...c },
     );
     return { status: result.status, out: c.stdout() };
   };
@@ -184,6 +197,7 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
+        env: { ENARX_KEEPMGR_TOKEN_FILE: mgr.tokenFile },
       }).output();
       return {
         code: out.code,
@@ -223,11 +237,15 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
     // A configuration that the keep would refuse is refused before anything is sent.
     const toml = `${dir}/Enarx.toml`;
     await Deno.writeTextFile(toml, '[[dirs]]\nhost = "/etc"\nguest = "/etc"\n');
-    const before = (await new KeepmgrClient(mgr.url).listKeeps()).keeps.length;
+    const before =
+      (await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps()).keeps.length;
     const dirs = await run(["--insecure-allow-simulated", "--wasmcfgfile", toml, wat]);
     assert.equal(dirs.code, 69, dirs.stderr);
     assert.match(dirs.stderr, /\[\[dirs\]\] \(host directory "\/etc"\) cannot be deployed/);
-    assert.equal((await new KeepmgrClient(mgr.url).listKeeps()).keeps.length, before);
+    assert.equal(
+      (await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps()).keeps.length,
+      before,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -250,6 +268,7 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
   const own = await Deno.readTextFile(`${mgr.stateDir}/tls/cert.pem`);
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
+    keepmgrToken: mgr.token,
     allowSimulated: true,
     keepmgrCaCerts: [own],
   });
@@ -261,6 +280,7 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
   await assert.rejects(
     deploy(workload(STREAMS_WAT), {
       keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
       allowSimulated: true,
       keepmgrCaCerts: [stranger],
     }),

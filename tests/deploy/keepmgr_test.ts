@@ -45,6 +45,8 @@ interface Keepmgr {
   stateDir: string;
   client: Deno.HttpClient;
   stderr: Promise<string>;
+  /** The operator's token (from the start line's token file). */
+  token: string;
 }
 
 async function startKeepmgr(
@@ -90,7 +92,8 @@ async function startKeepmgr(
   assert.match(start.cert_sha256, /^[0-9a-f]{64}$/);
   const cert = await Deno.readTextFile(`${stateDir}/tls/cert.pem`);
   const client = Deno.createHttpClient({ caCerts: [cert] });
-  return { proc, port: start.port, stateDir, client, stderr };
+  const token = (await Deno.readTextFile(start.token_file)).trim();
+  return { proc, port: start.port, stateDir, client, stderr, token };
 }
 
 async function stopKeepmgr(
@@ -111,12 +114,16 @@ interface Reply {
   body: unknown;
 }
 
+/** A request with the operator's token unless `headers` says otherwise. */
 async function call(
   km: Keepmgr,
   method: string,
   path: string,
   body?: Uint8Array | unknown,
-  headers: Record<string, string> = { "content-type": "application/cbor" },
+  headers: Record<string, string> = {
+    "content-type": "application/cbor",
+    authorization: `Bearer ${km.token}`,
+  },
 ): Promise<Reply> {
   const bytes = body === undefined
     ? undefined
@@ -326,6 +333,7 @@ Deno.test("keepmgr: malformed, oversized and invalid bodies get CBOR errors on e
     }
     const wrongType = await call(km, "POST", "/v1/keeps", encodeCbor(createBody()), {
       "content-type": "application/json",
+      authorization: `Bearer ${km.token}`,
     });
     assert.equal(wrongType.status, 415);
     // A 1 MiB body is refused before the keepmgr buffers it all.

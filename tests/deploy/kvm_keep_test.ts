@@ -46,6 +46,7 @@ Deno.test({
       const started = performance.now();
       const result = await deploy(workload(await Deno.readFile(HELLO)), {
         keepmgr: mgr.url,
+        keepmgrToken: mgr.token,
         backend: "kvm",
         allowSimulated: true,
         onStdout: (chunk) => void out.push(chunk.slice()),

@@ -176,6 +176,8 @@ Deno.test("vectors: sizes, ranges and literals of the CDDL are enforced", () => 
     ["create_keep_response", { sealing_key: new Uint8Array(33) }],
     ["create_keep_response", { suite: "DHKEM-X25519" }],
     ["create_keep_response", { keep: "Not A Dns Label" }],
+    ["create_keep_response", { capability: new Uint8Array(16) }],
+    ["create_keep_response", { capability: "00".repeat(32) }],
     ["deliver_key_response", { connect: { host: "h", port: 0 } }],
     ["deliver_key_response", { connect: { host: "h", port: 65536 } }],
     ["frame_listening", { port: -1 }],

@@ -87,7 +87,10 @@ Deno.test("robustness: keepmgr answers random requests with CBOR errors and stay
       const response = await fetch(`${mgr.url}${path}`, {
         method,
         client,
-        headers: type === null ? {} : { "content-type": type },
+        headers: {
+          authorization: `Bearer ${mgr.token}`,
+          ...(type === null ? {} : { "content-type": type }),
+        },
         body: body as Uint8Array<ArrayBuffer> | undefined,
       } as RequestInit);
       const bytes = new Uint8Array(await response.arrayBuffer());
@@ -105,7 +108,10 @@ Deno.test("robustness: keepmgr answers random requests with CBOR errors and stay
       assert.match(error.error.code, /^[a-z][a-z0-9-]*$/, label);
       assert.ok(error.error.message.length > 0, label);
     }
-    const list = await fetch(`${mgr.url}/v1/keeps`, { client } as RequestInit);
+    const list = await fetch(`${mgr.url}/v1/keeps`, {
+      client,
+      headers: { authorization: `Bearer ${mgr.token}` },
+    } as RequestInit);
     assert.equal(list.status, 200, "the daemon is still up");
     const keeps = parseListKeepsResponse(decodeCbor(new Uint8Array(await list.arrayBuffer())));
     assert.deepEqual(keeps.keeps, [], "no keep is left behind");
