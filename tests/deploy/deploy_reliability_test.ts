@@ -47,6 +47,7 @@ Deno.test("reliability: 8 MiB of output reach a client reading at about 1 MB/s, 
     const started = performance.now();
     const result = await deploy(workload(bigOutputWat(128)), {
       keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
       allowSimulated: true,
       timeoutMs: 120_000,
       onStdout: async (chunk) => {
@@ -87,6 +88,7 @@ Deno.test("reliability: 20 idle connections on a new forward do not keep the cli
     const out: string[] = [];
     const result = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
+      keepmgrToken: mgr.token,
       allowSimulated: true,
       timeoutMs: 60_000,
       onStdout: (c) => void out.push(new TextDecoder().decode(c)),
@@ -108,6 +110,7 @@ Deno.test("reliability: a keepldr killed while the workload runs: the client pri
   try {
     const failure = await deploy(workload(LOOP_WAT), {
       keepmgr: mgr.url,
+      keepmgrToken: mgr.token,
       allowSimulated: true,
       timeoutMs: 60_000,
       onStep: (event) => {
