@@ -79,12 +79,13 @@ function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
 /** The nil backend. */
 export const nilBackend: Backend = {
   name: "nil",
-  description: "A sandboxed OS process (no hardware isolation)",
+  description:
+    "An OS process: its isolation is the kernel's process boundary (FFI to libwasmtime voids Deno's sandbox); no hardware isolation",
   evidence: "snp-sim",
   evidenceSource: "snp-sim",
   checks: () =>
     new CheckList().add("nil.process", {
-      title: "Keeps run as sandboxed local processes",
+      title: "Keeps run as local OS processes (not sandboxed)",
       pass: true,
       detail: "Always available; evidence is simulated SNP (snp-sim) and proves nothing " +
         "about hardware",
