@@ -37,6 +37,7 @@ export {
   type EvidenceInputs,
   readCertificateFiles,
   readCollateralFiles,
+  readCrlFiles,
   readEvidenceInputs,
   readInputFile,
   readSevCertificateFiles,
