@@ -16,9 +16,11 @@ import {
   MalformedEvidenceError,
   readEvidenceInputs,
   readPolicyFile,
+  TCB_NOT_EVALUATED,
   type VerificationResult,
   verifyEvidence,
 } from "../runtime/attestation/mod.ts";
+
 import { type Command, parseCommandArgs, printErr, printJson, printOut } from "./_command.ts";
 
 const HELP = `Usage: enarx attest verify EVIDENCE [OPTIONS]
@@ -51,6 +53,10 @@ Options:
                     skipped). Adds the tcb-info and tcb-status checks; for
                     TCB Info issued after 2025-05-21 pass a current Intel SGX
                     TCB Signing certificate with --certs. May be repeated.
+                    Without TCB Info a quote gets the check "collateral":
+                    "TCB not evaluated (no collateral)", a failure only when
+                    the policy says require_collateral = true (the default
+                    here is false; enarx deploy's is true).
   --json            Print the result as one JSON object
   -h, --help        Show this help
 
@@ -212,6 +218,13 @@ export const command: Command = {
       });
       if (values.json) await printJson(resultJson(result, at));
       else await printOut(formatResult(result, at));
+      const collateral = result.checks.find((c) => c.id === "collateral");
+      if (collateral !== undefined) {
+        await printErr(
+          `enarx: WARNING: ${TCB_NOT_EVALUATED}: the quote's platform and TDX module or QE may be ` +
+            "out of date or revoked; pass Intel's TCB Info and QE Identity with --collateral\n",
+        );
+      }
       if (result.simulated) {
         await printErr(
           "enarx: WARNING: this is SIMULATED evidence (snp-sim); it proves nothing about hardware\n",

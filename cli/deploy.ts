@@ -27,6 +27,7 @@ import {
 import { concatBytes } from "../runtime/bytes.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
 import { claimsToJson } from "../runtime/attestation/claims_json.ts";
+import { readCollateralFiles, readCrlFiles } from "../runtime/attestation/evidence_input.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 import { readToken } from "../runtime/keepmgr/api/auth.ts";
 
@@ -50,6 +51,15 @@ Options:
   --env K=V                   Environment variable for the workload (repeatable)
   --stdin FILE                Standard input for the workload ("-": this one's);
                               default: empty
+  --crl FILE                  An AMD or Intel CRL (DER or PEM); a revoked certificate
+                              in the keep's chain fails. Repeatable. Without any,
+                              the output says "no CRLs given: revocation not checked"
+  --crl-dir DIR               A directory of cached CRLs (other files are skipped)
+  --collateral-dir DIR        Cached Intel collateral for TDX and SGX keeps: TCB Info
+                              and QE Identity JSON and CRLs as Intel's PCS serves
+                              them. Without TCB Info a TDX or SGX keep is refused
+                              ("TCB not evaluated (no collateral)") unless the
+                              policy says require_collateral = false
   --insecure-allow-simulated  Accept evidence from the simulated SNP platform
                               (nil and kvm keeps). It proves nothing about
                               hardware; a warning is printed on every run
@@ -83,6 +93,9 @@ const OPTIONS = {
   wasmcfgfile: { type: "string" },
   env: { type: "string", multiple: true },
   stdin: { type: "string" },
+  crl: { type: "string", multiple: true },
+  "crl-dir": { type: "string", multiple: true },
+  "collateral-dir": { type: "string", multiple: true },
   "insecure-allow-simulated": { type: "boolean" },
   "keepmgr-ca": { type: "string" },
   "keepmgr-token": { type: "string" },
@@ -144,6 +157,11 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   const keepmgrToken = tokenFile === undefined || tokenFile === ""
     ? undefined
     : await readToken(tokenFile);
+  const collateral = await readCollateralFiles(values["collateral-dir"] ?? []);
+  const crls = [
+    ...await readCrlFiles(values.crl ?? [], values["crl-dir"] ?? []),
+    ...collateral.crls,
+  ];
   const module = await readBytes(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
   const stdin = values.stdin === undefined
@@ -157,6 +175,8 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
       keepmgr: values.keepmgr,
       backend,
       policy,
+      crls,
+      collateral: collateral.json,
       allowSimulated: values["insecure-allow-simulated"] === true,
       keepmgrCaCerts,
       keepmgrToken,
@@ -272,6 +292,7 @@ function resultJson(result: DeployResult, captured: { stdout: Capture; stderr: C
     verification: {
       format: result.verification.format,
       ok: result.verification.ok,
+      notices: result.notices,
       claims: claimsToJson(result.verification.claims),
       checks: result.verification.checks,
     },

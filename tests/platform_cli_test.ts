@@ -301,3 +301,23 @@ Deno.test("inside an SNP guest the guest interfaces are found, preferring /dev/s
   ]);
   assert.equal(missing.guest.preferred, null);
 });
+
+Deno.test("platform info says what isolates a keep: nil is an OS process, kvm is TCG unless KVM is configured", () => {
+  const tcg = evaluatePlatform(snpHost());
+  const nil = tcg.backends.find((b) => b.name === "nil")!;
+  assert.match(nil.description, /OS process/);
+  assert.match(nil.description, /FFI .*voids Deno's sandbox/);
+  assert.doesNotMatch(nil.description, /sandboxed/);
+  assert.doesNotMatch(nil.checks.map((c) => c.title).join("\n"), /sandboxed local/);
+  const kvm = tcg.backends.find((b) => b.name === "kvm")!;
+  assert.match(kvm.description, /emulated \(TCG\) unless ENARX_KVM_ACCEL=kvm/);
+  assert.doesNotMatch(kvm.description, /hardware virtualisation/);
+  const accel = check(tcg, "kvm.accel");
+  assert.equal(accel.status, "fail");
+  assert.equal(accel.required, false, "TCG keeps still run: a warning, not a failure");
+  assert.match(accel.detail, /TCG \(emulation/);
+  assert.equal(kvm.usable, true);
+  const accelerated = evaluatePlatform({ ...snpHost(), kvmAccel: "kvm" });
+  assert.equal(check(accelerated, "kvm.accel").status, "pass");
+  assert.match(check(accelerated, "kvm.accel").detail, /KVM \(hardware virtualisation\)/);
+});

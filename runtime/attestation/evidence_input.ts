@@ -257,6 +257,33 @@ export async function readCollateralFiles(
   return out;
 }
 
+/**
+ * Reads CRLs (AMD's or Intel's, DER or PEM): every file of `files`, which
+ * must be a CRL, and the files of the directories `dirs` that are CRLs
+ * (others are skipped, so a cache directory may hold anything).
+ */
+export async function readCrlFiles(
+  files: readonly string[],
+  dirs: readonly string[] = [],
+): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const file of files) {
+    const bytes = await readInputFile(file, "the CRL");
+    if (!looksLikeCrl(bytes)) {
+      throw new MalformedEvidenceError(`The CRL "${file}" is neither a DER nor a PEM CRL`);
+    }
+    out.push(bytes);
+  }
+  for (const dir of dirs) {
+    const { files: inDir } = await filesOf(dir, "--crl-dir");
+    for (const file of inDir) {
+      const bytes = await readInputFile(file, "the CRL");
+      if (looksLikeCrl(bytes)) out.push(bytes);
+    }
+  }
+  return out;
+}
+
 /** Whether the evidence is a legacy SEV chain: asked for, a directory, or detected as one. */
 function isSevEvidence(format: EvidenceFormat | "auto", evidence: Uint8Array): boolean {
   if (format === "sev") return true;

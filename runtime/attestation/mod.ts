@@ -24,7 +24,12 @@ export {
   type TdxClaims,
   type VerificationResult,
 } from "./result.ts";
-export { verifyEvidence, type VerifyEvidenceOptions } from "./verify.ts";
+export {
+  collateralCheck,
+  TCB_NOT_EVALUATED,
+  verifyEvidence,
+  type VerifyEvidenceOptions,
+} from "./verify.ts";
 export { claimsToJson, type JsonClaim } from "./claims_json.ts";
 export { type DetectedEvidence, detectEvidence, MAX_EVIDENCE_SIZE } from "./evidence_format.ts";
 export {
@@ -32,6 +37,7 @@ export {
   type EvidenceInputs,
   readCertificateFiles,
   readCollateralFiles,
+  readCrlFiles,
   readEvidenceInputs,
   readInputFile,
   readSevCertificateFiles,

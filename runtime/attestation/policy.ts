@@ -15,14 +15,23 @@
  * max_age_seconds = 300                # where the format carries a time (Nitro)
  * trust_simulated_root = false         # or true, or the root's SHA-256 (hex)
  * allowed_tcb_statuses = ["SWHardeningNeeded"]  # Intel TCB statuses accepted beyond UpToDate
+ * require_collateral = true            # TDX/SGX: refuse a quote whose TCB was not evaluated
+ * max_vmpl = 0                         # SNP: highest VMPL accepted (default 0)
  *
- * [min_tcb]                            # minimum SNP REPORTED_TCB
+ * [min_tcb]                            # minimum SNP REPORTED_TCB, every product
  * bootloader = 3
  * tee = 0
  * snp = 8
  * microcode = 115
  * fmc = 0                              # Turin only
+ *
+ * [min_tcb.Genoa]                      # for Genoa: replaces the components it names
+ * snp = 22
  * ```
+ *
+ * `require_collateral` left out takes the caller's default: true for
+ * `enarx deploy`, false for `enarx attest verify` (which still says "TCB not
+ * evaluated (no collateral)").
  *
  * @module
  */
@@ -62,8 +71,17 @@ export interface Policy {
   allowDebug: boolean;
   /** Accept an SNP guest that may have a migration agent. Default false. */
   allowMigration: boolean;
-  /** Minimum TCB per component. */
+  /** Minimum TCB per component, for every product. */
   minTcb?: MinimumTcb;
+  /** Minimum TCB per SNP product ("Milan", "Genoa", "Turin"), over {@link minTcb}. */
+  minTcbByProduct?: Record<string, MinimumTcb>;
+  /** Highest SNP VMPL accepted; undefined is 0 (only the most privileged level). */
+  maxVmpl?: number;
+  /**
+   * Refuse TDX and SGX quotes whose TCB no Intel collateral evaluated;
+   * undefined takes the caller's default (deploy: true; attest verify: false).
+   */
+  requireCollateral?: boolean;
   /** Maximum age in seconds, for formats that carry a time. */
   maxAgeSeconds?: number;
   /**
@@ -109,6 +127,8 @@ const TOP_KEYS = [
   "max_age_seconds",
   "trust_simulated_root",
   "allowed_tcb_statuses",
+  "require_collateral",
+  "max_vmpl",
 ];
 const TCB_KEYS = ["fmc", "bootloader", "tee", "snp", "microcode"];
 
@@ -163,18 +183,52 @@ function positiveInteger(source: string, key: string, value: unknown): number {
   return v;
 }
 
-function minTcbValue(source: string, t: unknown): MinimumTcb {
+/** `[min_tcb]`: components for every product, and `[min_tcb.<Product>]` tables. */
+function minTcbValue(
+  source: string,
+  t: unknown,
+): { all?: MinimumTcb; byProduct?: Record<string, MinimumTcb> } {
   if (typeof t !== "object" || t === null || Array.isArray(t)) {
     fail(source, `"min_tcb" must be a table`);
   }
-  const minTcb: MinimumTcb = {};
+  const all: MinimumTcb = {};
+  const byProduct: Record<string, MinimumTcb> = {};
   for (const [k, v] of Object.entries(t)) {
-    if (!TCB_KEYS.includes(k)) {
-      fail(source, `unknown key "min_tcb.${k}"; known keys are ${TCB_KEYS.join(", ")}`);
+    if (PRODUCTS.includes(k)) {
+      if (typeof v !== "object" || v === null || Array.isArray(v)) {
+        fail(source, `"min_tcb.${k}" must be a table`);
+      }
+      byProduct[k] = {};
+      for (const [c, n] of Object.entries(v)) {
+        if (!TCB_KEYS.includes(c)) {
+          fail(source, `unknown key "min_tcb.${k}.${c}"; known keys are ${TCB_KEYS.join(", ")}`);
+        }
+        byProduct[k][c as keyof MinimumTcb] = spl(source, `${k}.${c}`, n);
+      }
+      continue;
     }
-    minTcb[k as keyof MinimumTcb] = spl(source, k, v);
+    if (!TCB_KEYS.includes(k)) {
+      fail(
+        source,
+        `unknown key "min_tcb.${k}"; known keys are ${TCB_KEYS.join(", ")} and the tables ${
+          PRODUCTS.join(", ")
+        }`,
+      );
+    }
+    all[k as keyof MinimumTcb] = spl(source, k, v);
   }
-  return minTcb;
+  return {
+    ...(Object.keys(all).length > 0 ? { all } : {}),
+    ...(Object.keys(byProduct).length > 0 ? { byProduct } : {}),
+  };
+}
+
+function vmplValue(source: string, value: unknown): number {
+  const n = typeof value === "bigint" ? Number(value) : value;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 3) {
+    fail(source, `"max_vmpl" must be an integer from 0 to 3`);
+  }
+  return n;
 }
 
 function simulatedRootValue(source: string, v: unknown): boolean | string {
@@ -233,7 +287,15 @@ export function policyFromTable(table: Record<string, unknown>, source = "policy
   if (table.max_age_seconds !== undefined) {
     policy.maxAgeSeconds = positiveInteger(source, "max_age_seconds", table.max_age_seconds);
   }
-  if (table.min_tcb !== undefined) policy.minTcb = minTcbValue(source, table.min_tcb);
+  if (table.min_tcb !== undefined) {
+    const { all, byProduct } = minTcbValue(source, table.min_tcb);
+    if (all) policy.minTcb = all;
+    if (byProduct) policy.minTcbByProduct = byProduct;
+  }
+  if (table.max_vmpl !== undefined) policy.maxVmpl = vmplValue(source, table.max_vmpl);
+  if (table.require_collateral !== undefined) {
+    policy.requireCollateral = boolValue(source, "require_collateral", table.require_collateral);
+  }
   if (table.allowed_tcb_statuses !== undefined) {
     policy.allowedTcbStatuses = stringList(
       source,

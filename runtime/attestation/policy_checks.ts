@@ -5,12 +5,13 @@
  * product, guest policy bits, host data, reported TCB or a time) and the
  * evaluation makes the same checks in the same order for all:
  *
- * `platform`, `product`, `debug`, `migration`, `measurement`, `report-data`,
- * `host-data`, `min-tcb`, `max-age`.
+ * `platform`, `product`, `debug`, `migration`, `vmpl`, `measurement`,
+ * `report-data`, `host-data`, `min-tcb`, `max-age`.
  *
  * A check is made only when the policy asks for it and the subject carries
  * what it needs (`product`, `debug` and `migration`, `host-data` and
- * `min-tcb` come only from SNP; `max-age` only from formats with a time).
+ * `min-tcb` come only from SNP; SNP always gets `vmpl`, at most 0 unless the
+ * policy's `max_vmpl` says more; `max-age` only from formats with a time).
  * Formats whose own verifier checks debug (TDX, SGX, Nitro) leave `guest`
  * out. Wording follows the format: SNP names its report fields and explains a
  * mismatch, the others give the value found.
@@ -59,6 +60,8 @@ export interface PolicySubject {
   guest?: { debug: boolean; migrationAgent: boolean };
   /** SNP: HOST_DATA. */
   hostData?: Uint8Array;
+  /** SNP: the VMPL the report was requested at. */
+  vmpl?: number;
   /** SNP: REPORTED_TCB. */
   reportedTcb?: SnpTcb;
   /** When the evidence was made (ISO 8601), for formats that carry a time. */
@@ -119,6 +122,7 @@ export function evaluatePolicy(
   return [
     ...platformChecks(subject, options.policy),
     ...guestChecks(subject, options.policy),
+    ...vmplChecks(subject, options.policy),
     ...measurementChecks(subject, options),
     ...reportDataChecks(subject, options),
     ...hostDataChecks(subject, options.policy),
@@ -177,6 +181,25 @@ function guestChecks({ guest }: PolicySubject, policy: Policy): Check[] {
   ];
 }
 
+/**
+ * SNP's `vmpl`: the report was requested at a VMPL no higher than the
+ * policy's `max_vmpl` (default 0). At a higher VMPL a more privileged guest
+ * component (an SVSM or paravisor) sits between the workload and the
+ * hardware and can change what the workload runs.
+ */
+function vmplChecks({ vmpl }: PolicySubject, policy: Policy): Check[] {
+  if (vmpl === undefined) return [];
+  const max = policy.maxVmpl ?? 0;
+  return [check(
+    "vmpl",
+    `The report was made at VMPL ${max === 0 ? "0" : `0 to ${max}`} (max_vmpl)`,
+    vmpl <= max,
+    vmpl <= max
+      ? `VMPL ${vmpl}`
+      : `VMPL ${vmpl}: a more privileged guest layer can change the workload; set max_vmpl = ${vmpl} to accept it`,
+  )];
+}
+
 /** `measurement`: one of the policy's (or the verifier's), shorter values zero-padded. */
 function measurementChecks(subject: PolicySubject, options: PolicyEvaluationOptions): Check[] {
   const expected = [
@@ -224,12 +247,16 @@ function hostDataChecks({ hostData }: PolicySubject, policy: Policy): Check[] {
 
 /** SNP's `min-tcb`: REPORTED_TCB at least the policy's minimum per component. */
 function minTcbChecks(subject: PolicySubject, policy: Policy): Check[] {
-  if (!policy.minTcb || subject.reportedTcb === undefined) return [];
+  const minimum = {
+    ...policy.minTcb,
+    ...(subject.product ? policy.minTcbByProduct?.[subject.product] : undefined),
+  };
+  if (Object.keys(minimum).length === 0 || subject.reportedTcb === undefined) return [];
   const tcb = decodeSnpTcb(subject.reportedTcb.raw, subject.product ?? null);
   const low: string[] = [];
-  for (const [name, min] of Object.entries(policy.minTcb)) {
+  for (const [name, min] of Object.entries(minimum)) {
     if (min === undefined) continue;
-    const have = tcb[name as keyof typeof policy.minTcb];
+    const have = tcb[name as keyof typeof minimum];
     if (have === null && name === "fmc") continue; // FMC exists on Turin only
     if (have === null || have < min) low.push(`${name} ${have ?? "absent"} < ${min}`);
   }

@@ -3,7 +3,9 @@
  * the caller's), unwraps an evidence bundle, dispatches to the SEV-SNP,
  * TDX, SGX or Nitro verifier, and evaluates the policy (policy_checks.ts)
  * over the claims of the formats whose verifiers do not (SNP's does, with
- * its own fields).
+ * its own fields). A TDX or SGX quote verified without Intel's TCB Info gets
+ * a `collateral` check saying "TCB not evaluated (no collateral)", which
+ * fails when the policy requires collateral.
  *
  * @module
  */
@@ -13,6 +15,7 @@ import { verifyNitroDocument } from "./aws/nitro.ts";
 import { DEFAULT_POLICY } from "./policy.ts";
 import { evaluatePolicy, genericPolicyProfile, type PolicySubject } from "./policy_checks.ts";
 import {
+  type Check,
   type EvidenceFormat,
   MalformedEvidenceError,
   resultFromChecks,
@@ -33,6 +36,31 @@ export interface VerifyEvidenceOptions extends SnpVerifyOptions {
    * PCK chain of a quote as they do to an SNP chain.
    */
   collateral?: readonly (Uint8Array | IntelCollateral)[];
+  /**
+   * Whether a TDX or SGX quote without TCB Info collateral fails, when the
+   * policy has no `require_collateral` (default false; deploy passes true).
+   */
+  requireCollateral?: boolean;
+}
+
+/** What the `collateral` check says when no collateral evaluated the TCB. */
+export const TCB_NOT_EVALUATED = "TCB not evaluated (no collateral)";
+
+/**
+ * The `collateral` check of an Intel quote whose TCB no collateral
+ * evaluated (no `tcb-status` check); none when one did.
+ */
+export function collateralCheck(checks: readonly Check[], required: boolean): Check[] {
+  if (checks.some((c) => c.id === "tcb-status")) return [];
+  return [{
+    id: "collateral",
+    description: "Intel collateral evaluated the platform's TCB, or the policy does not require it",
+    ok: !required,
+    detail: required
+      ? `${TCB_NOT_EVALUATED}; pass Intel's TCB Info and QE Identity (--collateral-dir), ` +
+        "or set require_collateral = false in the policy"
+      : `${TCB_NOT_EVALUATED}; accepted because require_collateral is false`,
+  }];
 }
 
 function bytesClaim(value: unknown): Uint8Array | null {
@@ -91,8 +119,11 @@ export async function verifyEvidence(
         : detected.format === "sgx"
         ? await verifySgxQuote(detected.evidence, intel)
         : await verifyNitroDocument(detected.evidence, common);
+      const intelQuote = detected.format === "tdx" || detected.format === "sgx";
+      const required = policy.requireCollateral ?? options.requireCollateral ?? false;
       const checks = [
         ...result.checks,
+        ...(intelQuote ? collateralCheck(result.checks, required) : []),
         ...evaluatePolicy(policySubject(result), { ...options, policy }),
       ];
       return resultFromChecks(result.format, {

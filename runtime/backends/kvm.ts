@@ -1,6 +1,6 @@
 /**
- * The `kvm` backend: a keep is a QEMU micro-VM (hardware virtualisation, no
- * memory encryption) that boots a kernel and an initrd holding wasmldr
+ * The `kvm` backend: a keep is a QEMU micro-VM (no memory encryption; under
+ * TCG emulation unless `ENARX_KVM_ACCEL=kvm` gives it KVM acceleration) that boots a kernel and an initrd holding wasmldr
  * (kvm_image.ts, kvm_vm.ts). keepmgr launches it; `enarx run` does not.
  * Evidence is simulated SNP (snp-sim), signed inside the keep with the nil
  * keep's measurement (what wasmldr executes) until the simulator moves to
@@ -91,13 +91,15 @@ async function kvmMeasurement(): Promise<Uint8Array> {
 /** The kvm backend. */
 export const kvmBackend: Backend = {
   name: "kvm",
-  description: "A QEMU/KVM micro-VM (hardware virtualisation, no memory encryption)",
+  description:
+    "A QEMU micro-VM, emulated (TCG) unless ENARX_KVM_ACCEL=kvm enables KVM acceleration; no memory encryption",
   evidence: "snp-sim",
   evidenceSource: "snp-sim",
   checks(judge) {
     const list = new CheckList();
     judge.kvmChecks(list, "kvm");
     list.add("kvm.qemu", judge.qemu());
+    list.add("kvm.accel", judge.kvmAcceleration());
     return list.checks;
   },
   launchable: kvmLaunchable,

@@ -45,10 +45,24 @@ class InProcessKeep implements Keep {
   }
 }
 
+/**
+ * The narrow permissions of a nil keep: its code, libwasmtime (the only
+ * library it may load), the module cache and the snp-sim state.
+ */
+async function nilKeepPermissions(workDir: string | undefined): Promise<string[]> {
+  // Loaded here: the registry must not pull in the wasmtime bindings.
+  const { libwasmtimePath } = await import("../wasm/libwasmtime_path.ts");
+  const { defaultModuleCacheDir } = await import("../wasm/module_cache.ts");
+  const read = [defaultModuleCacheDir(), Deno.env.get("ENARX_SNP_SIM_DIR")]
+    .filter((p): p is string => p !== undefined && p !== "");
+  const libwasmtime = await libwasmtimePath().catch(() => undefined);
+  return wasmldrPermissions(workDir, { libwasmtime, read });
+}
+
 /** Starts wasmldr as a child process with frames on its stdin/stdout. */
-function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
+async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
   const command = options.wasmldrCommand ??
-    selfCommand("wasmldr", [], { permissions: wasmldrPermissions(options.workDir) });
+    selfCommand("wasmldr", [], { permissions: await nilKeepPermissions(options.workDir) });
   const env: Record<string, string> = {};
   if (options.workDir !== undefined) env.TMPDIR = options.workDir;
   let child: Deno.ChildProcess;
@@ -67,24 +81,25 @@ function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
       { exit: "unavailable" },
     );
   }
-  return Promise.resolve({
+  return {
     stdin: child.stdin,
     stdout: child.stdout,
     status: child.status,
     kill: (signal?: Deno.Signal) => child.kill(signal),
     what: "wasmldr",
-  });
+  };
 }
 
 /** The nil backend. */
 export const nilBackend: Backend = {
   name: "nil",
-  description: "A sandboxed OS process (no hardware isolation)",
+  description:
+    "An OS process: its isolation is the kernel's process boundary (FFI to libwasmtime voids Deno's sandbox); no hardware isolation",
   evidence: "snp-sim",
   evidenceSource: "snp-sim",
   checks: () =>
     new CheckList().add("nil.process", {
-      title: "Keeps run as sandboxed local processes",
+      title: "Keeps run as local OS processes (not sandboxed)",
       pass: true,
       detail: "Always available; evidence is simulated SNP (snp-sim) and proves nothing " +
         "about hardware",

@@ -32,7 +32,7 @@ import { http1Request } from "./http1_client.ts";
 import { wasmldrMeasurement } from "../keep/measurement.ts";
 import { DEFAULT_POLICY, type Policy } from "../attestation/policy.ts";
 import type { VerificationResult } from "../attestation/result.ts";
-import { verifyEvidence } from "../attestation/verify.ts";
+import { TCB_NOT_EVALUATED, verifyEvidence } from "../attestation/verify.ts";
 
 /** The client's steps, each covering one or more of DESIGN.md's ten. */
 export const DEPLOY_STEPS = [
@@ -92,6 +92,13 @@ export interface DeployOptions {
   backend?: string;
   /** The attestation policy (default: refuse debug, trust no simulated root). */
   policy?: Policy;
+  /** CRLs (AMD's, Intel's) the keep's certificate chain is checked against; none: not checked. */
+  crls?: Uint8Array[];
+  /**
+   * Intel collateral (TCB Info, QE Identity JSON) for TDX and SGX keeps. A
+   * quote without it fails unless the policy says `require_collateral = false`.
+   */
+  collateral?: Uint8Array[];
   /** Accept evidence from the simulated platform (insecure; warned on every run). */
   allowSimulated?: boolean;
   /** PEM roots that authenticate the keepmgr's TLS; none: not authenticated. */
@@ -122,6 +129,11 @@ export interface DeployResult {
   simulated: boolean;
   /** Warnings shown during the deploy. */
   warnings: string[];
+  /**
+   * What the verification did not cover, for a person: "no CRLs given:
+   * revocation not checked", "TCB not evaluated (no collateral)".
+   */
+  notices: string[];
   /** Every step with its timing, in order. */
   steps: DeployStepRecord[];
   /** Total milliseconds. */
@@ -303,6 +315,7 @@ export async function deploy(
       verification,
       simulated: verification.simulated,
       warnings: run.warnings,
+      notices: verificationNotices(verification, options),
       steps: run.steps,
       totalMs: performance.now() - run.started,
       status: exit.status,
@@ -355,7 +368,7 @@ async function verifyStep(
   if (verification.claims.debug === true) {
     run.warn("WARNING: the keep allows debugging; the host can read its memory");
   }
-  run.end(describeVerification(verification));
+  run.end(describeVerification(verification, run.options));
   return verification;
 }
 
@@ -562,6 +575,9 @@ async function verifyKeep(
       policy,
       at: new Date(),
       trustSimulated: policy.trustSimulatedRoot === true,
+      crls: options.crls,
+      collateral: options.collateral,
+      requireCollateral: true,
     });
   } catch (cause) {
     const text = cause instanceof Error ? cause.message : String(cause);
@@ -617,9 +633,27 @@ async function verifyKeep(
   return result;
 }
 
-function describeVerification(result: VerificationResult): string {
+/** The note a deploy without CRLs prints and records. */
+export const NO_CRLS_NOTICE = "no CRLs given: revocation not checked";
+
+/** What the verification did not cover (see {@link DeployResult.notices}). */
+export function verificationNotices(
+  result: VerificationResult,
+  options: { crls?: readonly Uint8Array[] },
+): string[] {
+  const notices: string[] = [];
+  if ((options.crls ?? []).length === 0) notices.push(NO_CRLS_NOTICE);
+  const collateral = result.checks.find((c) => c.id === "collateral");
+  if (collateral !== undefined) notices.push(TCB_NOT_EVALUATED);
+  return notices;
+}
+
+function describeVerification(result: VerificationResult, options: DeployOptions): string {
   const what = result.simulated ? "simulated SNP" : result.format.toUpperCase();
-  return `${what}: ${result.checks.length} checks passed`;
+  const notices = verificationNotices(result, options);
+  return `${what}: ${result.checks.length} checks passed${
+    notices.length === 0 ? "" : `; ${notices.join("; ")}`
+  }`;
 }
 
 /** The host to connect to: the keepmgr's, when it answers with a wildcard address. */

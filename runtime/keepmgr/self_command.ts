@@ -6,15 +6,48 @@
  * @module
  */
 
+/** What a nil keep's wasmldr may touch besides its own code (see {@link wasmldrPermissions}). */
+export interface WasmldrPermissionOptions {
+  /** The libwasmtime file it loads (readable; FFI itself cannot be scoped, see below). */
+  libwasmtime?: string;
+  /** Other paths it reads: the module cache, the snp-sim state. */
+  read?: readonly string[];
+}
+
+/** The folder of enarx's own code (and its node_modules, wherever that link points). */
+function codePaths(): string[] {
+  const root = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+  const paths = [root];
+  try {
+    const modules = Deno.realPathSync(`${root}/node_modules`);
+    if (!modules.startsWith(`${root}/`)) paths.push(modules);
+  } catch { /* no node_modules */ }
+  return paths;
+}
+
 /**
- * Deno permissions of a nil keep's wasmldr when run from source: read files
- * (its code, libwasmtime), environment, FFI (libwasmtime), loopback network
- * and system info; no subprocesses and no writes outside its work directory.
+ * Deno permissions of a nil keep's wasmldr when run from source: read only
+ * its code, its work directory, libwasmtime and `options.read`; FFI;
+ * environment,
+ * loopback network and system info; no subprocesses and no writes outside
+ * its work directory. FFI voids Deno's sandbox (native code is not checked),
+ * so these narrow mistakes, not an attacker inside libwasmtime: the keep's
+ * isolation is the OS process (docs/security.md).
  */
-export function wasmldrPermissions(workDir?: string): string[] {
+export function wasmldrPermissions(
+  workDir?: string,
+  options: WasmldrPermissionOptions = {},
+): string[] {
+  // /proc/self/fd: the workload's output pipes are read by path (ffi/wasmtime/pipe.ts).
+  const read = [...codePaths(), "/proc/self/fd", ...(options.read ?? [])];
+  if (options.libwasmtime !== undefined) read.push(options.libwasmtime);
+  if (workDir !== undefined) read.push(workDir);
   const perms = [
-    "--allow-read",
+    `--allow-read=${[...new Set(read)].join(",")}`,
     "--allow-env",
+    // Not --allow-ffi=PATH: Deno 2.9 scopes only dlopen by path, and calls
+    // through a function pointer (UnsafeFnPointer, which the wasmtime
+    // bindings use) require the unscoped permission.
     "--allow-ffi",
     "--allow-sys",
     "--allow-net=127.0.0.1",

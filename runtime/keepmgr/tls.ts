@@ -10,6 +10,7 @@
  */
 import * as x509 from "../x509.ts";
 import { EnarxError } from "../errors.ts";
+import { writeFileAtomic, writeSecretFile } from "../fs.ts";
 
 /** A PEM certificate and key, with the certificate's SHA-256 fingerprint. */
 export interface KeepmgrTls {
@@ -38,6 +39,19 @@ export interface KeepmgrTlsOptions {
 }
 
 /**
+ * Stores a generated pair: the key 0600 in a 0700 directory of this user
+ * (runtime/fs.ts), the certificate 0644 beside it, each written atomically.
+ */
+async function storeGeneratedPair(
+  certFile: string,
+  keyFile: string,
+  pair: { cert: string; key: string },
+): Promise<void> {
+  await writeSecretFile(keyFile, pair.key);
+  await writeFileAtomic(certFile, pair.cert, { mode: 0o644 });
+}
+
+/**
  * Reads the operator's certificate and key, or the ones in `stateDir/tls/`,
  * or makes and stores a new self-signed P-256 pair there (key mode 0600).
  */
@@ -56,12 +70,7 @@ export async function loadOrCreateKeepmgrTls(
   const keyFile = options.keyFile ?? `${stateDir}/tls/key.pem`;
   let generated = false;
   if (options.certFile === undefined && !(await exists(certFile))) {
-    await Deno.mkdir(`${stateDir}/tls`, { recursive: true, mode: 0o700 });
-    const { cert, key } = await makeSelfSigned(options.names ?? []);
-    await Deno.writeTextFile(`${keyFile}.tmp`, key, { mode: 0o600 });
-    await Deno.rename(`${keyFile}.tmp`, keyFile);
-    await Deno.writeTextFile(`${certFile}.tmp`, cert, { mode: 0o644 });
-    await Deno.rename(`${certFile}.tmp`, certFile);
+    await storeGeneratedPair(certFile, keyFile, await makeSelfSigned(options.names ?? []));
     generated = true;
   }
   let cert: string;

@@ -127,6 +127,11 @@ export interface HostFacts {
   aesmSocket: boolean;
   /** Who runs enarx, for remedies that name the user. */
   user: { name: string; uid: number; groups: string[] };
+  /**
+   * The acceleration kvm keeps get: "kvm" only when `ENARX_KVM_ACCEL=kvm`
+   * (what kvm_vm.ts passes to QEMU), else "tcg" (emulation). Undefined is "tcg".
+   */
+  kvmAccel?: "kvm" | "tcg";
 }
 
 function readText(path: string): string | null {
@@ -297,5 +302,6 @@ export function gatherHostFacts(): HostFacts {
     executables: { [QEMU_BINARY]: findExecutable(QEMU_BINARY) },
     aesmSocket: pathExists(AESM_SOCKET),
     user: currentUser(groups),
+    kvmAccel: Deno.env.get("ENARX_KVM_ACCEL") === "kvm" ? "kvm" : "tcg",
   };
 }

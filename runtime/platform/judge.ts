@@ -129,6 +129,29 @@ export class Judge {
     };
   }
 
+  /**
+   * Whether kvm keeps get KVM acceleration: QEMU runs them under TCG
+   * (emulation: no hardware virtualisation boundary, and slow) unless
+   * `ENARX_KVM_ACCEL=kvm` is set for whoever launches them. Optional: TCG
+   * keeps still run.
+   */
+  kvmAcceleration(): CheckInput {
+    const kvm = this.facts.kvmAccel === "kvm";
+    return {
+      title: "Keeps get KVM acceleration",
+      required: false,
+      pass: kvm,
+      detail: kvm
+        ? "ENARX_KVM_ACCEL=kvm: QEMU runs keeps with KVM (hardware virtualisation)"
+        : "Keeps run under TCG (emulation, no hardware virtualisation) unless ENARX_KVM_ACCEL=kvm is set",
+      remedy: remedy(
+        [],
+        "Set ENARX_KVM_ACCEL=kvm in keepmgr's environment (Environment= in its systemd unit) " +
+          "once /dev/kvm works",
+      ),
+    };
+  }
+
   /** Adds the checks that KVM works, as `<prefix>.device`, `.api-version`, `.create-vm`. */
   kvmChecks(list: CheckList, prefix: string): void {
     const { facts } = this;

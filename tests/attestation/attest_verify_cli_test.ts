@@ -62,14 +62,21 @@ Deno.test("attest verify --json: the VLEK sample fails as expired now, passes --
   assert.equal(doc.verdict, "fail");
   assert.equal(doc.format, "snp");
   assert.equal(doc.at, "2026-11-27T00:00:00.000Z");
+  // It was made at VMPL 1 (an AWS guest): the default max_vmpl = 0 refuses that too.
   assert.deepEqual(
     doc.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id),
     [
       "validity",
+      "vmpl",
     ],
   );
   assert.equal(doc.claims.signingKey, "vlek");
-  const inside = await enarx([...args, "--at", "2025-06-01"]);
+  const insideStrict = await enarx([...args, "--at", "2025-06-01"]);
+  assert.equal(insideStrict.code, 1, insideStrict.stdout);
+  const policy = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(policy, "max_vmpl = 1\n");
+  const inside = await enarx([...args, "--at", "2025-06-01", "--policy", policy]);
+  await Deno.remove(policy);
   assert.equal(inside.code, 0, inside.stdout);
   assert.equal(JSON.parse(inside.stdout).verdict, "pass");
 });

@@ -91,3 +91,32 @@ Deno.test("policy: policyFromTable refuses a value that is not a table, with Pol
     );
   }
 });
+
+Deno.test("policy: max_vmpl, require_collateral and [min_tcb.<Product>] tables", () => {
+  const p = parsePolicy(
+    "max_vmpl = 2\nrequire_collateral = false\n[min_tcb]\nbootloader = 3\n" +
+      "[min_tcb.Genoa]\nsnp = 22\n[min_tcb.Turin]\nfmc = 1\n",
+  );
+  assert.equal(p.maxVmpl, 2);
+  assert.equal(p.requireCollateral, false);
+  assert.deepEqual(p.minTcb, { bootloader: 3 });
+  assert.deepEqual(p.minTcbByProduct, { Genoa: { snp: 22 }, Turin: { fmc: 1 } });
+  const none = parsePolicy("");
+  assert.equal(none.maxVmpl, undefined, "default: VMPL 0 only");
+  assert.equal(none.requireCollateral, undefined, "default: the caller's");
+  for (
+    const [text, message] of [
+      ["max_vmpl = 4", /0 to 3/],
+      ["require_collateral = 1", /true or false/],
+      ["[min_tcb.Naples]\nsnp = 1", /unknown key "min_tcb.Naples"/],
+      ["[min_tcb.Genoa]\nucode = 1", /unknown key "min_tcb.Genoa.ucode"/],
+      ["[min_tcb]\nGenoa = 3", /"min_tcb.Genoa" must be a table/],
+    ] as const
+  ) {
+    assert.throws(() => parsePolicy(text), (e: unknown) => {
+      assert.ok(e instanceof PolicyError, text);
+      assert.match(e.message, message);
+      return true;
+    });
+  }
+});

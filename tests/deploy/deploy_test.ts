@@ -4,7 +4,13 @@
  * verifier.
  */
 import assert from "node:assert/strict";
-import { deploy, DeployError, type DeployEvent } from "../../runtime/client/deploy.ts";
+import {
+  deploy,
+  DeployError,
+  type DeployEvent,
+  NO_CRLS_NOTICE,
+  verificationNotices,
+} from "../../runtime/client/deploy.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
 import { parsePolicy } from "../../runtime/attestation/policy.ts";
 import { SnpSimulator } from "../../runtime/attestation/amd/snp_sim.ts";
@@ -66,6 +72,9 @@ Deno.test("deploy: a module runs in an attested nil keep; output, status and eve
   // The simulated-evidence warning is given on every run that allowed it.
   assert.equal(c.events.filter((e) => e.kind === "warning").length, 1);
   assert.match(result.warnings[0], /SIMULATED/);
+  // No CRLs were given: the result says revocation was not checked.
+  assert.deepEqual(result.notices, [NO_CRLS_NOTICE]);
+  assert.deepEqual(verificationNotices(result.verification, { crls: [new Uint8Array(1)] }), []);
   // The keep ends by itself and keepmgr records its status.
   const client = new KeepmgrClient(mgr.url, { token: mgr.token });
   assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
@@ -210,7 +219,7 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
     assert.equal(plain.stdout, "out\n");
     assert.match(plain.stderr, /err\n/);
     assert.match(plain.stderr, /WARNING: .*SIMULATED/);
-    assert.match(plain.stderr, /\[5\] Verify/);
+    assert.match(plain.stderr, /\[5\] Verify.*no CRLs given: revocation not checked/);
 
     const json = await run(["--json", "--insecure-allow-simulated", wat]);
     assert.equal(json.code, 7);
@@ -222,6 +231,7 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
     assert.equal(atob(record.stderr), "err\n");
     assert.equal(record.steps.length, 7);
     assert.ok(record.verification.checks.every((c: { ok: boolean }) => c.ok));
+    assert.deepEqual(record.verification.notices, ["no CRLs given: revocation not checked"]);
     assert.match(json.stderr, /WARNING/); // warned even with --json
 
     const refused = await run(["--json", wat]);

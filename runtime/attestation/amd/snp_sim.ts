@@ -14,6 +14,7 @@
  */
 import { Extension, X509Certificate, X509CertificateGenerator } from "../../x509.ts";
 import { EnarxError } from "../../errors.ts";
+import { ensurePrivateDirectory, writeSecretFile } from "../../fs.ts";
 import { reversed } from "../_bytes.ts";
 import { SNP_REPORT_LAYOUT, SNP_REPORT_SIZE, SNP_SIGNED_SIZE } from "./snp_report.ts";
 import { AMD_OID } from "./snp_verify.ts";
@@ -180,19 +181,18 @@ async function readState(path: string): Promise<SimState | null> {
   }
 }
 
-/** Writes the state unless another process wrote one first; returns the state that won. */
+/**
+ * Writes the state (it holds the simulated private keys: 0600, atomically)
+ * unless another process wrote one first; returns the state that won.
+ */
 async function writeStateOnce(dir: string, state: SimState): Promise<SimState> {
   const path = `${dir}/${SNP_SIM_STATE_FILE}`;
-  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(state, null, 1) + "\n", { mode: 0o600 });
   try {
-    await Deno.link(tmp, path); // fails if the file exists: the first writer wins
+    await writeSecretFile(path, JSON.stringify(state, null, 1) + "\n", { createNew: true });
     return state;
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     return (await readState(path))!;
-  } finally {
-    await Deno.remove(tmp).catch(() => {});
   }
 }
 
@@ -249,11 +249,9 @@ export class SnpSimulator {
 
   static async #load(stateDir: string): Promise<SnpSimulator> {
     const path = `${stateDir}/${SNP_SIM_STATE_FILE}`;
+    await ensurePrivateDirectory(stateDir); // tightened, or refused if another user's
     let state = await readState(path);
-    if (!state) {
-      await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
-      state = await writeStateOnce(stateDir, await generateState());
-    }
+    if (!state) state = await writeStateOnce(stateDir, await generateState());
     try {
       const vcekKey = await crypto.subtle.importKey(
         "pkcs8",

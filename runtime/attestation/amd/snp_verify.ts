@@ -737,6 +737,7 @@ function snpPolicySubject(report: SnpReport, product: SnpProduct | null): Policy
     product,
     guest: { debug: report.policy.debug, migrationAgent: report.policy.migrateMa },
     hostData: report.hostData,
+    vmpl: report.vmpl,
     reportedTcb: report.reportedTcb,
   };
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { DEFAULT_POLICY, type Policy } from "../../../runtime/attestation/policy.ts";
+
 /** The evidence folder (tests/testdata/evidence; its MANIFEST.tsv says where each file came from). */
 export const EVIDENCE = new URL("../../testdata/evidence/", import.meta.url);
 
@@ -38,6 +40,14 @@ export interface SnpSample {
 }
 
 const ZERO32 = "00".repeat(32);
+
+/**
+ * The default policy, accepting the sample's VMPL: 04 was made at VMPL 1
+ * (an AWS guest), which the default `max_vmpl = 0` refuses.
+ */
+export function samplePolicy(s: SnpSample): Policy {
+  return { ...DEFAULT_POLICY, maxVmpl: s.vmpl ?? 0 };
+}
 
 /** Every real sample. */
 export const SNP_SAMPLES: SnpSample[] = [

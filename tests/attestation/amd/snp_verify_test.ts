@@ -6,7 +6,8 @@ import { MalformedEvidenceError } from "../../../runtime/attestation/result.ts";
 import { pemBlocks, verifySignedBy, X509Certificate } from "../../../runtime/x509.ts";
 import { ASVK_MILAN_PEM } from "../../../runtime/attestation/amd/amd_roots.ts";
 
-import { loadSample, readEvidence, SNP_SAMPLES } from "./_snp_samples.ts";
+import { loadSample, readEvidence, samplePolicy, SNP_SAMPLES } from "./_snp_samples.ts";
+import { DEFAULT_POLICY, type Policy } from "../../../runtime/attestation/policy.ts";
 import { failingChecks as failed } from "../_verification.ts";
 
 const NOW = new Date("2026-11-27T00:00:00Z");
@@ -16,9 +17,10 @@ async function failures(
   report: Uint8Array,
   certs: Uint8Array[],
   at: Date,
+  policy?: Policy,
 ): Promise<string[]> {
   try {
-    return failed(await verifySnpReport(report, { certs, at }));
+    return failed(await verifySnpReport(report, { certs, at, policy }));
   } catch (error) {
     assert.ok(error instanceof MalformedEvidenceError, String(error));
     return ["malformed"];
@@ -28,7 +30,7 @@ async function failures(
 for (const s of SNP_SAMPLES) {
   Deno.test(`snp verify: ${s.name} is valid with the README's facts`, async () => {
     const { report, certs } = loadSample(s);
-    const result = await verifySnpReport(report, { certs, at: s.at });
+    const result = await verifySnpReport(report, { certs, at: s.at, policy: samplePolicy(s) });
     assert.deepEqual(failed(result), [], JSON.stringify(result.checks, null, 1));
     assert.equal(result.ok, true);
     assert.equal(result.simulated, false);
@@ -67,13 +69,13 @@ for (const s of SNP_SAMPLES) {
 Deno.test("snp verify: 04's VLEK verifies under the ASVK, has cspID and no hwID, expired now", async () => {
   const s = SNP_SAMPLES.find((x) => x.signingKey === "vlek")!;
   const { report, certs } = loadSample(s);
-  const ok = await verifySnpReport(report, { certs, at: s.at });
+  const ok = await verifySnpReport(report, { certs, at: s.at, policy: samplePolicy(s) });
   const chain = claimsToJson(ok.claims).chain as Record<string, string | null>;
   assert.equal(chain.intermediate, "SEV-VLEK-Milan");
   assert.ok(chain.cspId?.endsWith("cc-us-east-2.amazonaws.com"));
   const ext = amdCertExtensions(new X509Certificate(certs[0]));
   assert.equal(ext.hwId, null);
-  const late = await verifySnpReport(report, { certs, at: NOW });
+  const late = await verifySnpReport(report, { certs, at: NOW, policy: samplePolicy(s) });
   assert.deepEqual(failed(late), ["validity"]);
   assert.match(late.checks.find((c) => c.id === "validity")!.detail!, /expired 2025-12-10/);
 });
@@ -157,7 +159,7 @@ Deno.test("snp verify: without a VCEK the certificates check fails", async () =>
 Deno.test("snp verify: a supplied ARK is compared with the pinned one (09's PEM chain)", async () => {
   const s = SNP_SAMPLES[4];
   const { report, certs } = loadSample(s);
-  const result = await verifySnpReport(report, { certs, at: s.at });
+  const result = await verifySnpReport(report, { certs, at: s.at, policy: samplePolicy(s) });
   assert.match(
     result.checks.find((c) => c.id === "root")!.detail!,
     /pinned AMD ARK-Milan \(sha256 69d063b45344d26a/,
@@ -224,7 +226,10 @@ function seededRandom(seed: number): () => number {
 for (const s of SNP_SAMPLES) {
   Deno.test(`snp verify: ${s.name}: flipping any bit of the signed region or of R, S fails`, async () => {
     const { report, certs } = loadSample(s);
-    assert.equal((await verifySnpReport(report, { certs, at: s.at })).ok, true);
+    assert.equal(
+      (await verifySnpReport(report, { certs, at: s.at, policy: samplePolicy(s) })).ok,
+      true,
+    );
     const bits: number[] = [];
     for (let i = 0; i < 0x2a0 * 8; i++) bits.push(i);
     for (let i = 0x2a0 * 8; i < 0x2d0 * 8; i++) bits.push(i); // R
@@ -239,7 +244,7 @@ for (const s of SNP_SAMPLES) {
     const bytes = report.slice();
     for (const bit of bits) {
       bytes[bit >> 3] ^= 1 << (bit & 7);
-      if ((await failures(bytes, certs, s.at)).length === 0) survivors.push(bit);
+      if ((await failures(bytes, certs, s.at, samplePolicy(s))).length === 0) survivors.push(bit);
       bytes[bit >> 3] ^= 1 << (bit & 7);
     }
     assert.deepEqual(survivors, [], `bits that still verify: ${survivors.slice(0, 10).join(", ")}`);
@@ -254,7 +259,7 @@ for (const s of SNP_SAMPLES) {
       const bit = Math.floor(rnd() * der.length * 8);
       const bad = der.slice();
       bad[bit >> 3] ^= 1 << (bit & 7);
-      const f = await failures(report, [bad], s.at);
+      const f = await failures(report, [bad], s.at, samplePolicy(s));
       if (f.length === 0) survivors.push(`bit ${bit}`);
     }
     assert.deepEqual(survivors, []);
@@ -267,4 +272,44 @@ Deno.test("snp verify: claims use camelCase and hex", async () => {
   assert.equal(claimsToJson(r.claims).currentFirmware, "1.52.4");
   assert.equal((claimsToJson(r.claims).policy as Record<string, unknown>).raw, "0x30000");
   assert.equal(claimsToJson(r.claims).hostData, (new Uint8Array(32)).toHex());
+});
+
+Deno.test("snp verify: VMPL above max_vmpl (default 0) fails 'vmpl' alone", async () => {
+  const s = SNP_SAMPLES.find((x) => x.vmpl === 1)!;
+  const { report, certs } = loadSample(s);
+  const strict = await verifySnpReport(report, { certs, at: s.at, policy: DEFAULT_POLICY });
+  assert.deepEqual(failed(strict), ["vmpl"]);
+  assert.match(strict.checks.find((c) => c.id === "vmpl")!.detail!, /VMPL 1.*max_vmpl = 1/);
+  const loose = await verifySnpReport(report, {
+    certs,
+    at: s.at,
+    policy: { ...DEFAULT_POLICY, maxVmpl: 1 },
+  });
+  assert.deepEqual(failed(loose), []);
+  assert.equal(loose.checks.find((c) => c.id === "vmpl")!.detail, "VMPL 1");
+  // A VMPL 0 sample passes the default.
+  const zero = SNP_SAMPLES[0];
+  const r = await verifySnpReport(loadSample(zero).report, {
+    certs: loadSample(zero).certs,
+    at: zero.at,
+  });
+  assert.equal(r.checks.find((c) => c.id === "vmpl")!.ok, true);
+});
+
+Deno.test("snp verify: min_tcb per product applies to that product only, over the common one", async () => {
+  const genoa = SNP_SAMPLES.find((x) => x.product === "Genoa")!;
+  const milan = SNP_SAMPLES[0];
+  const policy: Policy = {
+    ...DEFAULT_POLICY,
+    minTcb: { bootloader: 1 },
+    minTcbByProduct: { Genoa: { snp: 26 }, Milan: { snp: 1 } },
+  };
+  const g = loadSample(genoa);
+  const gr = await verifySnpReport(g.report, { certs: g.certs, at: genoa.at, policy });
+  assert.deepEqual(failed(gr), ["min-tcb"]);
+  assert.match(gr.checks.find((c) => c.id === "min-tcb")!.detail!, /^snp 25 < 26$/);
+  const m = loadSample(milan);
+  const mr = await verifySnpReport(m.report, { certs: m.certs, at: milan.at, policy });
+  assert.deepEqual(failed(mr), []);
+  assert.equal(mr.checks.find((c) => c.id === "min-tcb")!.ok, true);
 });

@@ -9,7 +9,7 @@ import {
   type TcbInfo,
   verifyCollateralSignature,
 } from "../../../runtime/attestation/intel/intel_collateral.ts";
-import { parsePolicy, PolicyError } from "../../../runtime/attestation/policy.ts";
+import { DEFAULT_POLICY, parsePolicy, PolicyError } from "../../../runtime/attestation/policy.ts";
 import { verifyEvidence, type VerifyEvidenceOptions } from "../../../runtime/attestation/verify.ts";
 import { buildQuote, makeTestPki, type TestPki } from "./_intel_quote_builder.ts";
 import { findCheck as check } from "../_verification.ts";
@@ -213,7 +213,7 @@ Deno.test("collateral: outside its window, collateral fails tcb-info and qe-iden
   }
 });
 
-Deno.test("collateral: without collateral nothing changes and tcbStatus is null", async () => {
+Deno.test("collateral: without collateral the TCB is not evaluated, and the result says so", async () => {
   const r = await verifyEvidence(SPR, { at: AT_2023 });
   assert.equal(r.ok, true);
   assert.deepEqual(r.checks.map((c) => c.id), [
@@ -227,9 +227,40 @@ Deno.test("collateral: without collateral nothing changes and tcbStatus is null"
     "pck-extension",
     "qe-identity",
     "debug",
+    "collateral",
   ]);
   assert.equal(r.claims.tcbStatus, null);
   assert.ok("tcbStatus" in r.claims);
+  assert.match(check(r, "collateral").detail!, /^TCB not evaluated \(no collateral\)/);
+});
+
+Deno.test("collateral: require_collateral (policy, or the caller's default) refuses a quote without it", async () => {
+  const byPolicy = await verifyEvidence(SPR, {
+    at: AT_2023,
+    policy: { ...DEFAULT_POLICY, requireCollateral: true },
+  });
+  assert.equal(byPolicy.ok, false);
+  assert.equal(check(byPolicy, "collateral").ok, false);
+  assert.match(
+    check(byPolicy, "collateral").detail!,
+    /TCB not evaluated \(no collateral\).*--collateral-dir/,
+  );
+  const byDefault = await verifyEvidence(SPR, { at: AT_2023, requireCollateral: true });
+  assert.equal(check(byDefault, "collateral").ok, false);
+  // The policy's explicit false wins over the caller's default.
+  const allowed = await verifyEvidence(SPR, {
+    at: AT_2023,
+    requireCollateral: true,
+    policy: { ...DEFAULT_POLICY, requireCollateral: false },
+  });
+  assert.equal(allowed.ok, true);
+  // With TCB Info, no `collateral` check: tcb-info and tcb-status say what was evaluated.
+  const full = await verifyEvidence(SPR, {
+    at: AT_2023,
+    requireCollateral: true,
+    collateral: [TCB_INFO, QE_IDENTITY],
+  });
+  assert.equal(full.checks.some((c) => c.id === "collateral"), false);
 });
 
 Deno.test("collateral: a QE identity for the other QE fails qe-identity", async () => {
