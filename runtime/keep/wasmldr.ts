@@ -399,6 +399,7 @@ async function runRequested(
         // lets a disconnect or a stop end a workload that never yields.
         timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
         maxMemoryBytes: limits.memory,
+        memoryLimitName: "keepmgr --keep-memory",
       },
     }, {
       stdin: request.stdin,
