@@ -37,6 +37,8 @@ import {
   workloadUploadBody,
 } from "./workload_upload.ts";
 import { MAX_WORKLOAD_REQUEST_SIZE } from "../protocol/messages.ts";
+
+export type { ModuleFile } from "./workload_upload.ts";
 import { wasmldrMeasurement } from "../keep/measurement.ts";
 import { DEFAULT_POLICY, type Policy } from "../attestation/policy.ts";
 import type { VerificationResult } from "../attestation/result.ts";
