@@ -117,6 +117,7 @@ export {
   type DeployStepId,
   type DeployStepRecord,
   type DeployWorkload,
+  type ModuleFile,
 } from "./runtime/client/deploy.ts";
 
 // What this host can run (enarx platform info).

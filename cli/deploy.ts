@@ -162,7 +162,8 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
     ...await readCrlFiles(values.crl ?? [], values["crl-dir"] ?? []),
     ...collateral.crls,
   ];
-  const module = await readBytes(modulePath, "module");
+  // Streamed from the file while it is uploaded; a file that cannot be opened fails here.
+  const module = await openableFile(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
   const stdin = values.stdin === undefined
     ? new Uint8Array(0)
@@ -350,6 +351,19 @@ async function writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: 
 async function readBytes(path: string, what: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
+  } catch (cause) {
+    throw new EnarxError(
+      "input-unreadable",
+      `Cannot read the ${what} "${path}": ${cause instanceof Error ? cause.message : cause}`,
+      { exit: "noInput", cause },
+    );
+  }
+}
+
+async function openableFile(path: string, what: string): Promise<{ path: string }> {
+  try {
+    (await Deno.open(path, { read: true })).close();
+    return { path };
   } catch (cause) {
     throw new EnarxError(
       "input-unreadable",

@@ -48,9 +48,15 @@ Options:
                           $ENARX_KVM_KERNEL); default nil
   --systemd               Run each keep as a transient systemd unit
                           (needs systemd as PID 1)
-  --keep-memory SIZE      Memory limit of each keep (e.g. 256M, 1G). KB, MB, GB
-                          now mean powers of 1000, as in "enarx run"; K, M, G
-                          (and KiB, MiB, GiB) stay powers of 1024
+  --keep-memory SIZE      Memory limit of each keep's workload (default 256M; e.g.
+                          1G). KB, MB, GB now mean powers of 1000, as in "enarx
+                          run"; K, M, G (and KiB, MiB, GiB) stay powers of 1024.
+                          With --systemd the keep's unit gets this plus 256M
+                          for its loader processes (MemoryMax=)
+  --total-keep-memory SIZE
+                          Most memory the live keeps may reserve together
+                          (default: 3/4 of the host's MemTotal); a create past
+                          it is refused (503 not-enough-memory)
   --keep-timeout TIME     Lifetime limit of each keep (e.g. 90s, 10m; default 10m)
   --step-timeout TIME     Time a keep has for one step (default 30s)
   --client-timeout TIME   Time a keep waits for its client (default 120s)
@@ -86,6 +92,7 @@ const OPTIONS = {
   backends: { type: "string" },
   systemd: { type: "boolean" },
   "keep-memory": { type: "string" },
+  "total-keep-memory": { type: "string" },
   "keep-timeout": { type: "string" },
   "step-timeout": { type: "string" },
   "client-timeout": { type: "string" },
@@ -134,9 +141,7 @@ export const command: Command = {
       stateDir,
       backends,
       maxKeeps: parseCount(values["max-keeps"] ?? "64", "--max-keeps"),
-      keepMemory: values["keep-memory"] === undefined
-        ? undefined
-        : parseSize(values["keep-memory"], "--keep-memory"),
+      ...memoryLimits(values),
       keepTimeoutMs,
       stepTimeoutMs: parseDuration(values["step-timeout"] ?? "30s", "--step-timeout"),
       clientTimeoutMs: parseDuration(values["client-timeout"] ?? "120s", "--client-timeout"),
@@ -335,6 +340,41 @@ function parseListen(value: string): { hostname: string; port: number } {
     );
   }
   return { hostname: m[1] ?? m[2], port };
+}
+
+/** Default --keep-memory: enough for most workloads, small enough that 64 keeps fit a host. */
+const DEFAULT_KEEP_MEMORY = "256M";
+
+/** --keep-memory and --total-keep-memory, with their defaults; a keep must fit in the total. */
+function memoryLimits(values: KeepmgrValues): { keepMemory: number; totalKeepMemory: number } {
+  const keepMemory = parseSize(values["keep-memory"] ?? DEFAULT_KEEP_MEMORY, "--keep-memory");
+  const totalKeepMemory = values["total-keep-memory"] === undefined
+    ? Math.floor(hostMemTotal() * 3 / 4)
+    : parseSize(values["total-keep-memory"], "--total-keep-memory");
+  if (keepMemory > totalKeepMemory) {
+    throw new UsageError(
+      `--keep-memory ${keepMemory} is more than --total-keep-memory ${totalKeepMemory} bytes; ` +
+        `no keep could start; lower --keep-memory or raise --total-keep-memory`,
+    );
+  }
+  return { keepMemory, totalKeepMemory };
+}
+
+/** MemTotal of /proc/meminfo in bytes. */
+function hostMemTotal(): number {
+  let meminfo = "";
+  try {
+    meminfo = Deno.readTextFileSync("/proc/meminfo");
+  } catch { /* checked below */ }
+  const m = /^MemTotal:\s+(\d+) kB$/m.exec(meminfo);
+  if (m === null) {
+    throw new EnarxError(
+      "config",
+      "Cannot read MemTotal from /proc/meminfo; give --total-keep-memory SIZE",
+      { exit: "config" },
+    );
+  }
+  return Number(m[1]) * 1024;
 }
 
 function parseCount(value: string, flag: string): number {

@@ -29,6 +29,16 @@ import {
   pinningTrustProblem,
 } from "../protocol/keep_tls.ts";
 import { http1Request } from "./http1_client.ts";
+import {
+  checkUploadSize,
+  describeBytes,
+  type ModuleFile,
+  type StreamedBody,
+  workloadUploadBody,
+} from "./workload_upload.ts";
+import { MAX_WORKLOAD_REQUEST_SIZE } from "../protocol/messages.ts";
+
+export type { ModuleFile } from "./workload_upload.ts";
 import { wasmldrMeasurement } from "../keep/measurement.ts";
 import { DEFAULT_POLICY, type Policy } from "../attestation/policy.ts";
 import type { VerificationResult } from "../attestation/result.ts";
@@ -72,8 +82,8 @@ export type DeployEvent =
 
 /** What to deploy. */
 export interface DeployWorkload {
-  /** The module's bytes (binary or text). */
-  module: Uint8Array;
+  /** The module's bytes (binary or text), or its file (read while it is uploaded). */
+  module: Uint8Array | ModuleFile;
   /** Enarx.toml text, or null. */
   config: string | null;
   /** Arguments after the program name. */
@@ -115,6 +125,8 @@ export interface DeployOptions {
   onStderr?: (chunk: Uint8Array) => void | Promise<void>;
   /** Aborts the deploy (the keep is deleted). */
   signal?: AbortSignal;
+  /** The keep's upload limit in bytes (default the protocol's MAX_WORKLOAD_REQUEST_SIZE). */
+  maxUploadBytes?: number;
 }
 
 /** The outcome of a deploy. */
@@ -297,6 +309,9 @@ export async function deploy(
       exit: "config",
     });
   }
+  // Before a keep is created: a module the keep would refuse costs it nothing.
+  const upload = await workloadUploadBody(workload);
+  checkUploadSize(upload, options.maxUploadBytes);
   const run = new DeployRun(options);
   let finished = false;
   try {
@@ -306,7 +321,7 @@ export async function deploy(
     const address = await deliverStep(run, created.keep, sealed.sealed);
     const tls = await connectStep(run, created.keep, address, sealed.anchorPem);
     const keep = { tls, keepId: created.keep, token: sealed.token };
-    const response = await uploadStep(run, keep, workload);
+    const response = await uploadStep(run, keep, upload);
     const exit = await runStep(run, { tls, keepId: created.keep, body: response.body });
     finished = true;
     const result: DeployResult = {
@@ -460,17 +475,9 @@ interface KeepConnection {
 async function uploadStep(
   run: DeployRun,
   keep: KeepConnection,
-  workload: DeployWorkload,
+  body: StreamedBody,
 ) {
   run.begin("upload");
-  const body = encodeCbor({
-    v: 1,
-    module: workload.module,
-    config: workload.config,
-    args: workload.args,
-    env: workload.env,
-    stdin: workload.stdin,
-  });
   const response = await run.guard(http1Request(keep.tls, {
     method: "POST",
     path: "/v1/workload",
@@ -483,7 +490,7 @@ async function uploadStep(
     body,
   }));
   if (response.status !== 200) {
-    throw await keepRefusal(response.status, response.body);
+    throw await keepRefusal(response.status, response.body, run.options.maxUploadBytes);
   }
   run.end(`${body.length} bytes accepted`);
   return response;
@@ -664,7 +671,11 @@ function connectHost(host: string, keepmgr: URL): string {
   return host.replace(/^\[|\]$/g, "");
 }
 
-async function keepRefusal(status: number, body: ReadableStream<Uint8Array>) {
+async function keepRefusal(
+  status: number,
+  body: ReadableStream<Uint8Array>,
+  maxUploadBytes = MAX_WORKLOAD_REQUEST_SIZE,
+) {
   let code = "keep-failed";
   let message = `The keep answered the upload with HTTP ${status}`;
   try {
@@ -686,7 +697,16 @@ async function keepRefusal(status: number, body: ReadableStream<Uint8Array>) {
       { exit: "verificationFailed" },
     );
   }
-  return new EnarxError(code, message, { exit: status === 413 ? "dataError" : "protocol" });
+  if (status === 413) {
+    return new EnarxError(
+      "workload-too-large",
+      `${message}; a keep's upload limit is ${
+        describeBytes(maxUploadBytes)
+      }, send a smaller module`,
+      { exit: "dataError" },
+    );
+  }
+  return new EnarxError(code, message, { exit: "protocol" });
 }
 
 /**

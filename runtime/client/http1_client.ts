@@ -31,8 +31,16 @@ export interface Http1Request {
   host: string;
   /** Extra headers (lower-case names). */
   headers?: Record<string, string>;
-  /** The request body, sent with content-length. */
-  body?: Uint8Array;
+  /** The request body, sent with content-length; a streamed one is sent as it is produced. */
+  body?: Uint8Array | Http1StreamedBody;
+}
+
+/** A request body of known length, produced piece by piece. */
+export interface Http1StreamedBody {
+  /** Its length in bytes (the content-length); the chunks must add up to it. */
+  length: number;
+  /** Its bytes, in order; opened when iterated. */
+  chunks(): AsyncIterable<Uint8Array>;
 }
 
 /** A response whose body streams from the connection. */
@@ -113,10 +121,90 @@ async function writeAll(stream: Http1Stream, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.length) offset += await stream.write(bytes.subarray(offset));
 }
 
+/** The status line and headers of a response. */
+interface ResponseHead {
+  status: number;
+  statusText: string;
+  headers: Map<string, string>;
+}
+
+/** Reads one status line and its headers (a 1xx response included). */
+async function readOneHead(reader: Reader): Promise<ResponseHead> {
+  const headers = new Map<string, string>();
+  const statusLine = await reader.line(MAX_HEADER_BYTES);
+  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(statusLine);
+  if (m === null) throw protocolError(`bad status line "${statusLine.slice(0, 80)}"`);
+  let total = statusLine.length;
+  while (true) {
+    const line = await reader.line(MAX_HEADER_BYTES);
+    if (line === "") break;
+    total += line.length;
+    if (total > MAX_HEADER_BYTES) throw protocolError("the headers are too long");
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw protocolError(`bad header line "${line.slice(0, 80)}"`);
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
+  }
+  return { status: Number(m[1]), statusText: m[2] ?? "", headers };
+}
+
+/** Reads the final status line and headers, skipping 1xx responses (e.g. 100 Continue). */
+async function readHead(reader: Reader, first?: ResponseHead): Promise<ResponseHead> {
+  let head = first ?? await readOneHead(reader);
+  while (head.status >= 100 && head.status < 200) head = await readOneHead(reader);
+  return head;
+}
+
+/**
+ * Streamed bodies ask the peer first (`expect: 100-continue`); a peer that
+ * does not answer within this many milliseconds gets the body anyway.
+ */
+const CONTINUE_WAIT_MS = 2_000;
+
+/** `promise`, or undefined when it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waited = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise, waited]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Writes the body; stops early once `answered()` (the peer replied before reading it all). */
+async function sendBody(
+  stream: Http1Stream,
+  body: Uint8Array | Http1StreamedBody,
+  answered: () => boolean,
+): Promise<void> {
+  if (body instanceof Uint8Array) {
+    if (body.length > 0) await writeAll(stream, body);
+    return;
+  }
+  let sent = 0;
+  for await (const chunk of body.chunks()) {
+    if (answered()) return;
+    await writeAll(stream, chunk);
+    sent += chunk.length;
+  }
+  if (sent !== body.length) {
+    throw new EnarxError("http-body-length", `Sent ${sent} bytes of a ${body.length}-byte body`, {
+      exit: "internal",
+    });
+  }
+}
+
 /**
  * Sends `request` on `stream` and returns the response once its headers have
  * arrived. The body streams; the stream is closed when the body ends, is
- * cancelled, or fails.
+ * cancelled, or fails. A peer that answers before it has read the whole
+ * request body (413: too large) gets no more of it, and its answer is
+ * returned; a connection that breaks while sending, with no answer, is
+ * EnarxError `keep-connection-lost`.
  */
 export async function http1Request(
   stream: Http1Stream,
@@ -129,6 +217,8 @@ export async function http1Request(
     `content-length: ${body.length}`,
     `connection: close`,
   ];
+  const streamed = !(body instanceof Uint8Array);
+  if (streamed) lines.push("expect: 100-continue");
   for (const [name, value] of Object.entries(request.headers ?? {})) {
     if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
       throw new EnarxError("http-header-invalid", `The header "${name}" contains a line break`, {
@@ -138,41 +228,27 @@ export async function http1Request(
     lines.push(`${name}: ${value}`);
   }
   const head = new TextEncoder().encode(lines.join("\r\n") + "\r\n\r\n");
-  await writeAll(stream, head);
-  if (body.length > 0) await writeAll(stream, body);
-
   const reader = new Reader(stream);
-  let status: number;
-  let statusText: string;
-  const headers = new Map<string, string>();
+  let responseHead: ResponseHead;
   try {
-    // 1xx responses (e.g. 100 Continue) precede the final one.
-    while (true) {
-      const statusLine = await reader.line(MAX_HEADER_BYTES);
-      const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(statusLine);
-      if (m === null) throw protocolError(`bad status line "${statusLine.slice(0, 80)}"`);
-      status = Number(m[1]);
-      statusText = m[2] ?? "";
-      let total = statusLine.length;
-      while (true) {
-        const line = await reader.line(MAX_HEADER_BYTES);
-        if (line === "") break;
-        total += line.length;
-        if (total > MAX_HEADER_BYTES) throw protocolError("the headers are too long");
-        const colon = line.indexOf(":");
-        if (colon <= 0) throw protocolError(`bad header line "${line.slice(0, 80)}"`);
-        const name = line.slice(0, colon).trim().toLowerCase();
-        const value = line.slice(colon + 1).trim();
-        headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
-      }
-      if (status >= 200 || status < 100) break;
-      headers.clear();
+    await writeAll(stream, head);
+    // A streamed body may be large: the peer may refuse it (413) before it is
+    // sent; a peer that closes on unread bytes would otherwise reset the
+    // connection, and its answer with it.
+    const firstHead = streamed ? readOneHead(reader) : readHead(reader);
+    firstHead.catch(() => {});
+    const early = streamed ? await within(firstHead, CONTINUE_WAIT_MS) : undefined;
+    if (early !== undefined && (early.status < 100 || early.status >= 200)) {
+      responseHead = early;
+    } else {
+      const reading = streamed ? firstHead.then((h) => readHead(reader, h)) : firstHead;
+      responseHead = await sendAndRead(stream, body, reading);
     }
   } catch (error) {
     stream.close();
     throw error;
   }
-
+  const { status, statusText, headers } = responseHead;
   const te = headers.get("transfer-encoding")?.toLowerCase();
   const cl = headers.get("content-length");
   let source: AsyncGenerator<Uint8Array>;
@@ -187,7 +263,43 @@ export async function http1Request(
   } else {
     source = untilCloseBody(reader);
   }
-  return { status: status!, statusText: statusText!, headers, body: toStream(source, stream) };
+  return { status, statusText, headers, body: toStream(source, stream) };
+}
+
+/**
+ * Sends the body while reading the answer: a peer may answer (and close)
+ * before it has read the whole body; then no more is sent and its answer
+ * counts, even when sending failed.
+ */
+async function sendAndRead(
+  stream: Http1Stream,
+  body: Uint8Array | Http1StreamedBody,
+  reading: Promise<ResponseHead>,
+): Promise<ResponseHead> {
+  let answered = false;
+  reading.catch(() => {});
+  const sent = sendBody(stream, body, () => answered);
+  sent.catch(() => {});
+  const first = await Promise.race([
+    sent.then(() => undefined, (error) => ({ error })),
+    reading.then(() => undefined, () => undefined),
+  ]);
+  answered = true;
+  if (first === undefined) return await reading;
+  return await reading.catch(() => {
+    throw sendingFailed(first.error);
+  });
+}
+
+function sendingFailed(error: unknown): EnarxError {
+  if (error instanceof EnarxError) return error;
+  return new EnarxError(
+    "keep-connection-lost",
+    `The connection to the keep broke while sending the request: ${
+      error instanceof Error ? error.message : String(error)
+    }`,
+    { exit: "unavailable", cause: error },
+  );
 }
 
 function toStream(source: AsyncGenerator<Uint8Array>, stream: Http1Stream) {

@@ -21,7 +21,7 @@
  * @module
  */
 import { EnarxError, ExitStatus } from "../errors.ts";
-import { decodeCbor, encodeCbor, MAX_CBOR_SIZE } from "../protocol/cbor.ts";
+import { decodeCbor, encodeCbor } from "../protocol/cbor.ts";
 import { FrameReader, FrameWriter } from "../protocol/frames.ts";
 import { readLimitedBody } from "../protocol/http_body.ts";
 import {
@@ -29,6 +29,7 @@ import {
   CBOR_SEQ_MEDIA_TYPE,
   errorResponse,
   type HelloFrame,
+  MAX_WORKLOAD_REQUEST_SIZE,
   parseDownstreamFrame,
   parseHelloFrame,
   parseSealedKeyPlaintext,
@@ -334,7 +335,7 @@ async function handleRequest(
   let workload: WorkloadRequest;
   try {
     const body = await readLimitedBody(request, {
-      limit: MAX_CBOR_SIZE,
+      limit: MAX_WORKLOAD_REQUEST_SIZE,
       what: "The workload request",
       remedy: "send a smaller module",
     });
@@ -343,7 +344,10 @@ async function handleRequest(
     const e = error instanceof EnarxError
       ? error
       : new EnarxError("workload-invalid", String(error), { exit: "dataError" });
-    context.served.reject(forHost(e));
+    // The keep ends on this, and keepmgr then cuts the client's connection:
+    // only once the client has the answer (413 names the upload limit).
+    const end = () => context.served.reject(forHost(e));
+    completed.then(end, end);
     return cborResponse(e.code === "cbor-too-large" ? 413 : 400, e.code, e.message);
   }
   let config: EnarxConfig | undefined;
@@ -399,6 +403,7 @@ async function runRequested(
         // lets a disconnect or a stop end a workload that never yields.
         timeoutMs: limits.timeout_ms ?? DEFAULT_KEEP_TIMEOUT_MS,
         maxMemoryBytes: limits.memory,
+        memoryLimitName: "keepmgr --keep-memory",
       },
     }, {
       stdin: request.stdin,

@@ -39,6 +39,8 @@ export interface KeepManagerOptions {
   maxKeeps?: number;
   /** Per-keep memory limit in bytes, sent in hello.limits. */
   keepMemory?: number;
+  /** Most memory the live keeps may reserve together; creates past it get `not-enough-memory`. */
+  totalKeepMemory?: number;
   /** Per-keep lifetime in milliseconds (default 10 minutes), sent in hello.limits. */
   keepTimeoutMs?: number;
   /** Time for the keep to answer one step (evidence, listening); default 30 s. */
@@ -78,6 +80,8 @@ export class KeepManager {
       backends: options.backends ?? ["nil"],
       maxKeeps: options.maxKeeps ?? 64,
       maxFinished: options.maxFinished ?? 256,
+      keepMemory: options.keepMemory,
+      totalKeepMemory: options.totalKeepMemory,
     });
     this.#supervisor = new KeepSupervisor(this.#table, {
       launcher: launcher ?? ((id, { workDir }) =>
@@ -140,8 +144,8 @@ export class KeepManager {
   /**
    * Creates a keep: starts its keepldr, sends hello with the client's nonce
    * and the limits, and waits for the evidence. Throws KeepError:
-   * `backend-unavailable` (400), `too-many-keeps` (503), `shutting-down`
-   * (503), `timeout` (504), `keep-failed` (502).
+   * `backend-unavailable` (400), `too-many-keeps` (503),
+   * `not-enough-memory` (503), `shutting-down` (503), `timeout` (504), `keep-failed` (502).
    */
   async create(request: CreateKeepRequest): Promise<Omit<CreateKeepResponse, "capability">> {
     const keep = this.#table.admit(request.backend, supervisedKeep);

@@ -29,6 +29,9 @@ import {
 } from "./keep_table.ts";
 import { stopUnit } from "./systemd.ts";
 
+/** How long a forward may stay idle, relaying a keep's last answer, after the keep failed. */
+const KEEP_ERROR_DRAIN_MS = 2_000;
+
 /** A structured log function: level, message, fields. */
 export type KeepLog = (
   level: "debug" | "info" | "warn" | "error",
@@ -303,7 +306,11 @@ export class KeepSupervisor {
             this.#finish(keep, "exited", frame.reason, frame.status);
             return;
           case "error":
-            this.fail(keep, `${frame.code}: ${frame.message}`);
+            // The keep may have just answered its client (a refused upload,
+            // 413): let that answer through the forward before closing it.
+            this.#finish(keep, "failed", `${frame.code}: ${frame.message}`, undefined, {
+              drainIdleMs: KEEP_ERROR_DRAIN_MS,
+            });
             return;
         }
       }
@@ -338,6 +345,7 @@ export class KeepSupervisor {
     state: "exited" | "failed",
     reason: string,
     status?: number,
+    options: { drainIdleMs?: number } = {},
   ): void {
     if (!isActive(keep.state)) return;
     keep.state = state;
@@ -354,10 +362,10 @@ export class KeepSupervisor {
     // Nobody may be waiting on these; a rejection must not go unhandled.
     keep.evidence = undefined;
     keep.listening = undefined;
-    keep.freed = this.#free(keep, state === "exited");
+    keep.freed = this.#free(keep, state === "exited", options.drainIdleMs);
   }
 
-  async #free(keep: SupervisedKeep, graceful: boolean): Promise<void> {
+  async #free(keep: SupervisedKeep, graceful: boolean, drainIdleMs?: number): Promise<void> {
     await keep.launched;
     for (const id of keep.timers) clearTimeout(id);
     keep.timers.clear();
@@ -365,7 +373,10 @@ export class KeepSupervisor {
     // client may read slowly: let the forward relay all of it before closing,
     // for as long as the client keeps reading (it gives up after the client
     // timeout without progress).
-    await keep.forward?.close({ drain: graceful, drainIdleMs: this.#options.clientTimeoutMs });
+    await keep.forward?.close({
+      drain: graceful || drainIdleMs !== undefined,
+      drainIdleMs: graceful ? this.#options.clientTimeoutMs : drainIdleMs,
+    });
     keep.forward = undefined;
     if (keep.proc !== undefined) {
       if (graceful) {

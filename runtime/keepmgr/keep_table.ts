@@ -69,6 +69,10 @@ export interface KeepTableOptions {
   maxKeeps: number;
   /** Finished keeps remembered for list/show. */
   maxFinished: number;
+  /** Memory limit of each keep in bytes (`--keep-memory`); reserved while it lives. */
+  keepMemory?: number;
+  /** Most memory all live keeps may reserve together (`--total-keep-memory`); needs keepMemory. */
+  totalKeepMemory?: number;
 }
 
 const ACTIVE: readonly KeepState[] = [
@@ -149,7 +153,8 @@ export class KeepTable<T extends KeepEntry> {
   /**
    * Admits a new keep on `requested` (a backend or `auto`) and adds it in
    * state `created`, made into a `T` by `extend`. Throws KeepError:
-   * `shutting-down` (503), `backend-unavailable` (400), `too-many-keeps` (503).
+   * `shutting-down` (503), `backend-unavailable` (400), `too-many-keeps` (503),
+   * `not-enough-memory` (503).
    */
   admit(requested: string, extend: (entry: KeepEntry) => T): T {
     if (this.#closing) {
@@ -172,6 +177,7 @@ export class KeepTable<T extends KeepEntry> {
         503,
       );
     }
+    this.#checkMemory();
     const id = newKeepId();
     const keep = extend({
       id,
@@ -183,6 +189,27 @@ export class KeepTable<T extends KeepEntry> {
     this.#keeps.set(id, keep);
     this.#pruneFinished();
     return keep;
+  }
+
+  /**
+   * Refuses a keep whose memory limit, added to what the live keeps reserve,
+   * would pass the total: 64 keeps that may each take gigabytes must not be
+   * able to exhaust the host together.
+   */
+  #checkMemory(): void {
+    const { keepMemory, totalKeepMemory } = this.#options;
+    if (keepMemory === undefined || totalKeepMemory === undefined) return;
+    const reserved = this.activeCount * keepMemory;
+    if (reserved + keepMemory <= totalKeepMemory) return;
+    throw new KeepError(
+      "not-enough-memory",
+      `This keepmgr's ${this.activeCount} keeps already reserve ${mib(reserved)} of its ${
+        mib(totalKeepMemory)
+      } (--total-keep-memory), and a keep takes ${
+        mib(keepMemory)
+      } (--keep-memory); try again later`,
+      503,
+    );
   }
 
   /** Refuses every keep admitted from now on with `shutting-down`. */
@@ -253,6 +280,10 @@ export function summarize(keep: KeepEntry): KeepSummary {
   if (keep.status !== undefined) summary.status = keep.status;
   if (keep.reason !== undefined) summary.reason = keep.reason;
   return summary;
+}
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / (1 << 20))} MiB`;
 }
 
 function newKeepId(): string {

@@ -42,6 +42,9 @@ export {
   wasmldrPermissions,
 } from "./self_command.ts";
 
+/** Memory a keep's loaders (keepldr and wasmldr, two Deno processes) take besides the workload. */
+export const KEEP_LOADER_MEMORY = 256 * 1024 * 1024;
+
 /** How a keepldr process ended. */
 export interface KeepProcessStatus {
   /** Exit code, or null when killed by a signal. */
@@ -72,7 +75,11 @@ export interface KeepProcess {
 export interface LaunchKeepldrOptions {
   /** Run as a transient systemd unit (systemd must be PID 1). */
   systemd?: boolean;
-  /** Memory limit of the whole keep in bytes (systemd MemoryMax). */
+  /**
+   * Memory limit of the keep's workload in bytes; the systemd unit's
+   * MemoryMax= is this plus {@link KEEP_LOADER_MEMORY}, so that the workload
+   * meets its own limit (status 126) before the kernel kills the keep.
+   */
   memoryMax?: number;
   /** Run-time limit of the whole keep in seconds (systemd RuntimeMaxSec). */
   runtimeMaxSec?: number;
@@ -102,7 +109,10 @@ export function launchKeepldr(keepId: string, options: LaunchKeepldrOptions = {}
     : selfCommand("keepldr", args);
   const unit = options.systemd ? keepUnitName(keepId) : undefined;
   if (unit !== undefined) {
-    command = ["systemd-run", ...systemdRunArgs(unit, command, options)];
+    const memoryMax = options.memoryMax === undefined
+      ? undefined
+      : options.memoryMax + KEEP_LOADER_MEMORY;
+    command = ["systemd-run", ...systemdRunArgs(unit, command, { ...options, memoryMax })];
   }
   const child = new Deno.Command(command[0], {
     args: command.slice(1),

@@ -208,6 +208,12 @@ export interface SealedKeyPlaintext {
   token: Uint8Array;
 }
 
+/**
+ * Most bytes a keep accepts as the POST /v1/workload body (spec/protocol.md):
+ * the module with its configuration, arguments, environment and stdin.
+ */
+export const MAX_WORKLOAD_REQUEST_SIZE = 64 * 1024 * 1024;
+
 /** POST /v1/workload body. */
 export interface WorkloadRequest {
   /** Protocol version. */

@@ -29,6 +29,7 @@ import {
   WasmtimeLoadError,
 } from "../../ffi/wasmtime/mod.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
 import { compileModule, decodeModuleBytes } from "./module_cache.ts";
 import { loadLibwasmtime } from "./libwasmtime_path.ts";
@@ -52,6 +53,8 @@ export interface WorkloadLimits {
   maxMemoryBytes?: number;
   /** Fuel units (about one per wasm instruction); reason `fuel` when used up. */
   fuel?: number | bigint;
+  /** How the memory limit was set, named in the message (default `--max-memory`). */
+  memoryLimitName?: string;
 }
 
 /** What to run. */
@@ -511,6 +514,8 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
   for (const dir of preopens) await checkPreopen(dir);
 
   const interruptible = limits.timeoutMs !== undefined || options.signal !== undefined;
+  const stderrTail = new OutputTail();
+  options = { ...options, stderr: stderrTail.watch(options.stderr) };
   const engine = new Engine(engineOptionsFor(limits, interruptible));
   const deadline = interrupterFor(engine);
   const streams: Streams = { pumps: [], pipes: [] };
@@ -541,7 +546,7 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
     // lets the pumps see end-of-file once everything written is delivered.
     store.close();
     await Promise.all(streams.pumps.map((p) => p.done));
-    return result;
+    return refusedGrowth(result, limits, stderrTail.text) ?? result;
   } finally {
     deadline.disarm(options.signal);
     for (const pipe of streams.pipes) pipe.close();
@@ -556,6 +561,58 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
       engine.close();
     }
   }
+}
+
+/**
+ * The last bytes a guest wrote to an output, as text. wasmtime's memory
+ * limit only makes `memory.grow` return -1; the guest decides what follows,
+ * and a single large request far below the limit leaves no trace in the
+ * store. What a guest's allocator says when it aborts is the one sign left.
+ */
+class OutputTail {
+  #bytes = new Uint8Array(0);
+
+  /** `sink` with every chunk also kept (the last 1 KiB); "inherit" and "null" are not seen. */
+  watch(sink: OutputSink | undefined): OutputSink | undefined {
+    if (typeof sink !== "function") return sink;
+    return (chunk) => {
+      this.#bytes = concatBytes(this.#bytes, chunk.subarray(-1024)).slice(-1024);
+      return sink(chunk);
+    };
+  }
+
+  /** The bytes kept, decoded. */
+  get text(): string {
+    return new TextDecoder().decode(this.#bytes);
+  }
+}
+
+/** What allocators print when a memory request fails (Rust's handler, C and C++ idioms). */
+const ALLOCATION_FAILED =
+  /memory allocation of \d+ bytes failed|out of memory|cannot allocate memory|std::bad_alloc/i;
+
+/**
+ * A failure (trap or non-zero exit) that followed a refused memory growth, as
+ * the guest reported it on its standard error: the memory result (126), or
+ * undefined when the result stands.
+ */
+function refusedGrowth(
+  result: WorkloadResult,
+  limits: WorkloadLimits,
+  stderr: string,
+): WorkloadResult | undefined {
+  const limit = limits.maxMemoryBytes;
+  const failed = result.reason === "trap" || (result.reason === "exit" && result.status !== 0);
+  if (limit === undefined || !failed) return undefined;
+  const said = ALLOCATION_FAILED.exec(stderr);
+  if (said === null) return undefined;
+  return {
+    status: ExitStatus.memoryExhausted,
+    reason: "memory",
+    message: `Workload reached its memory limit of ${limit} bytes (${
+      limits.memoryLimitName ?? "--max-memory"
+    }): it asked for more ("${said[0]}") and stopped`,
+  };
 }
 
 /** Memory headroom under which a failed workload counts as out of memory. */
@@ -587,7 +644,9 @@ function classify(
   const memoryResult = (): WorkloadResult => ({
     status: ExitStatus.memoryExhausted,
     reason: "memory",
-    message: `Workload reached its memory limit of ${memoryLimit} bytes (--max-memory)`,
+    message: `Workload reached its memory limit of ${memoryLimit} bytes (${
+      limits.memoryLimitName ?? "--max-memory"
+    })`,
   });
   switch (outcome.kind) {
     case "return":

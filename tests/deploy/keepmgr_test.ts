@@ -581,6 +581,10 @@ Deno.test("keepmgr: dist/enarx-keepmgr.service is a unit that runs keepmgr with 
   );
   assert.match(unit, /^StateDirectory=enarx-keepmgr$/m);
   assert.match(unit, /^NoNewPrivileges=yes$/m);
+  // Limits: keepmgr's own memory and tasks, and each keep's memory.
+  assert.match(unit, /^MemoryMax=\d+[KMG]?$/m);
+  assert.match(unit, /^TasksMax=\d+$/m);
+  assert.match(unit, /^ExecStart=.* --keep-memory \d+[KMG]\b/m);
   assert.match(unit, /^WantedBy=multi-user.target$/m);
   for (const section of ["[Unit]", "[Service]", "[Install]"]) assert.ok(unit.includes(section));
   // MemoryDenyWriteExecute would break V8's JIT.
