@@ -6,3 +6,9 @@ WASMTIME_VERSION=50.0.1
 WASMTIME_WHEEL_SHA256=cc14c3a17654e0394e0225b11813532ef0cd7bd1e222a0c5494cdedaabeddac4
 WASMTIME_WHEEL=wasmtime-${WASMTIME_VERSION}-py3-none-manylinux1_x86_64.whl
 # Deno itself is pinned in package.json (npm package "deno") with its lock file.
+# The OVMF of sev keeps: edk2's AmdSev platform built by tools/build_ovmf.sh
+# from Debian's edk2 source package of this version (trixie), with these -D
+# options, and the sha256 of the OVMF.fd that build gives.
+EDK2_DEBIAN_VERSION=2025.02-8+deb13u1
+EDK2_AMDSEV_DEFINES=""
+OVMF_AMDSEV_SHA256=""
