@@ -148,7 +148,7 @@ unpack_source() {
   fi
 }
 
-build() {
+build_ovmf() {
   export SOURCE_DATE_EPOCH
   SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l "$src/debian/changelog" -STimestamp)
   export LC_ALL=C TZ=UTC
@@ -180,7 +180,7 @@ main() {
   local started
   started=$(date +%s)
   say "building OvmfPkg/AmdSev/AmdSevX64.dsc (RELEASE, GCC5); log: $log"
-  (build) >"$log" 2>&1 || {
+  (build_ovmf) >"$log" 2>&1 || {
     say "the build failed; the last lines of $log:"
     tail -20 "$log" >&2
     return 1

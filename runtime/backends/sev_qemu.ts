@@ -178,6 +178,11 @@ const SNP_FAILURES: readonly [RegExp, string][] = [
     "/sys/module/kvm_amd/parameters/sev_snp must say Y), on a host whose firmware enables SEV-SNP",
   ],
   [
+    /cbitpos|reduced.phys.bits/i,
+    "the C-bit position or reduced physical bits differ from the host's: they come from CPUID " +
+    "Fn8000_001F (/dev/cpu/0/cpuid, the cpuid module)",
+  ],
+  [
     /\/dev\/sev/i,
     "/dev/sev (the AMD secure processor) is missing or not readable: modprobe ccp, and see dmesg",
   ],

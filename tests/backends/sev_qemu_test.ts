@@ -156,6 +156,11 @@ Deno.test("sev qemu: a failed SNP launch is explained by its first error line an
       "qemu-system-x86_64: failed to initialize kvm: Invalid argument\n",
   );
   assert.match(kvm.checks.join(" "), /sev_snp=1/);
+  const cbit = explainSnpFailure(
+    "qemu-system-x86_64: sev_common_kvm_init: cbitpos check failed, host '51' requested '47'\n",
+  );
+  assert.match(cbit.line, /cbitpos check failed/);
+  assert.match(cbit.checks.join(" "), /CPUID Fn8000_001F/);
   const none = explainSnpFailure("");
   assert.equal(none.line, "QEMU exited without a message");
   assert.match(none.checks[0], /enarx platform info/);
