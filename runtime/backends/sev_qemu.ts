@@ -13,7 +13,10 @@
  * q35 with neither the SNP object nor the memfd (TCG here): the test of the
  * firmware path on hosts without the hardware. There the hashes table that
  * QEMU would have written must be loaded by a `loader` device (`hashes`),
- * since the AmdSev firmware boots no kernel without one.
+ * since the AmdSev firmware boots no kernel without one; and the kernel,
+ * initrd and command line go as the firmware's named fw_cfg blobs
+ * (`etc/boot/*`), because without SEV QEMU rewrites the kernel's setup
+ * header in the `-kernel` view, so that its hash would not be the file's.
  *
  * Also here: the minimum QEMU version, reading it from `--version`, the C-bit
  * position from CPUID Fn8000_001F, and what a failed SNP launch means.
@@ -56,6 +59,8 @@ export interface HashesLoad {
   file: string;
   /** Its guest-physical address. */
   gpa: number;
+  /** A file holding the command line and its terminating NUL (the `etc/boot/cmdline` blob). */
+  cmdlineFile: string;
 }
 
 /** Options of {@link sevQemuArgs}. */
@@ -108,12 +113,7 @@ export function sevQemuArgs(options: SevQemuOptions): string[] {
     ...snpObjects(options),
     "-bios",
     options.ovmf,
-    "-kernel",
-    options.kernel,
-    "-initrd",
-    options.initrd,
-    "-append",
-    options.append,
+    ...bootBlobs(options),
     "-nodefaults",
     "-no-user-config",
     "-display",
@@ -127,6 +127,22 @@ export function sevQemuArgs(options: SevQemuOptions): string[] {
     "chardev:frames",
     "-nic",
     `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${options.guestPort}`,
+  ];
+}
+
+/** The kernel, initrd and command line: QEMU's direct boot, or named blobs beside a hashes page. */
+function bootBlobs(options: SevQemuOptions): string[] {
+  const { hashes } = options;
+  if (hashes === undefined) {
+    return ["-kernel", options.kernel, "-initrd", options.initrd, "-append", options.append];
+  }
+  return [
+    "-fw_cfg",
+    `name=etc/boot/kernel,file=${options.kernel}`,
+    "-fw_cfg",
+    `name=etc/boot/initrd,file=${options.initrd}`,
+    "-fw_cfg",
+    `name=etc/boot/cmdline,file=${hashes.cmdlineFile}`,
   ];
 }
 

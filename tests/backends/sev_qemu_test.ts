@@ -107,16 +107,17 @@ Deno.test("sev qemu: without snp, plain q35 (TCG) with the same firmware and ima
   assert.deepEqual(values(args, "-device"), []);
   assert.equal(value(args, "-bios"), BASE.ovmf);
   assert.equal(value(args, "-kernel"), BASE.kernel);
-  const loaded = sevQemuArgs({
-    ...BASE,
-    snp: undefined,
-    hashes: { file: "/w/hashes.bin", gpa: 0x80c000 },
-  });
-  assert.equal(value(loaded, "-device"), "loader,file=/w/hashes.bin,addr=0x80c000,force-raw=on");
-  assert.throws(
-    () => sevQemuArgs({ ...BASE, hashes: { file: "/w/h", gpa: 0x80c000 } }),
-    RangeError,
-  );
+  const hashes = { file: "/w/hashes.bin", gpa: 0x810000, cmdlineFile: "/w/cmdline" };
+  const loaded = sevQemuArgs({ ...BASE, snp: undefined, hashes });
+  assert.equal(value(loaded, "-device"), "loader,file=/w/hashes.bin,addr=0x810000,force-raw=on");
+  // The firmware's named blobs: QEMU serves the files unchanged there.
+  assert.deepEqual(values(loaded, "-fw_cfg"), [
+    "name=etc/boot/kernel,file=/c/vmlinuz",
+    "name=etc/boot/initrd,file=/c/initrd.cpio",
+    "name=etc/boot/cmdline,file=/w/cmdline",
+  ]);
+  for (const flag of ["-kernel", "-initrd", "-append"]) assert.equal(loaded.includes(flag), false);
+  assert.throws(() => sevQemuArgs({ ...BASE, hashes }), RangeError);
 });
 
 Deno.test("sev qemu: the version from --version, and SNP from 9.1 on", () => {
