@@ -11,6 +11,7 @@ enarx_bootstrap
 enarx_test_deps_apt
 enarx_test_deps_wasmtime_headers
 enarx_test_deps_kvm_kernel
+enarx_test_deps_ovmf_amdsev
 cd "$ENARX_ROOT"
 enarx_say "building test workloads (tests/workloads/build.sh)"
 bash tests/workloads/build.sh

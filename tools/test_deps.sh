@@ -102,3 +102,18 @@ enarx_test_deps_kvm_kernel() {
     return 1
   fi
 }
+
+# The OVMF of sev keeps (edk2's AmdSev platform), which the sev firmware-path
+# test boots under TCG: tools/build_ovmf.sh builds it once from Debian's
+# pinned edk2 source package into $ENARX_CACHE/ovmf-amdsev (slow: about ten
+# minutes on two cores). It adds its own pinned deb-src entry for trixie and
+# installs nothing from trixie; QEMU is not touched: the tests give the SNP
+# command line to the system QEMU, whose refusal is what they check.
+enarx_test_deps_ovmf_amdsev() {
+  [ -f "$ENARX_CACHE/ovmf-amdsev/OVMF.fd" ] && return 0
+  enarx_say "building the AmdSev OVMF of sev keeps (tools/build_ovmf.sh; log in $ENARX_CACHE/ovmf-amdsev)"
+  "$ENARX_ROOT/tools/build_ovmf.sh" || {
+    enarx_say "tools/build_ovmf.sh failed; see $ENARX_CACHE/ovmf-amdsev/build.log"
+    return 1
+  }
+}

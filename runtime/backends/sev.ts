@@ -1,13 +1,19 @@
 /**
- * The `sev` backend: a QEMU/KVM micro-VM with AMD SEV-SNP memory
- * encryption. enarx checks the host for it and verifies its evidence (real
- * SNP reports from the guest's /dev/sev-guest or configfs-tsm, to AMD's
- * roots); launching its keeps comes later. Its measurement is the launch
- * digest the hardware computes, so only the client's policy can name it.
+ * The `sev` backend: a QEMU/KVM VM with AMD SEV-SNP memory encryption.
+ * enarx checks the host for it, launches its keeps (QEMU >= 9.1 with an
+ * `sev-snp-guest` object, the AmdSev OVMF and the keep image:
+ * sev_launch.ts, sev_qemu.ts) and verifies its evidence (real SNP reports
+ * from the guest's /dev/sev-guest or configfs-tsm, to AMD's roots). Its
+ * measurement is the launch digest the hardware computes, so only the
+ * client's policy can name it here. The launch code loads only when a keep
+ * is launched or a host is probed.
  *
  * @module
  */
-import { type Backend, notLaunchableYet } from "./backend.ts";
+import type { Backend, KeepHandle, LaunchOptions } from "./backend.ts";
+import type { LaunchPiece } from "../platform/host_facts.ts";
+import { EnarxError } from "../errors.ts";
+import { sevPieces } from "./sev_launch.ts";
 import type { Judge } from "../platform/judge.ts";
 import { CheckList, type PlatformCheck, type Remedy, remedy } from "../platform/check_list.ts";
 
@@ -129,6 +135,49 @@ function pspChecks(judge: Judge, list: CheckList): void {
   });
 }
 
+/** What launching a sev keep needs beyond the TEE, when the facts describe it. */
+function launchChecks(pieces: LaunchPiece[] | undefined, list: CheckList): void {
+  for (const piece of pieces ?? []) {
+    list.add(
+      `sev.launch.${piece.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/-$/, "")}`,
+      {
+        title: `Launch needs ${piece.name}`,
+        pass: piece.ok,
+        detail: piece.detail,
+        remedy: remedy([], piece.fix),
+      },
+    );
+  }
+}
+
+/** What this module uses of sev_launch.ts's launch, loaded when a keep is launched. */
+interface SevLaunchModule {
+  launchSevKeep(options: { workDir: string; log?: (line: string) => void }): Promise<
+    Omit<KeepHandle, "what"> & { hostPort: number }
+  >;
+}
+
+/** Boots a sev keep's VM; every failure is an EnarxError (exit 69 where the host lacks a piece). */
+async function launchVm(options: LaunchOptions): Promise<KeepHandle> {
+  const { launchSevKeep }: SevLaunchModule = await import(
+    new URL("./sev_launch.ts", import.meta.url).href
+  );
+  try {
+    const vm = await launchSevKeep({
+      workDir: options.workDir ?? Deno.makeTempDirSync(),
+      log: options.log,
+    });
+    return { ...vm, what: "VM (QEMU, SEV-SNP)" };
+  } catch (error) {
+    if (error instanceof EnarxError) throw error;
+    throw new EnarxError(
+      "keep-launch",
+      `Cannot start the sev keep: ${error instanceof Error ? error.message : error}`,
+      { exit: "unavailable", cause: error },
+    );
+  }
+}
+
 /** The sev backend. */
 export const sevBackend: Backend = {
   name: "sev",
@@ -141,10 +190,11 @@ export const sevBackend: Backend = {
     kvmChecks(judge, list);
     pspChecks(judge, list);
     list.add("sev.qemu", judge.qemu());
+    launchChecks(judge.facts.sevLaunch, list);
     return list.checks;
   },
-  launchable: () => false,
-  launches: false,
-  launch: () => notLaunchableYet("sev"),
+  launchable: () => sevPieces().every((p) => p.ok),
+  launches: true,
+  launch: launchVm,
   measurement: () => Promise.resolve(undefined),
 };

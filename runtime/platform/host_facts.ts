@@ -22,6 +22,7 @@ import { SEV_GUEST_DEVICE } from "../../ffi/sev_guest.ts";
 import { TDX_GUEST_DEVICE } from "../../ffi/tdx_guest.ts";
 import { SGX_ENCLAVE_DEVICE, SGX_PROVISION_DEVICE } from "../../ffi/sgx.ts";
 import { pathExists } from "../fs.ts";
+import { sevPieces } from "../backends/sev_launch.ts";
 
 /** The configfs-tsm report directory (Linux >= 6.7). */
 export const TSM_REPORT_DIR = "/sys/kernel/config/tsm/report";
@@ -95,6 +96,18 @@ export interface SevFacts {
   snpStatusError: string | null;
 }
 
+/** One piece a keep's launch needs (sev: QEMU version, OVMF, kernel...), found or not. */
+export interface LaunchPiece {
+  /** What it is, e.g. `QEMU >= 9.1`. */
+  name: string;
+  /** Whether this host has it. */
+  ok: boolean;
+  /** What was found. */
+  detail: string;
+  /** What to do when it is missing. */
+  fix: string;
+}
+
 /** Everything runtime/platform/info.ts judges. Plain data, so tests can describe any host. */
 export interface HostFacts {
   /** `uname -r`. */
@@ -132,6 +145,12 @@ export interface HostFacts {
    * (what kvm_vm.ts passes to QEMU), else "tcg" (emulation). Undefined is "tcg".
    */
   kvmAccel?: "kvm" | "tcg";
+  /**
+   * What launching a sev keep needs beyond the TEE (QEMU's version, the
+   * AmdSev OVMF, the keep kernel...: runtime/backends/sev_launch.ts);
+   * absent from facts that do not describe it.
+   */
+  sevLaunch?: LaunchPiece[];
 }
 
 function readText(path: string): string | null {
@@ -303,5 +322,6 @@ export function gatherHostFacts(): HostFacts {
     aesmSocket: pathExists(AESM_SOCKET),
     user: currentUser(groups),
     kvmAccel: Deno.env.get("ENARX_KVM_ACCEL") === "kvm" ? "kvm" : "tcg",
+    sevLaunch: sevPieces(),
   };
 }

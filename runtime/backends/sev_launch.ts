@@ -1,0 +1,408 @@
+/**
+ * Launching a `sev` keep: finding each piece it needs (QEMU >= 9.1, the
+ * AmdSev OVMF of tools/build_ovmf.sh, the keep kernel, /dev/kvm, kvm_amd's
+ * `sev_snp=1`, the C-bit position from CPUID Fn8000_001F), then starting
+ * QEMU with the command line of sev_qemu.ts and connecting to the guest's
+ * frames port. A missing piece is an error (exit 69) naming every missing
+ * piece; a QEMU that fails to start the SNP guest is one too, with its
+ * error line and what to check. The keep image (kernel, initrd) is kvm's
+ * (kvm_image.ts); wasmldr inside gets its report from the guest's
+ * /dev/sev-guest or configfs-tsm.
+ *
+ * @module
+ */
+import { EnarxError } from "../errors.ts";
+import { findKvmKernel, type KvmKernel } from "./kvm_kernel.ts";
+import type { LaunchPiece } from "../platform/host_facts.ts";
+import { findQemu, QEMU } from "./kvm.ts";
+import {
+  explainSnpFailure,
+  type HashesLoad,
+  parseQemuVersion,
+  qemuSupportsSnp,
+  SEV_MIN_QEMU,
+  sevQemuArgs,
+  type SevQemuOptions,
+  type SnpAddressBits,
+  snpAddressBits,
+} from "./sev_qemu.ts";
+
+/** What this module uses of kvm_image.ts, loaded when a keep is launched (as kvm.ts does). */
+interface KvmImageModule {
+  buildKvmImage(
+    options: { cacheDir: string; simDir: string },
+  ): Promise<KvmKernel & { initrd: string }>;
+  GUEST_PORT: number;
+}
+
+/** The line the guest's init writes on the frames port once it is raw (kvm_image.ts). */
+export const READY_MARKER = "ENARX-KVM-READY\n";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** The kernel command line of a sev keep. */
+export const SEV_APPEND = "console=ttyS0 quiet panic=-1";
+
+/** The CPUID leaf that describes AMD memory encryption. */
+const CPUID_SEV_LEAF = 0x8000001f;
+
+/** One thing a sev keep needs, found or not. */
+export type SevPiece = LaunchPiece;
+
+/** The AmdSev OVMF: `ENARX_SEV_OVMF`, else `ovmf-amdsev/OVMF.fd` in the bootstrap cache. */
+export function sevOvmfPath(): string {
+  const explicit = Deno.env.get("ENARX_SEV_OVMF");
+  if (explicit !== undefined && explicit !== "") return explicit;
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  const cache = Deno.env.get("ENARX_CACHE") ??
+    (xdg !== undefined && xdg !== "" ? `${xdg}/enarx` : `${ROOT}.cache`);
+  return `${cache}/ovmf-amdsev/OVMF.fd`;
+}
+
+/** The QEMU of sev keeps (`ENARX_SEV_QEMU`, else qemu-system-x86_64 on PATH) and its version. */
+export function sevQemu(): { path?: string; version?: [number, number, number] } {
+  const path = Deno.env.get("ENARX_SEV_QEMU") || findQemu();
+  if (path === undefined) return {};
+  try {
+    const out = new Deno.Command(path, { args: ["--version"], stdout: "piped", stderr: "null" })
+      .outputSync();
+    return { path, version: parseQemuVersion(new TextDecoder().decode(out.stdout)) };
+  } catch {
+    return { path };
+  }
+}
+
+/**
+ * CPUID Fn8000_001F's C-bit position and reduced physical bits, read from
+ * /dev/cpu/0/cpuid (the `cpuid` module; root); undefined when unreadable.
+ */
+export function readSnpAddressBits(): SnpAddressBits | undefined {
+  try {
+    using file = Deno.openSync("/dev/cpu/0/cpuid", { read: true });
+    file.seekSync(CPUID_SEV_LEAF, Deno.SeekMode.Start);
+    const regs = new Uint8Array(16);
+    if (file.readSync(regs) !== 16) return undefined;
+    const view = new DataView(regs.buffer);
+    // EAX bit 4: SEV-SNP. EBX: C-bit position and reduced physical bits.
+    if ((view.getUint32(0, true) & 0x10) === 0) return undefined;
+    return snpAddressBits(view.getUint32(4, true));
+  } catch {
+    return undefined;
+  }
+}
+
+function fileExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+function kernelPiece(): SevPiece & { kernel?: KvmKernel } {
+  const name = "keep kernel";
+  try {
+    const kernel = findKvmKernel();
+    return { name, ok: true, detail: kernel.kernel, fix: "", kernel };
+  } catch (error) {
+    return {
+      name,
+      ok: false,
+      detail: error instanceof Error ? error.message : String(error),
+      fix: "tools/test.sh fetches Debian's cloud kernel, or set ENARX_KVM_KERNEL",
+    };
+  }
+}
+
+/** Every piece a sev keep needs on this host, in order. */
+export function sevPieces(): SevPiece[] {
+  const qemu = sevQemu();
+  const min = SEV_MIN_QEMU.join(".");
+  const ovmf = sevOvmfPath();
+  const kvm = (() => {
+    try {
+      using _f = Deno.openSync("/dev/kvm", { read: true, write: true });
+      return "ok";
+    } catch (error) {
+      return error instanceof Error ? error.name : String(error);
+    }
+  })();
+  const snp = (() => {
+    try {
+      return Deno.readTextFileSync("/sys/module/kvm_amd/parameters/sev_snp").trim();
+    } catch {
+      return undefined;
+    }
+  })();
+  const { kernel: _, ...kernel } = kernelPiece();
+  const cbit = readSnpAddressBits();
+  return [
+    {
+      name: `QEMU >= ${min}`,
+      ok: qemu.version !== undefined && qemuSupportsSnp(qemu.version),
+      detail: qemu.path === undefined
+        ? `${QEMU} is not on PATH`
+        : `${qemu.path}: ${qemu.version?.join(".") ?? "unknown version"}`,
+      fix: `install QEMU >= ${min} (Debian: qemu-system-x86 from bookworm-backports, or trixie), ` +
+        "or set ENARX_SEV_QEMU to its qemu-system-x86_64",
+    },
+    {
+      name: "OVMF (AmdSev build)",
+      ok: fileExists(ovmf),
+      detail: fileExists(ovmf) ? ovmf : `${ovmf} is missing`,
+      fix: "run tools/build_ovmf.sh, or set ENARX_SEV_OVMF to an AmdSevX64 OVMF.fd",
+    },
+    kernel,
+    {
+      name: "/dev/kvm",
+      ok: kvm === "ok",
+      detail: kvm === "ok" ? "opens read-write" : `cannot open: ${kvm}`,
+      fix: "load kvm_amd and give this user access to /dev/kvm (the kvm group)",
+    },
+    {
+      name: "kvm_amd sev_snp=1",
+      ok: snp === "Y" || snp === "1",
+      detail: snp === undefined
+        ? "kvm_amd has no sev_snp parameter (not loaded)"
+        : `sev_snp=${snp}`,
+      fix: "modprobe -r kvm_amd; modprobe kvm_amd sev=1 sev_es=1 sev_snp=1, on a host whose " +
+        "firmware enables SEV-SNP",
+    },
+    {
+      name: "SEV-SNP in CPUID Fn8000_001F (C-bit position)",
+      ok: cbit !== undefined,
+      detail: cbit === undefined
+        ? "unreadable or SNP absent (/dev/cpu/0/cpuid)"
+        : `cbitpos=${cbit.cbitpos}, reduced-phys-bits=${cbit.reducedPhysBits}`,
+      fix: "an AMD EPYC (Milan or later) with SEV-SNP on in the firmware; modprobe cpuid",
+    },
+  ];
+}
+
+/** The error naming every missing piece of `pieces`, or undefined when none is missing. */
+export function missingPiecesError(pieces: SevPiece[]): EnarxError | undefined {
+  const missing = pieces.filter((p) => !p.ok);
+  if (missing.length === 0) return undefined;
+  return new EnarxError(
+    "backend-unavailable",
+    `Cannot launch a sev keep: missing ${missing.map((p) => p.name).join(", ")}. ` +
+      missing.map((p) => `${p.name}: ${p.detail}; ${p.fix}`).join(". "),
+    { exit: "unavailable" },
+  );
+}
+
+/** The error of a QEMU that could not start an SNP guest (exit 69). */
+export function snpLaunchError(stderr: string): EnarxError {
+  const { line, checks } = explainSnpFailure(stderr);
+  return new EnarxError(
+    "backend-unavailable",
+    `QEMU could not start the SEV-SNP guest: ${line}. Check: ${checks.join("; ")}`,
+    { exit: "unavailable" },
+  );
+}
+
+/** Options of {@link startSevQemu}. */
+export interface StartSevQemuOptions
+  extends Omit<SevQemuOptions, "framesSocket" | "consoleLog" | "hostPort"> {
+  /** The QEMU program. */
+  qemu: string;
+  /** The keep's work directory (frames socket, console log). */
+  workDir: string;
+  /** A hashes page to load (no-SNP boots); see {@link SevQemuOptions.hashes}. */
+  hashes?: HashesLoad;
+}
+
+/** A started sev keep's QEMU. */
+export interface SevQemu {
+  /** The QEMU process. */
+  child: Deno.ChildProcess;
+  /** The frames socket (QEMU listens). */
+  framesSocket: string;
+  /** The host port forwarded to wasmldr. */
+  hostPort: number;
+  /** The guest console's file. */
+  consoleLog: string;
+  /** QEMU's stderr so far (whole once it has exited). */
+  stderr(): string;
+}
+
+function freeLoopbackPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Starts QEMU for a sev keep (or its no-SNP twin) and collects its stderr. */
+export function startSevQemu(options: StartSevQemuOptions): SevQemu {
+  const framesSocket = `${options.workDir}/frames.sock`;
+  const consoleLog = `${options.workDir}/console.log`;
+  const hostPort = freeLoopbackPort();
+  const { qemu, workDir: _, ...rest } = options;
+  const child = new Deno.Command(qemu, {
+    args: sevQemuArgs({ ...rest, framesSocket, consoleLog, hostPort }),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  child.stderr.pipeTo(
+    new WritableStream({
+      write: (chunk) => void (text += decoder.decode(chunk, { stream: true })),
+    }),
+  ).catch(() => {});
+  return { child, framesSocket, hostPort, consoleLog, stderr: () => text };
+}
+
+/** A running sev keep, shaped like a kvm keep. */
+export interface SevKeep {
+  /** Frames to wasmldr (held until the guest is ready). */
+  stdin: WritableStream<Uint8Array>;
+  /** Frames from wasmldr (after the guest's ready line). */
+  stdout: ReadableStream<Uint8Array>;
+  /** Resolves when QEMU has ended. */
+  status: Promise<Deno.CommandStatus>;
+  /** Resolves when the guest's init has written its ready line; rejects if QEMU ends first. */
+  ready: Promise<void>;
+  /** Signals QEMU. */
+  kill(signal?: Deno.Signal): void;
+  /** The host loopback port forwarded to wasmldr. */
+  hostPort: number;
+  /** The guest console's file. */
+  consoleLog: string;
+}
+
+/**
+ * Starts QEMU and connects to the frames port. A QEMU that exits before it
+ * opens that port failed to start the guest: for an SNP guest that is
+ * {@link snpLaunchError} (exit 69).
+ */
+export async function bootSevKeep(
+  options: StartSevQemuOptions & { log?: (line: string) => void },
+): Promise<SevKeep> {
+  const { log = () => {}, ...start } = options;
+  const vm = startSevQemu(start);
+  const kill = (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      vm.child.kill(signal);
+    } catch { /* already gone */ }
+  };
+  let exited = false;
+  const status = vm.child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  let conn: Deno.UnixConn | undefined;
+  const deadline = Date.now() + 10_000;
+  while (conn === undefined) {
+    try {
+      conn = await Deno.connect({ transport: "unix", path: vm.framesSocket });
+    } catch {
+      if (exited || Date.now() > deadline) {
+        kill("SIGKILL");
+        await status;
+        await new Promise((r) => setTimeout(r, 50)); // the rest of stderr
+        if (options.snp !== undefined) throw snpLaunchError(vm.stderr());
+        throw new EnarxError(
+          "keep-launch",
+          `QEMU did not start the keep: ${explainSnpFailure(vm.stderr()).line}`,
+          { exit: "unavailable" },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  log(`qemu started (pid ${vm.child.pid}, host port ${vm.hostPort})`);
+  const ready = Promise.withResolvers<void>();
+  status.then(() => ready.reject(new Error("QEMU exited before the guest was ready")));
+  ready.promise.catch(() => {});
+  const writer = conn.writable.getWriter();
+  const stdin = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      await ready.promise;
+      await writer.write(chunk);
+    },
+    close: () => writer.close().catch(() => {}),
+    abort: () => writer.abort().catch(() => {}),
+  });
+  return {
+    stdin,
+    stdout: afterReadyLine(conn.readable, () => ready.resolve()),
+    status,
+    ready: ready.promise,
+    kill,
+    hostPort: vm.hostPort,
+    consoleLog: vm.consoleLog,
+  };
+}
+
+/** Drops everything up to and including the guest's ready line, then passes bytes through. */
+function afterReadyLine(
+  source: ReadableStream<Uint8Array>,
+  onReady: () => void,
+): ReadableStream<Uint8Array> {
+  const marker = new TextEncoder().encode(READY_MARKER);
+  let matched = 0;
+  let ready = false;
+  return source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (ready) return controller.enqueue(chunk);
+        for (let i = 0; i < chunk.length; i++) {
+          matched = chunk[i] === marker[matched] ? matched + 1 : chunk[i] === marker[0] ? 1 : 0;
+          if (matched === marker.length) {
+            ready = true;
+            onReady();
+            if (i + 1 < chunk.length) controller.enqueue(chunk.subarray(i + 1));
+            return;
+          }
+        }
+      },
+    }),
+  );
+}
+
+/** Options of {@link launchSevKeep}. */
+export interface LaunchSevKeepOptions {
+  /** The keep's work directory. */
+  workDir: string;
+  /** Folder of cached keep images (default `$ENARX_KVM_CACHE_DIR`, else beside the work dir). */
+  cacheDir?: string;
+  /** Writes a diagnostic line. */
+  log?: (line: string) => void;
+}
+
+/**
+ * Launches a sev keep: checks every piece (exit 69 naming the missing
+ * ones), builds or reuses the keep image, boots it as an SEV-SNP guest.
+ */
+export async function launchSevKeep(options: LaunchSevKeepOptions): Promise<SevKeep> {
+  const log = options.log ?? (() => {});
+  const error = missingPiecesError(sevPieces());
+  if (error !== undefined) throw error;
+  const cbit = readSnpAddressBits()!;
+  const cacheDir = options.cacheDir ?? Deno.env.get("ENARX_KVM_CACHE_DIR") ??
+    `${options.workDir}/../../kvm-cache`;
+  // No simulator state in a sev keep's image: its evidence is the hardware's.
+  const { buildKvmImage, GUEST_PORT }: KvmImageModule = await import(
+    new URL("./kvm_image.ts", import.meta.url).href
+  );
+  const image = await buildKvmImage({ cacheDir, simDir: `${options.workDir}/no-simulator` });
+  log(`sev keep image: ${image.kernel}, ${image.initrd}`);
+  return await bootSevKeep({
+    qemu: sevQemu().path!,
+    workDir: options.workDir,
+    ovmf: sevOvmfPath(),
+    kernel: image.kernel,
+    initrd: image.initrd,
+    append: SEV_APPEND,
+    memoryMiB: 1024,
+    vcpus: 1,
+    vcpuType: Deno.env.get("ENARX_SEV_VCPU_TYPE") || "EPYC-Milan",
+    snp: cbit,
+    accel: "kvm",
+    guestPort: GUEST_PORT,
+    log,
+  });
+}
