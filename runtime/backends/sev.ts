@@ -13,7 +13,7 @@
 import type { Backend, KeepHandle, LaunchOptions } from "./backend.ts";
 import type { LaunchPiece } from "../platform/host_facts.ts";
 import { EnarxError } from "../errors.ts";
-import { sevPieces } from "./sev_launch.ts";
+import { sevPieces } from "./sev/sev_launch.ts";
 import type { Judge } from "../platform/judge.ts";
 import { CheckList, type PlatformCheck, type Remedy, remedy } from "../platform/check_list.ts";
 
@@ -160,7 +160,7 @@ interface SevLaunchModule {
 /** Boots a sev keep's VM; every failure is an EnarxError (exit 69 where the host lacks a piece). */
 async function launchVm(options: LaunchOptions): Promise<KeepHandle> {
   const { launchSevKeep }: SevLaunchModule = await import(
-    new URL("./sev_launch.ts", import.meta.url).href
+    new URL("./sev/sev_launch.ts", import.meta.url).href
   );
   try {
     const vm = await launchSevKeep({

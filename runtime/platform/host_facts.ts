@@ -22,7 +22,7 @@ import { SEV_GUEST_DEVICE } from "../../ffi/sev_guest.ts";
 import { TDX_GUEST_DEVICE } from "../../ffi/tdx_guest.ts";
 import { SGX_ENCLAVE_DEVICE, SGX_PROVISION_DEVICE } from "../../ffi/sgx.ts";
 import { pathExists } from "../fs.ts";
-import { sevPieces } from "../backends/sev_launch.ts";
+import { sevPieces } from "../backends/sev/sev_launch.ts";
 
 /** The configfs-tsm report directory (Linux >= 6.7). */
 export const TSM_REPORT_DIR = "/sys/kernel/config/tsm/report";
@@ -147,7 +147,7 @@ export interface HostFacts {
   kvmAccel?: "kvm" | "tcg";
   /**
    * What launching a sev keep needs beyond the TEE (QEMU's version, the
-   * AmdSev OVMF, the keep kernel...: runtime/backends/sev_launch.ts);
+   * AmdSev OVMF, the keep kernel...: runtime/backends/sev/sev_launch.ts);
    * absent from facts that do not describe it.
    */
   sevLaunch?: LaunchPiece[];

@@ -1,6 +1,6 @@
 /**
  * Launching sev keeps on a host without the hardware
- * (runtime/backends/sev_launch.ts): every missing piece is named (exit 69),
+ * (runtime/backends/sev/sev_launch.ts): every missing piece is named (exit 69),
  * in the error and in `platform info`; the full SNP command line given to
  * this host's QEMU fails and is reported as exit 69 with what to check; and
  * the AmdSev OVMF of tools/build_ovmf.sh boots the keep kernel and initrd to
@@ -19,7 +19,7 @@ import {
   sevOvmfPath,
   type SevPiece,
   sevPieces,
-} from "../../runtime/backends/sev_launch.ts";
+} from "../../runtime/backends/sev/sev_launch.ts";
 import { parseOvmf, sevHashesPage, sevHashTable } from "../../runtime/measure/mod.ts";
 import { evaluatePlatform, probePlatform } from "../../runtime/platform/info.ts";
 import { gatherHostFacts } from "../../runtime/platform/host_facts.ts";

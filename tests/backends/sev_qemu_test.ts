@@ -1,5 +1,5 @@
 /**
- * The QEMU command line of a sev keep (runtime/backends/sev_qemu.ts), one
+ * The QEMU command line of a sev keep (runtime/backends/sev/sev_qemu.ts), one
  * element at a time, and the helpers beside it: QEMU's version, the C-bit
  * from CPUID, what a failed SNP launch means.
  */
@@ -13,7 +13,7 @@ import {
   type SevQemuOptions,
   SNP_DEFAULT_POLICY,
   snpAddressBits,
-} from "../../runtime/backends/sev_qemu.ts";
+} from "../../runtime/backends/sev/sev_qemu.ts";
 
 const BASE: SevQemuOptions = {
   ovmf: "/c/ovmf-amdsev/OVMF.fd",

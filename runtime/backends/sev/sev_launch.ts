@@ -11,10 +11,10 @@
  *
  * @module
  */
-import { EnarxError } from "../errors.ts";
-import { findKvmKernel, type KvmKernel } from "./kvm_kernel.ts";
-import type { LaunchPiece } from "../platform/host_facts.ts";
-import { findQemu, QEMU } from "./kvm.ts";
+import { EnarxError } from "../../errors.ts";
+import { findKvmKernel, type KvmKernel } from "../kvm_kernel.ts";
+import type { LaunchPiece } from "../../platform/host_facts.ts";
+import { findQemu, QEMU } from "../kvm.ts";
 import {
   explainSnpFailure,
   type HashesLoad,
@@ -38,7 +38,7 @@ interface KvmImageModule {
 /** The line the guest's init writes on the frames port once it is raw (kvm_image.ts). */
 export const READY_MARKER = "ENARX-KVM-READY\n";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
+const ROOT = new URL("../../../", import.meta.url).pathname;
 
 /** The kernel command line of a sev keep. */
 export const SEV_APPEND = "console=ttyS0 quiet panic=-1";
@@ -386,7 +386,7 @@ export async function launchSevKeep(options: LaunchSevKeepOptions): Promise<SevK
     `${options.workDir}/../../kvm-cache`;
   // No simulator state in a sev keep's image: its evidence is the hardware's.
   const { buildKvmImage, GUEST_PORT }: KvmImageModule = await import(
-    new URL("./kvm_image.ts", import.meta.url).href
+    new URL("../kvm_image.ts", import.meta.url).href
   );
   const image = await buildKvmImage({ cacheDir, simDir: `${options.workDir}/no-simulator` });
   log(`sev keep image: ${image.kernel}, ${image.initrd}`);
