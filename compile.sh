@@ -60,7 +60,7 @@ say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, 
 # cannot see ahead of time (which keeps `deno run` start-up from walking
 # every subcommand's module graph).
 includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/wasm/config.ts"
-  --include "$ENARX_ROOT/runtime/backends/kvm_vm.ts")
+  --include "$ENARX_ROOT/runtime/backends/kvm_vm.ts" --include "$ENARX_ROOT/runtime/backends/sev/sev_launch.ts")
 for f in "$ENARX_ROOT"/cli/*.ts "$ENARX_ROOT"/cli/*/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and
