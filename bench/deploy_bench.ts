@@ -106,7 +106,12 @@ const mgr = await LocalKeepmgr.start({
     if (/"level":"(warn|error)"/.test(line)) console.error(`keepmgr: ${line}`);
   },
 });
-const options = { keepmgr: mgr.url, backend: "nil", allowSimulated: true, timeoutMs: 600_000 };
+const options = {
+  keepmgr: mgr.url,
+  backend: "nil",
+  trustSimulated: mgr.simulatorRoot,
+  timeoutMs: 600_000,
+};
 const empty = { config: null, args: [], env: {}, stdin: new Uint8Array(0) };
 try {
   // 1. Latency.

@@ -4,7 +4,8 @@
  * (re-executing this same program with fewer Deno permissions where the
  * runtime allows it); for `enarx run`, wasmldr's part
  * (runtime/wasm/workload.ts) runs in this process. Evidence is simulated
- * SNP (snp-sim), measured over wasmldr's code (runtime/keep/measurement.ts).
+ * SNP (snp-sim), signed by keepldr on the host over the measurement of what
+ * the keep executes (runtime/keep/measurement.ts).
  *
  * @module
  */
@@ -47,8 +48,11 @@ class InProcessKeep implements Keep {
 
 /** Starts wasmldr as a child process with frames on its stdin/stdout. */
 function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
-  const command = options.wasmldrCommand ??
-    selfCommand("wasmldr", [], { permissions: wasmldrPermissions(options.workDir) });
+  const permissions = wasmldrPermissions(options.workDir);
+  // The simulated platform's keys are the host's: the keep may not read them.
+  const simDir = Deno.env.get("ENARX_SNP_SIM_DIR");
+  if (simDir !== undefined && simDir !== "") permissions.push(`--deny-read=${simDir}`);
+  const command = options.wasmldrCommand ?? selfCommand("wasmldr", [], { permissions });
   const env: Record<string, string> = {};
   if (options.workDir !== undefined) env.TMPDIR = options.workDir;
   let child: Deno.ChildProcess;
@@ -73,6 +77,8 @@ function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
     status: child.status,
     kill: (signal?: Deno.Signal) => child.kill(signal),
     what: "wasmldr",
+    // The files `enarx wasmldr` executes: this same program's.
+    measurement: wasmldrMeasurement,
   });
 }
 

@@ -33,6 +33,8 @@ export interface KeepmgrHandlerOptions {
   publicHost?: string;
   /** Structured log. */
   log?: KeepLog;
+  /** The simulated SNP platform's root (`sha256:<hex>`), shown in GET /v1/info. */
+  simulatorRoot?: string;
 }
 
 /** Returns the `Deno.serve` handler of the keepmgr API over `manager`. */
@@ -75,7 +77,8 @@ async function route(
   if (parts.length === 2 && parts[1] === "info") {
     allow(method, ["GET"]);
     await expectNoBody(request);
-    return cbor(200, { v: 1, version: ENARX_VERSION, backends: manager.backends });
+    const sim = options.simulatorRoot ? { simulator_root: options.simulatorRoot } : {};
+    return cbor(200, { v: 1, version: ENARX_VERSION, backends: manager.backends, ...sim });
   }
   if (parts[1] !== "keeps") throw notFound(url.pathname);
   if (parts.length === 2) {

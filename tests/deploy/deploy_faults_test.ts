@@ -22,6 +22,7 @@ import {
   eventually,
   hostileKeepmgr,
   LOOP_WAT,
+  SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
@@ -65,7 +66,7 @@ Deno.test("faults: evidence for another nonce is refused at verify; no key is se
       },
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), { keepmgr: host.url, trustSimulated: SIM_ROOT }),
       failsAt("verify", "report-data-mismatch", 1),
     );
     assert.equal(host.seen.filter(isKeyRequest).length, 0);
@@ -91,7 +92,7 @@ Deno.test("faults: a keepmgr that swaps the sealing key is refused before the TL
       },
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), { keepmgr: host.url, trustSimulated: SIM_ROOT }),
       failsAt("verify", "report-data-mismatch", 1),
     );
     assert.equal(host.seen.filter(isKeyRequest).length, 0);
@@ -116,10 +117,10 @@ Deno.test("faults: evidence replayed from another keep (another key and nonce) i
         return { ...reply, body: encodeCbor(replayed) };
       },
     });
-    const ok = await deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true });
+    const ok = await deploy(workload(STREAMS_WAT), { keepmgr: host.url, trustSimulated: SIM_ROOT });
     assert.equal(ok.status, 7);
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), { keepmgr: host.url, trustSimulated: SIM_ROOT }),
       failsAt("verify", "report-data-mismatch", 1),
     );
   } finally {
@@ -158,7 +159,7 @@ Deno.test("faults: a keep certificate for another key is refused at connect; not
       },
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), { keepmgr: host.url, trustSimulated: SIM_ROOT }),
       failsAt("connect", "keep-cert-mismatch", 1),
     );
     assert.equal(impostorRequests, 0);
@@ -213,7 +214,7 @@ Deno.test("faults: the host races the client to the keep without the token: 401,
     const out: string[] = [];
     const result = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       onStdout: (c) => void out.push(decoder.decode(c)),
     });
     assert.deepEqual(statuses, [401, 401]);
@@ -238,7 +239,7 @@ Deno.test("faults: a keepldr killed mid-deploy fails the deploy at deliver and l
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         timeoutMs: 30_000,
       }),
       (e: unknown) => {
@@ -262,7 +263,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: first.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         timeoutMs: 30_000,
         onStep: (event) => {
           if (event.kind === "step-start" && event.id === "seal") first.kill("SIGKILL");
@@ -283,7 +284,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
       // And it serves new deploys.
       const result = await deploy(workload(STREAMS_WAT), {
         keepmgr: second.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       });
       assert.equal(result.status, 7);
     } finally {
@@ -299,7 +300,7 @@ Deno.test("faults: a workload that never ends times out with 124 and its keep is
   try {
     const result = await deploy(workload(LOOP_WAT), {
       keepmgr: mgr.url,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 3_000,
     });
     assert.equal(result.status, 124);
@@ -320,7 +321,7 @@ Deno.test("faults: a keepmgr that answers garbage is a protocol error at create"
         isKeys(path) ? { status: 201, body: new TextEncoder().encode("<html>") } : reply,
     });
     await assert.rejects(
-      deploy(workload(STREAMS_WAT), { keepmgr: host.url, allowSimulated: true }),
+      deploy(workload(STREAMS_WAT), { keepmgr: host.url, trustSimulated: SIM_ROOT }),
       failsAt("create", "keepmgr-protocol", 76),
     );
   } finally {
@@ -336,7 +337,7 @@ Deno.test("faults: 50 concurrent deploys through one keepmgr each get their own 
         const out: Uint8Array[] = [];
         const result = await deploy(workload(ARGV_WAT, { args: [`keep-${i}`] }), {
           keepmgr: mgr.url,
-          allowSimulated: true,
+          trustSimulated: SIM_ROOT,
           timeoutMs: 120_000,
           onStdout: (c) => void out.push(c.slice()),
         });
@@ -369,7 +370,8 @@ Deno.test("faults: Ctrl-C on enarx deploy deletes the running keep and exits 130
         "deploy",
         "--keepmgr",
         mgr.url,
-        "--insecure-allow-simulated",
+        "--trust-simulated",
+        SIM_ROOT,
         "--quiet",
         `${dir}/loop.wat`,
       ],

@@ -9,6 +9,7 @@ import { decodeCbor } from "../../runtime/protocol/cbor.ts";
 import {
   hostileKeepmgr,
   LOOP_WAT,
+  SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
@@ -47,7 +48,7 @@ Deno.test("reliability: 8 MiB of output reach a client reading at about 1 MB/s, 
     const started = performance.now();
     const result = await deploy(workload(bigOutputWat(128)), {
       keepmgr: mgr.url,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 120_000,
       onStdout: async (chunk) => {
         received += chunk.length;
@@ -87,7 +88,7 @@ Deno.test("reliability: 20 idle connections on a new forward do not keep the cli
     const out: string[] = [];
     const result = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 60_000,
       onStdout: (c) => void out.push(new TextDecoder().decode(c)),
     });
@@ -108,7 +109,7 @@ Deno.test("reliability: a keepldr killed while the workload runs: the client pri
   try {
     const failure = await deploy(workload(LOOP_WAT), {
       keepmgr: mgr.url,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 60_000,
       onStep: (event) => {
         if (event.kind !== "step-start" || event.id !== "run") return;

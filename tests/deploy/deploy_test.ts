@@ -12,6 +12,7 @@ import {
   eventually,
   PROBE_WASM,
   SIM_DIR,
+  SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcessesWith,
@@ -41,7 +42,7 @@ Deno.test("deploy: a module runs in an attested nil keep; output, status and eve
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
     backend: "nil",
-    allowSimulated: true,
+    trustSimulated: SIM_ROOT,
     ...c,
   });
   assert.equal(c.stdout(), "out\n");
@@ -123,7 +124,7 @@ Deno.test("deploy: a policy with another measurement refuses the keep", async ()
       keepmgr: mgr.url,
       backend: "nil",
       policy,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
     }),
     (e: unknown) =>
       e instanceof DeployError && e.step === "verify" && e.code === "measurement-mismatch",
@@ -141,7 +142,7 @@ Deno.test("deploy: arguments, environment and standard input reach the workload"
         env: more.env ?? {},
         stdin: new TextEncoder().encode(more.stdin ?? ""),
       }),
-      { keepmgr: mgr.url, backend: "nil", allowSimulated: true, ...c },
+      { keepmgr: mgr.url, backend: "nil", trustSimulated: SIM_ROOT, ...c },
     );
     return { status: result.status, out: c.stdout() };
   };
@@ -191,14 +192,14 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
         stderr: decoder.decode(out.stderr),
       };
     };
-    const plain = await run(["--backend", "nil", "--insecure-allow-simulated", wat]);
+    const plain = await run(["--backend", "nil", "--trust-simulated", SIM_ROOT, wat]);
     assert.equal(plain.code, 7);
     assert.equal(plain.stdout, "out\n");
     assert.match(plain.stderr, /err\n/);
     assert.match(plain.stderr, /WARNING: .*SIMULATED/);
     assert.match(plain.stderr, /\[5\] Verify/);
 
-    const json = await run(["--json", "--insecure-allow-simulated", wat]);
+    const json = await run(["--json", "--trust-simulated", SIM_ROOT, wat]);
     assert.equal(json.code, 7);
     const record = JSON.parse(json.stdout);
     assert.equal(record.ok, true);
@@ -224,7 +225,7 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
     const toml = `${dir}/Enarx.toml`;
     await Deno.writeTextFile(toml, '[[dirs]]\nhost = "/etc"\nguest = "/etc"\n');
     const before = (await new KeepmgrClient(mgr.url).listKeeps()).keeps.length;
-    const dirs = await run(["--insecure-allow-simulated", "--wasmcfgfile", toml, wat]);
+    const dirs = await run(["--trust-simulated", SIM_ROOT, "--wasmcfgfile", toml, wat]);
     assert.equal(dirs.code, 69, dirs.stderr);
     assert.match(dirs.stderr, /\[\[dirs\]\] \(host directory "\/etc"\) cannot be deployed/);
     assert.equal((await new KeepmgrClient(mgr.url).listKeeps()).keeps.length, before);
@@ -238,7 +239,10 @@ Deno.test("deploy: an unreachable keepmgr is keepmgr-unreachable at step 1-4", a
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   await assert.rejects(
-    deploy(workload(STREAMS_WAT), { keepmgr: `https://127.0.0.1:${port}`, allowSimulated: true }),
+    deploy(workload(STREAMS_WAT), {
+      keepmgr: `https://127.0.0.1:${port}`,
+      trustSimulated: SIM_ROOT,
+    }),
     (e: unknown) =>
       e instanceof DeployError && e.step === "create" && e.code === "keepmgr-unreachable" &&
       e.exitStatus === 69,
@@ -250,7 +254,7 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
   const own = await Deno.readTextFile(`${mgr.stateDir}/tls/cert.pem`);
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
-    allowSimulated: true,
+    trustSimulated: SIM_ROOT,
     keepmgrCaCerts: [own],
   });
   assert.equal(result.status, 7);
@@ -261,7 +265,7 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
   await assert.rejects(
     deploy(workload(STREAMS_WAT), {
       keepmgr: mgr.url,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       keepmgrCaCerts: [stranger],
     }),
     (e: unknown) =>
