@@ -164,3 +164,51 @@ Deno.test({
     }
   }),
 });
+
+/** A PEM private key with its body, or the simulator's state: what no keep image may hold. */
+function keyMaterial(bytes: Uint8Array, secrets: string[]): string[] {
+  const text = new TextDecoder("latin1").decode(bytes);
+  const found: string[] = [];
+  const pem = /-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40,}/.exec(text);
+  if (pem !== null) found.push(pem[0].slice(0, 40));
+  for (const secret of secrets) if (text.includes(secret)) found.push("a simulator key");
+  return found;
+}
+
+Deno.test({
+  name: "keep image: no file of a kvm image holds a private key or the simulator's state",
+  ...requires(NEED, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const { SnpSimulator, SNP_SIM_STATE_FILE } = await import(
+        "../../runtime/attestation/amd/snp_sim.ts"
+      );
+      const simDir = new URL("../../.cache/test-snp-sim", import.meta.url).pathname;
+      await SnpSimulator.open(simDir);
+      const state = JSON.parse(await Deno.readTextFile(`${simDir}/${SNP_SIM_STATE_FILE}`));
+      const secrets = Object.values(state.keys as Record<string, string>).map((k) =>
+        k.slice(8, 72)
+      );
+      const image = await buildKvmImage({ cacheDir: `${dir}/cache` });
+      const bytes = await Deno.readFile(image.initrd);
+      assert.deepEqual(keyMaterial(bytes, secrets), []);
+      const names = cpioRecords(bytes).map((r) => r.name);
+      assert.ok(
+        !names.some((n) => n.startsWith("sim") || n.endsWith(SNP_SIM_STATE_FILE)),
+        names.join(),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+});
+
+Deno.test("keep image: no file of the nil keep's measured set holds a private key", async () => {
+  const { nilKeepInputs } = await import("../../runtime/keep/measurement.ts");
+  const { SNP_SIM_STATE_FILE } = await import("../../runtime/attestation/amd/snp_sim.ts");
+  for (const input of await nilKeepInputs()) {
+    assert.ok(!input.path!.endsWith(SNP_SIM_STATE_FILE), input.path);
+    if (input.role === "deno" || input.role === "libwasmtime") continue; // binaries, see above
+    assert.deepEqual(keyMaterial(await Deno.readFile(input.path!), []), [], input.path);
+  }
+});
