@@ -110,7 +110,7 @@ const options = {
   keepmgr: mgr.url,
   keepmgrToken: mgr.token,
   backend: "nil",
-  allowSimulated: true,
+  trustSimulated: mgr.simulatorRoot,
   timeoutMs: 600_000,
 };
 const empty = { config: null, args: [], env: {}, stdin: new Uint8Array(0) };

@@ -126,7 +126,7 @@ const simVerify = await time(
     verifySnpReport(simReport.report, {
       certs: simReport.certs,
       at: new Date(),
-      trustSimulated: true,
+      simulatorRoots: [sim.rootFingerprint],
     }),
 );
 await Deno.remove(dir, { recursive: true });

@@ -20,10 +20,13 @@ examples/hello.wat) to a nil keep through it, prints each of the ten steps as
 it happens with its timing, and stops the keepmgr.
 
 This machine has no TEE, so the keep is a sandboxed process and its evidence
-comes from snp-sim, a software stand-in for AMD's secure processor. The demo
-accepts that evidence as "enarx deploy --insecure-allow-simulated" would; a
-real deploy refuses it. The simulated chain is made on the first run (a few
-seconds) and kept in $ENARX_SNP_SIM_DIR, else ~/.cache/enarx/demo-snp-sim.
+comes from snp-sim, a software stand-in for AMD's secure processor that
+keepldr runs on the host. The demo trusts exactly the local keepmgr's
+simulated root, by the fingerprint it prints, as "enarx deploy
+--trust-simulated sha256:..." would, and checks the keep's measurement
+against the one this release computes; a real deploy refuses simulated
+evidence. The simulated chain is made on the first run (a few seconds) and
+kept in $ENARX_SNP_SIM_DIR, else ~/.cache/enarx/demo-snp-sim.
 
 Options:
   -h, --help  Show this help
@@ -63,8 +66,9 @@ export const command: Command = {
     }
     say(`enarx demo: deploying ${displayPath(modulePath)} through a local keepmgr, end to end\n`);
     say("This machine has no TEE: the keep is a nil keep (a separate, sandboxed process) and its");
-    say("evidence is signed by snp-sim, a software stand-in for AMD's secure processor. The demo");
-    say("accepts it as --insecure-allow-simulated does; a real deploy refuses such evidence.\n");
+    say("evidence is signed by snp-sim, a software stand-in for AMD's secure processor, which");
+    say("keepldr runs on the host. The demo trusts exactly this keepmgr's simulated root, by its");
+    say("fingerprint, as --trust-simulated does; a real deploy refuses such evidence.\n");
 
     const hostEvents: HostEvent[] = [];
     await using keepmgr = await startLocalKeepmgr(hostEvents);
@@ -109,15 +113,14 @@ async function startLocalKeepmgr(hostEvents: HostEvent[]): Promise<LocalKeepmgr>
       } catch { /* not JSON */ }
     },
   });
-  say(
-    `  keepmgr ${keepmgr.url} (pid ${keepmgr.pid}) ready in ${ms(performance.now() - started)}\n`,
-  );
+  say(`  keepmgr ${keepmgr.url} (pid ${keepmgr.pid}) ready in ${ms(performance.now() - started)}`);
+  say(`  its simulated SNP root: ${keepmgr.simulatorRoot ?? "none"}\n`);
   return keepmgr;
 }
 
 /** Deploys `module` to a nil keep through `keepmgr`, printing every step; returns its status. */
 async function deployThrough(
-  keepmgr: { url: string; token: string },
+  keepmgr: LocalKeepmgr,
   module: Uint8Array,
   hostEvents: HostEvent[],
 ): Promise<number> {
@@ -148,7 +151,8 @@ async function deployThrough(
     keepmgr: keepmgr.url,
     keepmgrToken: keepmgr.token,
     backend: "nil",
-    allowSimulated: true,
+    // Exactly this keepmgr's simulator, by the fingerprint it printed: no trust on first use.
+    trustSimulated: keepmgr.simulatorRoot,
     timeoutMs: 60_000,
     onStep,
     onStdout: (chunk) => void say(indent(chunk, "stdout")),

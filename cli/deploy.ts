@@ -46,7 +46,9 @@ Options:
   --backend NAME              nil, kvm, sev or auto (default auto: the keepmgr's choice)
   --policy FILE               Attestation policy (TOML); default: refuse debug and
                               migration, trust no simulated root, expect the
-                              measurement of this enarx's wasmldr
+                              measurement this enarx release computes for the
+                              keep's backend ("enarx measure --backend NAME")
+  --measurement HEX           Expect this measurement (48 bytes of hex) instead
   --wasmcfgfile FILE          Enarx.toml to send with the module
   --env K=V                   Environment variable for the workload (repeatable)
   --stdin FILE                Standard input for the workload ("-": this one's);
@@ -60,9 +62,16 @@ Options:
                               them. Without TCB Info a TDX or SGX keep is refused
                               ("TCB not evaluated (no collateral)") unless the
                               policy says require_collateral = false
-  --insecure-allow-simulated  Accept evidence from the simulated SNP platform
-                              (nil and kvm keeps). It proves nothing about
-                              hardware; a warning is printed on every run
+  --trust-simulated FINGERPRINT
+                              Accept evidence from the simulated SNP platform
+                              (nil and kvm keeps) whose root has this SHA-256
+                              ("sha256:<hex>", printed by "enarx keepmgr" at
+                              start). It proves nothing about hardware; a
+                              warning is printed on every run
+  --insecure-allow-simulated  Trust on first use: accept the simulated root this
+                              keepmgr shows the first time and record it in
+                              $XDG_CONFIG_HOME/enarx/trusted-simulators.toml
+                              (loudly); later, accept only that root from it
   --keepmgr-ca FILE           Verify the keepmgr's TLS certificate against these
                               PEM roots (default: not verified; see docs/security.md)
   --keepmgr-token FILE        The keepmgr operator's bearer token, needed to create
@@ -97,6 +106,8 @@ const OPTIONS = {
   "crl-dir": { type: "string", multiple: true },
   "collateral-dir": { type: "string", multiple: true },
   "insecure-allow-simulated": { type: "boolean" },
+  "trust-simulated": { type: "string" },
+  measurement: { type: "string" },
   "keepmgr-ca": { type: "string" },
   "keepmgr-token": { type: "string" },
   timeout: { type: "string" },
@@ -150,6 +161,16 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   const policy: Policy = values.policy === undefined
     ? DEFAULT_POLICY
     : await readPolicyFile(values.policy);
+  const trustSimulated = values["trust-simulated"];
+  if (trustSimulated !== undefined && !/^(sha256:)?[0-9a-fA-F]{64}$/.test(trustSimulated)) {
+    throw new UsageError(
+      `--trust-simulated "${trustSimulated}" is not a SHA-256 fingerprint; use "sha256:<64 hex ` +
+        `digits>" as "enarx keepmgr" prints it`,
+    );
+  }
+  const measurement = values.measurement === undefined
+    ? undefined
+    : parseMeasurement(values.measurement);
   const keepmgrCaCerts = values["keepmgr-ca"] === undefined
     ? undefined
     : [await readKeepmgrCa(values["keepmgr-ca"])];
@@ -179,11 +200,24 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
       crls,
       collateral: collateral.json,
       allowSimulated: values["insecure-allow-simulated"] === true,
+      trustSimulated,
+      measurement,
       keepmgrCaCerts,
       keepmgrToken,
       timeoutMs,
     },
   };
+}
+
+/** Parses --measurement: 48 bytes of hex (SNP MEASUREMENT, or a kvm/nil keep digest). */
+function parseMeasurement(hex: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{96}$/.test(hex)) {
+    throw new UsageError(
+      `--measurement "${hex.slice(0, 100)}" is not 48 bytes of hex (96 digits); ` +
+        `"enarx measure" prints it`,
+    );
+  }
+  return Uint8Array.fromHex(hex.toLowerCase());
 }
 
 function parseEnv(pairs: string[]): Record<string, string> {

@@ -19,6 +19,8 @@ Options:
   --keep ID               The keep's id (must match the hello frame)
   --work-dir DIR          Work directory for the keep's temporary files
   --wasmldr-command JSON  Run this command as wasmldr (JSON array; for testing)
+  --snp-sim-dir DIR       State of the simulated SNP platform that signs nil and
+                          kvm keeps' reports (default: $ENARX_SNP_SIM_DIR)
   -h, --help              Show this help
 `;
 
@@ -32,6 +34,7 @@ export const command: Command = {
         keep: { type: "string" },
         "work-dir": { type: "string" },
         "wasmldr-command": { type: "string" },
+        "snp-sim-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: false,
@@ -56,6 +59,7 @@ export const command: Command = {
       keepId: values.keep,
       workDir: values["work-dir"],
       wasmldrCommand,
+      simDir: values["snp-sim-dir"],
     });
   },
 };

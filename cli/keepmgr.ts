@@ -135,7 +135,7 @@ export const command: Command = {
     const wasmldrCommand = values["wasmldr-command"] === undefined
       ? undefined
       : parseWasmldrCommand(values["wasmldr-command"]);
-    await prepareBackends(backends, stateDir, wasmldrCommand);
+    const simulatorRoot = await prepareBackends(backends, stateDir, wasmldrCommand);
     const keepTimeoutMs = parseDuration(values["keep-timeout"] ?? "10m", "--keep-timeout");
     const manager = await KeepManager.open({
       stateDir,
@@ -167,6 +167,7 @@ export const command: Command = {
       values,
       token,
       ...parseLimits(values),
+      simulatorRoot,
     });
     return 0;
   },
@@ -197,14 +198,18 @@ function parseWasmldrCommand(value: string): string[] {
   return command;
 }
 
-/** Refuses backends that cannot launch here, and makes the simulated chain nil and kvm keeps sign with. */
+/**
+ * Refuses backends that cannot launch here, and makes the simulated chain
+ * that keepldr signs nil and kvm keeps' reports with. Returns its root's
+ * fingerprint (`sha256:<hex>`), or undefined when no backend uses it.
+ */
 async function prepareBackends(
   backends: string[],
   stateDir: string,
   wasmldrCommand: string[] | undefined,
-): Promise<void> {
-  // nil keeps sign evidence with snp-sim; a keep's wasmldr may only read its
-  // state, so make the simulated chain here, once, and point keeps at it.
+): Promise<string | undefined> {
+  // keepldr signs nil and kvm keeps' reports with snp-sim on the host: make
+  // the simulated chain here, once, and point keepldrs at it.
   if (backends.includes("kvm")) {
     // kvm keeps boot a QEMU micro-VM: refuse to start when it cannot launch one.
     const { findQemu, QEMU } = await import("../runtime/backends/kvm.ts");
@@ -225,8 +230,9 @@ async function prepareBackends(
     const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ?? `${stateDir}/snp-sim`;
     Deno.env.set("ENARX_SNP_SIM_DIR", simDir);
     const { SnpSimulator } = await import("../runtime/attestation/amd/snp_sim.ts");
-    await SnpSimulator.open(simDir);
+    return `sha256:${(await SnpSimulator.open(simDir)).rootFingerprint}`;
   }
+  return undefined;
 }
 
 /** What {@link serveUntilSignal} needs besides the manager and TLS files. */
@@ -240,6 +246,8 @@ interface ServeOptions {
   token: OperatorToken;
   serverLimits: ServerLimits;
   createLimits: CreateLimits;
+  /** The simulated SNP platform's root (`sha256:<hex>`), when nil or kvm keeps use it. */
+  simulatorRoot?: string;
 }
 
 /** The connection and create limits from the flags, over the defaults. */
@@ -275,7 +283,7 @@ async function serveUntilSignal(
   tls: KeepmgrTls,
   options: ServeOptions,
 ): Promise<void> {
-  const { log, values } = options;
+  const { log, values, simulatorRoot } = options;
   // Listen for signals before announcing the address, so that none is missed.
   const stop = new Promise<string>((resolve) => {
     Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
@@ -292,6 +300,7 @@ async function serveUntilSignal(
       log,
       auth: new KeepmgrAuth(options.token.token),
       gate: new CreateGate(options.createLimits),
+      simulatorRoot,
     }),
     refusal: errorReply,
     log,
@@ -299,6 +308,7 @@ async function serveUntilSignal(
   const listening = server.addr;
   const host = listening.hostname.includes(":") ? `[${listening.hostname}]` : listening.hostname;
   const url = `https://${host}:${listening.port}`;
+  const sim = simulatorRoot === undefined ? {} : { simulator_root: simulatorRoot };
   if (values["json-logs"]) {
     await printOut(
       JSON.stringify({
@@ -306,11 +316,15 @@ async function serveUntilSignal(
         port: listening.port,
         cert_sha256: tls.fingerprint,
         token_file: options.token.file,
+        ...sim,
       }) + "\n",
     );
   } else {
+    const simText = simulatorRoot === undefined
+      ? ""
+      : `; simulated SNP root ${simulatorRoot} (trust it with enarx deploy --trust-simulated)`;
     await printOut(
-      `enarx keepmgr: listening on ${url} (certificate SHA-256 ${tls.fingerprint})\n`,
+      `enarx keepmgr: listening on ${url} (certificate SHA-256 ${tls.fingerprint})${simText}\n`,
     );
   }
   const { stateDir, backends } = options;
@@ -320,6 +334,7 @@ async function serveUntilSignal(
     backends,
     cert_sha256: tls.fingerprint,
     token_file: options.token.file,
+    ...sim,
   });
 
   const signal = await stop;

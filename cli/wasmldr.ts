@@ -12,19 +12,19 @@ import { runWorkload } from "../runtime/wasm/workload.ts";
 import { parseDeployedConfig } from "../runtime/wasm/config.ts";
 import { backendEvidence } from "../runtime/keep/evidence.ts";
 
-const HELP = `Usage: enarx wasmldr [--snp-sim-dir DIR]
+const HELP = `Usage: enarx wasmldr
 
 The app loader inside a keep. keepldr starts it with length-prefixed CBOR
 frames on standard input and output (spec/protocol.md); it makes the keep's
 sealing key and evidence, opens the client's sealed TLS key, serves HTTPS on
 127.0.0.1 (or $ENARX_WASMLDR_LISTEN, HOST:PORT, inside a kvm keep), runs
-exactly one workload and exits. Diagnostics go to standard error.
+exactly one workload and exits. Its evidence comes from the guest report
+device: /dev/sev-guest, configfs-tsm, or else keepldr over the frames (the
+simulated SNP platform of nil and kvm keeps, which runs on the host).
+Diagnostics go to standard error.
 
 Options:
-  --snp-sim-dir DIR  State directory of the simulated SNP platform that signs
-                     the evidence of nil and kvm keeps (default:
-                     $ENARX_SNP_SIM_DIR, else ~/.local/state/enarx/snp-sim)
-  -h, --help         Show this help
+  -h, --help  Show this help
 `;
 
 /** `enarx wasmldr`. */
@@ -34,7 +34,6 @@ export const command: Command = {
   async run(args: string[]): Promise<number> {
     const { values } = parseCommandArgs("wasmldr", args, {
       options: {
-        "snp-sim-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: false,
@@ -43,13 +42,12 @@ export const command: Command = {
       await printOut(HELP);
       return 0;
     }
-    const simDir = values["snp-sim-dir"] ?? Deno.env.get("ENARX_SNP_SIM_DIR");
     const listen = parseListenEnv(Deno.env.get("ENARX_WASMLDR_LISTEN"));
     const outcome = await runWasmldr({
       listen,
       input: Deno.stdin.readable,
       output: Deno.stdout.writable,
-      evidence: backendEvidence({ simDir }),
+      evidence: backendEvidence(),
       run: runWorkload,
       parseConfig: (text) => parseDeployedConfig(text),
     });

@@ -73,7 +73,12 @@ export const VECTORS: Record<string, unknown> = {
     state: "waiting-for-key",
     created: CREATED,
   },
-  "info_response": { v: 1, version: "0.1.0", backends: ["nil"] },
+  "info_response": {
+    v: 1,
+    version: "0.1.0",
+    backends: ["nil"],
+    simulator_root: `sha256:${"2e".repeat(32)}`,
+  },
   "error_response": {
     v: 1,
     error: { code: "too-many-keeps", message: "This keepmgr already runs 64 keeps" },
@@ -111,6 +116,13 @@ export const VECTORS: Record<string, unknown> = {
   "frame_listening": { t: "listening", port: 38211 },
   "frame_running": { t: "running" },
   "frame_exited": { t: "exited", status: 0, reason: "exit" },
+  // wasmldr <-> keepldr only: the guest report device's host channel
+  "frame_report_request": { t: "report-request", report_data: seq(64, 0x40) },
+  "frame_report_response": {
+    t: "report-response",
+    report: seq(1184),
+    certs: [seq(24, 0x30), seq(24, 0x60), seq(24, 0x90)],
+  },
   "frame_error": {
     t: "error",
     code: "keep-died",

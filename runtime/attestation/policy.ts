@@ -13,7 +13,7 @@
  * allow_debug = false
  * allow_migration = false
  * max_age_seconds = 300                # where the format carries a time (Nitro)
- * trust_simulated_root = false         # or true, or the root's SHA-256 (hex)
+ * trust_simulated_root = "sha256:…"   # the one simulated platform root to trust
  * allowed_tcb_statuses = ["SWHardeningNeeded"]  # Intel TCB statuses accepted beyond UpToDate
  * require_collateral = true            # TDX/SGX: refuse a quote whose TCB was not evaluated
  * max_vmpl = 0                         # SNP: highest VMPL accepted (default 0)
@@ -85,11 +85,11 @@ export interface Policy {
   /** Maximum age in seconds, for formats that carry a time. */
   maxAgeSeconds?: number;
   /**
-   * Trust the snp-sim root: true for any simulated root, or the SHA-256 (hex)
-   * of the one root to trust. Default false. Simulated evidence proves
-   * nothing about hardware.
+   * The SHA-256 (lower-case hex) of the one simulated platform root to
+   * trust, or false for none (default). Trust is by fingerprint only, never
+   * by a certificate's name. Simulated evidence proves nothing about hardware.
    */
-  trustSimulatedRoot: boolean | string;
+  trustSimulatedRoot: false | string;
   /**
    * Intel TCB statuses (from TCB Info collateral) accepted besides
    * "UpToDate", e.g. "SWHardeningNeeded". Default none.
@@ -231,12 +231,19 @@ function vmplValue(source: string, value: unknown): number {
   return n;
 }
 
-function simulatedRootValue(source: string, v: unknown): boolean | string {
-  if (typeof v === "boolean") return v;
-  if (typeof v === "string" && /^[0-9a-fA-F]{64}$/.test(v.replaceAll(":", ""))) {
-    return v.replaceAll(":", "").toLowerCase();
+function simulatedRootValue(source: string, v: unknown): false | string {
+  if (v === false) return false;
+  if (v === true) {
+    fail(
+      source,
+      `"trust_simulated_root = true" (any simulated root) is no longer accepted: name the one ` +
+        `root to trust, trust_simulated_root = "sha256:<hex>", with the fingerprint that ` +
+        `"enarx keepmgr" prints at start`,
+    );
   }
-  fail(source, `"trust_simulated_root" must be true, false or a SHA-256 fingerprint (hex)`);
+  const hex = typeof v === "string" ? v.replace(/^sha256:/i, "").replaceAll(":", "") : "";
+  if (/^[0-9a-fA-F]{64}$/.test(hex)) return hex.toLowerCase();
+  fail(source, `"trust_simulated_root" must be a SHA-256 fingerprint, "sha256:<64 hex digits>"`);
 }
 
 /**

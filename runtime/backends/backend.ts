@@ -44,6 +44,12 @@ export interface KeepHandle {
   hostPort?: number;
   /** What the keep is, in an error message: `wasmldr` or `VM (QEMU)`. */
   what: string;
+  /**
+   * The measurement of what was launched (48 bytes), computed by the same
+   * code as `enarx measure`; the host-side simulated platform signs it.
+   * Undefined: the backend's {@link Backend.measurement}.
+   */
+  measurement?: () => Promise<Uint8Array | undefined>;
 }
 
 /** Options of {@link Backend.launch}. */
@@ -57,9 +63,10 @@ export interface LaunchOptions {
 }
 
 /**
- * How the wasmldr inside a keep gets evidence: `snp-sim` (reports signed by
- * the simulated SNP platform, for keeps without a TEE) or `sev-guest` (the
- * SEV-SNP guest's own report, through /dev/sev-guest or configfs-tsm).
+ * Where a keep's report comes from: `snp-sim` (the simulated SNP platform
+ * that keepldr runs on the host, for keeps without a TEE) or `sev-guest`
+ * (the SEV-SNP guest's own secure processor). wasmldr asks both through
+ * the same guest report device (runtime/keep/report_device.ts).
  */
 export type EvidenceSource = "snp-sim" | "sev-guest";
 

@@ -6,9 +6,8 @@
  * (runtime/keep/measurement.ts). The measurement of each is
  * runtime/measure/keep_measure.ts's.
  *
- * The only difference between the kvm and sev images is the simulator's
- * state: a kvm keep launched by keepmgr carries it (`$ENARX_SNP_SIM_DIR`,
- * until the simulator moves to the host), a sev keep never does.
+ * The kvm and sev images are the same bytes: neither holds a key (a kvm
+ * keep's simulated evidence is signed by keepldr on the host).
  *
  * @module
  */
@@ -55,8 +54,6 @@ export type KeepImage = VmKeepImage | NilKeepImage;
 export interface KeepImageOptions {
   /** Folder of cached initrds (default {@link defaultImageCacheDir}). */
   cacheDir?: string;
-  /** The kvm keep's simulator state (default `$ENARX_SNP_SIM_DIR`; none when unset); ignored for sev. */
-  simDir?: string;
   /** The kernel (default: the keep kernel, runtime/backends/kvm_kernel.ts). */
   kernel?: KvmKernel;
 }
@@ -79,13 +76,8 @@ export async function keepImage(
     );
   }
   const { buildKvmImage } = await import("./kvm_image.ts");
-  const envSim = Deno.env.get("ENARX_SNP_SIM_DIR");
-  const simDir = backend === "kvm"
-    ? options.simDir ?? (envSim === "" ? undefined : envSim)
-    : undefined;
   const image = await buildKvmImage({
     cacheDir: options.cacheDir ?? defaultImageCacheDir(),
-    simDir,
     kernel: options.kernel,
   });
   return {

@@ -2,11 +2,11 @@
  * The `kvm` backend: a keep is a QEMU micro-VM (no memory encryption; under
  * TCG emulation unless `ENARX_KVM_ACCEL=kvm` gives it KVM acceleration) that boots a kernel and an initrd holding wasmldr
  * (kvm_image.ts, kvm_vm.ts). keepmgr launches it; `enarx run` does not.
- * Evidence is simulated SNP (snp-sim), signed inside the keep with the nil
- * keep's measurement (what wasmldr executes) until the simulator moves to
- * the host; {@link kvmBackend}'s `measurement()` is the kvm keep's own
- * (kernel, initrd, command line: runtime/measure/keep_measure.ts), what
- * `enarx measure --backend kvm` prints and what that simulator will sign.
+ * Evidence is simulated SNP (snp-sim), signed by keepldr on the host over
+ * the kvm keep's own measurement (kernel, initrd, command line:
+ * runtime/measure/keep_measure.ts), what `enarx measure --backend kvm`
+ * prints and what {@link kvmBackend}'s `measurement()` returns (computed
+ * once per process).
  * This module is small on purpose: the VM and image code loads only when a
  * kvm keep is launched or measured.
  *
@@ -49,7 +49,10 @@ export function kvmLaunchable(): boolean {
  */
 interface KvmVmModule {
   launchKvmKeep(options: { workDir: string; log?: (line: string) => void }): Promise<
-    Omit<KeepHandle, "what"> & { hostPort: number }
+    Omit<KeepHandle, "what" | "measurement"> & {
+      hostPort: number;
+      measurement: () => Promise<Uint8Array>;
+    }
   >;
 }
 
@@ -80,12 +83,18 @@ interface KeepMeasureModule {
   keepMeasurement(backend: string): Promise<{ digest: Uint8Array }>;
 }
 
-/** The kvm keep's measurement: over the kernel, initrd and command line it boots. */
-async function kvmMeasurement(): Promise<Uint8Array> {
-  const { keepMeasurement }: KeepMeasureModule = await import(
-    new URL("../measure/keep_measure.ts", import.meta.url).href
-  );
-  return (await keepMeasurement("kvm")).digest;
+let cachedMeasurement: Promise<Uint8Array> | undefined;
+
+/** The kvm keep's measurement: over the kernel, initrd and command line it boots (once per process). */
+function kvmMeasurement(): Promise<Uint8Array> {
+  cachedMeasurement ??= (async () => {
+    const { keepMeasurement }: KeepMeasureModule = await import(
+      new URL("../measure/keep_measure.ts", import.meta.url).href
+    );
+    return (await keepMeasurement("kvm")).digest;
+  })();
+  cachedMeasurement.catch(() => cachedMeasurement = undefined);
+  return cachedMeasurement;
 }
 
 /** The kvm backend. */

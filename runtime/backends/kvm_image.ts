@@ -11,22 +11,20 @@
  * Reproducible: the same input bytes give the same archive, byte for byte.
  * Entries are sorted by path, every parent directory is listed, inode
  * numbers follow that order, times are 0, owner and group are 0, modes are
- * fixed (0755 programs and directories, 0644 data, 0600 simulator state),
- * and no host path appears. The cache of built initrds is keyed by content:
+ * fixed (0755 programs and directories, 0644 data), and no host path
+ * appears. The cache of built initrds is keyed by content:
  * a SHA-256 over the sorted (guest path, mode, SHA-256 of the bytes) list.
  * Cached files are 0600 in a 0700 folder.
  *
- * The simulator's state (its private keys) is the one part that does not
- * belong in a keep: it is added only when `simDir` is given (kvm keeps
- * whose wasmldr signs snp-sim evidence inside the guest, until the
- * simulator moves to the host), under `/sim`, by {@link simStateEntries}.
+ * No key of any kind is in it: a kvm keep's evidence is signed on the host
+ * (keepldr's simulated platform, runtime/keepmgr/host_simulator.ts), so the
+ * kvm and sev images are the same bytes.
  *
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import { findKvmKernel, isDir, isFile, type KvmKernel } from "./kvm_kernel.ts";
-import { MEASUREMENT_FILE_ENV, wasmldrFiles } from "../keep/measurement.ts";
-import { keepDigest, type MeasuredInput } from "../measure/keep_digest.ts";
+import { findKvmKernel, isFile, type KvmKernel } from "./kvm_kernel.ts";
+import { wasmldrFiles } from "../keep/measurement.ts";
 import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -53,9 +51,6 @@ export const NET_MODULES = [
 
 /** The kernel command line of a VM keep. */
 export const KEEP_APPEND = "console=ttyS0 quiet panic=-1";
-
-/** Where the initrd holds the nil keep's measurement its host computed (hex). */
-const GUEST_MEASUREMENT_FILE = "/app/wasmldr-measurement.hex";
 
 /** A built keep image. */
 export interface KvmImage extends KvmKernel {
@@ -116,8 +111,6 @@ function initScript(): string {
     "TMPDIR=/tmp",
     "DENO_DIR=/tmp/deno",
     "DENO_NO_UPDATE_CHECK=1",
-    "ENARX_SNP_SIM_DIR=/sim",
-    `${MEASUREMENT_FILE_ENV}=${GUEST_MEASUREMENT_FILE}`,
     "ENARX_LIBWASMTIME=/app/libwasmtime.so",
     `ENARX_WASMLDR_LISTEN=0.0.0.0:${GUEST_PORT}`,
   ];
@@ -162,7 +155,7 @@ type ReadEntry = { path: string; mode: number; data: Uint8Array; sha256: Uint8Ar
 
 const DIR_MODE = 0o40755;
 
-/** Lists what goes into the initrd, without the simulator's state. */
+/** Lists what goes into the initrd. */
 async function imageEntries(kernel: KvmKernel): Promise<Entry[]> {
   const entries: Entry[] = [];
   const file = (path: string, from: string, mode = 0o644) => entries.push({ path, from, mode });
@@ -192,7 +185,7 @@ async function imageEntries(kernel: KvmKernel): Promise<Entry[]> {
   const enc = new TextEncoder();
   entries.push({ path: "/init", data: enc.encode(initScript()), mode: 0o755 });
   entries.push({ path: "/app/kvm_entry.ts", data: enc.encode(ENTRY), mode: 0o644 });
-  for (const dir of ["/proc", "/sys", "/dev", "/tmp", "/sim"]) {
+  for (const dir of ["/proc", "/sys", "/dev", "/tmp"]) {
     entries.push({ path: dir, mode: DIR_MODE });
   }
   return entries;
@@ -219,17 +212,6 @@ function nodeModules(): [string, string][] {
     else files.push([`/app/node_modules/${entry.name}`, from]);
   }
   return files;
-}
-
-/**
- * The simulated SNP platform's state (private keys included) as entries
- * under `/sim`, 0600: the one part of the image that does not belong in a
- * keep, kept apart so that dropping it is dropping this call.
- */
-export function simStateEntries(simDir: string): Entry[] {
-  if (!isDir(simDir)) return [];
-  return [...Deno.readDirSync(simDir)].filter((e) => e.isFile)
-    .map((e) => ({ path: `/sim/${e.name}`, from: `${simDir}/${e.name}`, mode: 0o600 }));
 }
 
 /**
@@ -270,23 +252,6 @@ function compareBytes(a: string, b: string): number {
 
 async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
-}
-
-/**
- * The nil keep's measurement as the guest's wasmldr would compute it
- * (runtime/keep/measurement.ts), from the hashes of the files the image
- * holds: the guest reads it instead of hashing Deno under emulation.
- */
-async function guestMeasurement(entries: ReadEntry[], appFiles: string[]): Promise<Uint8Array> {
-  const hashOf = new Map(entries.map((e) => [e.path, e.sha256]));
-  const inputs: MeasuredInput[] = [
-    { role: "deno", sha256: hashOf.get("/bin/deno")! },
-    { role: "libwasmtime", sha256: hashOf.get("/app/libwasmtime.so")! },
-  ];
-  for (const path of [...appFiles].sort()) {
-    inputs.push({ role: `app/${path}`, sha256: hashOf.get(`/app/${path}`)! });
-  }
-  return await keepDigest("nil", inputs);
 }
 
 /** The content key of an archive: SHA-256 over its sorted (path, mode, SHA-256) list. */
@@ -337,12 +302,6 @@ async function writeCpio(path: string, entries: ReadEntry[]): Promise<void> {
 export interface BuildKvmImageOptions {
   /** Folder of cached images (made 0700). */
   cacheDir: string;
-  /**
-   * The snp-sim state to put in the guest (`ENARX_SNP_SIM_DIR`), private
-   * keys included; none when undefined (sev keeps, and kvm keeps once the
-   * simulator runs on the host).
-   */
-  simDir?: string;
   /** The kernel (default {@link findKvmKernel}). */
   kernel?: KvmKernel;
 }
@@ -354,16 +313,7 @@ export interface BuildKvmImageOptions {
  */
 export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmImage> {
   const kernel = options.kernel ?? findKvmKernel();
-  const listed = await imageEntries(kernel);
-  if (options.simDir !== undefined) listed.push(...simStateEntries(options.simDir));
-  const entries = await readEntries(listed);
-  const measurement = await guestMeasurement(entries, [
-    ...await wasmldrFiles(),
-    "package-lock.json",
-  ]);
-  const data = new TextEncoder().encode(measurement.toHex() + "\n");
-  entries.push({ path: GUEST_MEASUREMENT_FILE, mode: 0o644, data, sha256: await sha256(data) });
-  entries.sort((a, b) => compareBytes(a.path, b.path));
+  const entries = await readEntries(await imageEntries(kernel));
   const key = await contentKey(entries);
   const initrd = `${options.cacheDir}/initrd-${key}.cpio`;
   await Deno.mkdir(options.cacheDir, { recursive: true, mode: 0o700 });

@@ -9,9 +9,9 @@
  *
  * Acceleration is TCG (emulation) unless `ENARX_KVM_ACCEL` says `kvm`:
  * nested KVM on this kind of host is slower than emulation. Evidence is the
- * simulated SNP platform's, as for nil; the kernel and initrd are not
- * covered by the simulated measurement (see kvm_image.ts). Loaded only when
- * a kvm keep is launched (runtime/backends/kvm.ts).
+ * simulated SNP platform's, signed by keepldr on the host over
+ * {@link KvmKeep.measurement}: the kernel, initrd and command line QEMU was
+ * given. Loaded only when a kvm keep is launched (runtime/backends/kvm.ts).
  *
  * @module
  */
@@ -33,6 +33,8 @@ export interface KvmKeep {
   hostPort: number;
   /** The port wasmldr listens on in the guest. */
   guestPort: number;
+  /** The measurement of the kernel, initrd and command line QEMU boots (as `enarx measure`). */
+  measurement: () => Promise<Uint8Array>;
 }
 
 /** Options of {@link launchKvmKeep}. */
@@ -41,8 +43,6 @@ export interface LaunchKvmKeepOptions {
   workDir: string;
   /** Folder of cached images (default `$ENARX_KVM_CACHE_DIR`, else `<workDir>/../../kvm-cache`). */
   cacheDir?: string;
-  /** The snp-sim state the guest signs evidence with (default `$ENARX_SNP_SIM_DIR`). */
-  simDir?: string;
   /** Guest memory in MiB (default 1024). */
   memoryMiB?: number;
   /** Writes a diagnostic line. */
@@ -67,18 +67,10 @@ async function prepare(options: LaunchKvmKeepOptions, log: (line: string) => voi
       { exit: "unavailable" },
     );
   }
-  const simDir = options.simDir ?? Deno.env.get("ENARX_SNP_SIM_DIR");
-  if (simDir === undefined) {
-    throw new EnarxError(
-      "backend-unavailable",
-      "Cannot launch a kvm keep: ENARX_SNP_SIM_DIR is not set (keepmgr sets it)",
-      { exit: "unavailable" },
-    );
-  }
   const cacheDir = options.cacheDir ?? Deno.env.get("ENARX_KVM_CACHE_DIR") ??
     `${options.workDir}/../../kvm-cache`;
   const started = performance.now();
-  const image = await buildKvmImage({ cacheDir, simDir });
+  const image = await buildKvmImage({ cacheDir });
   log(
     `kvm image ${image.built ? "built" : "reused"} in ${
       (performance.now() - started).toFixed(0)
@@ -226,7 +218,19 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     kill,
     hostPort,
     guestPort: GUEST_PORT,
+    measurement: () => measureImage(image),
   };
+}
+
+/** The kvm measurement of the files QEMU was given, by runtime/measure/keep_measure.ts. */
+async function measureImage(image: KvmImage): Promise<Uint8Array> {
+  const { keepMeasurement } = await import("../measure/keep_measure.ts");
+  const measured = await keepMeasurement("kvm", {
+    kernelFile: image.kernel,
+    initrd: image.initrd,
+    append: image.append,
+  });
+  return measured.digest;
 }
 
 /** Drops everything up to and including the guest's ready line, then passes bytes through. */

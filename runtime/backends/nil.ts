@@ -4,7 +4,8 @@
  * (re-executing this same program with fewer Deno permissions where the
  * runtime allows it); for `enarx run`, wasmldr's part
  * (runtime/wasm/workload.ts) runs in this process. Evidence is simulated
- * SNP (snp-sim), measured over wasmldr's code (runtime/keep/measurement.ts).
+ * SNP (snp-sim), signed by keepldr on the host over the measurement of what
+ * the keep executes (runtime/keep/measurement.ts).
  *
  * @module
  */
@@ -47,13 +48,13 @@ class InProcessKeep implements Keep {
 
 /**
  * The narrow permissions of a nil keep: its code, libwasmtime (the only
- * library it may load), the module cache and the snp-sim state.
+ * library it may load) and the module cache; never the simulator's keys.
  */
 async function nilKeepPermissions(workDir: string | undefined): Promise<string[]> {
   // Loaded here: the registry must not pull in the wasmtime bindings.
   const { libwasmtimePath } = await import("../wasm/libwasmtime_path.ts");
   const { defaultModuleCacheDir } = await import("../wasm/module_cache.ts");
-  const read = [defaultModuleCacheDir(), Deno.env.get("ENARX_SNP_SIM_DIR")]
+  const read = [defaultModuleCacheDir()]
     .filter((p): p is string => p !== undefined && p !== "");
   const libwasmtime = await libwasmtimePath().catch(() => undefined);
   return wasmldrPermissions(workDir, { libwasmtime, read });
@@ -61,8 +62,12 @@ async function nilKeepPermissions(workDir: string | undefined): Promise<string[]
 
 /** Starts wasmldr as a child process with frames on its stdin/stdout. */
 async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
+  const permissions = await nilKeepPermissions(options.workDir);
+  // The simulated platform's keys are the host's: the keep may not read them.
+  const simDir = Deno.env.get("ENARX_SNP_SIM_DIR");
+  if (simDir !== undefined && simDir !== "") permissions.push(`--deny-read=${simDir}`);
   const command = options.wasmldrCommand ??
-    selfCommand("wasmldr", [], { permissions: await nilKeepPermissions(options.workDir) });
+    selfCommand("wasmldr", [], { permissions: permissions });
   const env: Record<string, string> = {};
   if (options.workDir !== undefined) env.TMPDIR = options.workDir;
   let child: Deno.ChildProcess;
@@ -87,7 +92,9 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
     status: child.status,
     kill: (signal?: Deno.Signal) => child.kill(signal),
     what: "wasmldr",
-  };
+    // The files `enarx wasmldr` executes: this same program's.
+    measurement: wasmldrMeasurement,
+  });
 }
 
 /** The nil backend. */

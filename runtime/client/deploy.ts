@@ -39,7 +39,8 @@ import {
 import { MAX_WORKLOAD_REQUEST_SIZE } from "../protocol/messages.ts";
 
 export type { ModuleFile } from "./workload_upload.ts";
-import { wasmldrMeasurement } from "../keep/measurement.ts";
+import { backendByName } from "../backends/mod.ts";
+import { readTrustedSimulator, recordTrustedSimulator } from "./trusted_simulators.ts";
 import { DEFAULT_POLICY, type Policy } from "../attestation/policy.ts";
 import type { VerificationResult } from "../attestation/result.ts";
 import { TCB_NOT_EVALUATED, verifyEvidence } from "../attestation/verify.ts";
@@ -109,8 +110,25 @@ export interface DeployOptions {
    * quote without it fails unless the policy says `require_collateral = false`.
    */
   collateral?: Uint8Array[];
-  /** Accept evidence from the simulated platform (insecure; warned on every run). */
+  /**
+   * Accept evidence from a simulated platform by trust on first use: the
+   * root recorded for this keepmgr in the user's config
+   * (trusted_simulators.ts), or, when none is, the evidence's root, which is
+   * then recorded (with a loud warning). Insecure; warned on every run.
+   */
   allowSimulated?: boolean;
+  /**
+   * The SHA-256 (hex or `sha256:<hex>`) of the simulated platform root to
+   * trust, as the keepmgr prints it; overrides {@link allowSimulated}.
+   */
+  trustSimulated?: string;
+  /** The trust-on-first-use file (default: trustedSimulatorsPath()). */
+  trustedSimulatorsFile?: string;
+  /**
+   * The measurement to expect (48 bytes); default: the policy's list, else
+   * the one this release computes for the keep's backend.
+   */
+  measurement?: Uint8Array;
   /** PEM roots that authenticate the keepmgr's TLS; none: not authenticated. */
   keepmgrCaCerts?: string[];
   /** The keepmgr operator's bearer token (creating a keep needs it). */
@@ -185,8 +203,9 @@ export class DeployError extends EnarxError {
 export const SIMULATED_WARNING =
   "WARNING: the keep's evidence comes from the SIMULATED SNP platform (snp-sim). It proves " +
   "nothing about hardware: the host can read and change the workload, its key and its " +
-  "output. Accepted only because of --insecure-allow-simulated or a policy that trusts " +
-  "the simulated root. Never deploy secrets this way";
+  "output. Accepted only because its root's fingerprint was trusted (--trust-simulated, " +
+  "trust_simulated_root, or --insecure-allow-simulated on first use). Never deploy secrets " +
+  "this way";
 
 function wrap(step: DeployStepId, error: unknown): DeployError {
   if (error instanceof DeployError) return error;
@@ -378,7 +397,7 @@ async function verifyStep(
   nonce: Uint8Array,
 ): Promise<VerificationResult> {
   run.begin("verify");
-  const verification = await verifyKeep(created, nonce, run.options);
+  const verification = await verifyKeep(created, nonce, run);
   if (verification.simulated) run.warn(SIMULATED_WARNING);
   if (verification.claims.debug === true) {
     run.warn("WARNING: the keep allows debugging; the host can read its memory");
@@ -561,29 +580,63 @@ async function readOutput(
   return undefined;
 }
 
-/** Step 5: the evidence, the report-data binding, the measurement and the policy. */
-async function verifyKeep(
-  created: CreateKeepResponse,
-  nonce: Uint8Array,
+/**
+ * The measurements to expect: the caller's, else the policy's, else the
+ * one this release computes for the keep's backend (the registry's
+ * `measurement()`, cached by it after the first computation).
+ */
+async function expectedMeasurements(
+  backend: string,
   options: DeployOptions,
+): Promise<{ measurements: Uint8Array[]; release: boolean }> {
+  if (options.measurement !== undefined) {
+    return { measurements: [options.measurement], release: false };
+  }
+  const listed = options.policy?.measurements;
+  if (listed !== undefined) return { measurements: listed, release: false };
+  const computed = await backendByName(backend)?.measurement();
+  if (computed === undefined) {
+    throw new EnarxError(
+      "measurement-unknown",
+      `This enarx cannot compute the measurement of a ${backend} keep; give it with ` +
+        `--measurement HEX or a --policy that lists measurements`,
+      { exit: "verificationFailed" },
+    );
+  }
+  return { measurements: [computed], release: true };
+}
+
+/** Which simulated roots to trust, and whether the first one seen may be (TOFU). */
+async function simulatorTrust(
+  options: DeployOptions,
+): Promise<{ roots: string[]; firstUse: boolean; recorded?: string }> {
+  if (options.trustSimulated !== undefined) {
+    return { roots: [options.trustSimulated], firstUse: false };
+  }
+  if (!options.allowSimulated) return { roots: [], firstUse: false };
+  const path = { path: options.trustedSimulatorsFile };
+  const recorded = await readTrustedSimulator(options.keepmgr, path);
+  return recorded === undefined
+    ? { roots: [], firstUse: true }
+    : { roots: [recorded], firstUse: false, recorded };
+}
+
+/** Runs the verifier; evidence it cannot read is an attestation failure. */
+async function verifyOnce(
+  evidence: Uint8Array,
+  { policy, simulatorRoots, deploy }: {
+    policy: Policy;
+    simulatorRoots: string[];
+    deploy: DeployOptions;
+  },
 ): Promise<VerificationResult> {
-  const base = options.policy ?? DEFAULT_POLICY;
-  const reportData = await computeReportData(nonce, created.sealing_key);
-  const measurements = base.measurements ?? [await wasmldrMeasurement()];
-  const policy: Policy = {
-    ...base,
-    reportData,
-    measurements,
-    trustSimulatedRoot: base.trustSimulatedRoot || (options.allowSimulated ?? false),
-  };
-  let result: VerificationResult;
   try {
-    result = await verifyEvidence(created.evidence, {
+    return await verifyEvidence(evidence, {
       policy,
       at: new Date(),
-      trustSimulated: policy.trustSimulatedRoot === true,
-      crls: options.crls,
-      collateral: options.collateral,
+      simulatorRoots,
+      crls: deploy.crls,
+      collateral: deploy.collateral,
       requireCollateral: true,
     });
   } catch (cause) {
@@ -594,40 +647,52 @@ async function verifyKeep(
       { exit: "verificationFailed", cause },
     );
   }
+}
+
+/** The evidence's root fingerprint (hex) when the root check is the only one that failed. */
+function onlyRootUntrusted(result: VerificationResult): string | undefined {
   const failed = result.checks.filter((c) => !c.ok);
-  if (result.simulated && !policy.trustSimulatedRoot) {
-    throw new EnarxError(
-      "attestation-simulated",
-      "The keep's evidence comes from the simulated SNP platform, which proves nothing about " +
-        "hardware; pass --insecure-allow-simulated for development, or use a TEE backend",
-      { exit: "verificationFailed" },
-    );
-  }
-  if (failed.length > 0) {
-    const first = failed[0];
-    const code = first.id === "report-data"
-      ? "report-data-mismatch"
-      : first.id === "measurement"
-      ? "measurement-mismatch"
-      : "attestation-failed";
-    const hint = first.id === "report-data"
-      ? "the evidence was made for another nonce or another sealing key; the host may be replaying or swapping keys"
-      : first.id === "measurement"
-      ? (options.policy?.measurements === undefined
-        ? "the keep does not run this enarx's wasmldr; a hardware keep's launch digest must be listed in a --policy (measurements = [...])"
-        : "the keep does not run code the policy lists")
-      : "see --json for every check";
-    throw new EnarxError(
-      code,
-      `Attestation check "${first.id}" failed: ${first.detail ?? first.description}; ${hint}`,
-      { exit: "verificationFailed" },
-    );
-  }
-  if (!result.ok) {
-    throw new EnarxError("attestation-failed", "The keep's evidence did not verify", {
-      exit: "verificationFailed",
+  const root = (result.claims as { chain?: { rootSha256?: string | null } }).chain?.rootSha256;
+  if (failed.length !== 1 || failed[0].id !== "root" || typeof root !== "string") return undefined;
+  return root;
+}
+
+/** Step 5: the evidence, the report-data binding, the measurement and the policy. */
+async function verifyKeep(
+  created: CreateKeepResponse,
+  nonce: Uint8Array,
+  run: DeployRun,
+): Promise<VerificationResult> {
+  const options = run.options;
+  const base = options.policy ?? DEFAULT_POLICY;
+  const reportData = await computeReportData(nonce, created.sealing_key);
+  const expected = await expectedMeasurements(created.backend, options);
+  const policy: Policy = { ...base, reportData, measurements: expected.measurements };
+  const trust = await simulatorTrust(options);
+  let result = await verifyOnce(created.evidence, {
+    policy,
+    simulatorRoots: trust.roots,
+    deploy: options,
+  });
+  const seen = onlyRootUntrusted(result);
+  if (trust.firstUse && seen !== undefined) {
+    result = await verifyOnce(created.evidence, {
+      policy,
+      simulatorRoots: [seen],
+      deploy: options,
     });
+    if (result.ok) {
+      const file = await recordTrustedSimulator(options.keepmgr, seen, {
+        path: options.trustedSimulatorsFile,
+      });
+      run.warn(
+        `WARNING: trusting the simulated platform root sha256:${seen} of ${options.keepmgr} ` +
+          `on first use, recorded in "${file}"; from now on only this root is accepted from ` +
+          `this keepmgr. Compare it with the fingerprint "enarx keepmgr" printed at start`,
+      );
+    }
   }
+  checkVerification(result, { options, expected, trust, seen, backend: created.backend });
   // Belt and braces: the binding must be exactly ours whatever the verifier did.
   const claimed = result.claims.reportData;
   if (!(claimed instanceof Uint8Array) || !bytesEqualConstantTime(claimed, reportData)) {
@@ -653,6 +718,88 @@ export function verificationNotices(
   const collateral = result.checks.find((c) => c.id === "collateral");
   if (collateral !== undefined) notices.push(TCB_NOT_EVALUATED);
   return notices;
+}
+
+/** What {@link checkVerification} explains a failure with. */
+interface VerificationContext {
+  options: DeployOptions;
+  expected: { measurements: Uint8Array[]; release: boolean };
+  trust: { roots: string[]; recorded?: string };
+  seen: string | undefined;
+  backend: string;
+}
+
+/** Throws the error a person can act on for the first failed check, if any. */
+function checkVerification(result: VerificationResult, context: VerificationContext): void {
+  const failed = result.checks.filter((c) => !c.ok);
+  if (failed.length === 0 && result.ok) return;
+  const first = failed[0];
+  if (first === undefined) {
+    throw new EnarxError("attestation-failed", "The keep's evidence did not verify", {
+      exit: "verificationFailed",
+    });
+  }
+  if (first.id === "root" && context.seen !== undefined) throw rootError(context);
+  if (first.id === "measurement") throw measurementError(result, context);
+  const code = first.id === "report-data" ? "report-data-mismatch" : "attestation-failed";
+  const hint = first.id === "report-data"
+    ? "the evidence was made for another nonce or another sealing key; the host may be replaying or swapping keys"
+    : "see --json for every check";
+  throw new EnarxError(
+    code,
+    `Attestation check "${first.id}" failed: ${first.detail ?? first.description}; ${hint}`,
+    { exit: "verificationFailed" },
+  );
+}
+
+/** The evidence's root is neither AMD's nor a simulator's the user trusts. */
+function rootError(context: VerificationContext): EnarxError {
+  const seen = `sha256:${context.seen}`;
+  if (context.trust.recorded !== undefined) {
+    return new EnarxError(
+      "attestation-simulated",
+      `The keep's evidence is signed by the root ${seen}, but ${context.trust.recorded} was ` +
+        `trusted on first use for ${context.options.keepmgr}; another simulator signed it. If ` +
+        `the keepmgr's simulator changed on purpose, remove its entry from the trusted ` +
+        `simulators file and deploy again`,
+      { exit: "verificationFailed" },
+    );
+  }
+  if (context.trust.roots.length > 0) {
+    return new EnarxError(
+      "attestation-simulated",
+      `The keep's evidence is signed by the root ${seen}, not the trusted simulator ` +
+        `${context.trust.roots.join(", ")}; refusing it`,
+      { exit: "verificationFailed" },
+    );
+  }
+  return new EnarxError(
+    "attestation-simulated",
+    `The keep's evidence is signed by ${seen}, which is not AMD's: a simulated SNP platform ` +
+      `proves nothing about hardware. For development pass --trust-simulated ${seen} (the ` +
+      `fingerprint "enarx keepmgr" prints at start) or --insecure-allow-simulated (trust on ` +
+      `first use); else use a TEE backend`,
+    { exit: "verificationFailed" },
+  );
+}
+
+/** The keep measures otherwise than expected: name both values. */
+function measurementError(result: VerificationResult, context: VerificationContext): EnarxError {
+  const got = (result.claims as { measurement?: unknown }).measurement;
+  const actual = got instanceof Uint8Array ? got.toHex() : "none";
+  const wanted = context.expected.measurements.map((m) => m.toHex()).join(" or ");
+  const why = context.expected.release
+    ? `this enarx release computes ${wanted} for a ${context.backend} keep; the keep does not ` +
+      `run this release's ${context.backend} image (give --measurement HEX or a --policy to ` +
+      `expect another)`
+    : `expected ${wanted} (${
+      context.options.measurement !== undefined ? "--measurement" : "the policy's measurements"
+    })`;
+  return new EnarxError(
+    "measurement-mismatch",
+    `The keep's measurement is ${actual}, but ${why}`,
+    { exit: "verificationFailed" },
+  );
 }
 
 function describeVerification(result: VerificationResult, options: DeployOptions): string {

@@ -1,61 +1,28 @@
 /**
- * How wasmldr inside a keep gets evidence for its backend: the backend
- * (runtime/backends/) names an {@link EvidenceSource}, and this module,
- * which runs inside the keep and is covered by its measurement, gets it:
- * `snp-sim` from the simulated SNP platform's state, `sev-guest` from the
- * SEV-SNP guest's own secure processor.
+ * How wasmldr inside a keep gets evidence: one code path for every backend.
+ * It asks the guest report device (report_device.ts) for an SNP report
+ * whose REPORT_DATA binds the client's nonce and the keep's sealing key, and
+ * bundles it with the certificates. On SEV-SNP hardware the device is the
+ * guest's secure processor; in nil and kvm keeps it is the host channel,
+ * answered by keepldr's simulated platform, which measures what it launched
+ * and signs. Nothing here holds or reads a key.
  *
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import { attestableBackends, backendByName, type EvidenceSource } from "../backends/mod.ts";
+import { attestableBackends, backendByName } from "../backends/mod.ts";
 import type { EvidenceProvider } from "./wasmldr.ts";
 import { encodeEvidenceBundle } from "../attestation/bundle.ts";
-import { wasmldrMeasurement } from "./measurement.ts";
+import { openGuestReportDevice, type OpenReportDeviceOptions } from "./report_device.ts";
 
-/** Options of {@link backendEvidence}. */
-export interface BackendEvidenceOptions {
-  /** State directory of the simulated SNP platform (default: the user's state directory). */
-  simDir?: string;
-}
-
-/** A real SEV-SNP guest's report, with the host's certificate table. */
-async function sevGuestEvidence(reportData: Uint8Array): Promise<Uint8Array> {
-  // The report comes from the AMD secure processor (/dev/sev-guest or configfs-tsm).
-  const { fetchGuestReport } = await import("./guest_report.ts");
-  const got = await fetchGuestReport(reportData, { extended: true });
-  if (got.format !== "snp") {
-    throw new EnarxError(
-      "evidence-unavailable",
-      `This guest gives "${got.format}" evidence, not an SNP report; it is not an SEV-SNP keep`,
-      { exit: "unavailable" },
-    );
-  }
-  const certs = got.certificates === null ? [] : [got.certificates];
-  return encodeEvidenceBundle({ format: "snp", report: got.report, certs });
-}
-
-/** A report signed by the simulated SNP platform, with the backend's measurement. */
-async function snpSimEvidence(
-  reportData: Uint8Array,
-  measurement: Uint8Array,
-  simDir: string | undefined,
-): Promise<Uint8Array> {
-  const { SnpSimulator } = await import("../attestation/amd/snp_sim.ts");
-  const home = Deno.env.get("HOME") ?? "/tmp";
-  const dir = simDir ??
-    `${Deno.env.get("XDG_STATE_HOME") ?? `${home}/.local/state`}/enarx/snp-sim`;
-  const sim = await SnpSimulator.open(dir);
-  const { report, certs } = await sim.report(reportData, { measurement });
-  return encodeEvidenceBundle({ format: "snp", report, certs });
-}
+/** Options of {@link backendEvidence}: where to look for devices (tests). */
+export type BackendEvidenceOptions = Omit<OpenReportDeviceOptions, "host">;
 
 /** The evidence provider for the keep's backend, named in the hello frame. */
 export function backendEvidence(options: BackendEvidenceOptions = {}): EvidenceProvider {
-  return async (reportData, hello) => {
+  return async (reportData, hello, context) => {
     const backend = backendByName(hello.backend);
-    const source: EvidenceSource | undefined = backend?.evidenceSource;
-    if (backend === undefined || source === undefined) {
+    if (backend === undefined || backend.evidenceSource === undefined) {
       const names = attestableBackends().map((b) => b.name);
       throw new EnarxError(
         "backend-unavailable",
@@ -65,12 +32,8 @@ export function backendEvidence(options: BackendEvidenceOptions = {}): EvidenceP
         { exit: "unavailable" },
       );
     }
-    if (source === "sev-guest") return await sevGuestEvidence(reportData);
-    // The simulator inside the keep signs the nil keep's measurement (what
-    // wasmldr executes) for nil and kvm keeps alike, as clients expect today;
-    // a kvm keep's own measurement (backend.measurement(): kernel, initrd,
-    // command line) is the host's to compute, once the simulator sits there.
-    const measurement = await wasmldrMeasurement();
-    return await snpSimEvidence(reportData, measurement, options.simDir);
+    const device = await openGuestReportDevice({ ...options, host: context?.host });
+    const { report, certs } = await device.report(reportData);
+    return encodeEvidenceBundle({ format: "snp", report, certs });
   };
 }

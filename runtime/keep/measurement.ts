@@ -14,13 +14,13 @@
  * the C library and the other shared libraries Deno links, and the npm
  * packages' own files beyond the lock file's pins.
  *
- * Both wasmldr (to ask the simulator for a report) and the client (to know
- * what to expect, when the policy names no measurement) compute it from
- * their own copy, so a client accepts exactly the wasmldr, Deno and
- * libwasmtime of its own enarx installation. Where hashing Deno would be
- * slow or impossible the value is read instead: a compiled binary carries
- * the one compile.sh embedded, and a kvm keep's initrd carries the one its
- * host computed while building the image ({@link MEASUREMENT_FILE_ENV}).
+ * Both keepldr (whose simulated platform signs it for the nil keep it
+ * launched) and the client (to know what to expect, when the policy names no
+ * measurement) compute it from their own copy, so a client accepts exactly
+ * the wasmldr, Deno and libwasmtime of its own enarx installation. Where
+ * hashing Deno would be slow or impossible the value is read instead: a
+ * compiled binary carries the one compile.sh embedded, and
+ * {@link MEASUREMENT_FILE_ENV} may name a file that holds it.
  *
  * @module
  */
@@ -33,7 +33,15 @@ const EXTRA = ["package-lock.json"];
 
 const IMPORT_RE = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["'](\.{1,2}\/[^"']+\.ts)["']/g;
 
-let cached: Promise<Uint8Array> | undefined;
+/** The cached measurement, and the test input it was computed with. */
+let cached: { extra: string | undefined; digest: Promise<Uint8Array> } | undefined;
+
+/**
+ * Tests only: names one more file that the nil keep's measurement covers
+ * (role `test/extra`), so that a test can change one measured byte
+ * between what the client expects and what keepldr measures.
+ */
+export const TEST_MEASURED_EXTRA_ENV = "ENARX_TEST_MEASURED_EXTRA";
 
 /** Lists the files that make up wasmldr, relative to the repository root, sorted. */
 export async function wasmldrFiles(): Promise<string[]> {
@@ -115,7 +123,9 @@ export function wasmldrMeasurement(): Promise<Uint8Array> {
     : Deno.build.standalone
     ? readEmbeddedMeasurement()
     : Promise.resolve(undefined);
-  cached ??= given.then(async (m) => m ?? await keepDigest("nil", await nilKeepInputs()))
+  const extra = readEnv(TEST_MEASURED_EXTRA_ENV) || undefined;
+  if (cached !== undefined && cached.extra === extra) return cached.digest;
+  const digest = given.then(async (m) => m ?? await keepDigest("nil", await nilKeepInputs()))
     .catch((cause) => {
       cached = undefined;
       throw new EnarxError(
@@ -126,7 +136,8 @@ export function wasmldrMeasurement(): Promise<Uint8Array> {
         { exit: "unavailable", cause },
       );
     });
-  return cached;
+  cached = { extra, digest };
+  return digest;
 }
 
 /** An environment variable, or undefined where it is unset or not readable (no --allow-env). */
@@ -161,5 +172,7 @@ export async function nilKeepInputs(): Promise<MeasuredInput[]> {
   for (const path of files) {
     inputs.push(await measureFile(`app/${path}`, decodeURIComponent(new URL(path, ROOT).pathname)));
   }
+  const extra = readEnv(TEST_MEASURED_EXTRA_ENV);
+  if (extra !== undefined && extra !== "") inputs.push(await measureFile("test/extra", extra));
   return inputs;
 }

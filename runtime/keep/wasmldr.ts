@@ -41,11 +41,19 @@ import { bytesEqual, computeReportData } from "../protocol/report_data.ts";
 import { importTlsKey, makeKeepCertificate, pemFromDer } from "../protocol/keep_tls.ts";
 import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import type { EnarxConfig } from "../wasm/config.ts";
+import { type GuestReportDevice, hostReportChannel } from "./report_device.ts";
+
+/** What an {@link EvidenceProvider} may use besides the report data and hello. */
+export interface EvidenceContext {
+  /** The host channel as a report device (report_device.ts). */
+  host: GuestReportDevice;
+}
 
 /** Makes the platform's evidence bundle for 64 bytes of report data. */
 export type EvidenceProvider = (
   reportData: Uint8Array,
   hello: HelloFrame,
+  context?: EvidenceContext,
 ) => Promise<Uint8Array>;
 
 /** Runs a workload (runtime/wasm/workload.ts `runWorkload`, or a stand-in in tests). */
@@ -57,7 +65,7 @@ export interface WasmldrOptions {
   input: ReadableStream<Uint8Array>;
   /** Frames to keepldr. */
   output: WritableStream<Uint8Array>;
-  /** Makes the evidence (the backend's TEE, or snp-sim for nil and kvm). */
+  /** Makes the evidence (through the guest report device: the TEE's, or the host channel). */
   evidence: EvidenceProvider;
   /** Runs the workload. */
   run: WorkloadRunner;
@@ -105,7 +113,9 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
     const hello = parseHelloFrame(first);
     const keys = await SealingKeyPair.generate();
     const reportData = await computeReportData(hello.nonce, keys.publicKey);
-    const evidence = await options.evidence(reportData, hello);
+    const evidence = await options.evidence(reportData, hello, {
+      host: hostReportChannel(reader, writer),
+    });
     await writer.write({ t: "evidence", evidence, sealing_key: keys.publicKey });
 
     // Step 7: the sealed key.

@@ -41,6 +41,8 @@ export interface KeepmgrHandlerOptions {
   auth: KeepmgrAuth;
   /** Admits creates (default: {@link CreateGate}'s defaults). */
   gate?: CreateGate;
+  /** The simulated SNP platform's root (`sha256:<hex>`), shown in GET /v1/info. */
+  simulatorRoot?: string;
 }
 
 /** The client of one request, as the server saw it. */
@@ -97,7 +99,8 @@ async function route(
   if (parts.length === 2 && parts[1] === "info") {
     allow(method, ["GET"]);
     await expectNoBody(request);
-    return cbor(200, { v: 1, version: ENARX_VERSION, backends: manager.backends });
+    const sim = options.simulatorRoot ? { simulator_root: options.simulatorRoot } : {};
+    return cbor(200, { v: 1, version: ENARX_VERSION, backends: manager.backends, ...sim });
   }
   if (parts[1] !== "keeps") throw notFound(url.pathname);
   const { auth } = options;

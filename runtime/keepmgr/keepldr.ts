@@ -13,6 +13,11 @@
  * `listening` frame to the host port that reaches it (the only field it
  * changes; the TLS still ends inside the keep).
  *
+ * keepldr is also where the simulated SNP platform sits for nil and kvm
+ * keeps (host_simulator.ts): it answers the keep's `report-request` frames
+ * itself, with a report over the measurement of what it launched; they
+ * never reach keepmgr.
+ *
  * @module
  */
 import { EnarxError } from "../errors.ts";
@@ -24,8 +29,9 @@ import {
   MessageError,
   parseDownstreamFrame,
   parseHelloFrame,
-  parseUpstreamFrame,
+  parseKeepFrame,
 } from "../protocol/messages.ts";
+import { type HostReportSigner, hostReportSigner, SNP_SIM_DIR_ENV } from "./host_simulator.ts";
 import { keepUnitName, systemdRunArgs } from "./systemd.ts";
 import { selfCommand } from "./self_command.ts";
 
@@ -104,6 +110,8 @@ export function launchKeepldr(keepId: string, options: LaunchKeepldrOptions = {}
   if (options.wasmldrCommand !== undefined) {
     args.push("--wasmldr-command", JSON.stringify(options.wasmldrCommand));
   }
+  const simDir = Deno.env.get(SNP_SIM_DIR_ENV);
+  if (simDir !== undefined && simDir !== "") args.push("--snp-sim-dir", simDir);
   let command = options.keepldrCommand !== undefined
     ? [...options.keepldrCommand, ...args]
     : selfCommand("keepldr", args);
@@ -173,6 +181,8 @@ export interface RunKeepldrOptions {
   workDir?: string;
   /** Command that runs wasmldr instead of `enarx wasmldr`. */
   wasmldrCommand?: string[];
+  /** The simulated SNP platform's state (default `$ENARX_SNP_SIM_DIR`). */
+  simDir?: string;
   /** Writes a diagnostic line (default: standard error). */
   log?: (line: string) => void;
 }
@@ -240,6 +250,10 @@ async function readHello(
 interface Relay {
   keep: KeepHandle;
   mgr: MgrChannel;
+  /** Frames to the keep. */
+  toKeep: FrameWriter;
+  /** Answers the keep's report requests. */
+  reports: HostReportSigner;
   /** The keep sent the frame that ends it (exited or error). */
   finalSeen: boolean;
   /** keepldr is ending: the downstream relay stops quietly. */
@@ -254,7 +268,11 @@ async function relayUpstream(relay: Relay): Promise<void> {
     while (true) {
       const payload = await fromKeep.readPayload();
       if (payload === null) return;
-      const frame = parseUpstreamFrame(decodeCbor(payload, { what: "frame from the wasmldr" }));
+      const frame = parseKeepFrame(decodeCbor(payload, { what: "frame from the wasmldr" }));
+      if (frame.t === "report-request") {
+        await relay.toKeep.write(await relay.reports.answer(frame));
+        continue;
+      }
       if (frame.t === "exited" || frame.t === "error") relay.finalSeen = true;
       if (frame.t === "listening" && keep.hostPort !== undefined) {
         // kvm: the keep's port is inside the VM; keepmgr reaches it through QEMU's forward.
@@ -279,8 +297,7 @@ async function relayDownstream(
   hello: { keep: string; payload: Uint8Array },
   log: (line: string) => void,
 ): Promise<void> {
-  const { keep, mgr } = relay;
-  const toKeep = new FrameWriter(keep.stdin);
+  const { keep, mgr, toKeep } = relay;
   try {
     await toKeep.writePayload(hello.payload);
     while (true) {
@@ -328,7 +345,15 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
     const code = error instanceof EnarxError ? error.code : "keep-launch";
     return await fail(mgr, 69, code, error instanceof Error ? error.message : String(error));
   }
-  const relay: Relay = { keep, mgr, finalSeen: false, ending: false };
+  const backend = backendByName(hello.backend)!;
+  const relay: Relay = {
+    keep,
+    mgr,
+    toKeep: new FrameWriter(keep.stdin),
+    reports: hostReportSigner(backend, keep, { simDir: options.simDir }),
+    finalSeen: false,
+    ending: false,
+  };
   const upstream = relayUpstream(relay);
   const downstream = relayDownstream(relay, { keep: hello.keep, payload }, log);
 

@@ -13,7 +13,7 @@ import { readToken } from "./api/auth.ts";
 export interface LocalKeepmgrOptions {
   /** State directory (default: a new temporary directory, removed on close). */
   stateDir?: string;
-  /** snp-sim state directory passed to keeps as ENARX_SNP_SIM_DIR (default: inside stateDir). */
+  /** snp-sim state directory passed to keepldrs as ENARX_SNP_SIM_DIR (default: inside stateDir). */
   simDir?: string;
   /** More `enarx keepmgr` arguments, e.g. ["--max-keeps", "200"]. */
   args?: string[];
@@ -31,8 +31,13 @@ export class LocalKeepmgr {
   readonly url: string;
   /** Its state directory. */
   readonly stateDir: string;
-  /** The snp-sim state directory its keeps sign evidence with. */
+  /** The snp-sim state directory its keepldrs sign keeps' reports with. */
   readonly simDir: string;
+  /**
+   * Its simulated SNP root's fingerprint, `sha256:<hex>`, as its start line
+   * says: pass it to `deploy` as `trustSimulated`. Undefined when it has none.
+   */
+  readonly simulatorRoot: string | undefined;
   /** The child's process id. */
   readonly pid: number;
   /** The operator's bearer token (read from its token file). */
@@ -48,6 +53,7 @@ export class LocalKeepmgr {
     started: { url: string; token: string; tokenFile: string },
     stateDir: string,
     simDir: string,
+    simulatorRoot: string | undefined,
     child: Deno.ChildProcess,
     ownsStateDir: boolean,
     logsDone: Promise<void>,
@@ -57,6 +63,7 @@ export class LocalKeepmgr {
     this.tokenFile = started.tokenFile;
     this.stateDir = stateDir;
     this.simDir = simDir;
+    this.simulatorRoot = simulatorRoot;
     this.pid = child.pid;
     this.#child = child;
     this.#ownsStateDir = ownsStateDir;
@@ -72,7 +79,7 @@ export class LocalKeepmgr {
     const ownsStateDir = options.stateDir === undefined;
     const stateDir = options.stateDir ?? await Deno.makeTempDir({ prefix: "enarx-keepmgr-" });
     const simDir = options.simDir ?? `${stateDir}/snp-sim`;
-    // Made here, where writing is allowed: a keep's wasmldr only reads it.
+    // Made here, once (a few seconds), rather than by the keepmgr's start.
     const { SnpSimulator } = await import("../attestation/amd/snp_sim.ts");
     await SnpSimulator.open(simDir);
     const command = selfCommand("keepmgr", [
@@ -103,24 +110,11 @@ export class LocalKeepmgr {
       if (rest !== "") onLog?.(rest);
     })().catch(() => {});
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = "";
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const started = await Promise.race([
-        (async () => {
-          while (!buffered.includes("\n")) {
-            const { value, done } = await reader.read();
-            if (done) throw new Error("it exited before listening");
-            buffered += value;
-          }
-          const first = JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
-          if (typeof first.listening !== "string") throw new Error(`unexpected "${buffered}"`);
-          const tokenFile = typeof first.token_file === "string"
-            ? first.token_file
-            : `${stateDir}/token`;
-          return { url: first.listening as string, token: await readToken(tokenFile), tokenFile };
-        })(),
+        readStartLine(reader, stateDir),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new Error(`not listening after ${timeoutMs} ms`)),
@@ -132,7 +126,15 @@ export class LocalKeepmgr {
       (async () => {
         while (!(await reader.read()).done) { /* discard */ }
       })().catch(() => {});
-      return new LocalKeepmgr(started, stateDir, simDir, child, ownsStateDir, logsDone);
+      return new LocalKeepmgr(
+        started,
+        stateDir,
+        simDir,
+        started.root,
+        child,
+        ownsStateDir,
+        logsDone,
+      );
     } catch (cause) {
       try {
         child.kill("SIGKILL");
@@ -177,4 +179,22 @@ export class LocalKeepmgr {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** keepmgr's first line on stdout (JSON): where it listens, its token file, its simulator root. */
+async function readStartLine(
+  reader: ReadableStreamDefaultReader<string>,
+  stateDir: string,
+): Promise<{ url: string; token: string; tokenFile: string; root: string | undefined }> {
+  let buffered = "";
+  while (!buffered.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("it exited before listening");
+    buffered += value;
+  }
+  const first = JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
+  if (typeof first.listening !== "string") throw new Error(`unexpected "${buffered}"`);
+  const tokenFile = typeof first.token_file === "string" ? first.token_file : `${stateDir}/token`;
+  const root = typeof first.simulator_root === "string" ? first.simulator_root : undefined;
+  return { url: first.listening as string, token: await readToken(tokenFile), tokenFile, root };
 }

@@ -189,6 +189,11 @@ export interface InfoResponse {
   version: string;
   /** Backends this keepmgr launches. */
   backends: string[];
+  /**
+   * `sha256:<hex>` of the simulated SNP platform's root that signs its nil
+   * and kvm keeps' evidence; absent when it runs no simulator.
+   */
+  simulator_root?: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -319,6 +324,28 @@ export interface ErrorFrame {
   code: string;
   /** One line a person can act on. */
   message: string;
+}
+
+/**
+ * wasmldr→keepldr: asks the platform for a report, as a guest writes
+ * configfs-tsm's `inblob` or issues SNP_GET_EXT_REPORT (keepldr answers for
+ * the simulated platform; the frame never reaches keepmgr).
+ */
+export interface ReportRequestFrame {
+  /** Frame type. */
+  t: "report-request";
+  /** REPORT_DATA, exactly 64 bytes. */
+  report_data: Uint8Array;
+}
+
+/** keepldr→wasmldr: the platform's report and its certificate chain. */
+export interface ReportResponseFrame {
+  /** Frame type. */
+  t: "report-response";
+  /** The 1184-byte SNP ATTESTATION_REPORT. */
+  report: Uint8Array;
+  /** DER certificates: ARK, ASK, VCEK. */
+  certs: Uint8Array[];
 }
 
 /** Frames that travel towards the keep. */
@@ -575,13 +602,25 @@ export function parseShowKeepResponse(value: unknown): ShowKeepResponse {
 /** Validates a GET /v1/info reply. */
 export function parseInfoResponse(value: unknown): InfoResponse {
   const what = "info response";
-  const map = closedMap(value, what, ["v", "version", "backends"]);
+  const map = closedMap(value, what, ["v", "version", "backends"], ["simulator_root"]);
   checkVersion(map, what);
   const backends = map.backends;
   if (!Array.isArray(backends) || !backends.every((b) => typeof b === "string")) {
     fail(what, `"backends" must be an array of text strings`);
   }
-  return { v: 1, version: text(map, "version", what), backends: backends as string[] };
+  const info: InfoResponse = {
+    v: 1,
+    version: text(map, "version", what),
+    backends: backends as string[],
+  };
+  const root = optionalText(map, "simulator_root", what);
+  if (root !== undefined) {
+    if (!/^sha256:[0-9a-f]{64}$/.test(root)) {
+      fail(what, `"simulator_root" must be "sha256:" and 64 lower-case hex digits`);
+    }
+    info.simulator_root = root;
+  }
+  return info;
 }
 
 // ---------------------------------------------------------------------------
@@ -728,6 +767,48 @@ export function parseErrorFrame(value: unknown): ErrorFrame {
   const map = closedMap(value, what, ["t", "code", "message"]);
   literal(map, "t", what, ["error"]);
   return { t: "error", code: text(map, "code", what), message: text(map, "message", what) };
+}
+
+/** Validates a report-request frame. */
+export function parseReportRequestFrame(value: unknown): ReportRequestFrame {
+  const what = "report-request frame";
+  const map = closedMap(value, what, ["t", "report_data"]);
+  literal(map, "t", what, ["report-request"]);
+  return { t: "report-request", report_data: bytes(map, "report_data", what, 64) };
+}
+
+/** Validates a report-response frame: a report and one to eight DER certificates. */
+export function parseReportResponseFrame(value: unknown): ReportResponseFrame {
+  const what = "report-response frame";
+  const map = closedMap(value, what, ["t", "report", "certs"]);
+  literal(map, "t", what, ["report-response"]);
+  const certs = map.certs;
+  if (
+    !Array.isArray(certs) || certs.length < 1 || certs.length > 8 ||
+    !certs.every((c) => c instanceof Uint8Array)
+  ) {
+    fail(what, `"certs" must be an array of one to eight byte strings`);
+  }
+  return { t: "report-response", report: bytes(map, "report", what, 1184), certs };
+}
+
+/**
+ * Validates a frame that keepldr reads from the keep: any upstream frame,
+ * or a report request (which keepldr answers itself).
+ */
+export function parseKeepFrame(value: unknown): UpstreamFrame | ReportRequestFrame {
+  if (frameType(value, "frame from the keep") === "report-request") {
+    return parseReportRequestFrame(value);
+  }
+  return parseUpstreamFrame(value);
+}
+
+/** Validates a frame that wasmldr reads while it waits for a report. */
+export function parseReportReplyFrame(value: unknown): ReportResponseFrame | ErrorFrame {
+  const t = frameType(value, "frame to the keep");
+  if (t === "error") return parseErrorFrame(value);
+  if (t === "report-response") return parseReportResponseFrame(value);
+  fail("frame to the keep", `expected "report-response" or "error", got "${t.slice(0, 40)}"`);
 }
 
 /** Validates any frame that travels towards the keep, by its `t`. */

@@ -44,7 +44,9 @@ fmc = 1
   assert.equal(p.maxAgeSeconds, 300);
   assert.equal(p.trustSimulatedRoot, "ab".repeat(32));
   assert.deepEqual(p.minTcb, { bootloader: 3, tee: 0, snp: 8, microcode: 115, fmc: 1 });
-  assert.equal(parsePolicy("trust_simulated_root = true").trustSimulatedRoot, true);
+  const prefixed = parsePolicy(`trust_simulated_root = "sha256:${"CD".repeat(32)}"`);
+  assert.equal(prefixed.trustSimulatedRoot, "cd".repeat(32));
+  assert.equal(parsePolicy("trust_simulated_root = false").trustSimulatedRoot, false);
 });
 
 for (
@@ -59,6 +61,11 @@ for (
     ["too much report data", `report_data = "${"00".repeat(65)}"`, /1 to 64 bytes/],
     ["an SPL out of range", "[min_tcb]\nsnp = 256", /0 to 255/],
     ["a bad fingerprint", 'trust_simulated_root = "abc"', /SHA-256 fingerprint/],
+    [
+      "the old boolean trust_simulated_root = true",
+      "trust_simulated_root = true",
+      /no longer accepted: .*trust_simulated_root = "sha256:<hex>"/,
+    ],
     ["a bad age", "max_age_seconds = -1", /positive integer/],
   ] as const
 ) {

@@ -6,9 +6,13 @@
 import https from "node:https";
 import { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
 import type { DeployWorkload } from "../../runtime/client/deploy.ts";
+import { SnpSimulator } from "../../runtime/attestation/amd/snp_sim.ts";
 
 /** The snp-sim state shared by the deploy tests (its RSA chain is made once). */
 export const SIM_DIR = new URL("../../.cache/test-snp-sim", import.meta.url).pathname;
+
+/** The fingerprint of {@link SIM_DIR}'s root, `sha256:<hex>`: what deploys trust. */
+export const SIM_ROOT = `sha256:${(await SnpSimulator.open(SIM_DIR)).rootFingerprint}`;
 
 /** The probe workload built by tests/workloads/build.sh. */
 export const PROBE_WASM = new URL("../workloads/build/probe.wasm", import.meta.url).pathname;

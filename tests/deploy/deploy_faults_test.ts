@@ -22,6 +22,7 @@ import {
   eventually,
   hostileKeepmgr,
   LOOP_WAT,
+  SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
@@ -68,7 +69,7 @@ Deno.test("faults: evidence for another nonce is refused at verify; no key is se
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       }),
       failsAt("verify", "report-data-mismatch", 1),
     );
@@ -98,7 +99,7 @@ Deno.test("faults: a keepmgr that swaps the sealing key is refused before the TL
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       }),
       failsAt("verify", "report-data-mismatch", 1),
     );
@@ -127,14 +128,14 @@ Deno.test("faults: evidence replayed from another keep (another key and nonce) i
     const ok = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
     });
     assert.equal(ok.status, 7);
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       }),
       failsAt("verify", "report-data-mismatch", 1),
     );
@@ -177,7 +178,7 @@ Deno.test("faults: a keep certificate for another key is refused at connect; not
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       }),
       failsAt("connect", "keep-cert-mismatch", 1),
     );
@@ -234,7 +235,7 @@ Deno.test("faults: the host races the client to the keep without the token: 401,
     const result = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       onStdout: (c) => void out.push(decoder.decode(c)),
     });
     assert.deepEqual(statuses, [401, 401]);
@@ -260,7 +261,7 @@ Deno.test("faults: a keepldr killed mid-deploy fails the deploy at deliver and l
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         timeoutMs: 30_000,
       }),
       (e: unknown) => {
@@ -285,7 +286,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
       deploy(workload(STREAMS_WAT), {
         keepmgr: first.url,
         keepmgrToken: first.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         timeoutMs: 30_000,
         onStep: (event) => {
           if (event.kind === "step-start" && event.id === "seal") first.kill("SIGKILL");
@@ -307,7 +308,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
       const result = await deploy(workload(STREAMS_WAT), {
         keepmgr: second.url,
         keepmgrToken: second.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       });
       assert.equal(result.status, 7);
     } finally {
@@ -324,7 +325,7 @@ Deno.test("faults: a workload that never ends times out with 124 and its keep is
     const result = await deploy(workload(LOOP_WAT), {
       keepmgr: mgr.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 3_000,
     });
     assert.equal(result.status, 124);
@@ -348,7 +349,7 @@ Deno.test("faults: a keepmgr that answers garbage is a protocol error at create"
       deploy(workload(STREAMS_WAT), {
         keepmgr: host.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
       }),
       failsAt("create", "keepmgr-protocol", 76),
     );
@@ -366,7 +367,7 @@ Deno.test("faults: 50 concurrent deploys through one keepmgr each get their own 
         const result = await deploy(workload(ARGV_WAT, { args: [`keep-${i}`] }), {
           keepmgr: mgr.url,
           keepmgrToken: mgr.token,
-          allowSimulated: true,
+          trustSimulated: SIM_ROOT,
           timeoutMs: 120_000,
           onStdout: (c) => void out.push(c.slice()),
         });
@@ -399,7 +400,8 @@ Deno.test("faults: Ctrl-C on enarx deploy deletes the running keep and exits 130
         "deploy",
         "--keepmgr",
         mgr.url,
-        "--insecure-allow-simulated",
+        "--trust-simulated",
+        SIM_ROOT,
         "--quiet",
         `${dir}/loop.wat`,
       ],

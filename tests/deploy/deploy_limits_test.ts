@@ -11,7 +11,13 @@ import { encodeCbor } from "../../runtime/protocol/cbor.ts";
 import { bytesEqual, concatBytes } from "../../runtime/bytes.ts";
 import { EnarxError } from "../../runtime/errors.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
-import { PROBE_WASM, startKeepmgr, taggedProcesses, workload } from "./_deploy_fixture.ts";
+import {
+  PROBE_WASM,
+  SIM_ROOT,
+  startKeepmgr,
+  taggedProcesses,
+  workload,
+} from "./_deploy_fixture.ts";
 
 const decoder = new TextDecoder();
 const MAIN = new URL("../../cli/main.ts", import.meta.url).pathname;
@@ -61,7 +67,7 @@ Deno.test("limits: with --keep-memory 256M, workloads stopped for memory report 
     for (const [what, module, args] of cases) {
       const result = await deploy(workload(module, { args }), {
         keepmgr: mgr.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         timeoutMs: 60_000,
       });
       assert.deepEqual([result.status, result.reason], [126, "memory"], what);
@@ -91,7 +97,8 @@ Deno.test("limits: a create past --total-keep-memory is 503 not-enough-memory; e
         "deploy",
         "--keepmgr",
         mgr.url,
-        "--insecure-allow-simulated",
+        "--trust-simulated",
+        SIM_ROOT,
         `${dir}/m.wat`,
       ]);
       assert.equal(r.code, 69, r.stderr);
@@ -178,7 +185,8 @@ Deno.test("limits: a 500 MB module is refused before a keep is created (exit 65,
       "deploy",
       "--keepmgr",
       mgr.url,
-      "--insecure-allow-simulated",
+      "--trust-simulated",
+      SIM_ROOT,
       `${dir}/big.wasm`,
     ]);
     assert.equal(r.code, 65, r.stderr);
@@ -202,7 +210,7 @@ Deno.test("limits: a module file just under the upload limit streams and runs; j
       workload(new Uint8Array(0), { module: { path: `${dir}/under.wasm` } }),
       {
         keepmgr: mgr.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         maxUploadBytes: limit,
       },
     );
@@ -212,7 +220,7 @@ Deno.test("limits: a module file just under the upload limit streams and runs; j
     await assert.rejects(
       deploy(workload(new Uint8Array(0), { module: { path: `${dir}/over.wasm` } }), {
         keepmgr: mgr.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         maxUploadBytes: limit,
       }),
       (e) => e instanceof EnarxError && e.code === "workload-too-large" && e.exitStatus === 65,
@@ -236,7 +244,7 @@ Deno.test("limits: a keep's 413 mid-upload is exit 65 naming the limit, not a br
     await assert.rejects(
       deploy(workload(new Uint8Array(0), { module: { path: `${dir}/big.wasm` } }), {
         keepmgr: mgr.url,
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         maxUploadBytes: 1 << 30,
       }),
       (e) =>

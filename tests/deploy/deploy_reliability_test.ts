@@ -9,6 +9,7 @@ import { decodeCbor } from "../../runtime/protocol/cbor.ts";
 import {
   hostileKeepmgr,
   LOOP_WAT,
+  SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
@@ -48,7 +49,7 @@ Deno.test("reliability: 8 MiB of output reach a client reading at about 1 MB/s, 
     const result = await deploy(workload(bigOutputWat(128)), {
       keepmgr: mgr.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 120_000,
       onStdout: async (chunk) => {
         received += chunk.length;
@@ -89,7 +90,7 @@ Deno.test("reliability: 20 idle connections on a new forward do not keep the cli
     const result = await deploy(workload(STREAMS_WAT), {
       keepmgr: host.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 60_000,
       onStdout: (c) => void out.push(new TextDecoder().decode(c)),
     });
@@ -111,7 +112,7 @@ Deno.test("reliability: a keepldr killed while the workload runs: the client pri
     const failure = await deploy(workload(LOOP_WAT), {
       keepmgr: mgr.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       timeoutMs: 60_000,
       onStep: (event) => {
         if (event.kind !== "step-start" || event.id !== "run") return;

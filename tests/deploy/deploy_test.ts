@@ -18,6 +18,7 @@ import {
   eventually,
   PROBE_WASM,
   SIM_DIR,
+  SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcessesWith,
@@ -48,7 +49,7 @@ Deno.test("deploy: a module runs in an attested nil keep; output, status and eve
     keepmgr: mgr.url,
     keepmgrToken: mgr.token,
     backend: "nil",
-    allowSimulated: true,
+    trustSimulated: SIM_ROOT,
     ...c,
   });
   assert.equal(c.stdout(), "out\n");
@@ -145,7 +146,7 @@ Deno.test("deploy: a policy with another measurement refuses the keep", async ()
       keepmgrToken: mgr.token,
       backend: "nil",
       policy,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
     }),
     (e: unknown) =>
       e instanceof DeployError && e.step === "verify" && e.code === "measurement-mismatch",
@@ -163,7 +164,7 @@ Deno.test("deploy: arguments, environment and standard input reach the workload"
         env: more.env ?? {},
         stdin: new TextEncoder().encode(more.stdin ?? ""),
       }),
-      { keepmgr: mgr.url, keepmgrToken: mgr.token, backend: "nil", allowSimulated: true, ...c },
+      { keepmgr: mgr.url, keepmgrToken: mgr.token, backend: "nil", trustSimulated: SIM_ROOT, ...c },
     );
     return { status: result.status, out: c.stdout() };
   };
@@ -214,14 +215,14 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
         stderr: decoder.decode(out.stderr),
       };
     };
-    const plain = await run(["--backend", "nil", "--insecure-allow-simulated", wat]);
+    const plain = await run(["--backend", "nil", "--trust-simulated", SIM_ROOT, wat]);
     assert.equal(plain.code, 7);
     assert.equal(plain.stdout, "out\n");
     assert.match(plain.stderr, /err\n/);
     assert.match(plain.stderr, /WARNING: .*SIMULATED/);
     assert.match(plain.stderr, /\[5\] Verify.*no CRLs given: revocation not checked/);
 
-    const json = await run(["--json", "--insecure-allow-simulated", wat]);
+    const json = await run(["--json", "--trust-simulated", SIM_ROOT, wat]);
     assert.equal(json.code, 7);
     const record = JSON.parse(json.stdout);
     assert.equal(record.ok, true);
@@ -249,7 +250,7 @@ Deno.test("enarx deploy: the CLI prints the output, --json one record, and exits
     await Deno.writeTextFile(toml, '[[dirs]]\nhost = "/etc"\nguest = "/etc"\n');
     const before =
       (await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps()).keeps.length;
-    const dirs = await run(["--insecure-allow-simulated", "--wasmcfgfile", toml, wat]);
+    const dirs = await run(["--trust-simulated", SIM_ROOT, "--wasmcfgfile", toml, wat]);
     assert.equal(dirs.code, 69, dirs.stderr);
     assert.match(dirs.stderr, /\[\[dirs\]\] \(host directory "\/etc"\) cannot be deployed/);
     assert.equal(
@@ -266,7 +267,10 @@ Deno.test("deploy: an unreachable keepmgr is keepmgr-unreachable at step 1-4", a
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   await assert.rejects(
-    deploy(workload(STREAMS_WAT), { keepmgr: `https://127.0.0.1:${port}`, allowSimulated: true }),
+    deploy(workload(STREAMS_WAT), {
+      keepmgr: `https://127.0.0.1:${port}`,
+      trustSimulated: SIM_ROOT,
+    }),
     (e: unknown) =>
       e instanceof DeployError && e.step === "create" && e.code === "keepmgr-unreachable" &&
       e.exitStatus === 69,
@@ -279,7 +283,7 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
     keepmgrToken: mgr.token,
-    allowSimulated: true,
+    trustSimulated: SIM_ROOT,
     keepmgrCaCerts: [own],
   });
   assert.equal(result.status, 7);
@@ -291,7 +295,7 @@ Deno.test("deploy: --keepmgr-ca verifies the keepmgr's certificate; another CA i
     deploy(workload(STREAMS_WAT), {
       keepmgr: mgr.url,
       keepmgrToken: mgr.token,
-      allowSimulated: true,
+      trustSimulated: SIM_ROOT,
       keepmgrCaCerts: [stranger],
     }),
     (e: unknown) =>

@@ -10,7 +10,7 @@ import { deploy } from "../../runtime/client/deploy.ts";
 import { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
 import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
 import { requires } from "../_requires.ts";
-import { eventually, SIM_DIR, taggedProcesses, workload } from "./_deploy_fixture.ts";
+import { eventually, SIM_DIR, SIM_ROOT, taggedProcesses, workload } from "./_deploy_fixture.ts";
 
 const HELLO = new URL("../../examples/hello.wat", import.meta.url).pathname;
 const IMAGE_CACHE = new URL("../../.cache/kvm-image", import.meta.url).pathname;
@@ -48,7 +48,7 @@ Deno.test({
         keepmgr: mgr.url,
         keepmgrToken: mgr.token,
         backend: "kvm",
-        allowSimulated: true,
+        trustSimulated: SIM_ROOT,
         onStdout: (chunk) => void out.push(chunk.slice()),
       }).catch((error) => {
         console.error(logs.join("\n"));

@@ -6,7 +6,7 @@
  * `enarx keep image` prints and writes exactly the launched image.
  */
 import assert from "node:assert/strict";
-import { buildKvmImage } from "../../runtime/backends/kvm_image.ts";
+import { buildKvmImage, findKvmKernel, NET_MODULES } from "../../runtime/backends/kvm_image.ts";
 import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
 import { requires } from "../_requires.ts";
 
@@ -16,6 +16,18 @@ const NEED = {
   present: kvmLaunchable(),
   remedy: "tools/test.sh installs qemu-system-x86 and fetches Debian's cloud kernel",
 };
+
+/** Finds `name` under `dir`, recursively. */
+function findModuleFile(dir: string, name: string): string | undefined {
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) {
+      const found = findModuleFile(path, name);
+      if (found !== undefined) return found;
+    } else if (entry.name === name) return path;
+  }
+  return undefined;
+}
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource)).toHex();
@@ -52,11 +64,17 @@ Deno.test({
   ...requires(NEED, async () => {
     const dir = await Deno.makeTempDir();
     try {
-      const sim = `${dir}/sim`;
-      await Deno.mkdir(sim);
-      await Deno.writeFile(`${sim}/state.json`, new TextEncoder().encode('{"key":"0123456789"}'));
-      const a = await buildKvmImage({ cacheDir: `${dir}/a`, simDir: sim });
-      const b = await buildKvmImage({ cacheDir: `${dir}/b`, simDir: sim });
+      // A copy of the keep kernel's network modules: one byte of one changes the image.
+      const kernel = findKvmKernel();
+      const modules = `${dir}/modules`;
+      for (const name of NET_MODULES) {
+        const from = findModuleFile(`${kernel.modules}/kernel`, `${name}.ko`)!;
+        await Deno.mkdir(`${modules}/kernel/net`, { recursive: true });
+        await Deno.copyFile(from, `${modules}/kernel/net/${name}.ko`);
+      }
+      const own = { kernel: kernel.kernel, modules };
+      const a = await buildKvmImage({ cacheDir: `${dir}/a`, kernel: own });
+      const b = await buildKvmImage({ cacheDir: `${dir}/b`, kernel: own });
       assert.ok(a.built && b.built);
       const bytesA = await Deno.readFile(a.initrd);
       assert.equal(await sha256Hex(bytesA), await sha256Hex(await Deno.readFile(b.initrd)));
@@ -64,7 +82,7 @@ Deno.test({
       assert.equal(a.append, "console=ttyS0 quiet panic=-1");
       assert.equal((await Deno.stat(a.initrd)).mode! & 0o777, 0o600);
       assert.equal((await Deno.stat(`${dir}/a`)).mode! & 0o777, 0o700);
-      const again = await buildKvmImage({ cacheDir: `${dir}/a`, simDir: sim });
+      const again = await buildKvmImage({ cacheDir: `${dir}/a`, kernel: own });
       assert.equal(again.built, false);
       assert.equal(again.initrd, a.initrd);
 
@@ -73,19 +91,17 @@ Deno.test({
       assert.deepEqual(names, [...names].sort());
       assert.deepEqual(records.slice(0, -1).map((r) => r.ino), names.map((_, i) => i + 1));
       for (const r of records) assert.deepEqual([r.uid, r.gid, r.mtime], [0, 0, 0], r.name);
-      assert.ok(names.includes("sim/state.json") && names.includes("bin/deno"));
-      assert.equal(records.find((r) => r.name === "sim/state.json")!.mode, 0o100600);
+      assert.ok(names.includes("bin/deno") && names.includes("lib/modules/virtio_net.ko"));
       const root = new TextEncoder().encode(decodeURIComponent(ROOT.pathname));
       assert.equal(Buffer.from(bytesA).indexOf(root), -1, "the archive names a build path");
 
-      await Deno.writeFile(`${sim}/state.json`, new TextEncoder().encode('{"key":"0123456788"}'));
-      const c = await buildKvmImage({ cacheDir: `${dir}/c`, simDir: sim });
+      const ko = `${modules}/kernel/net/virtio_net.ko`;
+      const bytes = await Deno.readFile(ko);
+      bytes[bytes.length - 1] ^= 1;
+      await Deno.writeFile(ko, bytes);
+      const c = await buildKvmImage({ cacheDir: `${dir}/c`, kernel: own });
       assert.notEqual(c.key, a.key);
       assert.notEqual(await sha256Hex(await Deno.readFile(c.initrd)), await sha256Hex(bytesA));
-      const none = await buildKvmImage({ cacheDir: `${dir}/c` });
-      assert.ok(
-        !cpioRecords(await Deno.readFile(none.initrd)).some((r) => r.name.startsWith("sim/")),
-      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -147,4 +163,52 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   }),
+});
+
+/** A PEM private key with its body, or the simulator's state: what no keep image may hold. */
+function keyMaterial(bytes: Uint8Array, secrets: string[]): string[] {
+  const text = new TextDecoder("latin1").decode(bytes);
+  const found: string[] = [];
+  const pem = /-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{40,}/.exec(text);
+  if (pem !== null) found.push(pem[0].slice(0, 40));
+  for (const secret of secrets) if (text.includes(secret)) found.push("a simulator key");
+  return found;
+}
+
+Deno.test({
+  name: "keep image: no file of a kvm image holds a private key or the simulator's state",
+  ...requires(NEED, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const { SnpSimulator, SNP_SIM_STATE_FILE } = await import(
+        "../../runtime/attestation/amd/snp_sim.ts"
+      );
+      const simDir = new URL("../../.cache/test-snp-sim", import.meta.url).pathname;
+      await SnpSimulator.open(simDir);
+      const state = JSON.parse(await Deno.readTextFile(`${simDir}/${SNP_SIM_STATE_FILE}`));
+      const secrets = Object.values(state.keys as Record<string, string>).map((k) =>
+        k.slice(8, 72)
+      );
+      const image = await buildKvmImage({ cacheDir: `${dir}/cache` });
+      const bytes = await Deno.readFile(image.initrd);
+      assert.deepEqual(keyMaterial(bytes, secrets), []);
+      const names = cpioRecords(bytes).map((r) => r.name);
+      assert.ok(
+        !names.some((n) => n.startsWith("sim") || n.endsWith(SNP_SIM_STATE_FILE)),
+        names.join(),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+});
+
+Deno.test("keep image: no file of the nil keep's measured set holds a private key", async () => {
+  const { nilKeepInputs } = await import("../../runtime/keep/measurement.ts");
+  const { SNP_SIM_STATE_FILE } = await import("../../runtime/attestation/amd/snp_sim.ts");
+  for (const input of await nilKeepInputs()) {
+    assert.ok(!input.path!.endsWith(SNP_SIM_STATE_FILE), input.path);
+    if (input.role === "deno" || input.role === "libwasmtime") continue; // binaries, see above
+    assert.deepEqual(keyMaterial(await Deno.readFile(input.path!), []), [], input.path);
+  }
 });

@@ -19,8 +19,12 @@ import {
   parseExitedFrame,
   parseHelloFrame,
   parseInfoResponse,
+  parseKeepFrame,
   parseListeningFrame,
   parseListKeepsResponse,
+  parseReportReplyFrame,
+  parseReportRequestFrame,
+  parseReportResponseFrame,
   parseRunningFrame,
   parseSealedKeyFrame,
   parseSealedKeyPlaintext,
@@ -55,6 +59,8 @@ const PARSERS: Record<string, (value: unknown) => unknown> = {
   frame_running: parseRunningFrame,
   frame_exited: parseExitedFrame,
   frame_error: parseErrorFrame,
+  frame_report_request: parseReportRequestFrame,
+  frame_report_response: parseReportResponseFrame,
 };
 
 /** Fields the CDDL marks optional (`? name`), per vector: leaving them out stays valid. */
@@ -62,6 +68,7 @@ const OPTIONAL: Record<string, string[]> = {
   workload_output_exit: ["message"],
   list_keeps_response: [],
   show_keep_response: ["status", "reason"],
+  info_response: ["simulator_root"],
 };
 
 function vectorNames(): string[] {
@@ -110,6 +117,14 @@ Deno.test("vectors: frames are accepted by the dispatcher of their direction", (
     assert.throws(() => parseDownstreamFrame(load(name)), MessageError);
   }
   assert.throws(() => parseUpstreamFrame(load("frame_hello")), MessageError);
+  // The report frames stay between wasmldr and keepldr: keepmgr's dispatchers refuse them.
+  assert.equal(parseKeepFrame(load("frame_report_request")).t, "report-request");
+  assert.equal(parseKeepFrame(load("frame_evidence")).t, "evidence");
+  assert.equal(parseReportReplyFrame(load("frame_report_response")).t, "report-response");
+  assert.equal(parseReportReplyFrame(load("frame_error")).t, "error");
+  assert.throws(() => parseUpstreamFrame(load("frame_report_request")), MessageError);
+  assert.throws(() => parseDownstreamFrame(load("frame_report_response")), MessageError);
+  assert.throws(() => parseReportReplyFrame(load("frame_sealed_key")), MessageError);
 });
 
 Deno.test("vectors: a missing required field is rejected, a missing optional one is not", () => {

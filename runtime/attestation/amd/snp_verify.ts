@@ -65,8 +65,13 @@ export interface SnpVerifyOptions {
   at: Date;
   /** More roots to trust beyond AMD's (DER or PEM), e.g. a test ARK. */
   trustedRoots?: Uint8Array[];
-  /** Trust any snp-sim root, as `trust_simulated_root = true` in a policy does. */
-  trustSimulated?: boolean;
+  /**
+   * SHA-256 fingerprints (hex, optionally `sha256:`) of simulated platforms'
+   * roots the caller trusts, beside the policy's `trust_simulated_root`. A
+   * chain is simulated only when its root is one of these; any other root
+   * that is not pinned is simply untrusted.
+   */
+  simulatorRoots?: readonly string[];
   /** AMD CRLs (DER or PEM); revoked ASK/ASVK or VCEK/VLEK serials fail the `revocation` check. */
   crls?: Uint8Array[];
   /** Expected REPORT_DATA (zero-padded to 64 bytes); overrides the policy's. */
@@ -87,9 +92,6 @@ export const AMD_OID = {
   hwId: "1.3.6.1.4.1.3704.1.4",
   cspId: "1.3.6.1.4.1.3704.1.5",
 } as const;
-
-/** The marker every snp-sim certificate carries in its subject. */
-export const SIMULATED_MARKER = "SIMULATED";
 
 /** The AMD extensions of a VCEK or VLEK. */
 export interface AmdCertExtensions {
@@ -286,8 +288,11 @@ function check(id: string, description: string, ok: boolean, detail?: string): C
   return detail === undefined ? { id, description, ok } : { id, description, ok, detail };
 }
 
-function isSimulated(entry: CertEntry): boolean {
-  return entry.cert.subject.includes(SIMULATED_MARKER);
+/** Whether the root is a simulator's the caller or the policy trusts: by fingerprint only. */
+function isTrustedSimulator(entry: CertEntry, options: SnpVerifyOptions, policy: Policy): boolean {
+  const trusted = [...(options.simulatorRoots ?? [])];
+  if (typeof policy.trustSimulatedRoot === "string") trusted.push(policy.trustSimulatedRoot);
+  return trusted.some((f) => f.replace(/^sha256:/i, "").toLowerCase() === entry.fingerprint);
 }
 
 function productFromArk(entry: CertEntry): SnpProduct | null {
@@ -386,11 +391,9 @@ async function buildChain(
     chain.rootPinnedAmd = true;
   } else if (pinned.includes(chain.root)) {
     chain.rootTrusted = true;
-  } else if (isSimulated(chain.root)) {
+  } else if (isTrustedSimulator(chain.root, options, policy)) {
     chain.simulated = true;
-    const trust = options.trustSimulated === true || policy.trustSimulatedRoot === true ||
-      policy.trustSimulatedRoot === chain.root.fingerprint;
-    chain.rootTrusted = trust;
+    chain.rootTrusted = true;
   }
   return chain;
 }
@@ -448,18 +451,16 @@ function rootDetail(chain: Chain): string {
   if (chain.rootPinnedAmd) {
     return `pinned AMD ${chain.root.commonName} (sha256 ${chain.root.fingerprint})`;
   }
-  if (chain.simulated && chain.rootTrusted) {
-    return `SIMULATED root trusted by policy (sha256 ${chain.root.fingerprint}); ` +
-      `this evidence proves nothing about hardware`;
-  }
   if (chain.simulated) {
-    return `"${chain.root.commonName}" is an snp-sim root (sha256 ${chain.root.fingerprint}), ` +
-      `not AMD's; trust it only for development, with trust_simulated_root in the policy`;
+    return `simulated platform's root trusted by its fingerprint (sha256 ${chain.root.fingerprint}); ` +
+      `this evidence proves nothing about hardware`;
   }
   if (chain.rootTrusted) {
     return `trusted root ${chain.root.commonName} (sha256 ${chain.root.fingerprint})`;
   }
-  return `"${chain.root.cert.subject}" (sha256 ${chain.root.fingerprint}) is not a pinned AMD ARK`;
+  return `"${chain.root.cert.subject}" (sha256 ${chain.root.fingerprint}) is not a pinned AMD ARK; ` +
+    `a simulated platform's root is trusted only by its fingerprint ` +
+    `(trust_simulated_root = "sha256:${chain.root.fingerprint}")`;
 }
 
 /** The certificates, chain and root checks. */

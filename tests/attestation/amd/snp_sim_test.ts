@@ -45,7 +45,11 @@ Deno.test("snp-sim: a report verifies when the simulated root is trusted", async
   const s = await sim();
   const { report, certs } = await s.report(DATA, { measurement: MEASUREMENT });
   assert.equal(certs.length, 3);
-  const result = await verifySnpReport(report, { certs, at: NOW, trustSimulated: true });
+  const result = await verifySnpReport(report, {
+    certs,
+    at: NOW,
+    simulatorRoots: [s.rootFingerprint],
+  });
   assert.deepEqual(failed(result), []);
   assert.equal(result.ok, true);
   assert.equal(result.simulated, true);
@@ -62,7 +66,9 @@ Deno.test("snp-sim: the simulated root is untrusted by default, and by another f
   const { report, certs } = await s.report(DATA, { measurement: MEASUREMENT });
   const plain = await verifySnpReport(report, { certs, at: NOW });
   assert.deepEqual(failed(plain), ["root"]);
-  assert.equal(plain.simulated, true);
+  // Not trusted by fingerprint: simply an untrusted root, whatever its subject says.
+  assert.equal(plain.simulated, false);
+  assert.match(plain.checks.find((c) => c.id === "root")!.detail!, /not a pinned AMD ARK/);
   const other = await verifySnpReport(report, {
     certs,
     at: NOW,
@@ -75,12 +81,38 @@ Deno.test("snp-sim: the simulated root is untrusted by default, and by another f
     policy: { ...DEFAULT_POLICY, trustSimulatedRoot: s.rootFingerprint },
   });
   assert.deepEqual(failed(named), []);
-  const any = await verifySnpReport(report, {
+  const prefixed = await verifySnpReport(report, {
     certs,
     at: NOW,
-    policy: { ...DEFAULT_POLICY, trustSimulatedRoot: true },
+    simulatorRoots: [`sha256:${s.rootFingerprint}`],
   });
-  assert.equal(any.ok, true);
+  assert.equal(prefixed.ok, true);
+  assert.equal(prefixed.simulated, true);
+  const wrong = await verifySnpReport(report, {
+    certs,
+    at: NOW,
+    simulatorRoots: ["ab".repeat(32)],
+  });
+  assert.deepEqual(failed(wrong), ["root"]);
+  assert.equal(wrong.simulated, false);
+});
+
+Deno.test("snp-sim: another simulator's evidence is refused when one simulator is trusted", async () => {
+  const s = await sim();
+  const foreignDir = await Deno.makeTempDir({ prefix: "enarx-snp-sim-foreign-" });
+  try {
+    const foreign = await SnpSimulator.open(foreignDir);
+    const { report, certs } = await foreign.report(DATA, { measurement: MEASUREMENT });
+    const r = await verifySnpReport(report, {
+      certs,
+      at: NOW,
+      simulatorRoots: [s.rootFingerprint],
+    });
+    assert.deepEqual(failed(r), ["root"]);
+    assert.equal(r.simulated, false);
+  } finally {
+    await Deno.remove(foreignDir, { recursive: true });
+  }
 });
 
 Deno.test("snp-sim: every subject says SIMULATED; the VCEK carries AMD's extensions", async () => {
@@ -147,12 +179,16 @@ Deno.test("snp-sim: debug evidence fails 'debug' under a refusing policy, passes
   const debug = report.slice();
   debug[0x0a] |= 0x08; // POLICY bit 19
   const signed = await resign(debug);
-  const refused = await verifySnpReport(signed, { certs, at: NOW, trustSimulated: true });
+  const refused = await verifySnpReport(signed, {
+    certs,
+    at: NOW,
+    simulatorRoots: [s.rootFingerprint],
+  });
   assert.deepEqual(failed(refused), ["debug"]);
   const allowed = await verifySnpReport(signed, {
     certs,
     at: NOW,
-    trustSimulated: true,
+    simulatorRoots: [s.rootFingerprint],
     policy: { ...DEFAULT_POLICY, allowDebug: true },
   });
   assert.deepEqual(failed(allowed), []);
@@ -161,7 +197,7 @@ Deno.test("snp-sim: debug evidence fails 'debug' under a refusing policy, passes
   const maResult = await verifySnpReport(await resign(ma), {
     certs,
     at: NOW,
-    trustSimulated: true,
+    simulatorRoots: [s.rootFingerprint],
   });
   assert.deepEqual(failed(maResult), ["migration"]);
 });
@@ -174,7 +210,7 @@ Deno.test("snp-sim: a VCEK whose TCB differs from REPORTED_TCB fails 'tcb-match'
   const result = await verifySnpReport(await resign(bumped), {
     certs,
     at: NOW,
-    trustSimulated: true,
+    simulatorRoots: [s.rootFingerprint],
   });
   assert.deepEqual(failed(result), ["tcb-match"]);
 });
@@ -187,7 +223,7 @@ Deno.test("snp-sim: a chip id other than the VCEK's hwID fails 'chip-id' alone",
   const result = await verifySnpReport(await resign(other), {
     certs,
     at: NOW,
-    trustSimulated: true,
+    simulatorRoots: [s.rootFingerprint],
   });
   assert.deepEqual(failed(result), ["chip-id"]);
 });
@@ -196,12 +232,20 @@ Deno.test("snp-sim: a report signed by the wrong chain fails", async () => {
   const s = await sim();
   const { report } = await s.report(DATA, { measurement: MEASUREMENT });
   const amd = loadSample(SNP_SAMPLES[0]).certs;
-  const result = await verifySnpReport(report, { certs: amd, at: NOW, trustSimulated: true });
+  const result = await verifySnpReport(report, {
+    certs: amd,
+    at: NOW,
+    simulatorRoots: [s.rootFingerprint],
+  });
   assert.ok(failed(result).includes("signature"));
   assert.equal(result.ok, false);
   // And a real report with the simulated chain: AMD's pinned roots do not sign it.
   const real = loadSample(SNP_SAMPLES[0]).report;
-  const mixed = await verifySnpReport(real, { certs: s.certs(), at: NOW, trustSimulated: true });
+  const mixed = await verifySnpReport(real, {
+    certs: s.certs(),
+    at: NOW,
+    simulatorRoots: [s.rootFingerprint],
+  });
   assert.ok(failed(mixed).includes("signature"));
 });
 
@@ -224,9 +268,8 @@ Deno.test("snp-sim: flipping any bit of a simulated report's signed region fails
   const survivors: number[] = [];
   for (let bit = 0; bit < 0x2a0 * 8; bit += 7) {
     bytes[bit >> 3] ^= 1 << (bit & 7);
-    const r = await verifySnpReport(bytes, { certs, at: NOW, trustSimulated: true }).catch(() =>
-      null
-    );
+    const r = await verifySnpReport(bytes, { certs, at: NOW, simulatorRoots: [s.rootFingerprint] })
+      .catch(() => null);
     if (r?.ok) survivors.push(bit);
     bytes[bit >> 3] ^= 1 << (bit & 7);
   }
@@ -264,13 +307,18 @@ Deno.test("snp-sim: a CRL that revokes the ASK fails 'revocation'; one that does
   const r1 = await verifySnpReport(report, {
     certs,
     at: NOW,
-    trustSimulated: true,
+    simulatorRoots: [s.rootFingerprint],
     crls: [revoking],
   });
   assert.deepEqual(failed(r1), ["revocation"]);
   assert.match(r1.checks.find((c) => c.id === "revocation")!.detail!, /is revoked/);
   const clean = await simCrl(["0badbeef"], issued);
-  const r2 = await verifySnpReport(report, { certs, at: NOW, trustSimulated: true, crls: [clean] });
+  const r2 = await verifySnpReport(report, {
+    certs,
+    at: NOW,
+    simulatorRoots: [s.rootFingerprint],
+    crls: [clean],
+  });
   assert.deepEqual(failed(r2), []);
   assert.ok(r2.checks.some((c) => c.id === "revocation"));
   // A CRL whose signature is broken is not believed.
@@ -279,7 +327,7 @@ Deno.test("snp-sim: a CRL that revokes the ASK fails 'revocation'; one that does
   const r3 = await verifySnpReport(report, {
     certs,
     at: NOW,
-    trustSimulated: true,
+    simulatorRoots: [s.rootFingerprint],
     crls: [broken],
   });
   assert.deepEqual(failed(r3), ["revocation"]);
