@@ -67,7 +67,7 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
   const simDir = Deno.env.get("ENARX_SNP_SIM_DIR");
   if (simDir !== undefined && simDir !== "") permissions.push(`--deny-read=${simDir}`);
   const command = options.wasmldrCommand ??
-    selfCommand("wasmldr", [], { permissions: permissions });
+    selfCommand("wasmldr", [], { permissions });
   const env: Record<string, string> = {};
   if (options.workDir !== undefined) env.TMPDIR = options.workDir;
   let child: Deno.ChildProcess;
@@ -94,7 +94,7 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
     what: "wasmldr",
     // The files `enarx wasmldr` executes: this same program's.
     measurement: wasmldrMeasurement,
-  });
+  };
 }
 
 /** The nil backend. */

@@ -25,7 +25,6 @@ import { evaluatePlatform, probePlatform } from "../../runtime/platform/info.ts"
 import { gatherHostFacts } from "../../runtime/platform/host_facts.ts";
 import { EnarxError } from "../../runtime/errors.ts";
 import { fileExists, requires } from "../_requires.ts";
-import { SIM_DIR } from "../deploy/_deploy_fixture.ts";
 
 const IMAGE_CACHE = new URL("../../.cache/kvm-image", import.meta.url).pathname;
 
@@ -183,7 +182,6 @@ async function bootWithHashes(hashedAppend: string, waitMs: number): Promise<boo
   const workDir = await Deno.makeTempDir({ prefix: "enarx-sev-" });
   const image = await buildKvmImage({
     cacheDir: IMAGE_CACHE,
-    simDir: SIM_DIR,
     kernel: findKvmKernel(),
   });
   const hashes = await hashesPage(sevOvmfPath(), image, hashedAppend, `${workDir}/hashes.bin`);
