@@ -67,6 +67,7 @@ Deno.test("limits: with --keep-memory 256M, workloads stopped for memory report 
     for (const [what, module, args] of cases) {
       const result = await deploy(workload(module, { args }), {
         keepmgr: mgr.url,
+        keepmgrToken: mgr.token,
         trustSimulated: SIM_ROOT,
         timeoutMs: 60_000,
       });
@@ -88,7 +89,7 @@ Deno.test("limits: a create past --total-keep-memory is 503 not-enough-memory; e
     args: ["--keep-memory", "256M", "--total-keep-memory", "300M"],
   });
   try {
-    const client = new KeepmgrClient(mgr.url);
+    const client = new KeepmgrClient(mgr.url, { token: mgr.token });
     const first = await client.createKeep("nil", crypto.getRandomValues(new Uint8Array(32)));
     const dir = await Deno.makeTempDir();
     try {
@@ -97,6 +98,8 @@ Deno.test("limits: a create past --total-keep-memory is 503 not-enough-memory; e
         "deploy",
         "--keepmgr",
         mgr.url,
+        "--keepmgr-token",
+        mgr.tokenFile,
         "--trust-simulated",
         SIM_ROOT,
         `${dir}/m.wat`,
@@ -185,13 +188,15 @@ Deno.test("limits: a 500 MB module is refused before a keep is created (exit 65,
       "deploy",
       "--keepmgr",
       mgr.url,
+      "--keepmgr-token",
+      mgr.tokenFile,
       "--trust-simulated",
       SIM_ROOT,
       `${dir}/big.wasm`,
     ]);
     assert.equal(r.code, 65, r.stderr);
     assert.match(r.stderr, /upload limit of 64 MiB \(67108864 bytes\)/);
-    const { keeps } = await new KeepmgrClient(mgr.url).listKeeps();
+    const { keeps } = await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps();
     assert.deepEqual(keeps, []);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -210,6 +215,7 @@ Deno.test("limits: a module file just under the upload limit streams and runs; j
       workload(new Uint8Array(0), { module: { path: `${dir}/under.wasm` } }),
       {
         keepmgr: mgr.url,
+        keepmgrToken: mgr.token,
         trustSimulated: SIM_ROOT,
         maxUploadBytes: limit,
       },
@@ -220,13 +226,14 @@ Deno.test("limits: a module file just under the upload limit streams and runs; j
     await assert.rejects(
       deploy(workload(new Uint8Array(0), { module: { path: `${dir}/over.wasm` } }), {
         keepmgr: mgr.url,
+        keepmgrToken: mgr.token,
         trustSimulated: SIM_ROOT,
         maxUploadBytes: limit,
       }),
       (e) => e instanceof EnarxError && e.code === "workload-too-large" && e.exitStatus === 65,
     );
     // Nothing was created for the refused one; the accepted one's keep has exited.
-    const { keeps } = await new KeepmgrClient(mgr.url).listKeeps();
+    const { keeps } = await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps();
     assert.deepEqual(keeps.map((k) => k.keep), [ok.keep]);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -244,6 +251,7 @@ Deno.test("limits: a keep's 413 mid-upload is exit 65 naming the limit, not a br
     await assert.rejects(
       deploy(workload(new Uint8Array(0), { module: { path: `${dir}/big.wasm` } }), {
         keepmgr: mgr.url,
+        keepmgrToken: mgr.token,
         trustSimulated: SIM_ROOT,
         maxUploadBytes: 1 << 30,
       }),
