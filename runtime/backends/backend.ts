@@ -10,6 +10,7 @@
 import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import type { PlatformCheck } from "../platform/check_list.ts";
 import type { Judge } from "../platform/judge.ts";
+import type { HostFacts } from "../platform/host_facts.ts";
 import { EnarxError } from "../errors.ts";
 
 /** An in-process keep (`enarx run`): it runs one workload, then is closed. */
@@ -90,9 +91,10 @@ export interface Backend {
   checks(judge: Judge): PlatformCheck[];
   /**
    * True when enarx can launch its keeps on this host today: it implements
-   * {@link launch} and the host has what that needs (kvm: QEMU, a kernel).
+   * {@link launch} and the host has what that needs (kvm: QEMU, a kernel),
+   * judged from the host's facts (so that the registry loads no probe code).
    */
-  launchable(): boolean;
+  launchable(facts: HostFacts): boolean;
   /** Whether this enarx implements {@link launch} at all (keepldr's backends). */
   readonly launches: boolean;
   /** Launches a keep for keepldr (keepldr's part); throws where {@link launches} is false. */

@@ -13,8 +13,13 @@ import type { Backend, Keep, KeepHandle, LaunchOptions } from "./backend.ts";
 import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import { EnarxError } from "../errors.ts";
 import { CheckList } from "../platform/check_list.ts";
-import { selfCommand, wasmldrPermissions } from "../keepmgr/self_command.ts";
-import { wasmldrMeasurement } from "../keep/measurement.ts";
+import type * as SelfCommand from "../keepmgr/self_command.ts";
+import type * as Measurement from "../keep/measurement.ts";
+
+// Computed specifiers: `deno run` reads every literal dynamic import at
+// start-up, and `enarx run` needs neither module (compile.sh includes both).
+const SELF_COMMAND = new URL("../keepmgr/self_command.ts", import.meta.url).href;
+const MEASUREMENT = new URL("../keep/measurement.ts", import.meta.url).href;
 
 class InProcessKeep implements Keep {
   readonly backend = "nil";
@@ -57,6 +62,7 @@ async function nilKeepPermissions(workDir: string | undefined): Promise<string[]
   const read = [defaultModuleCacheDir()]
     .filter((p): p is string => p !== undefined && p !== "");
   const libwasmtime = await libwasmtimePath().catch(() => undefined);
+  const { wasmldrPermissions } = await import(SELF_COMMAND) as typeof SelfCommand;
   return wasmldrPermissions(workDir, { libwasmtime, read });
 }
 
@@ -66,6 +72,7 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
   // The simulated platform's keys are the host's: the keep may not read them.
   const simDir = Deno.env.get("ENARX_SNP_SIM_DIR");
   if (simDir !== undefined && simDir !== "") permissions.push(`--deny-read=${simDir}`);
+  const { selfCommand } = await import(SELF_COMMAND) as typeof SelfCommand;
   const command = options.wasmldrCommand ??
     selfCommand("wasmldr", [], { permissions });
   const env: Record<string, string> = {};
@@ -93,8 +100,17 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
     kill: (signal?: Deno.Signal) => child.kill(signal),
     what: "wasmldr",
     // The files `enarx wasmldr` executes: this same program's.
-    measurement: wasmldrMeasurement,
+    measurement: nilMeasurement,
   };
+}
+
+/**
+ * The measurement of a nil keep (runtime/keep/measurement.ts), loaded when
+ * asked for so that the registry stays light for `enarx run`.
+ */
+async function nilMeasurement(): Promise<Uint8Array> {
+  const { wasmldrMeasurement } = await import(MEASUREMENT) as typeof Measurement;
+  return await wasmldrMeasurement();
 }
 
 /** The nil backend. */
@@ -115,5 +131,5 @@ export const nilBackend: Backend = {
   launches: true,
   launch: launchProcessKeep,
   launchLocal: () => Promise.resolve(new InProcessKeep()),
-  measurement: wasmldrMeasurement,
+  measurement: nilMeasurement,
 };

@@ -13,7 +13,6 @@
 import type { Backend, KeepHandle, LaunchOptions } from "./backend.ts";
 import type { LaunchPiece } from "../platform/host_facts.ts";
 import { EnarxError } from "../errors.ts";
-import { sevPieces } from "./sev/sev_launch.ts";
 import type { Judge } from "../platform/judge.ts";
 import { CheckList, type PlatformCheck, type Remedy, remedy } from "../platform/check_list.ts";
 
@@ -193,7 +192,7 @@ export const sevBackend: Backend = {
     launchChecks(judge.facts.sevLaunch, list);
     return list.checks;
   },
-  launchable: () => sevPieces().every((p) => p.ok),
+  launchable: (facts) => (facts.sevLaunch ?? []).length > 0 && facts.sevLaunch!.every((p) => p.ok),
   launches: true,
   launch: launchVm,
   measurement: () => Promise.resolve(undefined),

@@ -157,9 +157,10 @@ export function evaluatePlatform(
  * launches kvm keeps).
  */
 export function probePlatform(options: EvaluatePlatformOptions = {}): PlatformInfo {
+  const facts = gatherHostFacts();
   const launchable = options.launchable ??
-    backends().filter((b) => b.launchable()).map((b) => b.name);
-  return evaluatePlatform(gatherHostFacts(), { launchable });
+    backends().filter((b) => b.launchable(facts)).map((b) => b.name);
+  return evaluatePlatform(facts, { launchable });
 }
 
 /**

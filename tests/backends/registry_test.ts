@@ -74,7 +74,7 @@ Deno.test("registry: tdx and sgx cannot launch keeps yet, with a clear error", a
   for (const name of ["tdx", "sgx"]) {
     const b = backendByName(name)!;
     assert.equal(b.launches, false);
-    assert.equal(b.launchable(), false);
+    assert.equal(b.launchable(gatherHostFacts()), false);
     await assert.rejects(
       () => b.launch({ log: () => {} }),
       (e: unknown) => e instanceof EnarxError && e.code === "backend-unavailable",

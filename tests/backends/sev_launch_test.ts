@@ -41,7 +41,7 @@ Deno.test({
   fn: async () => {
     const sev = backendByName("sev")!;
     assert.equal(sev.launches, true);
-    assert.equal(sev.launchable(), false);
+    assert.equal(sev.launchable(gatherHostFacts()), false);
     const missing = sevPieces().filter((p) => !p.ok).map((p) => p.name);
     assert.ok(missing.includes("kvm_amd sev_snp=1"), missing.join(", "));
     await assert.rejects(
