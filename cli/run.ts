@@ -7,7 +7,7 @@
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { ExitStatus, UsageError } from "../runtime/errors.ts";
 import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
-import { localBackend, localBackends } from "../runtime/backends/mod.ts";
+import { runnableBackend, runnableBackends } from "../runtime/backends/local.ts";
 import { defaultModuleCacheDir } from "../runtime/wasm/module_cache.ts";
 import type { Preopen, Workload } from "../runtime/wasm/workload.ts";
 import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/wasm/config.ts";
@@ -21,7 +21,7 @@ Everything after MODULE is passed to the guest.
 
 Options:
       --backend NAME        Keep backend (${
-  localBackends().map((b) => b.name).join(", ")
+  runnableBackends().map((b) => b.name).join(", ")
 } or auto; default nil)
       --wasmcfgfile FILE    Enarx.toml: args, env, [[files]], [[dirs]]
       --dir HOST[::GUEST][:ro]
@@ -142,7 +142,7 @@ export const command: Command = {
     if (positionals.length !== 1) {
       throw new UsageError(`Expected one MODULE; see "enarx run --help"`);
     }
-    const backend = localBackend(values.backend as string);
+    const backend = await runnableBackend(values.backend as string);
     const workload: Workload = {
       module: positionals[0],
       args: guest,

@@ -69,6 +69,13 @@ Deno.test("registry: how each backend's keep gets evidence, and what it measures
   }
 });
 
+Deno.test("registry: enarx run's light list of local backends is the registry's", async () => {
+  const { runnableBackends, runnableBackend } = await import("../../runtime/backends/local.ts");
+  assert.deepEqual(runnableBackends().map((b) => b.name), localBackends().map((b) => b.name));
+  assert.equal((await runnableBackend("auto")).name, localBackend("auto").name);
+  await assert.rejects(() => runnableBackend("tdx"), /cannot launch keeps|keepmgr/);
+});
+
 Deno.test("registry: tdx and sgx cannot launch keeps yet, with a clear error", async () => {
   // sev launches (tests/backends/sev_launch_test.ts: exit 69 naming what this host lacks).
   for (const name of ["tdx", "sgx"]) {

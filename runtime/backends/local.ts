@@ -1,0 +1,35 @@
+/**
+ * The backends `enarx run` runs in this very process (those with a
+ * `launchLocal`), without loading the whole registry: `enarx run` starts
+ * faster for every module it does not load. The list is the registry's
+ * `localBackends()` (tests/backends/registry_test.ts checks that they are
+ * equal); any other name is handed to the registry, which says why it
+ * cannot run locally.
+ *
+ * @module
+ */
+import type { Backend } from "./backend.ts";
+import { nilBackend } from "./nil.ts";
+import type * as Registry from "./mod.ts";
+
+// A computed specifier: `deno run` reads every literal dynamic import at start-up.
+const REGISTRY = new URL("./mod.ts", import.meta.url).href;
+
+const LOCAL: readonly Backend[] = [nilBackend];
+
+/** The backends `enarx run` runs in-process, strongest first (the registry's `localBackends()`). */
+export function runnableBackends(): readonly Backend[] {
+  return LOCAL;
+}
+
+/**
+ * The backend `enarx run --backend NAME` uses; `auto` is the strongest
+ * local one. Other names get the registry's error (unavailable, or usage for
+ * a name enarx does not know).
+ */
+export async function runnableBackend(name: string): Promise<Backend> {
+  const found = name === "auto" ? LOCAL[0] : LOCAL.find((b) => b.name === name);
+  if (found !== undefined) return found;
+  const { localBackend } = await import(REGISTRY) as typeof Registry;
+  return localBackend(name);
+}
