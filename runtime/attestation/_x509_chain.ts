@@ -226,6 +226,33 @@ async function signedByStrict(subject: X509Certificate, issuer: X509Certificate)
   );
 }
 
+/** Options of {@link findIssuer}. */
+export interface FindIssuerOptions<T> {
+  /** The certificate of a candidate. */
+  certificate: (candidate: T) => X509Certificate;
+  /** How signatures are checked (default "ecdsa-strict"). */
+  scheme?: SignatureScheme;
+}
+
+/**
+ * The first of `candidates` that issued `subject`: its subject is `subject`'s
+ * issuer and its key made `subject`'s signature under the scheme. The one
+ * issuer search of every vendor's chain: AMD's unordered certificate sets and
+ * embedded intermediates, and Intel's and AWS's chains that leave the root out.
+ */
+export async function findIssuer<T>(
+  subject: X509Certificate,
+  candidates: readonly T[],
+  options: FindIssuerOptions<T>,
+): Promise<T | undefined> {
+  for (const candidate of candidates) {
+    const issuer = options.certificate(candidate);
+    if (issuer.subject !== subject.issuer) continue;
+    if (await signedBy(subject, issuer, options.scheme)) return candidate;
+  }
+  return undefined;
+}
+
 function isCa(cert: X509Certificate): boolean {
   const bc = cert.getExtension(BasicConstraintsExtension);
   return bc !== null && bc.ca;
@@ -320,15 +347,10 @@ async function anchorChain(
   const last = certs[certs.length - 1];
   const notTrusted = `The chain ends at "${last.subject}", which is not a trusted root`;
   if (options.rootIncluded) return { path: certs, ok: false, detail: notTrusted };
-  for (let i = 0; i < options.roots.length; i++) {
-    const root = certificateFromDer(options.roots[i], `trusted root ${i}`);
-    if (root.subject === last.issuer && await signedBy(last, root)) {
-      return {
-        path: [...certs, root],
-        ok: true,
-        detail: `Issued by trusted root "${root.subject}"`,
-      };
-    }
+  const roots = options.roots.map((der, i) => certificateFromDer(der, `trusted root ${i}`));
+  const root = await findIssuer(last, roots, { certificate: (c) => c });
+  if (root !== undefined) {
+    return { path: [...certs, root], ok: true, detail: `Issued by trusted root "${root.subject}"` };
   }
   return { path: certs, ok: false, detail: notTrusted };
 }

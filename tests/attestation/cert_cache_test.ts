@@ -4,7 +4,7 @@ import {
   cachedSignature,
   clearCertificateCache,
 } from "../../runtime/attestation/_cert_cache.ts";
-import { certificateFromDer, signedBy } from "../../runtime/attestation/_x509_chain.ts";
+import { certificateFromDer, findIssuer, signedBy } from "../../runtime/attestation/_x509_chain.ts";
 import { pemBlocks } from "../../runtime/x509.ts";
 import { AMD_SNP_ROOTS } from "../../runtime/attestation/amd/amd_roots.ts";
 
@@ -51,4 +51,19 @@ Deno.test("certificate cache: AMD's RSA-PSS chain checks through the shared buil
   assert.equal(await signedBy(ark, ask, "x509"), false);
   // Intel's and AWS's scheme takes ECDSA only.
   assert.equal(await signedBy(ask, ark, "ecdsa-strict"), false);
+});
+
+Deno.test("certificate chains: findIssuer, the one issuer search, wants the name and the signature", async () => {
+  const [milan, genoa] = ["Milan", "Genoa"].map((p) => AMD_SNP_ROOTS.find((r) => r.product === p)!);
+  const parse = (pem: string) => certificateFromDer(pemBlocks(pem)[0], "test");
+  const [arkM, askM, arkG] = [parse(milan.arkPem), parse(milan.askPem), parse(genoa.arkPem)];
+  const same = { certificate: (c: typeof arkM) => c, scheme: "x509" as const };
+  // Found among unordered candidates, whatever comes first.
+  assert.equal(await findIssuer(askM, [arkG, askM, arkM], same), arkM);
+  // Genoa's ARK neither has the name nor made the signature; the ASK is not its own issuer.
+  assert.equal(await findIssuer(askM, [arkG, askM], same), undefined);
+  // A root is its own issuer (self-signed), checked by signature, not by name alone.
+  assert.equal(await findIssuer(arkM, [arkM], same), arkM);
+  // The right name is not enough under a scheme the key cannot make.
+  assert.equal(await findIssuer(askM, [arkM], { ...same, scheme: "ecdsa-strict" }), undefined);
 });

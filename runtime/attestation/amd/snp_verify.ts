@@ -27,7 +27,7 @@ import {
 } from "../../x509.ts";
 import { isAllZero } from "../_bytes.ts";
 import { cachedParse, clearCertificateCache } from "../_cert_cache.ts";
-import { signedBy as signedByShared } from "../_x509_chain.ts";
+import { findIssuer } from "../_x509_chain.ts";
 import { bytesEqual } from "../../bytes.ts";
 import { AMD_SNP_ROOTS } from "./amd_roots.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
@@ -212,10 +212,12 @@ export function clearSnpCertificateCache(): void {
   embedded = undefined;
 }
 
-/** Whether `issuer` signed `child` (RSA-PSS or ECDSA), checked once per pair. */
-async function signedBy(child: CertEntry, issuer: CertEntry): Promise<boolean> {
-  if (child.cert.issuer !== issuer.cert.subject) return false;
-  return await signedByShared(child.cert, issuer.cert, "x509");
+/** Which of `candidates` issued `child` (RSA-PSS or ECDSA), each pair checked once. */
+function issuerOf(
+  child: CertEntry,
+  candidates: readonly CertEntry[],
+): Promise<CertEntry | undefined> {
+  return findIssuer(child.cert, candidates, { certificate: (e) => e.cert, scheme: "x509" });
 }
 
 interface EmbeddedRoot {
@@ -348,12 +350,7 @@ async function buildChain(
     ...supplied.filter((e) => !isLeaf(e) && !selfSigned(e)),
     ...roots.flatMap((r) => r.intermediates),
   ];
-  for (const c of candidates) {
-    if (await signedBy(chain.leaf, c)) {
-      chain.intermediate = c;
-      break;
-    }
-  }
+  chain.intermediate = await issuerOf(chain.leaf, candidates);
   if (!chain.intermediate) {
     chain.problems.push(`no known ASK or ASVK signed "${chain.leaf.cert.subject}"`);
     return chain;
@@ -366,17 +363,12 @@ async function buildChain(
     );
   }
   const rootCandidates = [...pinned, ...supplied.filter(selfSigned)];
-  for (const r of rootCandidates) {
-    if (await signedBy(chain.intermediate, r)) {
-      chain.root = r;
-      break;
-    }
-  }
+  chain.root = await issuerOf(chain.intermediate, rootCandidates);
   if (!chain.root) {
     chain.problems.push(`no root signed "${chain.intermediate.cert.subject}"`);
     return chain;
   }
-  if (!(await signedBy(chain.root, chain.root))) {
+  if (await issuerOf(chain.root, [chain.root]) === undefined) {
     chain.problems.push(`the root "${chain.root.commonName}" is not validly self-signed`);
   }
   for (const e of [chain.leaf, chain.intermediate, chain.root]) {
