@@ -20,6 +20,7 @@
  * @module
  */
 import { EnarxError } from "../../errors.ts";
+import { bytesEqual } from "../../bytes.ts";
 import type { X509Certificate } from "../../x509.ts";
 import type { Check } from "../result.ts";
 import { certificatesFromBytes, pemCertificates, verifyCertificateChain } from "../_x509_chain.ts";
@@ -100,12 +101,12 @@ export interface IsvSvnLevel {
 export interface TdxModuleIdentity {
   /** `TDX_01`, `TDX_03`...; empty for the v3 `tdxModule` entry. */
   id: string;
-  /** MRSIGNERSEAM expected (hex, 48 bytes). */
-  mrSigner: string;
-  /** SEAMATTRIBUTES expected after masking (hex, 8 bytes). */
-  attributes: string;
-  /** Mask applied to SEAMATTRIBUTES (hex, 8 bytes). */
-  attributesMask: string;
+  /** MRSIGNERSEAM expected (48 bytes). */
+  mrSigner: Uint8Array;
+  /** SEAMATTRIBUTES expected after masking (8 bytes). */
+  attributes: Uint8Array;
+  /** Mask applied to SEAMATTRIBUTES (8 bytes). */
+  attributesMask: Uint8Array;
   /** Levels by TDX module SVN (TEE_TCB_SVN[0]); absent for `tdxModule`. */
   tcbLevels: IsvSvnLevel[];
 }
@@ -134,10 +135,10 @@ export interface TcbInfo extends SignedCollateral {
   id: "SGX" | "TDX";
   /** 2 or 3. */
   version: number;
-  /** FMSPC, lower-case hex, 6 bytes. */
-  fmspc: string;
-  /** PCE id, lower-case hex, 2 bytes. */
-  pceId: string;
+  /** FMSPC, 6 bytes. */
+  fmspc: Uint8Array;
+  /** PCE id, 2 bytes. */
+  pceId: Uint8Array;
   /** The levels, in Intel's order (best first). */
   tcbLevels: TcbLevel[];
   /** v3 TDX: the TDX module identity for TEE_TCB_SVN[1] = 0. */
@@ -162,8 +163,8 @@ export interface EnclaveIdentity extends SignedCollateral {
   attributes: Uint8Array;
   /** ATTRIBUTES mask (16 bytes). */
   attributesMask: Uint8Array;
-  /** Expected MRSIGNER, lower-case hex. */
-  mrSigner: string;
+  /** Expected MRSIGNER (32 bytes). */
+  mrSigner: Uint8Array;
   /** Expected ISVPRODID. */
   isvProdId: number;
   /** Levels by ISVSVN, best first. */
@@ -276,6 +277,9 @@ class Fields {
     }
     return s.toLowerCase();
   }
+  bytes(v: unknown, name: string, size: number): Uint8Array {
+    return Uint8Array.fromHex(this.hex(v, name, size));
+  }
   date(v: unknown, name: string): Date {
     const s = this.str(v, name);
     const d = new Date(s);
@@ -349,9 +353,9 @@ function moduleIdentity(f: Fields, v: unknown, name: string, withLevels: boolean
   const m = f.obj(v, name);
   return {
     id: withLevels ? f.str(m.id, `${name}.id`) : "",
-    mrSigner: f.hex(m.mrsigner, `${name}.mrsigner`, 48),
-    attributes: f.hex(m.attributes, `${name}.attributes`, 8),
-    attributesMask: f.hex(m.attributesMask, `${name}.attributesMask`, 8),
+    mrSigner: f.bytes(m.mrsigner, `${name}.mrsigner`, 48),
+    attributes: f.bytes(m.attributes, `${name}.attributes`, 8),
+    attributesMask: f.bytes(m.attributesMask, `${name}.attributesMask`, 8),
     tcbLevels: withLevels ? isvSvnLevels(f, m.tcbLevels, `${name}.tcbLevels`) : [],
   };
 }
@@ -415,11 +419,9 @@ function enclaveIdentityBody(f: Fields, body: Obj, common: SignedCollateral): En
     version,
     miscSelect: parseInt(f.hex(body.miscselect, "enclaveIdentity.miscselect", 4), 16),
     miscSelectMask: parseInt(f.hex(body.miscselectMask, "enclaveIdentity.miscselectMask", 4), 16),
-    attributes: Uint8Array.fromHex(f.hex(body.attributes, "enclaveIdentity.attributes", 16)),
-    attributesMask: Uint8Array.fromHex(
-      f.hex(body.attributesMask, "enclaveIdentity.attributesMask", 16),
-    ),
-    mrSigner: f.hex(body.mrsigner, "enclaveIdentity.mrsigner", 32),
+    attributes: f.bytes(body.attributes, "enclaveIdentity.attributes", 16),
+    attributesMask: f.bytes(body.attributesMask, "enclaveIdentity.attributesMask", 16),
+    mrSigner: f.bytes(body.mrsigner, "enclaveIdentity.mrsigner", 32),
     isvProdId: f.int(body.isvprodid, "enclaveIdentity.isvprodid"),
     tcbLevels: isvSvnLevels(f, body.tcbLevels, "enclaveIdentity.tcbLevels"),
   };
@@ -449,8 +451,8 @@ function tcbInfoBody(f: Fields, body: Obj, common: SignedCollateral): TcbInfo {
     ...common,
     id,
     version,
-    fmspc: f.hex(body.fmspc, "tcbInfo.fmspc", 6),
-    pceId: f.hex(body.pceId, "tcbInfo.pceId", 2),
+    fmspc: f.bytes(body.fmspc, "tcbInfo.fmspc", 6),
+    pceId: f.bytes(body.pceId, "tcbInfo.pceId", 2),
     tcbLevels: levels,
   };
   if (tdx && body.tdxModule !== undefined) {
@@ -602,14 +604,13 @@ export interface TcbEvaluation {
 }
 
 function moduleMatches(m: TdxModuleIdentity, tcb: PlatformTcb): string | undefined {
-  if (tcb.mrSignerSeam && tcb.mrSignerSeam.toHex() !== m.mrSigner) {
-    return `MRSIGNERSEAM ${tcb.mrSignerSeam.toHex()} is not the TDX module signer ${m.mrSigner}`;
+  if (tcb.mrSignerSeam && !bytesEqual(tcb.mrSignerSeam, m.mrSigner)) {
+    return `MRSIGNERSEAM ${tcb.mrSignerSeam.toHex()} is not the TDX module signer ${m.mrSigner.toHex()}`;
   }
   if (tcb.seamAttributes) {
-    const mask = Uint8Array.fromHex(m.attributesMask);
-    const masked = tcb.seamAttributes.map((b, i) => b & mask[i]).toHex();
-    if (masked !== m.attributes) {
-      return `masked SEAMATTRIBUTES ${masked} are not the TDX module's ${m.attributes}`;
+    const masked = tcb.seamAttributes.map((b, i) => b & m.attributesMask[i]);
+    if (!bytesEqual(masked, m.attributes)) {
+      return `masked SEAMATTRIBUTES ${masked.toHex()} are not the TDX module's ${m.attributes.toHex()}`;
     }
   }
   return undefined;
@@ -708,8 +709,8 @@ export function evaluateTcbLevel(info: TcbInfo, tcb: PlatformTcb): TcbEvaluation
 
 /** The QE report fields an enclave identity is checked against. */
 export interface QeReportFacts {
-  /** MRSIGNER, lower-case hex. */
-  mrSigner: string;
+  /** MRSIGNER (32 bytes). */
+  mrSigner: Uint8Array;
   /** ISVPRODID. */
   isvProdId: number;
   /** ISVSVN. */
@@ -738,8 +739,10 @@ export function evaluateQeIdentity(
   qe: QeReportFacts,
 ): QeIdentityEvaluation {
   const problems: string[] = [];
-  if (qe.mrSigner !== identity.mrSigner) {
-    problems.push(`MRSIGNER ${qe.mrSigner} is not ${identity.id}'s ${identity.mrSigner}`);
+  if (!bytesEqual(qe.mrSigner, identity.mrSigner)) {
+    problems.push(
+      `MRSIGNER ${qe.mrSigner.toHex()} is not ${identity.id}'s ${identity.mrSigner.toHex()}`,
+    );
   }
   if (qe.isvProdId !== identity.isvProdId) {
     problems.push(`ISVPRODID ${qe.isvProdId}, expected ${identity.isvProdId}`);
@@ -751,7 +754,7 @@ export function evaluateQeIdentity(
     );
   }
   const masked = qe.attributes.map((b, i) => b & identity.attributesMask[i]);
-  if (masked.toHex() !== identity.attributes.toHex()) {
+  if (!bytesEqual(masked, identity.attributes)) {
     problems.push(`masked ATTRIBUTES ${masked.toHex()}, expected ${identity.attributes.toHex()}`);
   }
   const level = identity.tcbLevels.find((l) => qe.isvSvn >= l.isvSvn);
@@ -792,7 +795,7 @@ export interface CollateralInput {
   /** TDX (TD_QE, TDX TCB Info) or SGX (QE, SGX TCB Info). */
   tdx: boolean;
   /** The PCK's SGX extension facts, when it could be read. */
-  pck?: { fmspc?: string; pceId?: string; sgxTcbComponents: number[]; pceSvn?: number };
+  pck?: { fmspc?: Uint8Array; pceId?: Uint8Array; sgxTcbComponents: number[]; pceSvn?: number };
   /** TDX: TEE_TCB_SVN, MRSIGNERSEAM and SEAMATTRIBUTES of the TD body. */
   teeTcbSvn?: Uint8Array;
   /** TDX: MRSIGNERSEAM. */
@@ -835,7 +838,8 @@ function pickTcbInfo(infos: TcbInfo[], input: CollateralInput): TcbInfo | undefi
   const id = input.tdx ? "TDX" : "SGX";
   const ofType = infos.filter((i) => i.id === id);
   const pool = ofType.length > 0 ? ofType : infos;
-  const forPlatform = pool.filter((i) => i.fmspc === input.pck?.fmspc);
+  const fmspc = input.pck?.fmspc;
+  const forPlatform = pool.filter((i) => fmspc !== undefined && bytesEqual(i.fmspc, fmspc));
   const candidates = forPlatform.length > 0 ? forPlatform : pool;
   return candidates.reduce<TcbInfo | undefined>(
     (best, i) =>
@@ -924,13 +928,15 @@ async function tcbInfoCheck(info: TcbInfo, input: CollateralInput): Promise<Chec
   const wantId = input.tdx ? "TDX" : "SGX";
   if (info.id !== wantId) problems.push(`the TCB Info is for ${info.id}, not ${wantId}`);
   if (input.pck?.fmspc === undefined) problems.push("the PCK certificate gives no FMSPC");
-  else if (info.fmspc !== input.pck.fmspc) {
+  else if (!bytesEqual(info.fmspc, input.pck.fmspc)) {
     problems.push(
-      `the TCB Info is for FMSPC ${info.fmspc}, not this platform's ${input.pck.fmspc}`,
+      `the TCB Info is for FMSPC ${info.fmspc.toHex()}, not this platform's ${input.pck.fmspc.toHex()}`,
     );
   }
-  if (input.pck?.pceId !== undefined && info.pceId !== input.pck.pceId) {
-    problems.push(`the TCB Info is for PCE id ${info.pceId}, not ${input.pck.pceId}`);
+  if (input.pck?.pceId !== undefined && !bytesEqual(info.pceId, input.pck.pceId)) {
+    problems.push(
+      `the TCB Info is for PCE id ${info.pceId.toHex()}, not ${input.pck.pceId.toHex()}`,
+    );
   }
   const window = collateralWindowProblem(info, input.at);
   if (window) problems.push(window);
@@ -939,7 +945,7 @@ async function tcbInfoCheck(info: TcbInfo, input: CollateralInput): Promise<Chec
       "The TCB Info is signed by Intel's TCB Signing key, for this platform, and current",
     ok: problems.length === 0,
     detail: problems.length === 0
-      ? `FMSPC ${info.fmspc}, evaluation data ${info.tcbEvaluationDataNumber}, ` +
+      ? `FMSPC ${info.fmspc.toHex()}, evaluation data ${info.tcbEvaluationDataNumber}, ` +
         `${info.issueDate.toISOString()} to ${info.nextUpdate.toISOString()}`
       : problems.join("; "),
   });

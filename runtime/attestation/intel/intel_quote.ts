@@ -440,22 +440,22 @@ function parseSignatureData(data: Uint8Array, version: number) {
 
 /** What the PCK certificate's SGX extension says about the platform. */
 export interface PckExtension {
-  /** Platform provisioning id (hex). */
-  ppid?: string;
+  /** Platform provisioning id. */
+  ppid?: Uint8Array;
   /** SGX TCB component SVNs 1–16. */
   sgxTcbComponents: number[];
   /** PCE SVN. */
   pceSvn?: number;
-  /** CPU SVN (hex). */
-  cpuSvn?: string;
-  /** PCE id (hex). */
-  pceId?: string;
-  /** FMSPC, family-model-stepping-platform-customSKU (hex, 6 bytes). */
-  fmspc?: string;
+  /** CPU SVN (16 bytes). */
+  cpuSvn?: Uint8Array;
+  /** PCE id (2 bytes). */
+  pceId?: Uint8Array;
+  /** FMSPC, family-model-stepping-platform-customSKU (6 bytes). */
+  fmspc?: Uint8Array;
   /** SGX type: 0 standard, 1 scalable, 2 scalable with integrity. */
   sgxType?: number;
-  /** Platform instance id (hex), multi-package platforms only. */
-  platformInstanceId?: string;
+  /** Platform instance id, multi-package platforms only. */
+  platformInstanceId?: Uint8Array;
 }
 
 interface Tlv {
@@ -528,7 +528,7 @@ export function parsePckExtension(value: Uint8Array): PckExtension {
     const name = oidText(oid.value);
     switch (name) {
       case `${SGX_EXTENSION_OID}.1`:
-        out.ppid = val.value.toHex();
+        out.ppid = val.value.slice();
         break;
       case `${SGX_EXTENSION_OID}.2`:
         for (const tcb of readSequence(val.value)) {
@@ -538,20 +538,20 @@ export function parsePckExtension(value: Uint8Array): PckExtension {
           const n = Number(sub);
           if (n >= 1 && n <= 16) out.sgxTcbComponents[n - 1] = derUint(tval.value);
           else if (n === 17) out.pceSvn = derUint(tval.value);
-          else if (n === 18) out.cpuSvn = tval.value.toHex();
+          else if (n === 18) out.cpuSvn = tval.value.slice();
         }
         break;
       case `${SGX_EXTENSION_OID}.3`:
-        out.pceId = val.value.toHex();
+        out.pceId = val.value.slice();
         break;
       case `${SGX_EXTENSION_OID}.4`:
-        out.fmspc = val.value.toHex();
+        out.fmspc = val.value.slice();
         break;
       case `${SGX_EXTENSION_OID}.5`:
         out.sgxType = derUint(val.value);
         break;
       case `${SGX_EXTENSION_OID}.6`:
-        out.platformInstanceId = val.value.toHex();
+        out.platformInstanceId = val.value.slice();
         break;
     }
   }
@@ -682,7 +682,8 @@ export function sgxBodyClaims(body: Uint8Array): SgxClaims {
 /** The header check, recording the header's claims. */
 function headerCheck(quote: IntelQuote, claims: Claims): Check {
   const tdx = quote.teeType === TEE_TYPE_TDX;
-  const vendor = fieldBytes(quote.header, QUOTE_HEADER.qeVendorId).toHex();
+  const vendor = fieldBytes(quote.header, QUOTE_HEADER.qeVendorId).slice();
+  const intel = bytesEqual(vendor, Uint8Array.fromHex(INTEL_QE_VENDOR_ID));
   claims.version = quote.version;
   claims.teeType = tdx ? "tdx" : "sgx";
   claims.attestationKeyType = "ECDSA-P256";
@@ -698,10 +699,10 @@ function headerCheck(quote: IntelQuote, claims: Claims): Check {
   return {
     id: "header",
     description: "Quote header: version, ECDSA P-256 attestation key, TEE type, Intel QE vendor",
-    ok: vendor === INTEL_QE_VENDOR_ID,
-    detail: vendor === INTEL_QE_VENDOR_ID
+    ok: intel,
+    detail: intel
       ? `Version ${quote.version}, ${tdx ? "TDX" : "SGX"}, Intel QE`
-      : `QE vendor id ${vendor} is not Intel's ${INTEL_QE_VENDOR_ID}`,
+      : `QE vendor id ${vendor.toHex()} is not Intel's ${INTEL_QE_VENDOR_ID}`,
   };
 }
 
@@ -779,7 +780,7 @@ function pckExtensionStep(
     description: "The PCK certificate's SGX extension gives FMSPC, PCE id and TCB",
     ok,
     detail: ok
-      ? `FMSPC ${extension!.fmspc}`
+      ? `FMSPC ${extension!.fmspc!.toHex()}`
       : extension === undefined
       ? extDetail
       : "The SGX extension lacks FMSPC or TCB components",
@@ -863,8 +864,9 @@ function quotingEnclave(
   const expectedSigner = tdx ? INTEL_TD_QE_MRSIGNER : INTEL_QE_MRSIGNER;
   const expectedProd = tdx ? 2 : 1;
   const problems: string[] = [];
-  const mrSigner = qe.mrSigner.toHex();
-  if (mrSigner !== expectedSigner) problems.push(`MRSIGNER ${mrSigner} is not Intel's`);
+  if (!bytesEqual(qe.mrSigner, Uint8Array.fromHex(expectedSigner))) {
+    problems.push(`MRSIGNER ${qe.mrSigner.toHex()} is not Intel's`);
+  }
   if (qe.isvProdId !== expectedProd) {
     problems.push(`ISVPRODID ${qe.isvProdId}, expected ${expectedProd}`);
   }
@@ -886,7 +888,7 @@ function quoteCollateralChecks(
     mrSignerSeam: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.mrSignerSeam) : undefined,
     seamAttributes: tdx ? fieldBytes(quote.body, TD_REPORT_BODY.seamAttributes) : undefined,
     qe: {
-      mrSigner: qe.mrSigner.toHex(),
+      mrSigner: qe.mrSigner,
       isvProdId: qe.isvProdId as number,
       isvSvn: qe.isvSvn as number,
       miscSelect: qe.miscSelect as number,

@@ -50,7 +50,7 @@ Deno.test("collateral: the sample TCB Infos and QE identity parse as the README 
   assert.equal(info.kind, "tcbInfo");
   assert.equal(info.id, "TDX");
   assert.equal(info.version, 3);
-  assert.equal(info.fmspc, "50806f000000");
+  assert.equal(info.fmspc.toHex(), "50806f000000");
   assert.equal(info.tcbEvaluationDataNumber, 15);
   assert.equal(info.issueDate.toISOString(), "2023-06-18T08:42:58.000Z");
   assert.equal(info.nextUpdate.toISOString(), "2023-07-18T08:42:58.000Z");
@@ -63,7 +63,7 @@ Deno.test("collateral: the sample TCB Infos and QE identity parse as the README 
     text.slice('{"tcbInfo":'.length, text.indexOf(',"signature":')),
   );
   const v5 = parseIntelCollateral(TCB_INFO_V5, "v5") as TcbInfo;
-  assert.equal(v5.fmspc, "90c06f000000");
+  assert.equal(v5.fmspc.toHex(), "90c06f000000");
   assert.equal(v5.issueDate.toISOString(), "2026-02-01T14:49:26.000Z");
   assert.deepEqual(v5.tdxModuleIdentities?.map((m) => m.id), ["TDX_03", "TDX_01"]);
   const qe = parseIntelCollateral(QE_IDENTITY, "qe");
