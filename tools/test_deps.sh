@@ -108,12 +108,14 @@ enarx_test_deps_kvm_kernel() {
 # pinned edk2 source package into $ENARX_CACHE/ovmf-amdsev (slow: about ten
 # minutes on two cores). It adds its own pinned deb-src entry for trixie and
 # installs nothing from trixie; QEMU is not touched: the tests give the SNP
-# command line to the system QEMU, whose refusal is what they check.
+# command line to the system QEMU, whose refusal is what they check. The
+# script runs every time: an OVMF.fd present is checked against the pinned
+# OVMF_AMDSEV_SHA256 and rebuilt when it differs, and a build that does not
+# give the pinned hash fails here (tests/backends/ovmf_pin_test.ts checks
+# the file too).
 enarx_test_deps_ovmf_amdsev() {
-  [ -f "$ENARX_CACHE/ovmf-amdsev/OVMF.fd" ] && return 0
-  enarx_say "building the AmdSev OVMF of sev keeps (tools/build_ovmf.sh; log in $ENARX_CACHE/ovmf-amdsev)"
   "$ENARX_ROOT/tools/build_ovmf.sh" || {
-    enarx_say "tools/build_ovmf.sh failed; see $ENARX_CACHE/ovmf-amdsev/build.log"
+    enarx_say "tools/build_ovmf.sh failed: see its messages above and $ENARX_CACHE/ovmf-amdsev/build.log"
     return 1
   }
 }
