@@ -143,8 +143,8 @@ export function sevPieces(): SevPiece[] {
       detail: qemu.path === undefined
         ? `${QEMU} is not on PATH`
         : `${qemu.path}: ${qemu.version?.join(".") ?? "unknown version"}`,
-      fix: `install QEMU >= ${min} (Debian: qemu-system-x86 from bookworm-backports, or trixie), ` +
-        "or set ENARX_SEV_QEMU to its qemu-system-x86_64",
+      fix: `install QEMU >= ${min} (Debian bookworm: tools/qemu_backports.sh installs ` +
+        "qemu-system-x86 from bookworm-backports), or set ENARX_SEV_QEMU to its qemu-system-x86_64",
     },
     {
       name: "OVMF (AmdSev build)",
