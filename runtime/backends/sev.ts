@@ -138,7 +138,7 @@ function pspChecks(judge: Judge, list: CheckList): void {
 function launchChecks(pieces: LaunchPiece[] | undefined, list: CheckList): void {
   for (const piece of pieces ?? []) {
     list.add(
-      `sev.launch.${piece.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/-$/, "")}`,
+      `sev.launch.${piece.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "")}`,
       {
         title: `Launch needs ${piece.name}`,
         pass: piece.ok,

@@ -1,7 +1,7 @@
 /**
  * Launching a `sev` keep: finding each piece it needs (QEMU >= 9.1, the
- * AmdSev OVMF of tools/build_ovmf.sh, the keep kernel, /dev/kvm, kvm_amd's
- * `sev_snp=1`, the C-bit position from CPUID Fn8000_001F), then starting
+ * AmdSev OVMF of tools/build_ovmf.sh, the keep kernel, /dev/kvm, /dev/sev,
+ * kvm_amd's `sev_snp=1`, the C-bit position from CPUID Fn8000_001F), then starting
  * QEMU with the command line of sev_qemu.ts and connecting to the guest's
  * frames port. A missing piece is an error (exit 69) naming every missing
  * piece; a QEMU that fails to start the SNP guest is one too, with its
@@ -127,6 +127,14 @@ export function sevPieces(): SevPiece[] {
       return error instanceof Error ? error.name : String(error);
     }
   })();
+  const sevDevice = (() => {
+    try {
+      using _f = Deno.openSync("/dev/sev", { read: true, write: true });
+      return "ok";
+    } catch (error) {
+      return error instanceof Error ? error.name : String(error);
+    }
+  })();
   const snp = (() => {
     try {
       return Deno.readTextFileSync("/sys/module/kvm_amd/parameters/sev_snp").trim();
@@ -158,6 +166,13 @@ export function sevPieces(): SevPiece[] {
       ok: kvm === "ok",
       detail: kvm === "ok" ? "opens read-write" : `cannot open: ${kvm}`,
       fix: "load kvm_amd and give this user access to /dev/kvm (the kvm group)",
+    },
+    {
+      name: "/dev/sev (SEV firmware)",
+      ok: sevDevice === "ok",
+      detail: sevDevice === "ok" ? "opens read-write" : `cannot open: ${sevDevice}`,
+      fix: "QEMU talks to the AMD secure processor's firmware through /dev/sev: the ccp driver " +
+        "provides it once the firmware enables SEV-SNP (modprobe ccp; dmesg | grep -i sev)",
     },
     {
       name: "kvm_amd sev_snp=1",
