@@ -74,6 +74,13 @@ Deno.test("registry: enarx run's light list of local backends is the registry's"
   assert.deepEqual(runnableBackends().map((b) => b.name), localBackends().map((b) => b.name));
   assert.equal((await runnableBackend("auto")).name, localBackend("auto").name);
   await assert.rejects(() => runnableBackend("tdx"), /cannot launch keeps|keepmgr/);
+  // The VM backends enarx run starts through a local keepmgr: every launching one without an
+  // in-process keep, strongest first.
+  const { keepmgrRunBackends } = await import("../../runtime/backends/local.ts");
+  assert.deepEqual(
+    keepmgrRunBackends(),
+    launchingBackends().filter((b) => b.launchLocal === undefined).map((b) => b.name),
+  );
 });
 
 Deno.test("registry: tdx and sgx cannot launch keeps yet, with a clear error", async () => {
@@ -101,12 +108,12 @@ Deno.test("registry: enarx run's backend by name: nil and auto launch in process
   reject(
     "kvm",
     69,
-    /kvm keeps are launched by a keepmgr: start "enarx keepmgr --backends kvm,nil"/,
+    /kvm keeps do not run in this process: "enarx run --backend kvm" starts one through a local keepmgr/,
   );
   reject(
     "sev",
     69,
-    /sev keeps are launched by a keepmgr: start "enarx keepmgr --backends sev,nil"/,
+    /sev keeps do not run in this process: "enarx run --backend sev" starts one through a local keepmgr/,
   );
   reject(
     "tdx",
