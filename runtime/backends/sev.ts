@@ -4,9 +4,10 @@
  * `sev-snp-guest` object, the AmdSev OVMF and the keep image:
  * sev_launch.ts, sev_qemu.ts) and verifies its evidence (real SNP reports
  * from the guest's /dev/sev-guest or configfs-tsm, to AMD's roots). Its
- * measurement is the launch digest the hardware computes, so only the
- * client's policy can name it here. The launch code loads only when a keep
- * is launched or a host is probed.
+ * measurement is the SEV-SNP launch digest of what its launch gives QEMU
+ * (`enarx measure --backend sev`), computed where the AmdSev OVMF is
+ * present; elsewhere only the client's policy can name it. The launch code
+ * loads only when a keep is launched or measured, or a host is probed.
  *
  * @module
  */
@@ -156,6 +157,28 @@ interface SevLaunchModule {
   >;
 }
 
+/** What this module uses of sev_launch.ts's measurement, loaded when a keep is measured. */
+interface SevMeasureModule {
+  sevKeepMeasurement(): Promise<Uint8Array | undefined>;
+}
+
+let cachedMeasurement: Promise<Uint8Array | undefined> | undefined;
+
+/**
+ * The launch digest a sev keep launched by this release reports (once per
+ * process); undefined without the AmdSev OVMF, when only a policy can name it.
+ */
+function sevMeasurement(): Promise<Uint8Array | undefined> {
+  cachedMeasurement ??= (async () => {
+    const { sevKeepMeasurement }: SevMeasureModule = await import(
+      new URL("./sev/sev_launch.ts", import.meta.url).href
+    );
+    return await sevKeepMeasurement();
+  })();
+  cachedMeasurement.catch(() => cachedMeasurement = undefined);
+  return cachedMeasurement;
+}
+
 /** Boots a sev keep's VM; every failure is an EnarxError (exit 69 where the host lacks a piece). */
 async function launchVm(options: LaunchOptions): Promise<KeepHandle> {
   const { launchSevKeep }: SevLaunchModule = await import(
@@ -195,5 +218,5 @@ export const sevBackend: Backend = {
   launchable: (facts) => (facts.sevLaunch ?? []).length > 0 && facts.sevLaunch!.every((p) => p.ok),
   launches: true,
   launch: launchVm,
-  measurement: () => Promise.resolve(undefined),
+  measurement: sevMeasurement,
 };
