@@ -9,8 +9,7 @@
 import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { deploy, type DeployEvent, type DeployStepRecord } from "../runtime/client/deploy.ts";
-import { LocalKeepmgr } from "../runtime/keepmgr/local.ts";
-import { userCacheDir } from "../runtime/dirs.ts";
+import { LocalKeepmgr, localSimulatorDir } from "../runtime/keepmgr/local.ts";
 
 const HELP = `Usage: enarx demo [MODULE]
 
@@ -100,10 +99,8 @@ async function startLocalKeepmgr(hostEvents: HostEvent[]): Promise<LocalKeepmgr>
   const started = performance.now();
   say("Starting a local keepmgr on 127.0.0.1 with a temporary state directory...");
   // The simulated chain (two RSA-4096 keys) is made once and kept in the cache.
-  const simDir = Deno.env.get("ENARX_SNP_SIM_DIR") ??
-    `${userCacheDir() ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache/enarx`}/demo-snp-sim`;
   const keepmgr = await LocalKeepmgr.start({
-    simDir,
+    simDir: localSimulatorDir(),
     onLog: (line) => {
       try {
         const entry = JSON.parse(line);

@@ -1,16 +1,26 @@
 /**
  * `enarx run`: runs a WASI command module in a local keep and exits with
- * the workload's own status.
+ * the workload's own status. A nil keep runs in this process; a VM keep
+ * (kvm, sev) starts through a local keepmgr and is attested before the
+ * module is sent (runtime/client/local_keep_run.ts, loaded only then).
  *
  * @module
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
-import { ExitStatus, UsageError } from "../runtime/errors.ts";
+import { EnarxError, ExitStatus, UsageError } from "../runtime/errors.ts";
 import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
-import { runnableBackend, runnableBackends } from "../runtime/backends/local.ts";
+import {
+  keepmgrRunBackends,
+  runnableBackend,
+  runnableBackends,
+} from "../runtime/backends/local.ts";
 import { defaultModuleCacheDir } from "../runtime/wasm/module_cache.ts";
 import type { Preopen, Workload } from "../runtime/wasm/workload.ts";
 import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/wasm/config.ts";
+import type * as LocalKeepRun from "../runtime/client/local_keep_run.ts";
+
+// A computed specifier: `deno run` reads every literal dynamic import at start-up.
+const LOCAL_KEEP_RUN = new URL("../runtime/client/local_keep_run.ts", import.meta.url).href;
 
 const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
 
@@ -19,19 +29,26 @@ Runs a WebAssembly (WASI preview 1) command in a local keep. MODULE is a
 name, ARGS...] and only the environment given here or in Enarx.toml.
 Everything after MODULE is passed to the guest.
 
+A nil keep is a sandboxed part of this process. --backend ${keepmgrRunBackends().join(" or ")}
+starts a VM keep through a local keepmgr (127.0.0.1, only for this run),
+verifies its evidence (kvm: this machine's simulated platform, trusted by its
+fingerprint; sev: the hardware's, to AMD's roots) before the module leaves
+this process, then streams the workload's output; standard input, unless a
+terminal, is read to its end and sent with the module.
+
 Options:
       --backend NAME        Keep backend (${
-  runnableBackends().map((b) => b.name).join(", ")
+  [...runnableBackends().map((b) => b.name), ...keepmgrRunBackends()].join(", ")
 } or auto; default nil)
       --wasmcfgfile FILE    Enarx.toml: args, env, [[files]], [[dirs]]
       --dir HOST[::GUEST][:ro]
                             Preopen directory HOST as GUEST (default: the same
-                            path); ":ro" makes it read-only. Repeatable
+                            path); ":ro" makes it read-only. Repeatable (nil)
       --env NAME=VALUE      Set an environment variable. Repeatable
       --timeout DURATION    Stop the guest after DURATION (500ms, 5s, 1m, 1h)
       --max-memory SIZE     Limit linear memory (e.g. 65536, 64MiB, 1GiB)
       --fuel N              Stop the guest after N units of fuel (metering
-                            makes guest code about 2x slower)
+                            makes guest code about 2x slower; nil)
       --no-cache            Do not use the compiled-module cache
   -h, --help                Show this help
 
@@ -142,6 +159,9 @@ export const command: Command = {
     if (positionals.length !== 1) {
       throw new UsageError(`Expected one MODULE; see "enarx run --help"`);
     }
+    if (keepmgrRunBackends().includes(values.backend as string)) {
+      return await runInVmKeep(values, positionals[0], guest);
+    }
     const backend = await runnableBackend(values.backend as string);
     const workload: Workload = {
       module: positionals[0],
@@ -186,3 +206,77 @@ export const command: Command = {
     return result.status;
   },
 };
+
+/** The options of `enarx run` as parsed. */
+interface RunValues {
+  backend?: string | boolean;
+  wasmcfgfile?: string | boolean;
+  dir?: (string | boolean)[];
+  env?: (string | boolean)[];
+  timeout?: string | boolean;
+  "max-memory"?: string | boolean;
+  fuel?: string | boolean;
+}
+
+/** Reads a file the run needs, or throws EnarxError (exit 66) naming it. */
+async function readRunInput(what: string, path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (cause) {
+    throw new EnarxError("input-unreadable", `Cannot find ${what} "${path}": ${cause}`, {
+      exit: cause instanceof Deno.errors.PermissionDenied ? "permission" : "noInput",
+      cause,
+    });
+  }
+}
+
+/** Writes all of `chunk` to `file`. */
+async function writeAll(file: typeof Deno.stdout, chunk: Uint8Array): Promise<void> {
+  for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+}
+
+/** `enarx run --backend kvm|sev`: a VM keep through a local keepmgr; returns the workload's status. */
+async function runInVmKeep(values: RunValues, module: string, guest: string[]): Promise<number> {
+  for (const flag of ["dir", "fuel"] as const) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(
+        `--${flag} applies to nil keeps only: a VM keep sees no host directory and meters no ` +
+          `fuel; drop --${flag} or use --backend nil`,
+      );
+    }
+  }
+  const timeout = values.timeout as string | undefined;
+  const maxMemory = values["max-memory"] as string | undefined;
+  const options = {
+    backend: values.backend as string,
+    timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, "--timeout"),
+    keepMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, "--max-memory"),
+  };
+  const moduleBytes = await readRunInput("module", module);
+  const configFile = values.wasmcfgfile as string | undefined;
+  const config = configFile === undefined
+    ? null
+    : new TextDecoder().decode(await readRunInput("Enarx.toml", configFile));
+  const stdin = Deno.stdin.isTerminal()
+    ? new Uint8Array(0)
+    : new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+  const { runInLocalKeep }: typeof LocalKeepRun = await import(LOCAL_KEEP_RUN);
+  const encoder = new TextEncoder();
+  const result = await runInLocalKeep({
+    module: moduleBytes,
+    config,
+    args: guest,
+    env: Object.fromEntries(((values.env ?? []) as string[]).map(parseEnvOption)),
+    stdin,
+  }, {
+    ...options,
+    // Progress for a person: booting a VM keep takes seconds. Scripts get the workload's only.
+    onProgress: (line) => {
+      if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(encoder.encode(`enarx: ${line}\n`));
+    },
+    onStdout: (chunk) => writeAll(Deno.stdout, chunk),
+    onStderr: (chunk) => writeAll(Deno.stderr, chunk),
+  });
+  if (result.reason !== "exit") await printErr(`enarx: ${result.message ?? result.reason}\n`);
+  return result.status;
+}

@@ -8,6 +8,7 @@ ENARX_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 . "$ENARX_ROOT/tools/bootstrap.sh"
 . "$ENARX_ROOT/tools/test_deps.sh"
 enarx_bootstrap
+enarx_test_deps_qemu
 enarx_test_deps_apt
 enarx_test_deps_wasmtime_headers
 enarx_test_deps_kvm_kernel

@@ -5,6 +5,17 @@
 # through cargo fetch) and the kernel of kvm keeps (Debian's cloud kernel).
 # Sourced by tools/test.sh after tools/bootstrap.sh.
 
+# QEMU >= 9.1 for sev keeps (and kvm keeps with it): tools/qemu_backports.sh
+# adds bookworm-backports, pinned so that only qemu-system-x86 and what it
+# strictly needs come from there. Run before enarx_test_deps_apt, which then
+# finds qemu-system-x86 installed.
+enarx_test_deps_qemu() {
+  "$ENARX_ROOT/tools/qemu_backports.sh" || {
+    enarx_say "tools/qemu_backports.sh could not install QEMU >= 9.1; see the messages above"
+    return 1
+  }
+}
+
 ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static systemd ovmf"
 
 enarx_test_deps_apt() {
@@ -107,12 +118,12 @@ enarx_test_deps_kvm_kernel() {
 # test boots under TCG: tools/build_ovmf.sh builds it once from Debian's
 # pinned edk2 source package into $ENARX_CACHE/ovmf-amdsev (slow: about ten
 # minutes on two cores). It adds its own pinned deb-src entry for trixie and
-# installs nothing from trixie; QEMU is not touched: the tests give the SNP
-# command line to the system QEMU, whose refusal is what they check. The
-# script runs every time: an OVMF.fd present is checked against the pinned
-# OVMF_AMDSEV_SHA256 and rebuilt when it differs, and a build that does not
-# give the pinned hash fails here (tests/backends/ovmf_pin_test.ts checks
-# the file too).
+# installs nothing from trixie. The tests give the SNP command line to the
+# QEMU of enarx_test_deps_qemu, whose refusal on a host without SEV-SNP is
+# what they check. The script runs every time: an OVMF.fd present is checked
+# against the pinned OVMF_AMDSEV_SHA256 and rebuilt when it differs, and a
+# build that does not give the pinned hash fails here
+# (tests/backends/ovmf_pin_test.ts checks the file too).
 enarx_test_deps_ovmf_amdsev() {
   "$ENARX_ROOT/tools/build_ovmf.sh" || {
     enarx_say "tools/build_ovmf.sh failed: see its messages above and $ENARX_CACHE/ovmf-amdsev/build.log"

@@ -3,8 +3,10 @@
  * `launchLocal`), without loading the whole registry: `enarx run` starts
  * faster for every module it does not load. The list is the registry's
  * `localBackends()` (tests/backends/registry_test.ts checks that they are
- * equal); any other name is handed to the registry, which says why it
- * cannot run locally.
+ * equal). VM backends (kvm, sev) are named here too, without their
+ * modules: `enarx run` starts their keeps through a local keepmgr
+ * (runtime/client/local_keep_run.ts). Any other name is handed to the
+ * registry, which says why it cannot run.
  *
  * @module
  */
@@ -16,6 +18,18 @@ import type * as Registry from "./mod.ts";
 const REGISTRY = new URL("./mod.ts", import.meta.url).href;
 
 const LOCAL: readonly Backend[] = [nilBackend];
+
+/**
+ * The backends whose keeps `enarx run` starts through a local keepmgr,
+ * strongest first: the registry's launching backends without an in-process
+ * keep (tests/backends/registry_test.ts checks that they are equal).
+ */
+const THROUGH_KEEPMGR: readonly string[] = ["sev", "kvm"];
+
+/** The backends whose keeps `enarx run` starts through a local keepmgr (kvm, sev). */
+export function keepmgrRunBackends(): readonly string[] {
+  return THROUGH_KEEPMGR;
+}
 
 /** The backends `enarx run` runs in-process, strongest first (the registry's `localBackends()`). */
 export function runnableBackends(): readonly Backend[] {

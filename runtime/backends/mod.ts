@@ -91,8 +91,8 @@ export function localBackend(name: string): Backend {
   if (known?.launches) {
     throw new EnarxError(
       "backend-unavailable",
-      `"enarx run" runs ${names.join(" and ")} keeps only; ${name} keeps are launched by a ` +
-        `keepmgr: start "enarx keepmgr --backends ${name},nil" and use "enarx deploy --backend ${name}"`,
+      `${name} keeps do not run in this process: "enarx run --backend ${name}" starts one ` +
+        `through a local keepmgr, "enarx deploy --backend ${name}" through a host's keepmgr`,
       { exit: "unavailable" },
     );
   }

@@ -4,9 +4,10 @@
  * `sev-snp-guest` object, the AmdSev OVMF and the keep image:
  * sev_launch.ts, sev_qemu.ts) and verifies its evidence (real SNP reports
  * from the guest's /dev/sev-guest or configfs-tsm, to AMD's roots). Its
- * measurement is the launch digest the hardware computes, so only the
- * client's policy can name it here. The launch code loads only when a keep
- * is launched or a host is probed.
+ * measurement is the SEV-SNP launch digest of what its launch gives QEMU
+ * (`enarx measure --backend sev`), computed where the AmdSev OVMF is
+ * present; elsewhere only the client's policy can name it. The launch code
+ * loads only when a keep is launched or measured, or a host is probed.
  *
  * @module
  */
@@ -138,7 +139,7 @@ function pspChecks(judge: Judge, list: CheckList): void {
 function launchChecks(pieces: LaunchPiece[] | undefined, list: CheckList): void {
   for (const piece of pieces ?? []) {
     list.add(
-      `sev.launch.${piece.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/-$/, "")}`,
+      `sev.launch.${piece.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "")}`,
       {
         title: `Launch needs ${piece.name}`,
         pass: piece.ok,
@@ -154,6 +155,28 @@ interface SevLaunchModule {
   launchSevKeep(options: { workDir: string; log?: (line: string) => void }): Promise<
     Omit<KeepHandle, "what"> & { hostPort: number }
   >;
+}
+
+/** What this module uses of sev_launch.ts's measurement, loaded when a keep is measured. */
+interface SevMeasureModule {
+  sevKeepMeasurement(): Promise<Uint8Array | undefined>;
+}
+
+let cachedMeasurement: Promise<Uint8Array | undefined> | undefined;
+
+/**
+ * The launch digest a sev keep launched by this release reports (once per
+ * process); undefined without the AmdSev OVMF, when only a policy can name it.
+ */
+function sevMeasurement(): Promise<Uint8Array | undefined> {
+  cachedMeasurement ??= (async () => {
+    const { sevKeepMeasurement }: SevMeasureModule = await import(
+      new URL("./sev/sev_launch.ts", import.meta.url).href
+    );
+    return await sevKeepMeasurement();
+  })();
+  cachedMeasurement.catch(() => cachedMeasurement = undefined);
+  return cachedMeasurement;
 }
 
 /** Boots a sev keep's VM; every failure is an EnarxError (exit 69 where the host lacks a piece). */
@@ -195,5 +218,5 @@ export const sevBackend: Backend = {
   launchable: (facts) => (facts.sevLaunch ?? []).length > 0 && facts.sevLaunch!.every((p) => p.ok),
   launches: true,
   launch: launchVm,
-  measurement: () => Promise.resolve(undefined),
+  measurement: sevMeasurement,
 };

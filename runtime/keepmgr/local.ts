@@ -8,6 +8,17 @@
 import { EnarxError } from "../errors.ts";
 import { selfCommand } from "./keepldr.ts";
 import { readToken } from "./api/auth.ts";
+import { userCacheDir } from "../dirs.ts";
+
+/**
+ * The simulated platform of the keepmgrs this machine starts for itself
+ * (`enarx demo`, `enarx run --backend kvm`): `$ENARX_SNP_SIM_DIR`, else
+ * `demo-snp-sim` in the user's cache. Its chain is made on first use.
+ */
+export function localSimulatorDir(): string {
+  return Deno.env.get("ENARX_SNP_SIM_DIR") ??
+    `${userCacheDir() ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache/enarx`}/demo-snp-sim`;
+}
 
 /** Options of {@link LocalKeepmgr.start}. */
 export interface LocalKeepmgrOptions {

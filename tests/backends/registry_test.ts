@@ -22,6 +22,13 @@ import { Judge } from "../../runtime/platform/judge.ts";
 import { wasmldrMeasurement } from "../../runtime/keep/measurement.ts";
 import { EnarxError } from "../../runtime/errors.ts";
 import { enarx } from "../workloads/helpers.ts";
+import { fileExists } from "../_requires.ts";
+import {
+  SEV_APPEND,
+  SEV_VCPUS,
+  sevOvmfPath,
+  sevVcpuType,
+} from "../../runtime/backends/sev/sev_launch.ts";
 
 Deno.test("registry: exactly nil, kvm, sev, tdx and sgx, strongest first, one module each", () => {
   assert.deepEqual(backendNames(), ["sev", "tdx", "sgx", "kvm", "nil"]);
@@ -64,9 +71,26 @@ Deno.test("registry: how each backend's keep gets evidence, and what it measures
   assert.deepEqual(await backendByName("nil")!.measurement(), wasmldr);
   // A kvm keep's measurement is its own (kernel, initrd, command line):
   // tests/measure/measure_cli_test.ts checks it against `enarx measure`.
-  for (const name of ["sev", "tdx", "sgx"]) {
+  for (const name of ["tdx", "sgx"]) {
     assert.equal(await backendByName(name)!.measurement(), undefined, name);
   }
+});
+
+Deno.test("registry: a sev keep's expected measurement is what `enarx measure --backend sev` prints", async () => {
+  const sev = await backendByName("sev")!.measurement();
+  if (!fileExists(sevOvmfPath())) {
+    // Without the AmdSev OVMF only a policy can name it.
+    assert.equal(sev, undefined);
+    return;
+  }
+  const { code, stdout, stderr } = await enarx(["measure", "--backend", "sev", "--json"]);
+  assert.equal(code, 0, stderr);
+  const printed = JSON.parse(stdout);
+  assert.equal(printed.vcpus, SEV_VCPUS);
+  assert.equal(printed.vcpuType, sevVcpuType());
+  assert.equal(printed.append, SEV_APPEND);
+  assert.ok(sev !== undefined);
+  assert.equal(sev.toHex(), printed.digest);
 });
 
 Deno.test("registry: enarx run's light list of local backends is the registry's", async () => {
@@ -74,6 +98,13 @@ Deno.test("registry: enarx run's light list of local backends is the registry's"
   assert.deepEqual(runnableBackends().map((b) => b.name), localBackends().map((b) => b.name));
   assert.equal((await runnableBackend("auto")).name, localBackend("auto").name);
   await assert.rejects(() => runnableBackend("tdx"), /cannot launch keeps|keepmgr/);
+  // The VM backends enarx run starts through a local keepmgr: every launching one without an
+  // in-process keep, strongest first.
+  const { keepmgrRunBackends } = await import("../../runtime/backends/local.ts");
+  assert.deepEqual(
+    keepmgrRunBackends(),
+    launchingBackends().filter((b) => b.launchLocal === undefined).map((b) => b.name),
+  );
 });
 
 Deno.test("registry: tdx and sgx cannot launch keeps yet, with a clear error", async () => {
@@ -101,12 +132,12 @@ Deno.test("registry: enarx run's backend by name: nil and auto launch in process
   reject(
     "kvm",
     69,
-    /kvm keeps are launched by a keepmgr: start "enarx keepmgr --backends kvm,nil"/,
+    /kvm keeps do not run in this process: "enarx run --backend kvm" starts one through a local keepmgr/,
   );
   reject(
     "sev",
     69,
-    /sev keeps are launched by a keepmgr: start "enarx keepmgr --backends sev,nil"/,
+    /sev keeps do not run in this process: "enarx run --backend sev" starts one through a local keepmgr/,
   );
   reject(
     "tdx",

@@ -20,6 +20,11 @@ import {
   type SevPiece,
   sevPieces,
 } from "../../runtime/backends/sev/sev_launch.ts";
+import {
+  parseQemuVersion,
+  qemuSupportsSnp,
+  SEV_MIN_QEMU,
+} from "../../runtime/backends/sev/sev_qemu.ts";
 import { parseOvmf, sevHashesPage, sevHashTable } from "../../runtime/measure/mod.ts";
 import { evaluatePlatform, probePlatform } from "../../runtime/platform/info.ts";
 import { gatherHostFacts } from "../../runtime/platform/host_facts.ts";
@@ -44,6 +49,7 @@ Deno.test({
     assert.equal(sev.launchable(gatherHostFacts()), false);
     const missing = sevPieces().filter((p) => !p.ok).map((p) => p.name);
     assert.ok(missing.includes("kvm_amd sev_snp=1"), missing.join(", "));
+    assert.ok(missing.includes("/dev/sev (SEV firmware)"), missing.join(", "));
     await assert.rejects(
       () => sev.launch({ log: () => {} }),
       (e: unknown) => {
@@ -107,46 +113,105 @@ Deno.test("sev launch: platform info names each piece a sev keep's launch needs"
   );
 });
 
+/** The version of QEMU on PATH, when it has one. */
+function pathQemuVersion(): number[] | undefined {
+  const qemu = findQemu();
+  if (qemu === undefined) return undefined;
+  const out = new Deno.Command(qemu, { args: ["--version"], stdout: "piped" }).outputSync();
+  return parseQemuVersion(new TextDecoder().decode(out.stdout));
+}
+
+const SNP_QEMU = {
+  tool: `QEMU >= ${SEV_MIN_QEMU.join(".")} (qemu-system-x86_64)`,
+  present: (() => {
+    const version = pathQemuVersion();
+    return version !== undefined && qemuSupportsSnp(version);
+  })(),
+  remedy:
+    "tools/qemu_backports.sh installs QEMU 10 from bookworm-backports (tools/test.sh runs it)",
+};
+
+/**
+ * Gives the full SNP command line to `qemu` (a real QEMU, or a wrapper
+ * that runs it) and returns the error of its failure.
+ */
+async function failedSnpBoot(qemu: string, workDir: string): Promise<EnarxError> {
+  const ovmf = fileExists(sevOvmfPath()) ? sevOvmfPath() : "/usr/share/ovmf/OVMF.fd";
+  const kernel = `${workDir}/vmlinuz`;
+  const initrd = `${workDir}/initrd`;
+  await Deno.writeFile(kernel, new Uint8Array(4096));
+  await Deno.writeFile(initrd, new Uint8Array(4096));
+  let caught: unknown;
+  await assert.rejects(
+    () =>
+      bootSevKeep({
+        qemu,
+        workDir,
+        ovmf,
+        kernel,
+        initrd,
+        append: SEV_APPEND,
+        memoryMiB: 512,
+        vcpus: 1,
+        vcpuType: "EPYC-Milan",
+        snp: { cbitpos: 51, reducedPhysBits: 1 },
+        accel: "kvm",
+        guestPort: 8443,
+      }),
+    (e: unknown) => {
+      caught = e;
+      return true;
+    },
+  );
+  assert.ok(caught instanceof EnarxError, String(caught));
+  assert.equal(caught.exitStatus, 69);
+  assert.equal(caught.code, "backend-unavailable");
+  assert.match(caught.message, /^QEMU could not start the SEV-SNP guest: qemu-system-x86_64: /);
+  assert.doesNotMatch(caught.message, /\n/);
+  console.log(caught.message);
+  return caught;
+}
+
 Deno.test({
-  name: "sev launch: the full SNP command line fails on this host's QEMU: exit 69, what to check",
-  ...requires({
-    tool: "QEMU (qemu-system-x86_64)",
-    present: findQemu() !== undefined,
-    remedy: "tools/test.sh installs qemu-system-x86",
-  }, async () => {
+  name:
+    "sev launch: QEMU 10 given the full SNP command line on a KVM without SNP: exit 69, sev_snp=1",
+  ...requires(SNP_QEMU, async () => {
     if (SNP_HOST) return console.log("this host has every piece: its QEMU would start the guest");
     const workDir = await Deno.makeTempDir({ prefix: "enarx-sev-" });
     try {
-      const ovmf = fileExists(sevOvmfPath()) ? sevOvmfPath() : "/usr/share/ovmf/OVMF.fd";
-      const kernel = `${workDir}/vmlinuz`;
-      const initrd = `${workDir}/initrd`;
-      await Deno.writeFile(kernel, new Uint8Array(4096));
-      await Deno.writeFile(initrd, new Uint8Array(4096));
-      await assert.rejects(
-        () =>
-          bootSevKeep({
-            qemu: findQemu()!,
-            workDir,
-            ovmf,
-            kernel,
-            initrd,
-            append: SEV_APPEND,
-            memoryMiB: 512,
-            vcpus: 1,
-            vcpuType: "EPYC-Milan",
-            snp: { cbitpos: 51, reducedPhysBits: 1 },
-            accel: "kvm",
-            guestPort: 8443,
-          }),
-        (e: unknown) => {
-          assert.ok(e instanceof EnarxError, String(e));
-          assert.equal(e.exitStatus, 69);
-          assert.match(e.message, /^QEMU could not start the SEV-SNP guest: qemu-system-x86_64: /);
-          assert.match(e.message, /\. Check: /);
-          console.log(e.message);
-          return true;
-        },
+      const error = await failedSnpBoot(findQemu()!, workDir);
+      // This QEMU knows sev-snp-guest: what fails is KVM, which offers no SNP VM type here.
+      assert.match(error.message, /vm-type SEV-SNP not supported by KVM/);
+      assert.match(error.message, /Check: KVM refused the SNP guest: load kvm_amd with sev_snp=1/);
+      assert.doesNotMatch(error.message, /use QEMU >= /);
+    } finally {
+      await Deno.remove(workDir, { recursive: true });
+    }
+  }),
+});
+
+const UNSHARE = ["/usr/bin/unshare", "/bin/unshare"].find(fileExists);
+
+Deno.test({
+  name: "sev launch: QEMU 10 given the full SNP command line without /dev/kvm: exit 69, /dev/kvm",
+  ...requires({
+    tool: `${SNP_QEMU.tool}, root and unshare (util-linux)`,
+    present: SNP_QEMU.present && Deno.uid() === 0 && UNSHARE !== undefined,
+    remedy: `${SNP_QEMU.remedy}; run the tests as root`,
+  }, async () => {
+    const workDir = await Deno.makeTempDir({ prefix: "enarx-sev-" });
+    try {
+      // The real QEMU in a mount namespace whose /dev is empty: a host without KVM.
+      const wrapper = `${workDir}/qemu-without-kvm`;
+      await Deno.writeTextFile(
+        wrapper,
+        `#!/bin/sh\nexec ${UNSHARE} --mount sh -c 'mount -t tmpfs none /dev && exec "$0" "$@"' ` +
+          `${findQemu()} "$@"\n`,
       );
+      await Deno.chmod(wrapper, 0o755);
+      const error = await failedSnpBoot(wrapper, workDir);
+      assert.match(error.message, /Could not access KVM kernel module: No such file or directory/);
+      assert.match(error.message, /Check: \/dev\/kvm is missing or not usable by this user/);
     } finally {
       await Deno.remove(workDir, { recursive: true });
     }

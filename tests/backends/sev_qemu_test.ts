@@ -162,6 +162,24 @@ Deno.test("sev qemu: a failed SNP launch is explained by its first error line an
   );
   assert.match(cbit.line, /cbitpos check failed/);
   assert.match(cbit.checks.join(" "), /CPUID Fn8000_001F/);
+  // QEMU 10.0's own lines on hosts without the hardware (captured here).
+  const noSnp = explainSnpFailure(
+    "qemu-system-x86_64: -accel kvm: vm-type SEV-SNP not supported by KVM\n",
+  );
+  assert.equal(noSnp.line, "qemu-system-x86_64: -accel kvm: vm-type SEV-SNP not supported by KVM");
+  assert.deepEqual(noSnp.checks.length, 1);
+  assert.match(noSnp.checks[0], /kvm_amd with sev_snp=1/);
+  const noKvm = explainSnpFailure(
+    "qemu-system-x86_64: -accel kvm: Could not access KVM kernel module: No such file or directory\n" +
+      "qemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or directory\n",
+  );
+  assert.match(noKvm.checks.join(" "), /\/dev\/kvm is missing/);
+  assert.doesNotMatch(noKvm.checks.join(" "), /sev_snp=1/);
+  // QEMU's sev_common_kvm_init when it cannot open the firmware's device.
+  const noPsp = explainSnpFailure(
+    "qemu-system-x86_64: sev_common_kvm_init: Failed to open /dev/sev 'No such file or directory'\n",
+  );
+  assert.match(noPsp.checks.join(" "), /\/dev\/sev \(the AMD secure processor\) is missing/);
   const none = explainSnpFailure("");
   assert.equal(none.line, "QEMU exited without a message");
   assert.match(none.checks[0], /enarx platform info/);

@@ -197,7 +197,12 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
         /Backend "sgx" cannot launch/,
       ],
       ["unknown backend", ["--backend", "qemu", PROBE], 64, /Unknown backend "qemu"/],
-      ["kvm is keepmgr's", ["--backend", "kvm", PROBE], 69, /kvm keeps are launched by a keepmgr/],
+      [
+        "kvm with --dir",
+        ["--backend", "kvm", "--dir", dir, PROBE],
+        64,
+        /--dir applies to nil keeps only/,
+      ],
     ];
     for (const [name, args, code, pattern] of cases) {
       await t.step(name, async () => {

@@ -1,7 +1,7 @@
 /**
  * Launching a `sev` keep: finding each piece it needs (QEMU >= 9.1, the
- * AmdSev OVMF of tools/build_ovmf.sh, the keep kernel, /dev/kvm, kvm_amd's
- * `sev_snp=1`, the C-bit position from CPUID Fn8000_001F), then starting
+ * AmdSev OVMF of tools/build_ovmf.sh, the keep kernel, /dev/kvm, /dev/sev,
+ * kvm_amd's `sev_snp=1`, the C-bit position from CPUID Fn8000_001F), then starting
  * QEMU with the command line of sev_qemu.ts and connecting to the guest's
  * frames port. A missing piece is an error (exit 69) naming every missing
  * piece; a QEMU that fails to start the SNP guest is one too, with its
@@ -30,9 +30,52 @@ import {
 /** What this module uses of kvm_image.ts, loaded when a keep is launched (as kvm.ts does). */
 interface KvmImageModule {
   buildKvmImage(
-    options: { cacheDir: string; simDir: string },
-  ): Promise<KvmKernel & { initrd: string }>;
+    options: { cacheDir: string },
+  ): Promise<KvmKernel & { initrd: string; append: string }>;
   GUEST_PORT: number;
+}
+
+/** What this module uses of runtime/measure/keep_measure.ts (loaded when a keep is measured). */
+interface KeepMeasureModule {
+  keepMeasurement(
+    backend: string,
+    options: { ovmf?: string; vcpus?: number; vcpuType?: string; cacheDir?: string },
+  ): Promise<{ digest: Uint8Array }>;
+}
+
+/** The vCPU count of a sev keep (what its measurement's VMSAs count). */
+export const SEV_VCPUS = 1;
+
+/** QEMU's CPU model of a sev keep: `ENARX_SEV_VCPU_TYPE`, else `EPYC-Milan`. */
+export function sevVcpuType(): string {
+  return Deno.env.get("ENARX_SEV_VCPU_TYPE") || "EPYC-Milan";
+}
+
+/** The image cache of sev keeps: `ENARX_KVM_CACHE_DIR`, else `fallback`. */
+function sevImageCache(fallback?: string): string | undefined {
+  return Deno.env.get("ENARX_KVM_CACHE_DIR") || fallback;
+}
+
+/**
+ * The measurement a sev keep launched here reports: the SEV-SNP launch
+ * digest of the OVMF, kernel, initrd, command line, vCPU count and CPU model
+ * that {@link launchSevKeep} gives QEMU (`enarx measure --backend sev`
+ * computes the same with the same inputs). Undefined when there is no
+ * AmdSev OVMF to measure.
+ */
+export async function sevKeepMeasurement(): Promise<Uint8Array | undefined> {
+  const ovmf = sevOvmfPath();
+  if (!fileExists(ovmf)) return undefined;
+  const { keepMeasurement }: KeepMeasureModule = await import(
+    new URL("../../measure/keep_measure.ts", import.meta.url).href
+  );
+  const measured = await keepMeasurement("sev", {
+    ovmf,
+    vcpus: SEV_VCPUS,
+    vcpuType: sevVcpuType(),
+    cacheDir: sevImageCache(),
+  });
+  return measured.digest;
 }
 
 /** The line the guest's init writes on the frames port once it is raw (kvm_image.ts). */
@@ -127,6 +170,14 @@ export function sevPieces(): SevPiece[] {
       return error instanceof Error ? error.name : String(error);
     }
   })();
+  const sevDevice = (() => {
+    try {
+      using _f = Deno.openSync("/dev/sev", { read: true, write: true });
+      return "ok";
+    } catch (error) {
+      return error instanceof Error ? error.name : String(error);
+    }
+  })();
   const snp = (() => {
     try {
       return Deno.readTextFileSync("/sys/module/kvm_amd/parameters/sev_snp").trim();
@@ -143,8 +194,8 @@ export function sevPieces(): SevPiece[] {
       detail: qemu.path === undefined
         ? `${QEMU} is not on PATH`
         : `${qemu.path}: ${qemu.version?.join(".") ?? "unknown version"}`,
-      fix: `install QEMU >= ${min} (Debian: qemu-system-x86 from bookworm-backports, or trixie), ` +
-        "or set ENARX_SEV_QEMU to its qemu-system-x86_64",
+      fix: `install QEMU >= ${min} (Debian bookworm: tools/qemu_backports.sh installs ` +
+        "qemu-system-x86 from bookworm-backports), or set ENARX_SEV_QEMU to its qemu-system-x86_64",
     },
     {
       name: "OVMF (AmdSev build)",
@@ -158,6 +209,13 @@ export function sevPieces(): SevPiece[] {
       ok: kvm === "ok",
       detail: kvm === "ok" ? "opens read-write" : `cannot open: ${kvm}`,
       fix: "load kvm_amd and give this user access to /dev/kvm (the kvm group)",
+    },
+    {
+      name: "/dev/sev (SEV firmware)",
+      ok: sevDevice === "ok",
+      detail: sevDevice === "ok" ? "opens read-write" : `cannot open: ${sevDevice}`,
+      fix: "QEMU talks to the AMD secure processor's firmware through /dev/sev: the ccp driver " +
+        "provides it once the firmware enables SEV-SNP (modprobe ccp; dmesg | grep -i sev)",
     },
     {
       name: "kvm_amd sev_snp=1",
@@ -382,13 +440,12 @@ export async function launchSevKeep(options: LaunchSevKeepOptions): Promise<SevK
   const error = missingPiecesError(sevPieces());
   if (error !== undefined) throw error;
   const cbit = readSnpAddressBits()!;
-  const cacheDir = options.cacheDir ?? Deno.env.get("ENARX_KVM_CACHE_DIR") ??
-    `${options.workDir}/../../kvm-cache`;
-  // No simulator state in a sev keep's image: its evidence is the hardware's.
+  const cacheDir = options.cacheDir ?? sevImageCache(`${options.workDir}/../../kvm-cache`)!;
+  // The same image as kvm keeps: no simulator state, no key; its evidence is the hardware's.
   const { buildKvmImage, GUEST_PORT }: KvmImageModule = await import(
     new URL("../kvm_image.ts", import.meta.url).href
   );
-  const image = await buildKvmImage({ cacheDir, simDir: `${options.workDir}/no-simulator` });
+  const image = await buildKvmImage({ cacheDir });
   log(`sev keep image: ${image.kernel}, ${image.initrd}`);
   return await bootSevKeep({
     qemu: sevQemu().path!,
@@ -396,10 +453,10 @@ export async function launchSevKeep(options: LaunchSevKeepOptions): Promise<SevK
     ovmf: sevOvmfPath(),
     kernel: image.kernel,
     initrd: image.initrd,
-    append: SEV_APPEND,
+    append: image.append,
     memoryMiB: 1024,
-    vcpus: 1,
-    vcpuType: Deno.env.get("ENARX_SEV_VCPU_TYPE") || "EPYC-Milan",
+    vcpus: SEV_VCPUS,
+    vcpuType: sevVcpuType(),
     snp: cbit,
     accel: "kvm",
     guestPort: GUEST_PORT,
