@@ -14,7 +14,9 @@
  *
  * @module
  */
-import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../../ffi/wasmtime/mod.ts";
+import type { Engine } from "../../ffi/wasmtime/engine.ts";
+import { Module, wat2wasm } from "../../ffi/wasmtime/module.ts";
+import { WasmtimeFfiError } from "../../ffi/wasmtime/trap.ts";
 import { bytesEqual } from "../bytes.ts";
 import { userCacheDir } from "../dirs.ts";
 import { EnarxError } from "../errors.ts";

@@ -12,22 +12,17 @@
  *
  * @module
  */
-import {
-  type CallOutcome,
-  Engine,
-  type EngineOptions,
-  type Instance,
-  Linker,
-  type Module,
-  Pipe,
-  Store,
-  TrapCode,
-  WasiConfig,
-  type WasiOutput,
-  type WasmFrame,
-  WasmtimeFfiError,
-  WasmtimeLoadError,
-} from "../../ffi/wasmtime/mod.ts";
+// The binding's files one by one, not ffi/wasmtime/mod.ts: Deno pays for
+// every module `enarx run` loads, and a run without callback sinks never
+// needs ffi/wasmtime/pipe.ts (nor the libc binding under it).
+import { Engine, type EngineOptions } from "../../ffi/wasmtime/engine.ts";
+import { type CallOutcome, type Instance, Linker } from "../../ffi/wasmtime/linker.ts";
+import { WasmtimeLoadError } from "../../ffi/wasmtime/library.ts";
+import type { Module } from "../../ffi/wasmtime/module.ts";
+import type * as PipeModule from "../../ffi/wasmtime/pipe.ts";
+import { Store } from "../../ffi/wasmtime/store.ts";
+import { TrapCode, type WasmFrame, WasmtimeFfiError } from "../../ffi/wasmtime/trap.ts";
+import { WasiConfig, type WasiOutput } from "../../ffi/wasmtime/wasi.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
 import { concatBytes } from "../bytes.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
@@ -232,6 +227,17 @@ function stdioKinds(config: EnarxConfig | undefined): [FileKind, FileKind, FileK
   return [kind(0), kind(1), kind(2)];
 }
 
+type Pipe = PipeModule.Pipe;
+// A computed specifier: `deno run` reads every literal dynamic import at start-up.
+const PIPE_MODULE = new URL("../../ffi/wasmtime/pipe.ts", import.meta.url).href;
+let pipeClass: typeof PipeModule.Pipe | undefined;
+
+/** Loads ffi/wasmtime/pipe.ts when a run streams output into a callback. */
+async function loadPipes(options: RunOptions): Promise<void> {
+  const streams = typeof options.stdout === "function" || typeof options.stderr === "function";
+  if (streams) pipeClass ??= (await import(PIPE_MODULE) as typeof PipeModule).Pipe;
+}
+
 /** An output sink being pumped from a pipe into a callback. */
 interface Pump {
   done: Promise<void>;
@@ -264,7 +270,7 @@ function outputTarget(
 ): { target: WasiOutput; open?: () => Promise<void> } {
   if (sink === "inherit") return { target: { kind: "inherit" } };
   if (sink === "null") return { target: { kind: "null" } };
-  const pipe = new Pipe();
+  const pipe = new pipeClass!();
   pipes.push(pipe);
   return {
     target: { kind: "file", path: pipe.writePath },
@@ -529,6 +535,7 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
     linker = new Linker(engine);
     checkImports({ linker, store }, module, origin);
 
+    await loadPipes(options);
     const { wasi, opens } = wasiConfigFor(workload, options, { preopens, streams });
     for (const open of opens) await open();
     for (const pipe of streams.pipes) pipe.close();
