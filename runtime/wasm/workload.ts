@@ -26,7 +26,13 @@ import { WasiConfig, type WasiOutput } from "../../ffi/wasmtime/wasi.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
 import { concatBytes } from "../bytes.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
-import { compileModule, decodeModuleBytes } from "./module_cache.ts";
+import {
+  compileModule,
+  compileModuleFile,
+  decodeModuleBytes,
+  readModuleFile,
+  statModuleFile,
+} from "./module_cache.ts";
 import { loadLibwasmtime } from "./libwasmtime_path.ts";
 import { WASMTIME_VERSION } from "../version.ts";
 
@@ -91,8 +97,11 @@ export interface RunOptions {
   cacheDir?: string;
   /** Aborts the run like a timeout (reason `timeout`). */
   signal?: AbortSignal;
-  /** Called before the module is compiled (not when it comes from the cache), for progress. */
-  onCompile?: (info: { bytes: number }) => void;
+  /**
+   * Called before the module is compiled (not when it comes from the cache),
+   * for progress; `cacheRefused` says why an untrusted cache was not used.
+   */
+  onCompile?: (info: { bytes: number; cacheRefused?: string }) => void;
 }
 
 /** Why the workload ended. */
@@ -139,27 +148,7 @@ export async function readWorkloadModule(
   // WebAssembly text is converted by libwasmtime.
   await loadLibwasmtime();
   if (typeof workload.module === "string") {
-    const path = workload.module;
-    let raw: Uint8Array;
-    try {
-      raw = await Deno.readFile(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new EnarxError("module-not-found", `Cannot find module "${path}"; check the path`, {
-          exit: "noInput",
-        });
-      }
-      if (error instanceof Deno.errors.IsADirectory) {
-        throw new EnarxError("module-not-found", `Module "${path}" is a directory, not a file`, {
-          exit: "noInput",
-        });
-      }
-      const why = error instanceof Error ? error.message : String(error);
-      throw new EnarxError("module-unreadable", `Cannot read module "${path}": ${why}`, {
-        exit: "noInput",
-      });
-    }
-    return { bytes: decodeModuleBytes(raw, path), origin: path };
+    return { bytes: await readModuleFile(workload.module), origin: workload.module };
   }
   return { bytes: decodeModuleBytes(workload.module, "<bytes>"), origin: "<bytes>" };
 }
@@ -387,17 +376,30 @@ function interrupterFor(engine: Engine): Interrupter {
   return self;
 }
 
-/** Compiles (or loads from the cache) `bytes`, and checks that it is a WASI command. */
+/** A workload's module: a file (found in the cache without reading it) or bytes. */
+type ModuleSource = { path: string; origin: string } | {
+  bytes: Uint8Array<ArrayBuffer>;
+  origin: string;
+};
+
+/** The module of `workload`; bytes are decoded, a file is only checked to exist. */
+async function moduleSource(workload: Workload): Promise<ModuleSource> {
+  if (typeof workload.module !== "string") return await readWorkloadModule(workload);
+  await loadLibwasmtime();
+  statModuleFile(workload.module);
+  return { path: workload.module, origin: workload.module };
+}
+
+/** Compiles (or loads from the cache) a module, and checks that it is a WASI command. */
 async function compileCommand(
   engine: Engine,
-  module: { bytes: Uint8Array<ArrayBuffer>; origin: string },
+  module: ModuleSource,
   options: RunOptions,
 ): Promise<Module> {
-  const compiled = await compileModule(engine, module.bytes, {
-    cacheDir: options.cacheDir,
-    origin: module.origin,
-    onCompile: options.onCompile,
-  });
+  const how = { cacheDir: options.cacheDir, origin: module.origin, onCompile: options.onCompile };
+  const compiled = "path" in module
+    ? await compileModuleFile(engine, module.path, how)
+    : await compileModule(engine, module.bytes, how);
   if (!compiled.exports().includes("_start")) {
     compiled.close();
     throw new EnarxError(
@@ -515,7 +517,8 @@ async function execute(
 
 async function run(workload: Workload, options: RunOptions): Promise<WorkloadResult> {
   const limits = workload.limits ?? {};
-  const { bytes, origin } = await readWorkloadModule(workload);
+  const source = await moduleSource(workload);
+  const origin = source.origin;
   const preopens = guestPreopens(workload);
   for (const dir of preopens) await checkPreopen(dir);
 
@@ -530,7 +533,7 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
   let linker: Linker | undefined;
   let abandoned = false;
   try {
-    module = await compileCommand(engine, { bytes, origin }, options);
+    module = await compileCommand(engine, source, options);
     store = new Store(engine);
     linker = new Linker(engine);
     checkImports({ linker, store }, module, origin);
