@@ -203,10 +203,14 @@ function untrustedDir(path: string, info: Deno.FileInfo, isCache: boolean): stri
 export function checkCacheDir(dir: string): CacheDirCheck {
   let real: string;
   try {
-    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
     real = Deno.realPathSync(dir);
   } catch {
-    return { ok: false };
+    try {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      real = Deno.realPathSync(dir);
+    } catch {
+      return { ok: false };
+    }
   }
   const parts = real.split("/").filter((p) => p !== "");
   for (let i = parts.length; i >= 0; i--) {
@@ -257,6 +261,8 @@ interface LinkRecord {
   engine: string;
   module: FileIdentity;
   sha256: string;
+  /** The entry's key (hex): what keyOf gives for `engine` and `sha256`. */
+  key: string;
 }
 
 /** What {@link compileModule} did, for tests and benchmarks. */
@@ -478,8 +484,12 @@ export async function compileModuleFile(
   }
   const link = linkPath(dir, before, engine);
   const recorded = readRecord<LinkRecord>(link);
-  if (recorded?.engine === engineDescription(engine) && sameIdentity(before, recorded.module)) {
-    const key = await keyOf(engine, recorded.sha256);
+  if (
+    recorded?.engine === engineDescription(engine) && sameIdentity(before, recorded.module) &&
+    /^[0-9a-f]{64}$/.test(recorded.key)
+  ) {
+    // The record's own key: hashing again would only cost time (the directory is trusted).
+    const key = Uint8Array.fromHex(recorded.key);
     const found = await loadEntry(engine, dir, key);
     if (typeof found !== "string") {
       options.onCache?.("hit", { path: moduleCachePath(dir, key), via: "identity" });
@@ -487,7 +497,7 @@ export async function compileModuleFile(
     }
   }
   const wasm = await readModuleFile(path);
-  const { module } = await compileCached(engine, wasm, {
+  const { module, key } = await compileCached(engine, wasm, {
     ...options,
     cacheDir: dir,
     origin: path,
@@ -501,6 +511,7 @@ export async function compileModuleFile(
       engine: engineDescription(engine),
       module: before,
       sha256: (await sha256(wasm)).toHex(),
+      key: key.toHex(),
     };
     await writeAtomically(link, new TextEncoder().encode(JSON.stringify(record))).catch(() => {});
   }

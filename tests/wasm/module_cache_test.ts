@@ -220,14 +220,14 @@ Deno.test("module cache: a module file quiet for QUIET_MS is found by its identi
     await Deno.utime(file, old, old);
     assert.deepEqual(await runFile(engine, file, dir), ["hit", "hash", 42]);
 
-    // A link that records another module hash is not trusted blindly: its entry must exist.
+    // A link that names another entry is not trusted blindly: its entry must exist.
     await new Promise((r) => setTimeout(r, QUIET_MS + 100));
     assert.deepEqual(await runFile(engine, file, dir), ["hit", "hash", 42]);
     const link = [...Deno.readDirSync(dir)].find((e) => e.name.startsWith("file-"))!.name;
     const record = JSON.parse(await Deno.readTextFile(join(dir, link)));
     await Deno.writeTextFile(
       join(dir, link),
-      JSON.stringify({ ...record, sha256: "00".repeat(32) }),
+      JSON.stringify({ ...record, key: "00".repeat(32) }),
     );
     assert.deepEqual(await runFile(engine, file, dir), ["hit", "hash", 42]);
   } finally {
