@@ -24,7 +24,6 @@ import { Store } from "../../ffi/wasmtime/store.ts";
 import { TrapCode, type WasmFrame, WasmtimeFfiError } from "../../ffi/wasmtime/trap.ts";
 import { WasiConfig, type WasiOutput } from "../../ffi/wasmtime/wasi.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
-import { concatBytes } from "../bytes.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
 import {
   compileModule,
@@ -574,26 +573,29 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
 }
 
 /**
- * The last bytes a guest wrote to an output, as text. wasmtime's memory
+ * The last characters a guest wrote to an output. wasmtime's memory
  * limit only makes `memory.grow` return -1; the guest decides what follows,
  * and a single large request far below the limit leaves no trace in the
  * store. What a guest's allocator says when it aborts is the one sign left.
  */
 class OutputTail {
-  #bytes = new Uint8Array(0);
+  // Decoded as it streams (a character split across chunks stays whole).
+  #decoder = new TextDecoder();
+  #text = "";
 
-  /** `sink` with every chunk also kept (the last 1 KiB); "inherit" and "null" are not seen. */
+  /** `sink` with every chunk also kept (the last 1024 characters); "inherit" and "null" are not seen. */
   watch(sink: OutputSink | undefined): OutputSink | undefined {
     if (typeof sink !== "function") return sink;
     return (chunk) => {
-      this.#bytes = concatBytes(this.#bytes, chunk.subarray(-1024)).slice(-1024);
+      const tail = this.#decoder.decode(chunk.subarray(-4096), { stream: true });
+      this.#text = (this.#text + tail).slice(-1024);
       return sink(chunk);
     };
   }
 
-  /** The bytes kept, decoded. */
+  /** The characters kept. */
   get text(): string {
-    return new TextDecoder().decode(this.#bytes);
+    return this.#text;
   }
 }
 
