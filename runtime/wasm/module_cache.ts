@@ -476,7 +476,10 @@ export async function compileModuleFile(
   path: string,
   options: CompileOptions = {},
 ): Promise<Module> {
-  const before = identityOf(statModuleFile(path));
+  const info = statModuleFile(path);
+  const before = identityOf(info);
+  // Only a regular file's identity stands for its content (not a pipe's or a device's).
+  const linkable = info.isFile;
   const dir = options.cacheDir;
   const check = dir === undefined ? undefined : checkCacheDir(dir);
   if (dir === undefined || !check?.ok) {
@@ -485,7 +488,8 @@ export async function compileModuleFile(
   const link = linkPath(dir, before, engine);
   const recorded = readRecord<LinkRecord>(link);
   if (
-    recorded?.engine === engineDescription(engine) && sameIdentity(before, recorded.module) &&
+    linkable && recorded?.engine === engineDescription(engine) &&
+    sameIdentity(before, recorded.module) &&
     /^[0-9a-f]{64}$/.test(recorded.key)
   ) {
     // The record's own key: hashing again would only cost time (the directory is trusted).
@@ -505,7 +509,7 @@ export async function compileModuleFile(
   });
   // Linked only when the file was quiet before it was read and did not change while read.
   const after = identityOf(statModuleFile(path));
-  if (sameIdentity(before, after) && !recentlyChanged(before)) {
+  if (linkable && sameIdentity(before, after) && !recentlyChanged(before)) {
     const record: LinkRecord = {
       format: FORMAT,
       engine: engineDescription(engine),
