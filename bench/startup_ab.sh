@@ -3,7 +3,8 @@
 # cached) in a worktree of REF against the current checkout, and a bare
 # `deno run` of an empty script, interleaved round by round by
 # bench/native/timeit.c so that load from other processes falls on both
-# alike. Prints medians (the cost of /bin/sh subtracted) as Markdown.
+# alike. Prints medians and the p25–p75 spread (the cost of /bin/sh
+# subtracted) as Markdown.
 #
 # Usage: bench/startup_ab.sh [REF] [RUNS]   (default: HEAD~1, 40 runs)
 set -euo pipefail
@@ -47,16 +48,23 @@ const median = (xs: number[]) => {
 };
 const shell = results.find((r: { command: string }) => r.command === "shell");
 const ms = (xs: number[]) => xs.map((x) => x * 1000);
+// The spread: the 25th and 75th percentiles (nearest rank).
+const quartiles = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  return [at(0.25), at(0.75)];
+};
 const floor = shell ? median(ms(shell.times)) : 0;
 const bare = median(ms(results.find((r: { command: string }) => r.command === "bare Deno").times)) - floor;
-console.log(`| what (${runs} interleaved rounds) | median ms | − bare Deno ms | CPU ms | peak RSS MiB |`);
-console.log("| --- | ---: | ---: | ---: | ---: |");
+console.log(`| what (${runs} interleaved rounds) | median ms | p25–p75 ms | − bare Deno ms | CPU ms | peak RSS MiB |`);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
 for (const r of results) {
   if (r.command === "shell") continue;
   const wall = median(ms(r.times)) - floor;
   const cpu = median(r.user.map((u: number, i: number) => (u + r.system[i]) * 1000));
   const rss = median(r.maxrss_kib) / 1024;
   const over = r.command === "bare Deno" ? "—" : (wall - bare).toFixed(1);
-  console.log(`| ${r.command} | ${wall.toFixed(1)} | ${over} | ${cpu.toFixed(1)} | ${rss.toFixed(1)} |`);
+  const [lo, hi] = quartiles(ms(r.times)).map((x) => (x - floor).toFixed(1));
+  console.log(`| ${r.command} | ${wall.toFixed(1)} | ${lo}–${hi} | ${over} | ${cpu.toFixed(1)} | ${rss.toFixed(1)} |`);
 }
 TS

@@ -186,7 +186,13 @@ export const command: Command = {
       stdout: "inherit",
       stderr: "inherit",
       cacheDir: values["no-cache"] ? undefined : defaultModuleCacheDir(),
-      onCompile: ({ bytes }) => {
+      onCompile: ({ bytes, cacheRefused }) => {
+        if (cacheRefused !== undefined) {
+          // Whoever can write the cache could run native code as this user.
+          Deno.stderr.writeSync(new TextEncoder().encode(
+            `enarx: not using the module cache: ${cacheRefused}\n`,
+          ));
+        }
         // Progress for a person: compiling a large module takes seconds.
         // Scripts (stderr not a terminal) get the workload's stderr only.
         if (bytes < COMPILE_NOTICE_BYTES || !Deno.stderr.isTerminal()) return;

@@ -7,9 +7,11 @@
  * `_start`, exit with the guest's status.
  *
  * Usage: run [--cache FILE] [--opt none|speed|speed_and_size] [--epoch]
- *            [--fuel N] [--timings] MODULE.wasm [ARGS...]
+ *            [--fuel N] [--dir HOST::GUEST] [--timings] MODULE.wasm [ARGS...]
  *
- *   --cache FILE  deserialize FILE if it exists, else compile and write it
+ *   --cache FILE  map FILE (wasmtime_module_deserialize_file) if it exists,
+ *                 else compile and write it
+ *   --dir H::G    preopen host directory H as G, writable (one only)
  *   --epoch       enable epoch interruption (deadline never reached), to
  *                 measure what the check costs
  *   --fuel N      enable fuel metering with N units
@@ -107,6 +109,7 @@ static const char *base_name(const char *path) {
 
 int main(int argc, char **argv) {
   const char *cache = NULL;
+  const char *dir = NULL;
   wasmtime_opt_level_t opt = WASMTIME_OPT_LEVEL_SPEED;
   int epoch = 0;
   uint64_t fuel = 0;
@@ -123,6 +126,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "run: unknown --opt \"%s\"\n", v);
         return 64;
       }
+    } else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
+      dir = argv[++i];
     } else if (!strcmp(argv[i], "--epoch")) {
       epoch = 1;
     } else if (!strcmp(argv[i], "--fuel") && i + 1 < argc) {
@@ -153,9 +158,8 @@ int main(int argc, char **argv) {
   wasmtime_error_t *error = NULL;
   uint8_t *bytes;
   size_t len;
-  if (cache && read_file(cache, &bytes, &len) == 0) {
-    error = wasmtime_module_deserialize(engine, bytes, len, &module);
-    free(bytes);
+  if (cache && access(cache, R_OK) == 0) {
+    error = wasmtime_module_deserialize_file(engine, cache, &module);
     if (error) return fail_error("deserialize", error);
     phase("deserialize");
   } else {
@@ -198,6 +202,19 @@ int main(int argc, char **argv) {
   wasi_config_set_argv(wasi, guest_argc, guest_argv);
   free(guest_argv);
   wasi_config_inherit_stdin(wasi);
+  if (dir) {
+    const char *sep = strstr(dir, "::");
+    if (!sep) {
+      fprintf(stderr, "run: --dir wants HOST::GUEST, not \"%s\"\n", dir);
+      return 64;
+    }
+    char *host = strndup(dir, (size_t)(sep - dir));
+    if (!wasi_config_preopen_dir(wasi, host, sep + 2, true)) {
+      fprintf(stderr, "run: cannot preopen \"%s\"\n", host);
+      return 66;
+    }
+    free(host);
+  }
   wasi_config_inherit_stdout(wasi);
   wasi_config_inherit_stderr(wasi);
   error = wasmtime_context_set_wasi(context, wasi);

@@ -24,6 +24,6 @@ export {
   EXTERN_SIZE,
   Instance,
   INSTANCE_SIZE,
-} from "./instance.ts";
-export { Linker } from "./linker.ts";
+  Linker,
+} from "./linker.ts";
 export { Pipe } from "./pipe.ts";

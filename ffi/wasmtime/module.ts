@@ -1,6 +1,7 @@
 /**
  * `wasmtime_module_t` (`wasmtime/module.h`): validate, compile (on a worker
- * thread), serialize for the module cache, list imports and exports; and
+ * thread), serialize for the module cache and load it back (from bytes, or
+ * by memory-mapping a file), list imports and exports; and
  * `wasmtime_wat2wasm` (`wasmtime/wat.h`).
  *
  * @module
@@ -9,6 +10,7 @@ import type { Engine } from "./engine.ts";
 import { check, WasmtimeFfiError } from "./trap.ts";
 import { loadWasmtime, type WasmtimeLib } from "./library.ts";
 import {
+  cString,
   decoder,
   encoder,
   pointerIn,
@@ -16,7 +18,7 @@ import {
   readByteVec,
   vecBuffer,
   vecOf,
-} from "./_memory.ts";
+} from "./library.ts";
 
 /** Converts WebAssembly text to binary (`wasmtime_wat2wasm`). */
 export function wat2wasm(text: string): Uint8Array {
@@ -81,6 +83,28 @@ export class Module {
         engine.pointer,
         bytes,
         BigInt(bytes.length),
+        new Uint8Array(out.buffer),
+      ),
+    );
+    return new Module(lib, pointerIn(out)!);
+  }
+
+  /**
+   * Loads a module that {@link Module.serialize} wrote to the file at `path`
+   * (`wasmtime_module_deserialize_file`): wasmtime maps the file into memory
+   * instead of copying it, so a large module costs no read. UNSAFE like
+   * {@link Module.deserialize}: wasmtime trusts the file, and it must not
+   * change while the module lives; callers must make sure that nobody but
+   * them can have written it.
+   */
+  static deserializeFile(engine: Engine, path: string): Module {
+    const lib = loadWasmtime();
+    const out = pointerOut();
+    check(
+      lib,
+      lib.wasmtime_module_deserialize_file(
+        engine.pointer,
+        cString(path),
         new Uint8Array(out.buffer),
       ),
     );

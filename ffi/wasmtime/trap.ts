@@ -7,7 +7,7 @@
  * @module
  */
 import type { WasmtimeLib } from "./library.ts";
-import { decoder, readByteVec, vecBuffer, vecOf } from "./_memory.ts";
+import { decoder, readByteVec, vecBuffer, vecOf } from "./library.ts";
 
 /** One frame of a wasm backtrace. */
 export interface WasmFrame {

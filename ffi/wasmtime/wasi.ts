@@ -6,7 +6,7 @@
  */
 import { WasmtimeFfiError } from "./trap.ts";
 import { loadWasmtime, type WasmtimeLib } from "./library.ts";
-import { cString, vecBuffer } from "./_memory.ts";
+import { cString, vecBuffer } from "./library.ts";
 
 /** Where a WASI standard stream comes from or goes to. */
 export type WasiInput =

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { loadWasmtime, wasmtimeLoaded } from "../../ffi/wasmtime/mod.ts";
+import { loadWasmtime, wasmtimeLoaded } from "../../ffi/wasmtime/library.ts";
 import { bootstrapCacheDir, type GetEnv, userCacheDir } from "../dirs.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";

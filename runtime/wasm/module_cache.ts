@@ -1,21 +1,37 @@
 /**
  * Compiling modules, with a cache of compiled code on disk.
  *
- * An entry is keyed by the SHA-256 of the module's bytes, the engine
- * configuration that changes compiled code, the wasmtime version and the
- * cache format, and lives at `<dir>/<key>.cwasm`. wasmtime's
- * `wasmtime_module_deserialize` trusts its input (a corrupt entry could run
- * arbitrary code), so every entry carries a header with its key and the
- * SHA-256 of the serialized code, and a mismatch of either means the entry
- * is stale or corrupt: it is ignored, the module is recompiled and the entry
- * rewritten. Entries are written to a temporary file and renamed, so readers
- * never see a partial one. The cache is only as trustworthy as the directory
- * holding it: whoever may write there may also run code as its user.
+ * An entry is the code wasmtime serialized, `<dir>/<key>.cwasm`, and its
+ * record `<dir>/<key>.json`. The key is the SHA-256 of the module's SHA-256,
+ * the engine configuration that changes compiled code, the wasmtime version
+ * and the cache format. A hit memory-maps the `.cwasm` file
+ * (`wasmtime_module_deserialize_file`): nothing is read or copied through
+ * JavaScript. The record holds the file's identity (device, inode, size,
+ * mtime, ctime) when it was written and its SHA-256; a file whose identity
+ * differs is stale or corrupt and is recompiled, and one written in the last
+ * {@link QUIET_MS} is also hashed.
+ *
+ * A module given as a file is not hashed on every start either: a link
+ * `<dir>/file-<dev>-<ino>-<engine>.json` records the file's identity and
+ * the SHA-256 taken when it was compiled. A link is written only for a file
+ * unchanged for {@link QUIET_MS} before it was read, so that any later change
+ * gives it a later ctime (which no user can set back) or another size or
+ * inode: a changed module is recompiled, never run stale.
+ *
+ * Trust: wasmtime runs whatever machine code a `.cwasm` file holds, so
+ * whoever can write the cache can run native code as its user. The cache is
+ * used only when its directory belongs to this user (or root), is writable by
+ * nobody else, and every directory above it belongs to root or this user and
+ * is writable by nobody else unless sticky (like `/tmp`); entries must be
+ * regular files of this user, writable by nobody else. Otherwise the cache is
+ * bypassed (outcome `refused`, with the reason). New directories are made
+ * 0700, entries 0600, written to a temporary file and renamed.
  *
  * @module
  */
-import { type Engine, Module, WasmtimeFfiError, wat2wasm } from "../../ffi/wasmtime/mod.ts";
-import { bytesEqual } from "../bytes.ts";
+import type { Engine } from "../../ffi/wasmtime/engine.ts";
+import { Module, wat2wasm } from "../../ffi/wasmtime/module.ts";
+import { WasmtimeFfiError } from "../../ffi/wasmtime/trap.ts";
 import { userCacheDir } from "../dirs.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";
@@ -31,11 +47,13 @@ function join(...parts: string[]): string {
 }
 
 /** Bumped whenever the entry layout changes. */
-const FORMAT = "enarx-module-cache-v1";
-/** `ENARXCM1`: the magic at the start of every entry. */
-const MAGIC = new TextEncoder().encode("ENARXCM1");
-/** magic(8) + key(32) + payload sha256(32) + payload length(8). */
-const HEADER_SIZE = 80;
+const FORMAT = "enarx-module-cache-v2";
+/**
+ * How long a file must have been unchanged before its identity stands for
+ * its content: more than the coarsest timestamp granularity of common
+ * filesystems (FAT's 2 s) and the kernel's clock tick.
+ */
+export const QUIET_MS = 2000;
 
 /**
  * The default cache directory: $ENARX_MODULE_CACHE, else $ENARX_CACHE/modules,
@@ -95,69 +113,184 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
 }
 
-/** The cache key of `wasm` compiled by `engine`, as 32 bytes. */
-export async function moduleCacheKey(
-  engine: Engine,
-  wasm: Uint8Array<ArrayBuffer>,
-): Promise<Uint8Array> {
-  const moduleHash = (await sha256(wasm)).toHex();
+/** What changes compiled code: format, wasmtime, target and engine options. */
+function engineDescription(engine: Engine): string {
   const o = engine.options;
-  const description = [
+  return [
     FORMAT,
     `wasmtime=${WASMTIME_VERSION}`,
     `arch=${Deno.build.target}`,
     `opt=${o.optLevel}`,
     `epoch=${o.epochInterruption}`,
     `fuel=${o.consumeFuel}`,
-    `module=${moduleHash}`,
   ].join("\n");
+}
+
+/** The cache key of the module whose SHA-256 is `moduleHash` (hex), compiled by `engine`. */
+async function keyOf(engine: Engine, moduleHash: string): Promise<Uint8Array> {
+  const description = `${engineDescription(engine)}\nmodule=${moduleHash}`;
   return await sha256(new TextEncoder().encode(description));
 }
 
-/** Where the entry for `key` lives in `dir`. */
+/** The cache key of `wasm` compiled by `engine`, as 32 bytes. */
+export async function moduleCacheKey(
+  engine: Engine,
+  wasm: Uint8Array<ArrayBuffer>,
+): Promise<Uint8Array> {
+  return await keyOf(engine, (await sha256(wasm)).toHex());
+}
+
+/** Where the compiled code for `key` lives in `dir` (its record: `.json` beside it). */
 export function moduleCachePath(dir: string, key: Uint8Array): string {
   return join(dir, `${key.toHex()}.cwasm`);
 }
 
-/** Builds an entry: header (magic, key, payload hash, length) then the payload. */
-async function encodeEntry(key: Uint8Array, payload: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
-  const entry = new Uint8Array(HEADER_SIZE + payload.length);
-  entry.set(MAGIC, 0);
-  entry.set(key, 8);
-  entry.set(await sha256(payload), 40);
-  new DataView(entry.buffer).setBigUint64(72, BigInt(payload.length), true);
-  entry.set(payload, HEADER_SIZE);
-  return entry;
+/** What identifies a file's content without reading it. */
+interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtime: number;
+  ctime: number;
 }
 
-/** Returns the payload of a sound entry for `key`, or undefined if stale or corrupt. */
-async function decodeEntry(
-  key: Uint8Array,
-  entry: Uint8Array<ArrayBuffer>,
-): Promise<Uint8Array<ArrayBuffer> | undefined> {
-  if (entry.length < HEADER_SIZE) return undefined;
-  if (!bytesEqual(entry.subarray(0, 8), MAGIC)) return undefined;
-  if (!bytesEqual(entry.subarray(8, 40), key)) return undefined;
-  const length = new DataView(entry.buffer, entry.byteOffset).getBigUint64(72, true);
-  if (length !== BigInt(entry.length - HEADER_SIZE)) return undefined;
-  const payload = entry.subarray(HEADER_SIZE);
-  if (!bytesEqual(await sha256(payload), entry.subarray(40, 72))) return undefined;
-  return payload;
+function identityOf(info: Deno.FileInfo): FileIdentity {
+  return {
+    dev: info.dev,
+    ino: info.ino ?? -1,
+    size: info.size,
+    mtime: info.mtime?.getTime() ?? -1,
+    ctime: info.ctime?.getTime() ?? -1,
+  };
+}
+
+function sameIdentity(a: FileIdentity, b: FileIdentity | undefined): boolean {
+  return b !== undefined && a.dev === b.dev && a.ino === b.ino && a.size === b.size &&
+    a.mtime === b.mtime && a.ctime === b.ctime && a.ino !== -1 && a.ctime !== -1;
+}
+
+/** Whether a file changed in the last {@link QUIET_MS} (or its ctime is unknown). */
+function recentlyChanged(identity: FileIdentity): boolean {
+  return identity.ctime < 0 || Date.now() - identity.ctime < QUIET_MS;
+}
+
+/** Whether the cache may use `dir`: yes, missing (cannot be made), or refused with a reason. */
+export type CacheDirCheck = { ok: true } | { ok: false; refused?: string };
+
+function modeText(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
+}
+
+/** Why `info` of `path`, a directory at or above the cache, makes it untrusted. */
+function untrustedDir(path: string, info: Deno.FileInfo, isCache: boolean): string | undefined {
+  const uid = Deno.uid();
+  const mode = info.mode ?? 0o7777;
+  if (!info.isDirectory) return `"${path}" is not a directory`;
+  if (info.uid !== uid && (isCache || info.uid !== 0)) {
+    return `"${path}" belongs to uid ${info.uid}, not to you (uid ${uid}) or root`;
+  }
+  const sticky = !isCache && (mode & 0o1000) !== 0;
+  if ((mode & 0o022) !== 0 && !sticky) {
+    return `"${path}" is writable by others (mode ${modeText(mode)}); run chmod go-w "${path}"`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks that `dir` (made 0700 when missing) and every directory above it
+ * may hold native code for this user; see the module's documentation.
+ */
+export function checkCacheDir(dir: string): CacheDirCheck {
+  let real: string;
+  try {
+    real = Deno.realPathSync(dir);
+  } catch {
+    try {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      real = Deno.realPathSync(dir);
+    } catch {
+      return { ok: false };
+    }
+  }
+  const parts = real.split("/").filter((p) => p !== "");
+  for (let i = parts.length; i >= 0; i--) {
+    const path = "/" + parts.slice(0, i).join("/");
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(path);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      return { ok: false, refused: `Cannot check "${path}": ${why}` };
+    }
+    const why = untrustedDir(path, info, i === parts.length);
+    if (why !== undefined) return { ok: false, refused: why };
+  }
+  return { ok: true };
+}
+
+/** Why an entry file of the cache is not ours alone, or undefined when it is. */
+function untrustedFile(path: string, info: Deno.FileInfo): string | undefined {
+  if (!info.isFile) return `"${path}" is not a regular file`;
+  if (info.uid !== Deno.uid()) return `"${path}" belongs to uid ${info.uid}, not to you`;
+  if (((info.mode ?? 0o777) & 0o022) !== 0) return `"${path}" is writable by others`;
+  return undefined;
+}
+
+/** Reads a JSON record of the cache; undefined when missing, foreign or unreadable. */
+function readRecord<T>(path: string): T | undefined {
+  try {
+    if (untrustedFile(path, Deno.lstatSync(path)) !== undefined) return undefined;
+    const value = JSON.parse(Deno.readTextFileSync(path));
+    return value?.format === FORMAT ? value as T : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `<key>.json`: the compiled code's identity and SHA-256 when it was written. */
+interface EntryRecord {
+  format: string;
+  key: string;
+  code: FileIdentity;
+  sha256: string;
+}
+
+/** `file-*.json`: a module file's identity and the SHA-256 of its module when compiled. */
+interface LinkRecord {
+  format: string;
+  engine: string;
+  module: FileIdentity;
+  sha256: string;
+  /** The entry's key (hex): what keyOf gives for `engine` and `sha256`. */
+  key: string;
 }
 
 /** What {@link compileModule} did, for tests and benchmarks. */
-export type CacheOutcome = "disabled" | "hit" | "miss" | "rejected";
+export type CacheOutcome = "disabled" | "hit" | "miss" | "rejected" | "refused";
 
-/** Options of {@link compileModule}. */
+/** Details of a cache outcome. */
+export interface CacheDetail {
+  /** The compiled code's file. */
+  path?: string;
+  /** How a file module was found: by its recorded identity, or by hashing its bytes. */
+  via?: "identity" | "hash";
+  /** Why the cache was refused. */
+  reason?: string;
+}
+
+/** Options of {@link compileModule} and {@link compileModuleFile}. */
 export interface CompileOptions {
   /** Cache directory; undefined compiles without a cache. */
   cacheDir?: string;
   /** Names the module in error messages. */
   origin?: string;
   /** Called with what the cache did. */
-  onCache?: (outcome: CacheOutcome, path?: string) => void;
-  /** Called just before Cranelift compiles the module (not for a cache hit): it may take long. */
-  onCompile?: (info: { bytes: number }) => void;
+  onCache?: (outcome: CacheOutcome, detail: CacheDetail) => void;
+  /**
+   * Called just before Cranelift compiles the module (not for a cache hit): it
+   * may take long. `cacheRefused` says why an untrusted cache was not used.
+   */
+  onCompile?: (info: { bytes: number; cacheRefused?: string }) => void;
 }
 
 async function compileFresh(
@@ -188,6 +321,55 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** The sound entry for `key`, memory-mapped; "absent" or "rejected" (stale or corrupt) if none. */
+async function loadEntry(
+  engine: Engine,
+  dir: string,
+  key: Uint8Array,
+): Promise<Module | "absent" | "rejected"> {
+  const path = moduleCachePath(dir, key);
+  const record = readRecord<EntryRecord>(path.replace(/\.cwasm$/, ".json"));
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch {
+    return record === undefined ? "absent" : "rejected";
+  }
+  if (record === undefined || record.key !== key.toHex()) return "rejected";
+  const code = identityOf(info);
+  if (untrustedFile(path, info) !== undefined || !sameIdentity(code, record.code)) {
+    return "rejected";
+  }
+  // Fresh entries are hashed: a change in the clock tick of their writing keeps their identity.
+  if (
+    recentlyChanged(code) && (await sha256(await Deno.readFile(path))).toHex() !== record.sha256
+  ) {
+    return "rejected";
+  }
+  try {
+    return Module.deserializeFile(engine, path);
+  } catch {
+    return "rejected"; // wasmtime refused it (another build of the same version)
+  }
+}
+
+/** Serializes `module` into the entry for `key`: code, then its record. */
+async function writeEntry(dir: string, key: Uint8Array, module: Module): Promise<void> {
+  const path = moduleCachePath(dir, key);
+  const payload = new Uint8Array(module.serialize());
+  await writeAtomically(path, payload);
+  const record: EntryRecord = {
+    format: FORMAT,
+    key: key.toHex(),
+    code: identityOf(await Deno.lstat(path)),
+    sha256: (await sha256(payload)).toHex(),
+  };
+  await writeAtomically(
+    path.replace(/\.cwasm$/, ".json"),
+    new TextEncoder().encode(JSON.stringify(record)),
+  );
+}
+
 /**
  * Compiles `wasm` for `engine`, reusing a sound cache entry when there is
  * one and writing one when there is not. Cache I/O failures only cost a
@@ -198,44 +380,144 @@ export async function compileModule(
   wasm: Uint8Array<ArrayBuffer>,
   options: CompileOptions = {},
 ): Promise<Module> {
-  const origin = options.origin ?? "<bytes>";
   const dir = options.cacheDir;
-  if (dir === undefined) {
-    options.onCache?.("disabled");
-    options.onCompile?.({ bytes: wasm.length });
-    return await compileFresh(engine, wasm, origin);
+  const check = dir === undefined ? undefined : checkCacheDir(dir);
+  if (dir === undefined || !check?.ok) {
+    const refused = check?.ok === false ? check.refused : undefined;
+    if (refused !== undefined) options.onCache?.("refused", { reason: refused });
+    else options.onCache?.(dir === undefined ? "disabled" : "miss", {});
+    options.onCompile?.({ bytes: wasm.length, cacheRefused: refused });
+    return await compileFresh(engine, wasm, options.origin ?? "<bytes>");
   }
+  return (await compileCached(engine, wasm, { ...options, cacheDir: dir })).module;
+}
+
+/** compileModule's cached path, for a trusted `options.cacheDir`; also gives the key. */
+async function compileCached(
+  engine: Engine,
+  wasm: Uint8Array<ArrayBuffer>,
+  options: CompileOptions & { cacheDir: string; via?: "hash" },
+): Promise<{ module: Module; key: Uint8Array }> {
+  const dir = options.cacheDir;
   const key = await moduleCacheKey(engine, wasm);
   const path = moduleCachePath(dir, key);
-  let outcome: CacheOutcome = "miss";
-  let entry: Uint8Array<ArrayBuffer> | undefined;
-  try {
-    entry = await Deno.readFile(path);
-  } catch {
-    entry = undefined;
-  }
-  if (entry !== undefined) {
-    const payload = await decodeEntry(key, entry);
-    if (payload !== undefined) {
-      try {
-        const module = Module.deserialize(engine, new Uint8Array(payload));
-        options.onCache?.("hit", path);
-        return module;
-      } catch {
-        // wasmtime refused it (another build of the same version): recompile.
-      }
-    }
-    outcome = "rejected";
+  const found = await loadEntry(engine, dir, key);
+  if (typeof found !== "string") {
+    options.onCache?.("hit", { path, via: options.via });
+    return { module: found, key };
   }
   options.onCompile?.({ bytes: wasm.length });
-  const module = await compileFresh(engine, wasm, origin);
+  const module = await compileFresh(engine, wasm, options.origin ?? "<bytes>");
   try {
-    const payload = new Uint8Array(module.serialize());
-    await Deno.mkdir(dir, { recursive: true });
-    await writeAtomically(path, await encodeEntry(key, payload));
+    await writeEntry(dir, key, module);
   } catch {
     // A read-only or full cache is not an error: the next run compiles again.
   }
-  options.onCache?.(outcome, path);
+  options.onCache?.(found === "absent" ? "miss" : "rejected", { path, via: options.via });
+  return { module, key };
+}
+
+/**
+ * Stats a module file, with the errors a person can act on (EnarxError
+ * `module-not-found`, `module-unreadable`, exit status noInput).
+ */
+export function statModuleFile(path: string): Deno.FileInfo {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new EnarxError("module-not-found", `Cannot find module "${path}"; check the path`, {
+        exit: "noInput",
+      });
+    }
+    const why = error instanceof Error ? error.message : String(error);
+    throw new EnarxError("module-unreadable", `Cannot read module "${path}": ${why}`, {
+      exit: "noInput",
+    });
+  }
+  if (info.isDirectory) {
+    throw new EnarxError("module-not-found", `Module "${path}" is a directory, not a file`, {
+      exit: "noInput",
+    });
+  }
+  return info;
+}
+
+/** Reads a module file (binary or WebAssembly text) as binary wasm, with statModuleFile's errors. */
+export async function readModuleFile(path: string): Promise<Uint8Array<ArrayBuffer>> {
+  statModuleFile(path);
+  let raw: Uint8Array;
+  try {
+    raw = await Deno.readFile(path);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new EnarxError("module-unreadable", `Cannot read module "${path}": ${why}`, {
+      exit: "noInput",
+    });
+  }
+  return decodeModuleBytes(raw, path);
+}
+
+/** Where the link of a module file with `identity` lives, for `engine`. */
+function linkPath(dir: string, identity: FileIdentity, engine: Engine): string {
+  const o = engine.options;
+  const tag = `${o.optLevel}${o.epochInterruption ? "-epoch" : ""}${o.consumeFuel ? "-fuel" : ""}`;
+  return join(dir, `file-${identity.dev}-${identity.ino}-${tag}.json`);
+}
+
+/**
+ * Compiles the module in file `path` (binary or text) like
+ * {@link compileModule}, but finds its entry by the file's identity when a
+ * link recorded it: a cached start neither reads nor hashes the module.
+ */
+export async function compileModuleFile(
+  engine: Engine,
+  path: string,
+  options: CompileOptions = {},
+): Promise<Module> {
+  const info = statModuleFile(path);
+  const before = identityOf(info);
+  // Only a regular file's identity stands for its content (not a pipe's or a device's).
+  const linkable = info.isFile;
+  const dir = options.cacheDir;
+  const check = dir === undefined ? undefined : checkCacheDir(dir);
+  if (dir === undefined || !check?.ok) {
+    return await compileModule(engine, await readModuleFile(path), { ...options, origin: path });
+  }
+  const link = linkPath(dir, before, engine);
+  const recorded = readRecord<LinkRecord>(link);
+  if (
+    linkable && recorded?.engine === engineDescription(engine) &&
+    sameIdentity(before, recorded.module) &&
+    /^[0-9a-f]{64}$/.test(recorded.key)
+  ) {
+    // The record's own key: hashing again would only cost time (the directory is trusted).
+    const key = Uint8Array.fromHex(recorded.key);
+    const found = await loadEntry(engine, dir, key);
+    if (typeof found !== "string") {
+      options.onCache?.("hit", { path: moduleCachePath(dir, key), via: "identity" });
+      return found;
+    }
+  }
+  const wasm = await readModuleFile(path);
+  const { module, key } = await compileCached(engine, wasm, {
+    ...options,
+    cacheDir: dir,
+    origin: path,
+    via: "hash",
+  });
+  // Linked only when the file was quiet before it was read and did not change while read.
+  const after = identityOf(statModuleFile(path));
+  if (linkable && sameIdentity(before, after) && !recentlyChanged(before)) {
+    const record: LinkRecord = {
+      format: FORMAT,
+      engine: engineDescription(engine),
+      module: before,
+      sha256: (await sha256(wasm)).toHex(),
+      key: key.toHex(),
+    };
+    await writeAtomically(link, new TextEncoder().encode(JSON.stringify(record))).catch(() => {});
+  }
   return module;
 }

@@ -12,26 +12,26 @@
  *
  * @module
  */
-import {
-  type CallOutcome,
-  Engine,
-  type EngineOptions,
-  type Instance,
-  Linker,
-  type Module,
-  Pipe,
-  Store,
-  TrapCode,
-  WasiConfig,
-  type WasiOutput,
-  type WasmFrame,
-  WasmtimeFfiError,
-  WasmtimeLoadError,
-} from "../../ffi/wasmtime/mod.ts";
+// The binding's files one by one, not ffi/wasmtime/mod.ts: Deno pays for
+// every module `enarx run` loads, and a run without callback sinks never
+// needs ffi/wasmtime/pipe.ts (nor the libc binding under it).
+import { Engine, type EngineOptions } from "../../ffi/wasmtime/engine.ts";
+import { type CallOutcome, type Instance, Linker } from "../../ffi/wasmtime/linker.ts";
+import { WasmtimeLoadError } from "../../ffi/wasmtime/library.ts";
+import type { Module } from "../../ffi/wasmtime/module.ts";
+import type * as PipeModule from "../../ffi/wasmtime/pipe.ts";
+import { Store } from "../../ffi/wasmtime/store.ts";
+import { TrapCode, type WasmFrame, WasmtimeFfiError } from "../../ffi/wasmtime/trap.ts";
+import { WasiConfig, type WasiOutput } from "../../ffi/wasmtime/wasi.ts";
 import { EnarxError, ExitStatus } from "../errors.ts";
-import { concatBytes } from "../bytes.ts";
 import type { EnarxConfig, FileKind } from "./config.ts";
-import { compileModule, decodeModuleBytes } from "./module_cache.ts";
+import {
+  compileModule,
+  compileModuleFile,
+  decodeModuleBytes,
+  readModuleFile,
+  statModuleFile,
+} from "./module_cache.ts";
 import { loadLibwasmtime } from "./libwasmtime_path.ts";
 import { WASMTIME_VERSION } from "../version.ts";
 
@@ -96,8 +96,11 @@ export interface RunOptions {
   cacheDir?: string;
   /** Aborts the run like a timeout (reason `timeout`). */
   signal?: AbortSignal;
-  /** Called before the module is compiled (not when it comes from the cache), for progress. */
-  onCompile?: (info: { bytes: number }) => void;
+  /**
+   * Called before the module is compiled (not when it comes from the cache),
+   * for progress; `cacheRefused` says why an untrusted cache was not used.
+   */
+  onCompile?: (info: { bytes: number; cacheRefused?: string }) => void;
 }
 
 /** Why the workload ended. */
@@ -144,27 +147,7 @@ export async function readWorkloadModule(
   // WebAssembly text is converted by libwasmtime.
   await loadLibwasmtime();
   if (typeof workload.module === "string") {
-    const path = workload.module;
-    let raw: Uint8Array;
-    try {
-      raw = await Deno.readFile(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new EnarxError("module-not-found", `Cannot find module "${path}"; check the path`, {
-          exit: "noInput",
-        });
-      }
-      if (error instanceof Deno.errors.IsADirectory) {
-        throw new EnarxError("module-not-found", `Module "${path}" is a directory, not a file`, {
-          exit: "noInput",
-        });
-      }
-      const why = error instanceof Error ? error.message : String(error);
-      throw new EnarxError("module-unreadable", `Cannot read module "${path}": ${why}`, {
-        exit: "noInput",
-      });
-    }
-    return { bytes: decodeModuleBytes(raw, path), origin: path };
+    return { bytes: await readModuleFile(workload.module), origin: workload.module };
   }
   return { bytes: decodeModuleBytes(workload.module, "<bytes>"), origin: "<bytes>" };
 }
@@ -232,6 +215,17 @@ function stdioKinds(config: EnarxConfig | undefined): [FileKind, FileKind, FileK
   return [kind(0), kind(1), kind(2)];
 }
 
+type Pipe = PipeModule.Pipe;
+// A computed specifier: `deno run` reads every literal dynamic import at start-up.
+const PIPE_MODULE = new URL("../../ffi/wasmtime/pipe.ts", import.meta.url).href;
+let pipeClass: typeof PipeModule.Pipe | undefined;
+
+/** Loads ffi/wasmtime/pipe.ts when a run streams output into a callback. */
+async function loadPipes(options: RunOptions): Promise<void> {
+  const streams = typeof options.stdout === "function" || typeof options.stderr === "function";
+  if (streams) pipeClass ??= (await import(PIPE_MODULE) as typeof PipeModule).Pipe;
+}
+
 /** An output sink being pumped from a pipe into a callback. */
 interface Pump {
   done: Promise<void>;
@@ -264,7 +258,7 @@ function outputTarget(
 ): { target: WasiOutput; open?: () => Promise<void> } {
   if (sink === "inherit") return { target: { kind: "inherit" } };
   if (sink === "null") return { target: { kind: "null" } };
-  const pipe = new Pipe();
+  const pipe = new pipeClass!();
   pipes.push(pipe);
   return {
     target: { kind: "file", path: pipe.writePath },
@@ -381,17 +375,30 @@ function interrupterFor(engine: Engine): Interrupter {
   return self;
 }
 
-/** Compiles (or loads from the cache) `bytes`, and checks that it is a WASI command. */
+/** A workload's module: a file (found in the cache without reading it) or bytes. */
+type ModuleSource = { path: string; origin: string } | {
+  bytes: Uint8Array<ArrayBuffer>;
+  origin: string;
+};
+
+/** The module of `workload`; bytes are decoded, a file is only checked to exist. */
+async function moduleSource(workload: Workload): Promise<ModuleSource> {
+  if (typeof workload.module !== "string") return await readWorkloadModule(workload);
+  await loadLibwasmtime();
+  statModuleFile(workload.module);
+  return { path: workload.module, origin: workload.module };
+}
+
+/** Compiles (or loads from the cache) a module, and checks that it is a WASI command. */
 async function compileCommand(
   engine: Engine,
-  module: { bytes: Uint8Array<ArrayBuffer>; origin: string },
+  module: ModuleSource,
   options: RunOptions,
 ): Promise<Module> {
-  const compiled = await compileModule(engine, module.bytes, {
-    cacheDir: options.cacheDir,
-    origin: module.origin,
-    onCompile: options.onCompile,
-  });
+  const how = { cacheDir: options.cacheDir, origin: module.origin, onCompile: options.onCompile };
+  const compiled = "path" in module
+    ? await compileModuleFile(engine, module.path, how)
+    : await compileModule(engine, module.bytes, how);
   if (!compiled.exports().includes("_start")) {
     compiled.close();
     throw new EnarxError(
@@ -509,7 +516,8 @@ async function execute(
 
 async function run(workload: Workload, options: RunOptions): Promise<WorkloadResult> {
   const limits = workload.limits ?? {};
-  const { bytes, origin } = await readWorkloadModule(workload);
+  const source = await moduleSource(workload);
+  const origin = source.origin;
   const preopens = guestPreopens(workload);
   for (const dir of preopens) await checkPreopen(dir);
 
@@ -524,11 +532,12 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
   let linker: Linker | undefined;
   let abandoned = false;
   try {
-    module = await compileCommand(engine, { bytes, origin }, options);
+    module = await compileCommand(engine, source, options);
     store = new Store(engine);
     linker = new Linker(engine);
     checkImports({ linker, store }, module, origin);
 
+    await loadPipes(options);
     const { wasi, opens } = wasiConfigFor(workload, options, { preopens, streams });
     for (const open of opens) await open();
     for (const pipe of streams.pipes) pipe.close();
@@ -564,26 +573,29 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
 }
 
 /**
- * The last bytes a guest wrote to an output, as text. wasmtime's memory
+ * The last characters a guest wrote to an output. wasmtime's memory
  * limit only makes `memory.grow` return -1; the guest decides what follows,
  * and a single large request far below the limit leaves no trace in the
  * store. What a guest's allocator says when it aborts is the one sign left.
  */
 class OutputTail {
-  #bytes = new Uint8Array(0);
+  // Decoded as it streams (a character split across chunks stays whole).
+  #decoder = new TextDecoder();
+  #text = "";
 
-  /** `sink` with every chunk also kept (the last 1 KiB); "inherit" and "null" are not seen. */
+  /** `sink` with every chunk also kept (the last 1024 characters); "inherit" and "null" are not seen. */
   watch(sink: OutputSink | undefined): OutputSink | undefined {
     if (typeof sink !== "function") return sink;
     return (chunk) => {
-      this.#bytes = concatBytes(this.#bytes, chunk.subarray(-1024)).slice(-1024);
+      const tail = this.#decoder.decode(chunk.subarray(-4096), { stream: true });
+      this.#text = (this.#text + tail).slice(-1024);
       return sink(chunk);
     };
   }
 
-  /** The bytes kept, decoded. */
+  /** The characters kept. */
   get text(): string {
-    return new TextDecoder().decode(this.#bytes);
+    return this.#text;
   }
 }
 
