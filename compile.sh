@@ -54,13 +54,15 @@ say "wasmldr measurement $(cat "$measurement")"
 
 mkdir -p "$(dirname "$out")"
 say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
+# The socket shim's C source (runtime/wasm/socket_shim.ts builds it on first use).
 # Every subcommand module (with its module graph), runtime/wasm/config.ts and
 # runtime/backends/kvm_vm.ts, so that cli/main.ts, cli/run.ts and
 # runtime/backends/kvm.ts may load them with specifiers that deno
 # cannot see ahead of time (which keeps `deno run` start-up from walking
 # every subcommand's module graph).
 includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/wasm/config.ts"
-  --include "$ENARX_ROOT/runtime/backends/kvm_vm.ts" --include "$ENARX_ROOT/runtime/backends/sev/sev_launch.ts")
+  --include "$ENARX_ROOT/runtime/backends/kvm_vm.ts" --include "$ENARX_ROOT/runtime/backends/sev/sev_launch.ts"
+  --include "$ENARX_ROOT/ffi/native/enarx_wasi_sockets.c")
 for f in "$ENARX_ROOT"/cli/*.ts "$ENARX_ROOT"/cli/*/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and
