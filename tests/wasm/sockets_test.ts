@@ -5,6 +5,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { enarx, ensureLibwasmtime, ROOT, workload } from "../workloads/helpers.ts";
+import { trampolineWat } from "../../ffi/wasi_sockets.ts";
+import { applySocketOptions, parseSocketOption } from "../../cli/run.ts";
+import { defaultConfig } from "../../runtime/wasm/config.ts";
 
 ensureLibwasmtime();
 const SOCKETS = workload("sockets.wasm");
@@ -310,4 +313,83 @@ Deno.test("sockets: --timeout stops a guest blocked in accept", async () => {
     assert.equal(r.code, 124);
     assert.match(r.stderr, /ran past its timeout of 500 ms and was stopped\n$/);
   });
+});
+
+/** Runs `enarx run ARGS` with a standard input that stays open and empty until it exits. */
+async function runHoldingStdin(
+  args: string[],
+): Promise<{ code: number; stdout: string; ms: number }> {
+  const started = Date.now();
+  const child = new Deno.Command(`${ROOT}enarx`, {
+    args: ["run", ...args],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const stdout = await new Response(child.stdout).text();
+  const { code } = await child.status;
+  await child.stdin.close();
+  return { code, stdout, ms: Date.now() - started };
+}
+
+Deno.test("sockets: poll over a socket and wasmtime's own stdin, with a clock", async () => {
+  await withConfig(STDIO + LISTEN, async (path) => {
+    const args = ["--wasmcfgfile", path, SOCKETS, "wait", "web"];
+    const idle = await runHoldingStdin([...args, "300"]);
+    assert.equal(idle.code, 0);
+    assert.equal(idle.stdout, "timeout\n");
+    assert.ok(idle.ms >= 300, `poll waited its 300 ms (${idle.ms} ms)`);
+    const started = Date.now();
+    const input = await enarx(["run", ...args, "5000"], {
+      stdin: new TextEncoder().encode("ping\n"),
+    });
+    assert.equal(input.code, 0, input.stderr);
+    assert.equal(input.stdout, "stdin ready\n");
+    assert.ok(
+      Date.now() - started < 4000,
+      "poll returned when stdin was ready, not at its timeout",
+    );
+  });
+});
+
+Deno.test("sockets: the shim shadows exactly the functions its trampoline reaches", async () => {
+  const source = await Deno.readTextFile(`${ROOT}ffi/native/enarx_wasi_sockets.c`);
+  const table = source.slice(
+    source.indexOf("SHADOWS[] = {"),
+    source.indexOf("#define SHADOW_COUNT"),
+  );
+  const shadowed = [...table.matchAll(/\{"(\w+)", /g)].map((m) => m[1]).sort();
+  const reached = [...trampolineWat().matchAll(/\(func \(export "(\w+)"\)/g)].map((m) => m[1])
+    .sort();
+  assert.equal(shadowed.length, 36);
+  assert.deepEqual(reached, shadowed);
+});
+
+Deno.test("cli/run: --listen and --connect parse and apply", () => {
+  assert.deepEqual(parseSocketOption("listen", "web=[::1]:8080"), {
+    kind: "listen",
+    name: "web",
+    host: "::1",
+    port: 8080,
+  });
+  for (const bad of ["web", "web=host", "=h:1", "web=h:70000", "web=::1:80"]) {
+    assert.throws(() => parseSocketOption("connect", bad), /Invalid --connect/);
+  }
+  const config = defaultConfig();
+  applySocketOptions(config, [parseSocketOption("listen", "web=0.0.0.0:80")], false);
+  assert.deepEqual(config.files[3], {
+    kind: "listen",
+    prot: "tcp",
+    name: "web",
+    port: 80,
+    addr: "0.0.0.0",
+  });
+  applySocketOptions(config, [parseSocketOption("listen", "web=127.0.0.1:81")], true);
+  assert.equal(config.files[3].addr, "127.0.0.1");
+  assert.equal(config.files[3].port, 81);
+  assert.throws(
+    () => applySocketOptions(config, [parseSocketOption("listen", "api=127.0.0.1:1")], true),
+    /no listen entry named "api"; it has "web"/,
+  );
 });

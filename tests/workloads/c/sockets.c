@@ -14,6 +14,8 @@
  *                              write fails; print the error
  *   sockets info NAME [PATH]   what the guest sees of the socket fd, and the fd
  *                              that opening PATH gets
+ *   sockets wait NAME MS       poll() the listener and standard input for MS
+ *                              milliseconds; say which was ready, or "timeout"
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -158,6 +160,19 @@ static int info(int fd, const char *path) {
   return 0;
 }
 
+static int wait_ready(int listener, int ms) {
+  struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = listener, .events = POLLIN}};
+  int n = poll(fds, 2, ms);
+  if (n < 0) {
+    fprintf(stderr, "poll: %s\n", strerror(errno));
+    return 1;
+  }
+  if (n == 0) printf("timeout\n");
+  if (fds[0].revents & POLLIN) printf("stdin ready\n");
+  if (fds[1].revents & POLLIN) printf("listener ready\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: sockets echo|poll-echo|connect|flood|info NAME ...\n");
@@ -173,6 +188,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "poll-echo") == 0 && argc > 3) return poll_echo(fd, atoi(argv[3]));
   if (strcmp(cmd, "connect") == 0 && argc > 3) return connect_send(fd, argv[3]);
   if (strcmp(cmd, "flood") == 0) return flood(fd);
+  if (strcmp(cmd, "wait") == 0 && argc > 3) return wait_ready(fd, atoi(argv[3]));
   if (strcmp(cmd, "info") == 0) return info(fd, argc > 3 ? argv[3] : NULL);
   fprintf(stderr, "unknown subcommand \"%s\"\n", cmd);
   return 2;
