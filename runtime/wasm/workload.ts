@@ -34,7 +34,11 @@ import type { EnarxConfig, FileKind } from "./config.ts";
 import { compileModule, decodeModuleBytes } from "./module_cache.ts";
 import { loadLibwasmtime } from "./libwasmtime_path.ts";
 import { WASMTIME_VERSION } from "../version.ts";
-import type { GuestSocket, WorkloadSockets } from "./sockets.ts";
+import type {
+  GuestSocket,
+  openWorkloadSockets as OpenWorkloadSockets,
+  WorkloadSockets,
+} from "./sockets.ts";
 
 /** A directory of the host made visible to the guest. */
 export interface Preopen {
@@ -593,7 +597,11 @@ async function openSockets(
 ): Promise<WorkloadSockets | undefined> {
   const config = workload.config;
   if (!config?.files.some((f) => f.kind === "listen" || f.kind === "connect")) return undefined;
-  const { openWorkloadSockets } = await import("./sockets.ts");
+  // By a computed specifier, so that `deno run` does not load the socket code ahead of time
+  // for runs without sockets; compile.sh `--include`s it.
+  const { openWorkloadSockets }: { openWorkloadSockets: typeof OpenWorkloadSockets } = await import(
+    new URL("./sockets.ts", import.meta.url).href
+  );
   const sockets = await openWorkloadSockets(config, 3 + dirs);
   for (const socket of sockets?.sockets ?? []) options.onSocket?.(socket);
   return sockets;
