@@ -138,9 +138,9 @@ Deno.test("sockets: --listen adds a listener without Enarx.toml; FD_NAMES names 
   assert.equal(r.stdout, "served 1\n");
 });
 
-Deno.test("sockets: a non-blocking server polls 25 concurrent connections", async () => {
+Deno.test("sockets: a non-blocking server polls 200 concurrent connections", async () => {
   await withConfig(STDIO + LISTEN, async (toml) => {
-    const clients = 25;
+    const clients = 200;
     const server = await startServer([
       "--wasmcfgfile",
       toml,
