@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,10 @@
 
 /* ---- wasmtime C API (wasmtime 50): the types and functions used here ---- */
 
+#ifdef ENARX_WASMTIME_HEADERS
+/* tests/wasm/socket_shim_abi_test.ts: the same code against wasmtime's own headers. */
+#include <wasmtime.h>
+#else
 typedef struct wasmtime_linker wasmtime_linker_t;
 typedef struct wasmtime_context wasmtime_context_t;
 typedef struct wasmtime_caller wasmtime_caller_t;
@@ -80,7 +85,6 @@ typedef struct {
     uint8_t size_[24];
   } of;
 } wasmtime_extern_t;
-_Static_assert(sizeof(wasmtime_extern_t) == 32, "wasmtime_extern_t is 32 bytes");
 #define WASMTIME_EXTERN_FUNC 0
 #define WASMTIME_EXTERN_MEMORY 3
 
@@ -91,10 +95,14 @@ typedef union {
   uint8_t v128[16];
   void *funcref;
 } wasmtime_val_raw_t;
-_Static_assert(sizeof(wasmtime_val_raw_t) == 16, "wasmtime_val_raw_t is 16 bytes");
 
 /* wasmtime/trap.h */
 #define WASMTIME_TRAP_CODE_INTERRUPT 10
+#endif /* ENARX_WASMTIME_HEADERS */
+_Static_assert(sizeof(wasmtime_instance_t) == 16, "wasmtime_instance_t is 16 bytes");
+_Static_assert(offsetof(wasmtime_extern_t, of) == 8, "wasmtime_extern_t.of is at 8");
+_Static_assert(WASMTIME_EXTERN_FUNC == 0 && WASMTIME_EXTERN_MEMORY == 3, "extern kinds");
+_Static_assert(WASMTIME_TRAP_CODE_INTERRUPT == 10, "the interrupt trap code");
 
 typedef wasm_trap_t *(*unchecked_callback_t)(void *env, wasmtime_caller_t *caller,
                                              wasmtime_val_raw_t *args_and_results,
@@ -135,6 +143,38 @@ static struct {
                               size_t, wasmtime_extern_t *);
   int loaded;
 } wt;
+
+_Static_assert(sizeof(wasmtime_extern_t) == 32, "wasmtime_extern_t is 32 bytes");
+_Static_assert(sizeof(wasmtime_val_raw_t) == 16, "wasmtime_val_raw_t is 16 bytes");
+
+#ifdef ENARX_WASMTIME_HEADERS
+/* Every function pointer above has the type of the function it is looked up as. */
+#define SAME(field, fn) \
+  _Static_assert(__builtin_types_compatible_p(__typeof__(wt.field), __typeof__(&fn)), #fn)
+SAME(linker_allow_shadowing, wasmtime_linker_allow_shadowing);
+SAME(linker_get, wasmtime_linker_get);
+SAME(linker_define_func_unchecked, wasmtime_linker_define_func_unchecked);
+SAME(func_type, wasmtime_func_type);
+SAME(functype_delete, wasm_functype_delete);
+SAME(func_call_unchecked, wasmtime_func_call_unchecked);
+SAME(caller_export_get, wasmtime_caller_export_get);
+SAME(caller_context, wasmtime_caller_context);
+SAME(memory_data, wasmtime_memory_data);
+SAME(memory_data_size, wasmtime_memory_data_size);
+SAME(trap_new, wasmtime_trap_new);
+SAME(trap_new_code, wasmtime_trap_new_code);
+SAME(error_message, wasmtime_error_message);
+SAME(error_delete, wasmtime_error_delete);
+SAME(byte_vec_delete, wasm_byte_vec_delete);
+SAME(trap_delete, wasm_trap_delete);
+SAME(linker_new, wasmtime_linker_new);
+SAME(linker_delete, wasmtime_linker_delete);
+SAME(linker_define_wasi, wasmtime_linker_define_wasi);
+SAME(linker_define, wasmtime_linker_define);
+SAME(linker_instantiate, wasmtime_linker_instantiate);
+SAME(instance_export_get, wasmtime_instance_export_get);
+#undef SAME
+#endif
 
 /* ---- WASI preview 1 (witx) constants and layouts ---- */
 
