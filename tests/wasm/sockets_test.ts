@@ -129,6 +129,27 @@ Deno.test("sockets: a blocking echo server answers clients one after another, la
   });
 });
 
+Deno.test("sockets: Rust's std::net serves from a listener (non-blocking accept, sleep, blocking reads)", async () => {
+  // The first "listening on" line is fd 3, "web"; "idle" (fd 4) never gets a client.
+  const server = await startServer([
+    "--listen",
+    "web=127.0.0.1:0",
+    "--listen",
+    "idle=127.0.0.1:0",
+    workload("tcp_echo-rs.wasm"),
+    "web",
+    "2",
+    "idle",
+  ]);
+  for (const text of ["first", "second ".repeat(5000)]) {
+    const reply = await exchange(server.port, new TextEncoder().encode(text));
+    assert.equal(new TextDecoder().decode(reply), text);
+  }
+  const r = await server.done();
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "idle: WouldBlock\nrust served 2\n");
+});
+
 Deno.test("sockets: --listen adds a listener without Enarx.toml; FD_NAMES names it", async () => {
   const server = await startServer(["--listen", "web=127.0.0.1:0", SOCKETS, "echo", "web", "1"]);
   const reply = await exchange(server.port, new TextEncoder().encode("via --listen"));
