@@ -862,6 +862,7 @@ static wasm_trap_t *poll_loop(struct fn_env *env, struct guest *g, wasmtime_val_
     }
     if (s->nforeign > 0 && (wait < 0 || wait > FOREIGN_SLICE_NS)) wait = FOREIGN_SLICE_NS;
     struct timespec ts = {wait / 1000000000, wait % 1000000000};
+    for (uint32_t k = 0; k <= s->npfds; k++) s->pfds[k].revents = 0; /* stale after EINTR */
     int n = ppoll(s->pfds, s->npfds + 1, wait < 0 ? NULL : &ts, NULL);
     if (n < 0 && errno != EINTR) {
       *err = wasi_errno(errno);
