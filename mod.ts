@@ -94,6 +94,7 @@ export {
   type WorkloadLimits,
   type WorkloadResult,
 } from "./runtime/wasm/workload.ts";
+export type { GuestSocket } from "./runtime/wasm/sockets.ts";
 export {
   ConfigError,
   ConfigUnsupportedError,

@@ -21,6 +21,8 @@ import type * as LocalKeepRun from "../runtime/client/local_keep_run.ts";
 
 // A computed specifier: `deno run` reads every literal dynamic import at start-up.
 const LOCAL_KEEP_RUN = new URL("../runtime/client/local_keep_run.ts", import.meta.url).href;
+import type { defaultConfig as DefaultConfig } from "../runtime/wasm/config.ts";
+import type { GuestSocket } from "../runtime/wasm/sockets.ts";
 
 const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
 
@@ -45,6 +47,13 @@ Options:
                             Preopen directory HOST as GUEST (default: the same
                             path); ":ro" makes it read-only. Repeatable (nil)
       --env NAME=VALUE      Set an environment variable. Repeatable
+      --listen NAME=ADDR:PORT
+                            Listen on ADDR:PORT for the [[files]] listen entry
+                            NAME (without --wasmcfgfile: add a tcp one). Port
+                            0 takes any free port, printed to stderr. Repeatable
+      --connect NAME=HOST:PORT
+                            Connect the [[files]] connect entry NAME to
+                            HOST:PORT (without --wasmcfgfile: add one). Repeatable
       --timeout DURATION    Stop the guest after DURATION (500ms, 5s, 1m, 1h)
       --max-memory SIZE     Limit linear memory (e.g. 65536, 64MiB, 1GiB)
       --fuel N              Stop the guest after N units of fuel (metering
@@ -56,7 +65,8 @@ ${UNITS_HELP}
 
 Exit status: the workload's own; 124 timeout, 125 fuel used up, 126 memory
 limit reached, 134 trap; 64 usage, 65 invalid module or Enarx.toml, 66
-missing module, directory or file, 69 backend or feature unavailable.
+missing module, directory or file, 69 backend or feature unavailable, a
+port in use, a host that does not resolve or refuses, 77 a port not permitted.
 `;
 
 /** Options that take a value (so that the value is not taken for MODULE). */
@@ -65,6 +75,8 @@ const VALUE_OPTIONS = new Set([
   "--wasmcfgfile",
   "--dir",
   "--env",
+  "--listen",
+  "--connect",
   "--timeout",
   "--max-memory",
   "--fuel",
@@ -118,6 +130,94 @@ function parseFuel(text: string): bigint {
   return BigInt(text);
 }
 
+/** A `--listen` or `--connect` option: NAME=HOST:PORT (an IPv6 address in brackets). */
+export interface SocketOption {
+  /** `listen` or `connect`. */
+  kind: "listen" | "connect";
+  /** The `[[files]]` name. */
+  name: string;
+  /** The address (listen) or host (connect). */
+  host: string;
+  /** The port. */
+  port: number;
+}
+
+/** Parses `--listen`/`--connect NAME=HOST:PORT`. */
+export function parseSocketOption(kind: "listen" | "connect", text: string): SocketOption {
+  const match = /^([^=:]+)=(\[[^\]]+\]|[^:\[\]]+):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    const what = kind === "listen" ? "ADDR" : "HOST";
+    throw new UsageError(
+      `Invalid --${kind} "${text}"; use NAME=${what}:PORT (port 0-65535, an IPv6 address in brackets)`,
+    );
+  }
+  return { kind, name: match[1], host: match[2].replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+/**
+ * Applies `--listen`/`--connect` to `config`: an entry of that kind and name
+ * gets the address; without an Enarx.toml (`fromFile` false) an unknown name
+ * adds a tcp entry, with one it is a usage error.
+ */
+export function applySocketOptions(
+  config: EnarxConfig,
+  options: SocketOption[],
+  fromFile: boolean,
+): void {
+  for (const option of options) {
+    const entry = config.files.find((f) => f.kind === option.kind && f.name === option.name);
+    if (entry) {
+      if (option.kind === "listen") entry.addr = option.host;
+      else entry.host = option.host;
+      entry.port = option.port;
+      continue;
+    }
+    if (fromFile) {
+      const names = config.files.filter((f) => f.kind === option.kind).map((f) => `"${f.name}"`);
+      throw new UsageError(
+        `--${option.kind} ${option.name}=...: the Enarx.toml has no ${option.kind} entry named ` +
+          `"${option.name}"${names.length > 0 ? `; it has ${names.join(", ")}` : ""}`,
+      );
+    }
+    config.files.push({
+      kind: option.kind,
+      prot: "tcp",
+      name: option.name,
+      port: option.port,
+      ...(option.kind === "listen" ? { addr: option.host } : { host: option.host }),
+    });
+  }
+}
+
+/** Tells a person (or a script that asked for port 0) where a socket is. */
+function reportSocket(socket: GuestSocket): void {
+  const anyPort = socket.kind === "listen" && socket.askedPort === 0;
+  if (!anyPort && !Deno.stderr.isTerminal()) return;
+  const where = socket.host.includes(":")
+    ? `[${socket.host}]:${socket.port}`
+    : `${socket.host}:${socket.port}`;
+  const verb = socket.kind === "listen" ? "listening on" : "connected to";
+  Deno.stderr.writeSync(
+    new TextEncoder().encode(`enarx: fd ${socket.fd} "${socket.name}" ${verb} ${where}\n`),
+  );
+}
+
+/** The configuration with `--listen`/`--connect` applied (loading config.ts only when needed). */
+async function configWithSockets(
+  file: string | undefined,
+  sockets: SocketOption[],
+): Promise<EnarxConfig | undefined> {
+  const config = file === undefined ? undefined : await loadConfig(file);
+  if (sockets.length === 0) return config;
+  const { defaultConfig }: { defaultConfig: typeof DefaultConfig } = await import(
+    new URL("../runtime/wasm/config.ts", import.meta.url).href
+  );
+  const result = config ?? defaultConfig();
+  applySocketOptions(result, sockets, file !== undefined);
+  return result;
+}
+
 /**
  * Reads Enarx.toml. runtime/wasm/config.ts (and its TOML parser) is loaded only
  * here, by a specifier that `deno run` does not follow ahead of time, so
@@ -146,6 +246,8 @@ export const command: Command = {
         wasmcfgfile: { type: "string" },
         dir: { type: "string", multiple: true },
         env: { type: "string", multiple: true },
+        listen: { type: "string", multiple: true },
+        connect: { type: "string", multiple: true },
         timeout: { type: "string" },
         "max-memory": { type: "string" },
         fuel: { type: "string" },
@@ -168,7 +270,10 @@ export const command: Command = {
       args: guest,
       env: Object.fromEntries((values.env ?? []).map(parseEnvOption)),
       preopens: (values.dir ?? []).map(parseDirOption),
-      config: values.wasmcfgfile === undefined ? undefined : await loadConfig(values.wasmcfgfile),
+      config: await configWithSockets(values.wasmcfgfile, [
+        ...(values.listen ?? []).map((t) => parseSocketOption("listen", t)),
+        ...(values.connect ?? []).map((t) => parseSocketOption("connect", t)),
+      ]),
       limits: {
         timeoutMs: values.timeout === undefined
           ? undefined
@@ -186,6 +291,7 @@ export const command: Command = {
       stdout: "inherit",
       stderr: "inherit",
       cacheDir: values["no-cache"] ? undefined : defaultModuleCacheDir(),
+      onSocket: reportSocket,
       onCompile: ({ bytes, cacheRefused }) => {
         if (cacheRefused !== undefined) {
           // Whoever can write the cache could run native code as this user.

@@ -167,6 +167,11 @@ export function wasmtimeLoaded(): boolean {
   return loaded !== undefined;
 }
 
+/** The path libwasmtime was loaded from in this process, or undefined before it is loaded. */
+export function wasmtimeLibraryPath(): string | undefined {
+  return loaded?.path;
+}
+
 /**
  * Opens libwasmtime once per process, from `path`; later calls return the
  * library already open (and need no path). Throws WasmtimeLoadError when no

@@ -46,6 +46,11 @@ export class Linker {
     return this.#ptr;
   }
 
+  /** The raw `wasmtime_linker_t*` (for ffi/wasi_sockets.ts); valid until close(). */
+  get pointer(): Deno.PointerObject {
+    return this.#self();
+  }
+
   /** Whether the linker defines `module`.`name` (in the context of `store`). */
   defines(store: Store, item: ImportName): boolean {
     const mod = encoder.encode(item.module);

@@ -12,7 +12,13 @@
  *
  * @module
  */
-export { loadWasmtime, WASMTIME_SYMBOLS, wasmtimeLoaded, WasmtimeLoadError } from "./library.ts";
+export {
+  loadWasmtime,
+  WASMTIME_SYMBOLS,
+  wasmtimeLibraryPath,
+  wasmtimeLoaded,
+  WasmtimeLoadError,
+} from "./library.ts";
 export { TrapCode, type TrapInfo, type WasmFrame, WasmtimeFfiError } from "./trap.ts";
 export { Engine, type EngineOptions, type OptLevel } from "./engine.ts";
 export { type ImportName, Module, wat2wasm } from "./module.ts";

@@ -17,9 +17,10 @@
  * readonly = true                           # default false
  * ```
  *
- * `listen` and `connect` entries are parsed and then refused as not yet
- * supported. The first three entries stand for the guest's fds 0, 1 and 2
- * and may each be `null` or their own standard stream.
+ * The first three entries stand for the guest's fds 0, 1 and 2 and may each
+ * be `null` or their own standard stream; `listen` and `connect` sockets
+ * follow them (runtime/wasm/sockets.ts opens them; `enarx deploy` refuses
+ * them for now).
  *
  * @module
  */
@@ -253,9 +254,11 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
   }
   config.files.forEach((file, fd) => {
     if (file.kind === "listen" || file.kind === "connect") {
+      if (fd > 2) return;
       throw new ConfigUnsupportedError(
         origin,
-        `[[files]] entry ${fd + 1} (kind "${file.kind}") is not yet supported; remove it`,
+        `[[files]] entry ${fd + 1} (kind "${file.kind}") is fd ${fd}; sockets come after ` +
+          `the three standard streams (add entries for fds 0-2 before it, "null" if unused)`,
       );
     }
     if (fd > 2) {
@@ -284,6 +287,14 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
  */
 export function parseDeployedConfig(text: string, origin = "The deployed Enarx.toml"): EnarxConfig {
   const config = parseEnarxConfig(text, origin);
+  const socket = config.files.find((f) => f.kind === "listen" || f.kind === "connect");
+  if (socket !== undefined) {
+    throw new ConfigUnsupportedError(
+      origin,
+      `[[files]] "${socket.name}" (kind "${socket.kind}") is not yet supported with ` +
+        `"enarx deploy"; sockets work with "enarx run" only for now`,
+    );
+  }
   if (config.dirs.length > 0) {
     throw new ConfigUnsupportedError(
       origin,

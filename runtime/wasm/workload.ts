@@ -34,6 +34,11 @@ import {
 } from "./module_cache.ts";
 import { loadLibwasmtime } from "./libwasmtime_path.ts";
 import { WASMTIME_VERSION } from "../version.ts";
+import type {
+  GuestSocket,
+  openWorkloadSockets as OpenWorkloadSockets,
+  WorkloadSockets,
+} from "./sockets.ts";
 
 /** A directory of the host made visible to the guest. */
 export interface Preopen {
@@ -101,6 +106,8 @@ export interface RunOptions {
    * for progress; `cacheRefused` says why an untrusted cache was not used.
    */
   onCompile?: (info: { bytes: number; cacheRefused?: string }) => void;
+  /** Called for each `listen`/`connect` socket once it is open, before the guest starts. */
+  onSocket?: (socket: GuestSocket) => void;
 }
 
 /** Why the workload ended. */
@@ -165,14 +172,23 @@ export function guestArgv(workload: Workload): string[] {
   return [name, ...(workload.config?.args ?? []), ...(workload.args ?? [])];
 }
 
-/** The guest's environment: the config's env, FD_COUNT/FD_NAMES, then the workload's env. */
+/**
+ * The guest's environment: the config's env, FD_COUNT/FD_NAMES, then the
+ * workload's env. FD_NAMES names fd i at index i: when sockets follow
+ * preopened directories, the directories (by guest path) come between the
+ * standard streams and the sockets.
+ */
 export function guestEnv(workload: Workload): [string, string][] {
   const env = new Map<string, string>();
   const config = workload.config;
   if (config) {
     for (const [k, v] of Object.entries(config.env)) env.set(k, v);
-    env.set("FD_COUNT", String(config.files.length));
-    env.set("FD_NAMES", config.files.map((f) => f.name).join(":"));
+    const names = config.files.map((f) => f.name);
+    if (config.files.some((f) => f.kind === "listen" || f.kind === "connect")) {
+      names.splice(3, 0, ...guestPreopens(workload).map((d) => d.guest));
+    }
+    env.set("FD_COUNT", String(names.length));
+    env.set("FD_NAMES", names.join(":"));
   }
   for (const [k, v] of Object.entries(workload.env ?? {})) env.set(k, v);
   return [...env.entries()];
@@ -346,7 +362,7 @@ interface Interrupter {
   disarm(signal: AbortSignal | undefined): void;
 }
 
-function interrupterFor(engine: Engine): Interrupter {
+function interrupterFor(engine: Engine, also?: () => void): Interrupter {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   let onStuck: () => void = () => {};
@@ -357,6 +373,7 @@ function interrupterFor(engine: Engine): Interrupter {
       if (self.timedOut) return;
       self.timedOut = true;
       engine.incrementEpoch();
+      also?.(); // wakes a guest blocked on a socket
       graceTimer = setTimeout(onStuck, ABANDON_GRACE_MS);
     },
     arm(limits: WorkloadLimits, signal: AbortSignal | undefined): void {
@@ -520,12 +537,13 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
   const origin = source.origin;
   const preopens = guestPreopens(workload);
   for (const dir of preopens) await checkPreopen(dir);
+  const sockets = await openSockets(workload, preopens.length, options);
 
   const interruptible = limits.timeoutMs !== undefined || options.signal !== undefined;
   const stderrTail = new OutputTail();
   options = { ...options, stderr: stderrTail.watch(options.stderr) };
   const engine = new Engine(engineOptionsFor(limits, interruptible));
-  const deadline = interrupterFor(engine);
+  const deadline = interrupterFor(engine, () => sockets?.table.interrupt());
   const streams: Streams = { pumps: [], pipes: [] };
   let store: Store | undefined;
   let module: Module | undefined;
@@ -538,11 +556,15 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
     checkImports({ linker, store }, module, origin);
 
     await loadPipes(options);
-    const { wasi, opens } = wasiConfigFor(workload, options, { preopens, streams });
+    const { wasi, opens } = wasiConfigFor(workload, options, {
+      preopens: [...preopens, ...sockets?.placeholders ?? []],
+      streams,
+    });
     for (const open of opens) await open();
     for (const pipe of streams.pipes) pipe.close();
     streams.pipes.length = 0;
     store.setWasi(wasi);
+    await sockets?.install({ engine, linker, store });
     applyLimits(store, limits, interruptible);
     deadline.arm(limits, options.signal);
 
@@ -568,8 +590,30 @@ async function run(workload: Workload, options: RunOptions): Promise<WorkloadRes
       linker?.close();
       module?.close();
       engine.close();
+      await sockets?.close();
     }
   }
+}
+
+/**
+ * Opens the workload's `listen`/`connect` sockets (runtime/wasm/sockets.ts,
+ * loaded only when there are some), the first at fd 3 + `dirs`.
+ */
+async function openSockets(
+  workload: Workload,
+  dirs: number,
+  options: RunOptions,
+): Promise<WorkloadSockets | undefined> {
+  const config = workload.config;
+  if (!config?.files.some((f) => f.kind === "listen" || f.kind === "connect")) return undefined;
+  // By a computed specifier, so that `deno run` does not load the socket code ahead of time
+  // for runs without sockets; compile.sh `--include`s it.
+  const { openWorkloadSockets }: { openWorkloadSockets: typeof OpenWorkloadSockets } = await import(
+    new URL("./sockets.ts", import.meta.url).href
+  );
+  const sockets = await openWorkloadSockets(config, 3 + dirs);
+  for (const socket of sockets?.sockets ?? []) options.onSocket?.(socket);
+  return sockets;
 }
 
 /**

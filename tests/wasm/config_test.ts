@@ -119,22 +119,32 @@ Deno.test("config: errors name the problem", () => {
   }
 });
 
-Deno.test("config: listen and connect are parsed, then refused as not yet supported", () => {
+Deno.test("config: listen and connect parse after fds 0-2; deploy and fds 0-2 refuse them", () => {
   const stdio =
     '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n';
-  for (
-    const extra of [
-      '[[files]]\nkind = "listen"\nprot = "tls"\nname = "api"\nport = 8443\n',
-      '[[files]]\nkind = "connect"\nprot = "tcp"\nhost = "127.0.0.1"\nport = 6379\n',
-    ]
-  ) {
+  const listen = '[[files]]\nkind = "listen"\nprot = "tls"\nname = "api"\nport = 8443\n';
+  const connect = '[[files]]\nkind = "connect"\nprot = "tcp"\nhost = "127.0.0.1"\nport = 6379\n';
+  const config = parseEnarxConfig(stdio + listen + connect);
+  assert.deepEqual(config.files.slice(3), [
+    { kind: "listen", prot: "tls", port: 8443, name: "api", addr: "::" },
+    { kind: "connect", prot: "tcp", port: 6379, host: "127.0.0.1", name: "127.0.0.1" },
+  ]);
+  assert.deepEqual(
+    guestEnv({ module: "m", config, preopens: [{ host: "/tmp", guest: "/data" }] }),
+    [["FD_COUNT", "6"], ["FD_NAMES", "stdin:stdout:stderr:/data:api:127.0.0.1"]],
+  );
+  for (const extra of [listen, connect]) {
     assert.throws(
-      () => parseEnarxConfig(stdio + extra),
+      () => parseDeployedConfig(stdio + extra),
       (e: unknown) =>
         e instanceof ConfigUnsupportedError && e.exitStatus === 69 &&
-        /entry 4 \(kind "(listen|connect)"\) is not yet supported/.test(
-          e.message,
-        ),
+        /\(kind "(listen|connect)"\) is not yet supported with "enarx deploy"/.test(e.message),
+    );
+    assert.throws(
+      () => parseEnarxConfig(extra),
+      (e: unknown) =>
+        e instanceof ConfigUnsupportedError && e.exitStatus === 69 &&
+        /entry 1 \(kind "(listen|connect)"\) is fd 0; sockets come after/.test(e.message),
     );
   }
   assert.throws(

@@ -172,7 +172,7 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
     await Deno.writeTextFile(
       listenToml,
       '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
-        '[[files]]\nkind = "listen"\nprot = "tcp"\nname = "api"\nport = 8080\n',
+        '[[files]]\nkind = "listen"\nprot = "tls"\nname = "api"\nport = 8080\n',
     );
     const cases: [string, string[], number, RegExp][] = [
       ["not a wasm file", [notWasm], 65, /is not a WebAssembly module/],
@@ -188,7 +188,12 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
       ],
       ["missing preopen", ["--dir", join(dir, "absent"), PROBE], 66, /no such directory/],
       ["bad Enarx.toml", ["--wasmcfgfile", badToml, PROBE], 65, /unknown key "colour"/],
-      ["listen socket", ["--wasmcfgfile", listenToml, PROBE], 69, /not yet supported/],
+      [
+        "tls socket",
+        ["--wasmcfgfile", listenToml, PROBE],
+        69,
+        /prot = "tls", which is not yet supported/,
+      ],
       ["bad duration", ["--timeout", "soon", PROBE], 64, /Invalid duration "soon"/],
       [
         "backend not launchable yet",

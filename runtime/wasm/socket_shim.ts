@@ -1,0 +1,120 @@
+/**
+ * Where the socket shim (ffi/native/enarx_wasi_sockets.c) comes from: built
+ * once with the system's C compiler (`$ENARX_CC`, else `cc`, `gcc`, `clang`)
+ * into the user's cache, `$ENARX_CACHE/wasi-sockets` or
+ * `$XDG_CACHE_HOME/enarx/wasi-sockets` (else `~/.cache/enarx/...`), under a
+ * name that holds the sha256 of its source, so that a changed source is
+ * rebuilt and a stale library is never used. Loaded only when a workload has
+ * `listen` or `connect` entries: a plain `enarx run` needs no compiler and
+ * loads nothing of this. See docs/sockets.md.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { loadWasiSockets, WasiSocketsError } from "../../ffi/wasi_sockets.ts";
+import { wasmtimeLibraryPath } from "../../ffi/wasmtime/mod.ts";
+import { userCacheDir } from "../dirs.ts";
+import { EnarxError } from "../errors.ts";
+
+/** The shim's C source, beside the FFI binding (compile.sh `--include`s it). */
+const SOURCE_URL = new URL("../../ffi/native/enarx_wasi_sockets.c", import.meta.url);
+
+/** Where built shims are kept, or undefined when there is no user cache (then a temporary one). */
+export function socketShimCacheDir(): string | undefined {
+  const explicit = Deno.env.get("ENARX_CACHE");
+  if (explicit) return join(explicit, "wasi-sockets");
+  const user = userCacheDir();
+  return user === undefined ? undefined : join(user, "wasi-sockets");
+}
+
+function compilers(): string[] {
+  const chosen = Deno.env.get("ENARX_CC");
+  return chosen ? [chosen] : ["cc", "gcc", "clang"];
+}
+
+async function compile(source: string, out: string): Promise<void> {
+  const tried: string[] = [];
+  for (const cc of compilers()) {
+    let result: Deno.CommandOutput;
+    try {
+      result = await new Deno.Command(cc, {
+        args: ["-shared", "-fPIC", "-O2", "-o", out, source],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        tried.push(cc);
+        continue;
+      }
+      throw error;
+    }
+    if (result.success) return;
+    const said = new TextDecoder().decode(result.stderr).trim().split("\n").slice(0, 3).join("; ");
+    throw new EnarxError(
+      "socket-shim-build",
+      `Cannot build enarx's socket library with "${cc}": ${said}; set ENARX_CC to a working C compiler`,
+      { exit: "unavailable" },
+    );
+  }
+  throw new EnarxError(
+    "socket-shim-no-compiler",
+    `Sockets ([[files]] listen/connect) need a C compiler once, to build enarx's socket ` +
+      `library; none of ${tried.map((c) => `"${c}"`).join(", ")} was found: install gcc ` +
+      `(Debian: apt-get install gcc) or set ENARX_CC`,
+    { exit: "unavailable" },
+  );
+}
+
+/** Builds the shim unless the cache has it; returns its path. */
+async function builtShim(): Promise<string> {
+  const source = await Deno.readFile(SOURCE_URL);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", source)).toHex();
+  const dir = socketShimCacheDir() ?? await Deno.makeTempDir({ prefix: "enarx-wasi-sockets-" });
+  const path = join(dir, `enarx_wasi_sockets-${digest.slice(0, 16)}.so`);
+  try {
+    await Deno.stat(path);
+    return path;
+  } catch {
+    // not built yet
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  // The compiler reads a real file: the source may live in a compiled binary's virtual file system.
+  const tmpSource = join(dir, `.source-${Deno.pid}.c`);
+  const tmpOut = join(dir, `.build-${Deno.pid}.so`);
+  try {
+    await Deno.writeFile(tmpSource, source);
+    await compile(tmpSource, tmpOut);
+    await Deno.rename(tmpOut, path); // atomic: a concurrent run sees all or nothing
+  } finally {
+    await Deno.remove(tmpSource).catch(() => {});
+    await Deno.remove(tmpOut).catch(() => {});
+  }
+  return path;
+}
+
+let ready: Promise<void> | undefined;
+
+/**
+ * Makes the socket shim usable in this process (libwasmtime must be loaded):
+ * builds it if needed and loads it. Throws EnarxError (exit 69) when it
+ * cannot be built or loaded.
+ */
+export function loadSocketShim(): Promise<void> {
+  ready ??= (async () => {
+    const libwasmtime = wasmtimeLibraryPath();
+    if (libwasmtime === undefined) {
+      throw new EnarxError("socket-shim-load", "libwasmtime must be loaded before the socket shim");
+    }
+    const path = await builtShim();
+    try {
+      loadWasiSockets(path, libwasmtime);
+    } catch (error) {
+      if (!(error instanceof WasiSocketsError)) throw error;
+      throw new EnarxError("socket-shim-load", error.message, { exit: "unavailable" });
+    }
+  })();
+  ready.catch(() => ready = undefined);
+  return ready;
+}
