@@ -315,13 +315,13 @@ export function startSevQemu(options: StartSevQemuOptions): SevQemu {
 
 /** A running sev keep, shaped like a kvm keep. */
 export interface SevKeep {
-  /** Frames to wasmldr (held until the guest is ready). */
+  /** Frames to wasmldr. */
   stdin: WritableStream<Uint8Array>;
   /** Frames from wasmldr (after the guest's ready line). */
   stdout: ReadableStream<Uint8Array>;
   /** Resolves when QEMU has ended. */
   status: Promise<Deno.CommandStatus>;
-  /** Resolves when the guest's init has written its ready line; rejects if QEMU ends first. */
+  /** Resolved: {@link bootSevKeep} returns once the guest's init has written its ready line. */
   ready: Promise<void>;
   /** Signals QEMU. */
   kill(signal?: Deno.Signal): void;
@@ -332,14 +332,20 @@ export interface SevKeep {
 }
 
 /**
- * Starts QEMU and connects to the frames port. A QEMU that exits before it
- * opens that port failed to start the guest: for an SNP guest that is
- * {@link snpLaunchError} (exit 69).
+ * Starts QEMU, connects to the frames port and waits for the guest's ready
+ * line. QEMU opens that port before it creates the machine (KVM, SNP), so a
+ * connection proves nothing: a QEMU that ends before the ready line failed
+ * to start the guest, for an SNP guest {@link snpLaunchError} (exit 69).
  */
 export async function bootSevKeep(
-  options: StartSevQemuOptions & { log?: (line: string) => void },
+  options: StartSevQemuOptions & {
+    log?: (line: string) => void;
+    /** How long the guest may take to reach its ready line (default 120 s). */
+    readyTimeoutMs?: number;
+  },
 ): Promise<SevKeep> {
-  const { log = () => {}, ...start } = options;
+  const { log = () => {}, readyTimeoutMs = 120_000, ...start } = options;
+  const started = performance.now();
   const vm = startSevQemu(start);
   const kill = (signal: Deno.Signal = "SIGTERM") => {
     try {
@@ -351,74 +357,111 @@ export async function bootSevKeep(
     exited = true;
     return s;
   });
-  let conn: Deno.UnixConn | undefined;
-  const deadline = Date.now() + 10_000;
-  while (conn === undefined) {
-    try {
-      conn = await Deno.connect({ transport: "unix", path: vm.framesSocket });
-    } catch {
-      if (exited || Date.now() > deadline) {
-        kill("SIGKILL");
-        await status;
-        await new Promise((r) => setTimeout(r, 50)); // the rest of stderr
-        if (options.snp !== undefined) throw snpLaunchError(vm.stderr());
-        throw new EnarxError(
-          "keep-launch",
-          `QEMU did not start the keep: ${explainSnpFailure(vm.stderr()).line}`,
-          { exit: "unavailable" },
-        );
-      }
-      await new Promise((r) => setTimeout(r, 20));
+  const failed = async (why?: string): Promise<EnarxError> => {
+    kill("SIGKILL");
+    await status;
+    await new Promise((r) => setTimeout(r, 50)); // the rest of stderr
+    if (why !== undefined) {
+      return new EnarxError("keep-launch", `The sev keep did not start: ${why}`, {
+        exit: "unavailable",
+      });
     }
-  }
+    if (options.snp !== undefined) return snpLaunchError(vm.stderr());
+    return new EnarxError(
+      "keep-launch",
+      `QEMU did not start the keep: ${explainSnpFailure(vm.stderr()).line}`,
+      { exit: "unavailable" },
+    );
+  };
+  const conn = await connectUnix(vm.framesSocket, () => exited);
+  if (conn === undefined) throw await failed();
   log(`qemu started (pid ${vm.child.pid}, host port ${vm.hostPort})`);
-  const ready = Promise.withResolvers<void>();
-  status.then(() => ready.reject(new Error("QEMU exited before the guest was ready")));
-  ready.promise.catch(() => {});
-  const writer = conn.writable.getWriter();
-  const stdin = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      await ready.promise;
-      await writer.write(chunk);
-    },
-    close: () => writer.close().catch(() => {}),
-    abort: () => writer.abort().catch(() => {}),
-  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill("SIGKILL");
+  }, readyTimeoutMs);
+  const reader = conn.readable.getReader();
+  let rest: Uint8Array | undefined;
+  try {
+    rest = await readUntilReady(reader);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (rest === undefined) {
+    try {
+      conn.close();
+    } catch { /* closed with its stream */ }
+    throw await failed(
+      timedOut
+        ? `the guest wrote no ready line within ${
+          readyTimeoutMs / 1000
+        } s (console: ${vm.consoleLog})`
+        : undefined,
+    );
+  }
+  log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
+  const leftover = rest;
   return {
-    stdin,
-    stdout: afterReadyLine(conn.readable, () => ready.resolve()),
+    stdin: conn.writable,
+    stdout: prependTo(leftover, reader),
     status,
-    ready: ready.promise,
+    ready: Promise.resolve(),
     kill,
     hostPort: vm.hostPort,
     consoleLog: vm.consoleLog,
   };
 }
 
-/** Drops everything up to and including the guest's ready line, then passes bytes through. */
-function afterReadyLine(
-  source: ReadableStream<Uint8Array>,
-  onReady: () => void,
+/** Connects to `path` within 10 s, unless `gone()` says its server has ended. */
+async function connectUnix(path: string, gone: () => boolean): Promise<Deno.UnixConn | undefined> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await Deno.connect({ transport: "unix", path });
+    } catch {
+      if (gone() || Date.now() > deadline) return undefined;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** A stream of `first` followed by what `reader` still gives. */
+function prependTo(
+  first: Uint8Array,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
 ): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (first.length > 0) controller.enqueue(first);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+      if (done || value === undefined) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: () => reader.cancel().catch(() => {}),
+  });
+}
+
+/**
+ * Reads the guest's output up to and including its ready line and returns
+ * what followed it in the same chunk, or `undefined` if the stream ended
+ * first (QEMU exited or was killed).
+ */
+async function readUntilReady(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<Uint8Array | undefined> {
   const marker = new TextEncoder().encode(READY_MARKER);
   let matched = 0;
-  let ready = false;
-  return source.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        if (ready) return controller.enqueue(chunk);
-        for (let i = 0; i < chunk.length; i++) {
-          matched = chunk[i] === marker[matched] ? matched + 1 : chunk[i] === marker[0] ? 1 : 0;
-          if (matched === marker.length) {
-            ready = true;
-            onReady();
-            if (i + 1 < chunk.length) controller.enqueue(chunk.subarray(i + 1));
-            return;
-          }
-        }
-      },
-    }),
-  );
+  for (;;) {
+    const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+    if (done || value === undefined) return undefined;
+    for (let i = 0; i < value.length; i++) {
+      matched = value[i] === marker[matched] ? matched + 1 : value[i] === marker[0] ? 1 : 0;
+      if (matched === marker.length) return value.subarray(i + 1);
+    }
+  }
 }
 
 /** Options of {@link launchSevKeep}. */
