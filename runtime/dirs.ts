@@ -54,3 +54,14 @@ export function bootstrapCacheDir(options: DirOptions = {}): string {
   if (xdg !== undefined) return `${xdg}/enarx`;
   return decodeURIComponent(new URL(".cache", CHECKOUT_ROOT).pathname);
 }
+
+/**
+ * The AmdSev OVMF of sev keeps: `$ENARX_SEV_OVMF`, else
+ * `ovmf-amdsev/OVMF.fd` in the bootstrap cache (tools/build_ovmf.sh puts it
+ * there). `enarx measure` and the sev launch both ask here, so that what is
+ * measured is what boots.
+ */
+export function amdSevOvmfPath(options: DirOptions = {}): string {
+  return variable("ENARX_SEV_OVMF", options) ??
+    `${bootstrapCacheDir(options)}/ovmf-amdsev/OVMF.fd`;
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { bytesEqual, bytesEqualConstantTime, concatBytes } from "../runtime/bytes.ts";
-import { bootstrapCacheDir, userCacheDir, userStateDir } from "../runtime/dirs.ts";
+import { amdSevOvmfPath, bootstrapCacheDir, userCacheDir, userStateDir } from "../runtime/dirs.ts";
 
 function env(vars: Record<string, string>) {
   return { getEnv: (name: string) => vars[name] };
@@ -36,4 +36,10 @@ Deno.test("dirs: XDG variables win, empty ones count as unset, HOME is the fallb
   assert.equal(bootstrapCacheDir(env({ XDG_CACHE_HOME: "/x" })), "/x/enarx");
   const checkout = new URL("../.cache", import.meta.url).pathname;
   assert.equal(bootstrapCacheDir(env({})), checkout);
+  // The sev keep's OVMF: the variable, else the bootstrap cache's build.
+  assert.equal(amdSevOvmfPath(env({ ENARX_SEV_OVMF: "/o.fd", ENARX_CACHE: "/e" })), "/o.fd");
+  assert.equal(
+    amdSevOvmfPath(env({ ENARX_SEV_OVMF: "", ENARX_CACHE: "/e" })),
+    "/e/ovmf-amdsev/OVMF.fd",
+  );
 });

@@ -14,7 +14,7 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import { bootstrapCacheDir } from "../dirs.ts";
+import { amdSevOvmfPath } from "../dirs.ts";
 import { keepDigest, type MeasuredInput, sha256 } from "./keep_digest.ts";
 import { snpLaunchDigest } from "./snp_launch_digest.ts";
 import { keepImage, type KeepImageOptions } from "../backends/keep_image.ts";
@@ -58,9 +58,9 @@ export interface KeepMeasurementOptions extends KeepImageOptions {
   vcpuType?: string;
 }
 
-/** The AmdSev OVMF that tools/build_ovmf.sh builds: `$ENARX_CACHE/ovmf-amdsev/OVMF.fd`. */
+/** The AmdSev OVMF a sev keep boots: `$ENARX_SEV_OVMF`, else the one tools/build_ovmf.sh built. */
 export function defaultOvmfPath(): string {
-  return `${bootstrapCacheDir()}/ovmf-amdsev/OVMF.fd`;
+  return amdSevOvmfPath();
 }
 
 /** Throws EnarxError (exit 66) naming an input file that is not there. */

@@ -165,6 +165,12 @@ Deno.test("measure sev and kvm: given kernel, initrd and command line; one initr
       vcpuType: "EPYC-Milan",
     });
     assert.equal(sev.stdout, `${expected.digest.toHex()}\n`);
+    // Without --ovmf, measure reads the OVMF a sev keep would boot: $ENARX_SEV_OVMF.
+    const fromEnv = await enarx(["measure", "--backend", "sev", ...files], {
+      ENARX_SEV_OVMF: `${dir}/ovmf.fd`,
+    });
+    assert.equal(fromEnv.code, 0, fromEnv.stderr);
+    assert.equal(fromEnv.stdout, sev.stdout);
     const kvm = await enarx(["measure", "--backend", "kvm", "--json", ...files]);
     assert.equal(kvm.code, 0, kvm.stderr);
     const value = JSON.parse(kvm.stdout);

@@ -12,6 +12,7 @@
  * @module
  */
 import { EnarxError } from "../../errors.ts";
+import { amdSevOvmfPath } from "../../dirs.ts";
 import { findKvmKernel, type KvmKernel } from "../kvm_kernel.ts";
 import type { LaunchPiece } from "../../platform/host_facts.ts";
 import { findQemu, QEMU } from "../kvm.ts";
@@ -81,8 +82,6 @@ export async function sevKeepMeasurement(): Promise<Uint8Array | undefined> {
 /** The line the guest's init writes on the frames port once it is raw (kvm_image.ts). */
 export const READY_MARKER = "ENARX-KVM-READY\n";
 
-const ROOT = new URL("../../../", import.meta.url).pathname;
-
 /** The kernel command line of a sev keep. */
 export const SEV_APPEND = "console=ttyS0 quiet panic=-1";
 
@@ -94,12 +93,7 @@ export type SevPiece = LaunchPiece;
 
 /** The AmdSev OVMF: `ENARX_SEV_OVMF`, else `ovmf-amdsev/OVMF.fd` in the bootstrap cache. */
 export function sevOvmfPath(): string {
-  const explicit = Deno.env.get("ENARX_SEV_OVMF");
-  if (explicit !== undefined && explicit !== "") return explicit;
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const cache = Deno.env.get("ENARX_CACHE") ??
-    (xdg !== undefined && xdg !== "" ? `${xdg}/enarx` : `${ROOT}.cache`);
-  return `${cache}/ovmf-amdsev/OVMF.fd`;
+  return amdSevOvmfPath();
 }
 
 /** The QEMU of sev keeps (`ENARX_SEV_QEMU`, else qemu-system-x86_64 on PATH) and its version. */
