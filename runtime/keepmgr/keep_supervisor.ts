@@ -30,6 +30,7 @@ import {
 } from "./keep_table.ts";
 import { stopUnit } from "./systemd.ts";
 import { KeepServices, OutputLog, type ServicePorts } from "./services/mod.ts";
+import { SOCKET_BACKENDS } from "../keep/deployed_sockets.ts";
 
 /** How long a forward may stay idle, relaying a keep's last answer, after the keep failed. */
 const KEEP_ERROR_DRAIN_MS = 2_000;
@@ -347,6 +348,14 @@ export class KeepSupervisor {
     try {
       if (ports === undefined) {
         throw new KeepError("no-free-port", "This keepmgr forwards no service ports", 503);
+      }
+      // The keep refuses this itself; a keep that does not is not trusted to.
+      if (!SOCKET_BACKENDS.includes(keep.backend)) {
+        throw new KeepError(
+          "sockets-unsupported-backend",
+          `A ${keep.backend} keep reported services; only nil keeps' are forwarded for now`,
+          400,
+        );
       }
       keep.endpoints = services.open(frame, keep.id);
     } catch (error) {

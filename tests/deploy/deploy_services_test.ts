@@ -188,10 +188,22 @@ Deno.test("services: --detach returns with the keep running; keep list, logs and
       assert.ok(await eventually(() => portFree(port)), `port ${port} is still held`);
 
       // A keep that would serve for long: stopped by hand, its port freed.
-      const long = await enarx(deployArgs(mgr, toml, ["--detach", SOCKETS, "echo", "web", "99"]));
+      const long = await enarx(
+        deployArgs(mgr, toml, ["--detach", "--json", SOCKETS, "echo", "web", "99"]),
+      );
       assert.equal(long.code, 0, long.stderr);
-      const other = long.stdout.trim();
-      const otherPort = Number(/endpoint web: tcp:\/\/127\.0\.0\.1:(\d+)\n/.exec(long.stderr)?.[1]);
+      const record = JSON.parse(long.stdout);
+      assert.equal(record.detached, true);
+      const other: string = record.keep;
+      assert.equal(record.endpoints.length, 1);
+      const otherPort: number = record.endpoints[0].port;
+      assert.deepEqual(record.endpoints[0], {
+        name: "web",
+        prot: "tcp",
+        host: "127.0.0.1",
+        port: otherPort,
+        url: `tcp://127.0.0.1:${otherPort}`,
+      });
       assert.equal(
         new TextDecoder().decode(await exchange(otherPort, new TextEncoder().encode("x"))),
         "x",
