@@ -275,8 +275,11 @@ async function readConfig(path: string): Promise<{ text: string; config: EnarxCo
  * would, but before a keep is made); returns the number of `listen` sockets.
  */
 async function checkSockets(read: { config: EnarxConfig }, backend: string): Promise<number> {
-  const { checkSocketBackend } = await import("../runtime/keep/deployed_sockets.ts");
+  const { checkListenNames, checkSocketBackend } = await import(
+    "../runtime/keep/deployed_sockets.ts"
+  );
   if (backend !== "auto") checkSocketBackend(read.config, backend);
+  checkListenNames(read.config);
   return read.config.files.filter((f) => f.kind === "listen").length;
 }
 

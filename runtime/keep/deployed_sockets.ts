@@ -38,6 +38,32 @@ export function checkSocketBackend(config: EnarxConfig | undefined, backend: str
 }
 
 /**
+ * Refuses two `listen` sockets of the same name: keepmgr names each
+ * endpoint by its socket. EnarxError `config-invalid` (exit 65, as other config errors).
+ */
+export function checkListenNames(config: EnarxConfig | undefined): void {
+  const seen = new Set<string>();
+  for (const f of config?.files ?? []) {
+    if (f.kind !== "listen") continue;
+    const name = f.name ?? "";
+    if (seen.has(name)) {
+      throw new EnarxError(
+        "config-invalid",
+        `Two [[files]] listen entries are named "${name}"; give each a name of its own`,
+        { exit: "dataError" },
+      );
+    }
+    seen.add(name);
+  }
+}
+
+/** What wasmldr checks of a deployed config's sockets: {@link checkSocketBackend}, {@link checkListenNames}. */
+export function checkDeployedSockets(config: EnarxConfig | undefined, backend: string): void {
+  checkSocketBackend(config, backend);
+  checkListenNames(config);
+}
+
+/**
  * `config` with every `listen` socket moved to 127.0.0.1 and a port the
  * system chooses, and the ports those entries asked for, by name.
  */

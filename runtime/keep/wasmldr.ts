@@ -45,7 +45,7 @@ import { importTlsKey, makeKeepCertificate, pemFromDer } from "../protocol/keep_
 import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import type { EnarxConfig } from "../wasm/config.ts";
 import { type GuestReportDevice, hostReportChannel } from "./report_device.ts";
-import { checkSocketBackend, keepLocalListens, servicesReporter } from "./deployed_sockets.ts";
+import { checkDeployedSockets, keepLocalListens, servicesReporter } from "./deployed_sockets.ts";
 
 /** What an {@link EvidenceProvider} may use besides the report data and hello. */
 export interface EvidenceContext {
@@ -373,7 +373,7 @@ async function handleRequest(
         });
       }
       config = context.options.parseConfig(workload.config);
-      checkSocketBackend(config, context.hello.backend);
+      checkDeployedSockets(config, context.hello.backend);
     } catch (error) {
       const e = error instanceof EnarxError
         ? error

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { eventually, SIM_ROOT, startKeepmgr } from "./_deploy_fixture.ts";
 import { enarx, ensureLibwasmtime, ROOT, workload } from "../workloads/helpers.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
-import { checkSocketBackend } from "../../runtime/keep/deployed_sockets.ts";
+import { checkListenNames, checkSocketBackend } from "../../runtime/keep/deployed_sockets.ts";
 import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
 import type { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
 
@@ -268,6 +268,12 @@ Deno.test('services: kvm and sev keeps refuse sockets (69); prot = "tls" is refu
     );
   }
   checkSocketBackend(config, "nil"); // no throw
+  assert.throws(
+    () => checkListenNames(parseDeployedConfig(listenToml(1) + listenToml(2).slice(STDIO.length))),
+    (e: unknown) =>
+      e instanceof Error && (e as { exitStatus?: number }).exitStatus === 65 &&
+      /Two \[\[files\]\] listen entries are named "web"/.test(e.message),
+  );
   checkSocketBackend(parseDeployedConfig(STDIO), "kvm"); // no sockets: nothing to refuse
   // The CLI refuses before it contacts any keepmgr (nothing listens on port 1).
   await withToml(listenToml(8080), async (toml) => {
