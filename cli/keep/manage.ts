@@ -84,7 +84,7 @@ export async function manageCommand(
     return 0;
   }
   if (values.follow && sub !== "logs") throw new UsageError(`--follow is for "keep logs" only`);
-  const client = await keepmgrClient(values);
+  const client = await keepmgrClient(values, sub);
   if (sub === "list") {
     if (positionals.length > 0) throw new UsageError(`"keep list" takes no KEEP`);
     const { keeps } = await client.listKeeps();
@@ -140,10 +140,12 @@ function unknownKeep(error: unknown, keep: string, url: URL): unknown {
   );
 }
 
-async function keepmgrClient(values: ManageValues): Promise<KeepmgrClient> {
+async function keepmgrClient(values: ManageValues, sub: string): Promise<KeepmgrClient> {
   const url = values.keepmgr ?? Deno.env.get("ENARX_KEEPMGR");
   if (url === undefined || url === "") {
-    throw new UsageError(`Missing --keepmgr URL; see "enarx keep list --help"`);
+    throw new UsageError(
+      `Missing --keepmgr URL (or $ENARX_KEEPMGR); see "enarx keep ${sub} --help"`,
+    );
   }
   const tokenFile = values["keepmgr-token"] ?? Deno.env.get("ENARX_KEEPMGR_TOKEN_FILE");
   const token = tokenFile === undefined || tokenFile === ""
