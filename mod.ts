@@ -120,6 +120,7 @@ export {
   type DeployWorkload,
   type ModuleFile,
 } from "./runtime/client/deploy.ts";
+export type { Endpoint } from "./runtime/protocol/messages.ts";
 
 // What this host can run (enarx platform info).
 export { backendNames, type EvidenceKind } from "./runtime/backends/mod.ts";

@@ -136,7 +136,7 @@ async function deployThrough(
       say(`      ${event.message}`);
       return;
     }
-    printStep(event.step, say, () => printHost(stepWallStart));
+    if (event.kind === "step-end") printStep(event.step, say, () => printHost(stepWallStart));
   };
   const result = await deploy({
     module,

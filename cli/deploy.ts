@@ -30,6 +30,7 @@ import { claimsToJson } from "../runtime/attestation/claims_json.ts";
 import { readCollateralFiles, readCrlFiles } from "../runtime/attestation/evidence_input.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 import { readToken } from "../runtime/keepmgr/api/auth.ts";
+import type { EnarxConfig } from "../runtime/wasm/config.ts";
 
 const HELP = `Usage: enarx deploy --keepmgr URL [OPTIONS] MODULE.wasm [-- ARGS...]
 
@@ -77,6 +78,10 @@ Options:
   --keepmgr-token FILE        The keepmgr operator's bearer token, needed to create
                               a keep (default: $ENARX_KEEPMGR_TOKEN_FILE; keepmgr
                               keeps it in <its state dir>/token)
+  --detach                    Return once the workload runs (and its services are
+                              reachable), printing the keep id and endpoints; the
+                              keep runs on. Its output then goes to the keepmgr in
+                              the clear ("enarx keep logs KEEP"; the last 256 KiB)
   --timeout DURATION          Give up after this long (e.g. 30s, 5m): the keep is
                               deleted and the status is 124
   --json                      Print one JSON record (keep, backend, verified claims,
@@ -86,7 +91,11 @@ Options:
 
 ${UNITS_HELP}
 
-Exit status: the workload's own; 1 attestation failed; 64 usage; 65/66 bad or
+Each [[files]] kind = "listen" socket of the Enarx.toml (prot = "tcp", nil
+keeps only for now) is reached through a port the keepmgr forwards:
+"enarx deploy: endpoint NAME: tcp://HOST:PORT" is printed for each.
+
+Exit status: the workload's own (0 with --detach); 1 attestation failed; 64 usage; 65/66 bad or
 missing input; 69 keepmgr or keep unavailable; 76 protocol error; 77 the
 keepmgr refused the token (or none was given); 78 bad policy; 124 timed out;
 130 interrupted (Ctrl-C; the keep is deleted).
@@ -111,6 +120,7 @@ const OPTIONS = {
   "keepmgr-ca": { type: "string" },
   "keepmgr-token": { type: "string" },
   timeout: { type: "string" },
+  detach: { type: "boolean" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -186,13 +196,22 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   // Streamed from the file while it is uploaded; a file that cannot be opened fails here.
   const module = await openableFile(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
+  const services = config === null ? 0 : await checkSockets(config, backend);
   const stdin = values.stdin === undefined
     ? new Uint8Array(0)
     : values.stdin === "-"
     ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
     : await readBytes(values.stdin, "--stdin");
   return {
-    workload: { module, config, args: workloadArgs, env, stdin },
+    workload: {
+      module,
+      config: config?.text ?? null,
+      args: workloadArgs,
+      env,
+      stdin,
+      services,
+      detach: values.detach === true,
+    },
     options: {
       keepmgr: values.keepmgr,
       backend,
@@ -245,11 +264,23 @@ async function readKeepmgrCa(path: string): Promise<string> {
 }
 
 /** Reads Enarx.toml and refuses a configuration the keep would refuse. */
-async function readConfig(path: string): Promise<string> {
-  const config = await readText(path, "--wasmcfgfile");
+async function readConfig(path: string): Promise<{ text: string; config: EnarxConfig }> {
+  const text = await readText(path, "--wasmcfgfile");
   const { parseDeployedConfig } = await import("../runtime/wasm/config.ts");
-  parseDeployedConfig(config, path);
-  return config;
+  return { text, config: parseDeployedConfig(text, path) };
+}
+
+/**
+ * Refuses sockets on a backend that cannot have them yet (as the keep
+ * would, but before a keep is made); returns the number of `listen` sockets.
+ */
+async function checkSockets(read: { config: EnarxConfig }, backend: string): Promise<number> {
+  const { checkListenNames, checkSocketBackend } = await import(
+    "../runtime/keep/deployed_sockets.ts"
+  );
+  if (backend !== "auto") checkSocketBackend(read.config, backend);
+  checkListenNames(read.config);
+  return read.config.files.filter((f) => f.kind === "listen").length;
 }
 
 /**
@@ -263,6 +294,13 @@ async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean):
     // The simulated-evidence warning is printed on every run, whatever the flags.
     if (event.kind === "warning") {
       Deno.stderr.writeSync(new TextEncoder().encode(`enarx deploy: ${event.message}\n`));
+    } else if (event.kind === "endpoint" && !json) {
+      // Printed even with --quiet: it is how the service is reached.
+      const { name, prot, host, port } = event.endpoint;
+      const shown = host.includes(":") ? `[${host}]` : host;
+      Deno.stderr.writeSync(
+        new TextEncoder().encode(`enarx deploy: endpoint ${name}: ${prot}://${shown}:${port}\n`),
+      );
     } else if (progress && event.kind === "step-end") {
       Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
     }
@@ -305,7 +343,14 @@ async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean):
     await printJson(resultJson(result, captured));
   } else {
     if (result.message !== undefined) await printErr(`enarx deploy: ${result.message}\n`);
-    if (progress) {
+    if (result.detached) {
+      // The keep id goes to stdout, for scripts: KEEP=$(enarx deploy --detach ...).
+      await printOut(`${result.keep}\n`);
+      await printErr(
+        `enarx deploy: keep ${result.keep} runs detached; "enarx keep logs ${result.keep}" ` +
+          `shows its output, "enarx keep stop ${result.keep}" stops it\n`,
+      );
+    } else if (progress) {
       await printErr(
         `enarx deploy: keep ${result.keep} exited with status ${result.status} (${result.reason}) in ${
           round(result.totalMs)
@@ -336,6 +381,11 @@ function resultJson(result: DeployResult, captured: { stdout: Capture; stderr: C
     status: result.status,
     reason: result.reason,
     message: result.message,
+    detached: result.detached === true,
+    endpoints: result.endpoints.map((e) => ({
+      ...e,
+      url: `${e.prot}://${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`,
+    })),
     stdout: captured.stdout.base64(),
     stderr: captured.stderr.base64(),
     output_truncated: captured.stdout.truncated || captured.stderr.truncated,

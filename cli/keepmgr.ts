@@ -29,6 +29,7 @@ import { type KeepmgrTls, loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.
 import { userStateDir } from "../runtime/dirs.ts";
 import { requireSystemd } from "../runtime/keepmgr/systemd.ts";
 import { KEEPLDR_BACKENDS } from "../runtime/keepmgr/keepldr.ts";
+import { DEFAULT_SERVICE_PORTS, parsePortRange } from "../runtime/keepmgr/services/mod.ts";
 
 const HELP = `Usage: enarx keepmgr --listen ADDR:PORT [OPTIONS]
 
@@ -64,6 +65,10 @@ Options:
   --forward-address ADDR  Address of the ports forwarded to keeps (default:
                           loopback, 127.0.0.1 or ::1 as --listen; give
                           0.0.0.0 for clients on other machines)
+  --service-ports FIRST-LAST
+                          Host ports forwarded to keeps' listen sockets (default
+                          20000-20999), on --forward-address; a keep gets the
+                          port its Enarx.toml asks for if free and in range
   --token-file FILE       The operator's bearer token, needed to create and list
                           keeps (made on first start if missing; default:
                           <state dir>/token, mode 0600). Give it to deployers
@@ -98,6 +103,7 @@ const OPTIONS = {
   "client-timeout": { type: "string" },
   "public-host": { type: "string" },
   "forward-address": { type: "string" },
+  "service-ports": { type: "string" },
   "token-file": { type: "string" },
   "max-connections": { type: "string" },
   "header-timeout": { type: "string" },
@@ -137,6 +143,7 @@ export const command: Command = {
       : parseWasmldrCommand(values["wasmldr-command"]);
     const simulatorRoot = await prepareBackends(backends, stateDir, wasmldrCommand);
     const keepTimeoutMs = parseDuration(values["keep-timeout"] ?? "10m", "--keep-timeout");
+    const servicePorts = parsePortRange(values["service-ports"] ?? DEFAULT_SERVICE_PORTS);
     const manager = await KeepManager.open({
       stateDir,
       backends,
@@ -146,6 +153,7 @@ export const command: Command = {
       stepTimeoutMs: parseDuration(values["step-timeout"] ?? "30s", "--step-timeout"),
       clientTimeoutMs: parseDuration(values["client-timeout"] ?? "120s", "--client-timeout"),
       forwardHostname: values["forward-address"] ?? (hostname.includes(":") ? "::1" : "127.0.0.1"),
+      servicePorts,
       systemd: values.systemd === true,
       wasmldrCommand,
       log,

@@ -55,7 +55,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     load: () => loadCommand("keep/measure.ts"),
   },
   keep: {
-    summary: "Build the image a keep launches (keep image)",
+    summary: "Build the image a keep launches; list, logs, stop a keepmgr's keeps",
     load: () => loadCommand("keep/keep.ts"),
   },
   demo: {

@@ -73,6 +73,23 @@ export const VECTORS: Record<string, unknown> = {
     state: "waiting-for-key",
     created: CREATED,
   },
+  "show_keep_services_response": {
+    v: 1,
+    keep: KEEP,
+    backend: "nil",
+    state: "running",
+    created: CREATED,
+    endpoints: [{ name: "web", prot: "tcp", host: "keeps.example.net", port: 20000 }],
+  },
+  "keep_logs_response": {
+    v: 1,
+    state: "running",
+    end: 17,
+    chunks: [
+      { stream: "stdout", at: 0, data: new TextEncoder().encode("listening\n") },
+      { stream: "stderr", at: 10, data: new TextEncoder().encode("client\n") },
+    ],
+  },
   "info_response": {
     v: 1,
     version: "0.1.0",
@@ -101,6 +118,7 @@ export const VECTORS: Record<string, unknown> = {
   },
   "workload_output_stdout": { t: "stdout", data: new TextEncoder().encode("hello\n") },
   "workload_output_stderr": { t: "stderr", data: new TextEncoder().encode("warning\n") },
+  "workload_output_detached": { t: "detached" },
   "workload_output_exit": { t: "exit", status: 134, reason: "trap", message: "unreachable" },
   // keepmgr <-> keepldr <-> wasmldr (frames: the CBOR payload only)
   "frame_hello": {
@@ -116,6 +134,11 @@ export const VECTORS: Record<string, unknown> = {
   "frame_listening": { t: "listening", port: 38211 },
   "frame_running": { t: "running" },
   "frame_exited": { t: "exited", status: 0, reason: "exit" },
+  "frame_services": {
+    t: "services",
+    services: [{ name: "web", prot: "tcp", port: 41234, asked: 8080 }],
+  },
+  "frame_output": { t: "output", stream: "stdout", data: new TextEncoder().encode("served 1\n") },
   // wasmldr <-> keepldr only: the guest report device's host channel
   "frame_report_request": { t: "report-request", report_data: seq(64, 0x40) },
   "frame_report_response": {

@@ -8,6 +8,7 @@
 import { UsageError } from "../../runtime/errors.ts";
 import { IMAGE_BACKENDS, type KeepImage, keepImage } from "../../runtime/backends/keep_image.ts";
 import { type Command, parseCommandArgs, printJson, printOut } from "../_command.ts";
+import { MANAGE_COMMANDS, manageCommand } from "./manage.ts";
 
 const HELP = `Usage: enarx keep image [--backend kvm|sev|nil] [--out DIR] [--json]
 
@@ -82,6 +83,9 @@ const GROUP_HELP = `Usage: enarx keep COMMAND [OPTIONS]
 
 Commands:
   image   Build the image a keep of this release launches, and list its parts
+  list    List a keepmgr's keeps and their endpoints
+  logs    Print (or --follow) a detached workload's output
+  stop    Stop a keep and free its ports
 
 See "enarx keep COMMAND --help".
 `;
@@ -89,10 +93,12 @@ See "enarx keep COMMAND --help".
 /** The `keep` command group. */
 export const command: Command = {
   name: "keep",
-  summary: "Build the image a keep launches (keep image)",
+  summary: "Build the image a keep launches; list, logs, stop a keepmgr's keeps",
   async run(args: string[]): Promise<number> {
     const [sub, ...rest] = args;
     if (sub === "image") return await imageCommand(rest);
+    const manage = MANAGE_COMMANDS.find((name) => name === sub);
+    if (manage !== undefined) return await manageCommand(manage, rest);
     if (sub === "-h" || sub === "--help") {
       await printOut(GROUP_HELP);
       return 0;

@@ -59,7 +59,11 @@ async function nilKeepPermissions(workDir: string | undefined): Promise<string[]
   // Loaded here: the registry must not pull in the wasmtime bindings.
   const { libwasmtimePath } = await import("../wasm/libwasmtime_path.ts");
   const { defaultModuleCacheDir } = await import("../wasm/module_cache.ts");
-  const read = [defaultModuleCacheDir()]
+  // Sockets: the keep may not run a compiler, so the host builds the shim
+  // (once; without a compiler the keep says so when a workload needs it).
+  const { buildSocketShim } = await import("../wasm/socket_shim.ts");
+  const shim = await buildSocketShim().catch(() => undefined);
+  const read = [defaultModuleCacheDir(), shim]
     .filter((p): p is string => p !== undefined && p !== "");
   const libwasmtime = await libwasmtimePath().catch(() => undefined);
   const { wasmldrPermissions } = await import(SELF_COMMAND) as typeof SelfCommand;

@@ -13,11 +13,13 @@ import { encodeCbor, readCborSequence } from "../protocol/cbor.ts";
 import {
   CBOR_MEDIA_TYPE,
   type CreateKeepResponse,
+  type Endpoint,
   HPKE_SUITE,
   parseErrorResponse,
   parseWorkloadOutput,
 } from "../protocol/messages.ts";
 import { KeepmgrClient } from "./keepmgr_client.ts";
+import { type EndpointWatch, watchEndpoints } from "./endpoints.ts";
 import { computeReportData, freshNonce } from "../protocol/report_data.ts";
 import { bytesEqualConstantTime } from "../bytes.ts";
 import { sealToKeep } from "../protocol/sealing.ts";
@@ -79,7 +81,8 @@ export interface DeployStepRecord {
 export type DeployEvent =
   | { kind: "step-start"; id: DeployStepId; design: string; title: string }
   | { kind: "step-end"; step: DeployStepRecord }
-  | { kind: "warning"; message: string };
+  | { kind: "warning"; message: string }
+  | { kind: "endpoint"; endpoint: Endpoint };
 
 /** What to deploy. */
 export interface DeployWorkload {
@@ -93,6 +96,13 @@ export interface DeployWorkload {
   env: Record<string, string>;
   /** Standard input. */
   stdin: Uint8Array;
+  /** The number of `listen` sockets in its config: their endpoints are awaited. */
+  services?: number;
+  /**
+   * Return once the workload runs (and its endpoints are known), leaving the
+   * keep running; its output then goes to keepmgr (`enarx keep logs`).
+   */
+  detach?: boolean;
 }
 
 /** Options of {@link deploy}. */
@@ -174,6 +184,10 @@ export interface DeployResult {
   reason: string;
   /** Detail for a person, when not a plain exit. */
   message?: string;
+  /** Where the workload's `listen` sockets are reached (empty: none). */
+  endpoints: Endpoint[];
+  /** True when the deploy returned with the workload still running (`detach`). */
+  detached?: boolean;
 }
 
 /** A deploy that failed at a step; `step` names it. */
@@ -252,20 +266,20 @@ class DeployRun {
     });
   }
 
-  #emit(event: DeployEvent): void {
+  emit(event: DeployEvent): void {
     this.options.onStep?.(event);
   }
 
   warn(message: string): void {
     this.warnings.push(message);
-    this.#emit({ kind: "warning", message });
+    this.emit({ kind: "warning", message });
   }
 
   begin(id: DeployStepId): void {
     const spec = DEPLOY_STEPS.find((s) => s.id === id)!;
     this.current = id;
     this.#stepStart = performance.now();
-    this.#emit({ kind: "step-start", id, design: spec.design, title: spec.title });
+    this.emit({ kind: "step-start", id, design: spec.design, title: spec.title });
   }
 
   end(detail?: string, failed = false): void {
@@ -279,7 +293,7 @@ class DeployRun {
     if (detail !== undefined) record.detail = detail;
     if (failed) record.failed = true;
     this.steps.push(record);
-    this.#emit({ kind: "step-end", step: record });
+    this.emit({ kind: "step-end", step: record });
   }
 
   /** `work`, or the abort error as soon as the deploy is aborted. */
@@ -341,7 +355,11 @@ export async function deploy(
     const tls = await connectStep(run, created.keep, address, sealed.anchorPem);
     const keep = { tls, keepId: created.keep, token: sealed.token };
     const response = await uploadStep(run, keep, upload);
-    const exit = await runStep(run, { tls, keepId: created.keep, body: response.body });
+    const watcher = endpointWatcher(run, created.keep, workload.services ?? 0);
+    const exit = workload.detach === true
+      ? await detachStep(run, { tls, keepId: created.keep, body: response.body }, watcher)
+      : await runStep(run, { tls, keepId: created.keep, body: response.body });
+    watcher.stop();
     finished = true;
     const result: DeployResult = {
       keep: created.keep,
@@ -354,8 +372,10 @@ export async function deploy(
       totalMs: performance.now() - run.started,
       status: exit.status,
       reason: exit.reason,
+      endpoints: watcher.endpoints,
     };
     if (exit.message !== undefined) result.message = exit.message;
+    if (workload.detach === true) result.detached = true;
     return result;
   } catch (error) {
     const failure = wrap(run.current, run.abort.signal.aborted ? run.abortError() : error);
@@ -554,7 +574,7 @@ async function runStep(
   if (exit === undefined) {
     const why = await keepmgrReason(run.client, keep.keepId);
     throw new EnarxError(
-      "keep-failed",
+      reasonCode(why) ?? "keep-failed",
       `The keep's output ended without an exit status${why}`,
       { exit: "unavailable" },
     );
@@ -563,6 +583,62 @@ async function runStep(
   if (exit.reason === "timeout" && run.timedOut) {
     await run.client.deleteKeep(keep.keepId).catch(() => {});
   }
+  return exit;
+}
+
+/** Waits for the keep's endpoints, reporting each as an `endpoint` event. */
+function endpointWatcher(run: DeployRun, keepId: string, count: number): EndpointWatch {
+  // A keepmgr that forwards on all addresses is reached at the host the client used.
+  const show = async (id: string) => {
+    const shown = await run.client.showKeep(id);
+    const endpoints = shown.endpoints?.map((e) => ({
+      ...e,
+      host: connectHost(e.host, run.client.url),
+    }));
+    return endpoints === undefined ? shown : { ...shown, endpoints };
+  };
+  return watchEndpoints(show, keepId, {
+    count,
+    onEndpoint: (endpoint) => run.emit({ kind: "endpoint", endpoint }),
+  });
+}
+
+/**
+ * Step 10, detached: read the keep's one `detached` item, then wait until
+ * keepmgr lists every endpoint; the keep runs on. A keep that ended first is
+ * an error with keepmgr's reason (`no-free-port` when it had no port).
+ */
+async function detachStep(
+  run: DeployRun,
+  keep: { tls: Deno.TlsConn; keepId: string; body: ReadableStream<Uint8Array> },
+  watcher: EndpointWatch,
+): Promise<WorkloadExit> {
+  run.begin("run");
+  let exit: WorkloadExit | undefined;
+  try {
+    exit = await run.guard(readOutput(run, keep.body));
+  } finally {
+    closeQuietly(keep.tls);
+  }
+  if (exit?.reason !== "detached") {
+    throw new EnarxError(
+      "keep-not-detached",
+      `The keep did not detach the workload${
+        exit === undefined ? "" : ` (it ended: ${exit.reason})`
+      }; is it an older enarx?`,
+      { exit: "protocol" },
+    );
+  }
+  const outcome = await run.guard(watcher.done);
+  if (outcome.kind === "ended") {
+    const why = outcome.keep.reason === undefined ? "" : `: keepmgr says "${outcome.keep.reason}"`;
+    throw new EnarxError(
+      reasonCode(why) ?? "keep-failed",
+      `The keep ${outcome.keep.state} before all its services were reachable${why}`,
+      { exit: "unavailable" },
+    );
+  }
+  run.end(`detached; ${watcher.endpoints.length} endpoint(s)`);
   return exit;
 }
 
@@ -575,6 +651,7 @@ async function readOutput(
     const item = parseWorkloadOutput(value);
     if (item.t === "stdout") await run.options.onStdout?.(item.data);
     else if (item.t === "stderr") await run.options.onStderr?.(item.data);
+    else if (item.t === "detached") return { status: 0, reason: "detached" };
     else return item;
   }
   return undefined;
@@ -818,6 +895,17 @@ function connectHost(host: string, keepmgr: URL): string {
   return host.replace(/^\[|\]$/g, "");
 }
 
+/** Refusals that mean "not here, not yet" (exit 69), not a protocol error. */
+const UNAVAILABLE_REFUSALS = ["sockets-unsupported-backend", "config-unsupported"];
+
+/** keepmgr's codes that a keep's end reason may start with and that a deploy passes on. */
+const KEEPMGR_REASON_CODES = ["no-free-port"];
+
+/** The code that keepmgr's reason (as {@link keepmgrReason} quotes it) starts with, if passed on. */
+function reasonCode(why: string): string | undefined {
+  return KEEPMGR_REASON_CODES.find((code) => why.includes(`"${code}:`));
+}
+
 async function keepRefusal(
   status: number,
   body: ReadableStream<Uint8Array>,
@@ -832,6 +920,9 @@ async function keepRefusal(
     code = error.error.code;
     message = `The keep refused the workload: ${error.error.message} (${code})`;
   } catch { /* keep the generic message */ }
+  if (UNAVAILABLE_REFUSALS.includes(code)) {
+    return new EnarxError(code, message, { exit: "unavailable" });
+  }
   if (status === 401) {
     return new EnarxError("keep-refused-token", `${message}; the sealed token did not arrive`, {
       exit: "protocol",
@@ -867,7 +958,7 @@ async function lostWithReason(
 ): Promise<unknown> {
   if (!(error instanceof EnarxError) || error.code !== "keep-connection-lost") return error;
   const why = await keepmgrReason(client, keepId);
-  return new EnarxError(error.code, `${error.message}${why}`, {
+  return new EnarxError(reasonCode(why) ?? error.code, `${error.message}${why}`, {
     exit: "unavailable",
     cause: error,
   });

@@ -22,11 +22,13 @@ import {
   type CreateKeepResponse,
   type DeliverKeyResponse,
   type InfoResponse,
+  type KeepLogsResponse,
   type ListKeepsResponse,
   parseCreateKeepResponse,
   parseDeliverKeyResponse,
   parseErrorResponse,
   parseInfoResponse,
+  parseKeepLogsResponse,
   parseListKeepsResponse,
   parseShowKeepResponse,
   type ShowKeepResponse,
@@ -153,11 +155,24 @@ export class KeepmgrClient {
     );
   }
 
-  /** DELETE /v1/keeps/{id}: stop the keep and free what it holds. */
-  async deleteKeep(keepId: string): Promise<void> {
+  /** GET /v1/keeps/{id}/logs: a detached workload's output from offset `from` on. */
+  async keepLogs(keepId: string, from = 0): Promise<KeepLogsResponse> {
+    return parseKeepLogsResponse(
+      await this.#call(
+        "GET",
+        `/v1/keeps/${encodeURIComponent(keepId)}/logs?from=${from}`,
+        undefined,
+        this.#credential(keepId),
+      ),
+    );
+  }
+
+  /** DELETE /v1/keeps/{id}: stop the keep and free what it holds; returns its last summary. */
+  async deleteKeep(keepId: string): Promise<ShowKeepResponse> {
     const path = `/v1/keeps/${encodeURIComponent(keepId)}`;
-    await this.#call("DELETE", path, undefined, this.#credential(keepId));
+    const reply = await this.#call("DELETE", path, undefined, this.#credential(keepId));
     this.#capabilities.delete(keepId);
+    return parseShowKeepResponse(reply);
   }
 
   async #call(

@@ -35,6 +35,8 @@ export interface WorkloadUpload {
   env: Record<string, string>;
   /** Standard input. */
   stdin: Uint8Array;
+  /** Run detached (sent only when true). */
+  detach?: boolean;
 }
 
 /** A request body of known length, produced piece by piece. */
@@ -57,10 +59,12 @@ export async function workloadUploadBody(workload: WorkloadUpload): Promise<Stre
     args: workload.args,
     env: workload.env,
     stdin: workload.stdin,
+    ...(workload.detach === true ? { detach: true } : {}),
   });
-  // A five-entry map (0xa5) becomes a six-entry one (0xa6) with `module` last.
+  // A five-entry map (0xa5) becomes a six-entry one (0xa6) with `module`
+  // last ("detach" sorts before it too).
   const head = rest.slice();
-  head[0] = 0xa6;
+  head[0] = rest[0] + 1;
   const key = encodeCbor("module");
   const prefix = concatBytes(head, key, byteStringHeader(moduleSize));
   return {

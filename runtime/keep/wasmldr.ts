@@ -13,7 +13,10 @@
  * 4. accepts exactly one workload, over a request that carries the sealed
  *    upload token (others get 401; after the one, 409), sends `running`,
  *    runs it with runtime/wasm/workload.ts, streams its output as a CBOR sequence
- *    and sends `exited`; then it stops.
+ *    and sends `exited`; then it stops. Its `listen` sockets open on
+ *    127.0.0.1 and are reported in a `services` frame (deployed_sockets.ts).
+ *    A detached workload (`detach: true`) gets one `detached` item; its output
+ *    goes to keepmgr in `output` frames instead, and it runs on without a client.
  *
  * It ends early, with an `error` frame where it still can, when a frame is
  * wrong, the channel closes (keepldr died), or keepldr sends `error`.
@@ -42,6 +45,7 @@ import { importTlsKey, makeKeepCertificate, pemFromDer } from "../protocol/keep_
 import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import type { EnarxConfig } from "../wasm/config.ts";
 import { type GuestReportDevice, hostReportChannel } from "./report_device.ts";
+import { checkDeployedSockets, keepLocalListens, servicesReporter } from "./deployed_sockets.ts";
 
 /** What an {@link EvidenceProvider} may use besides the report data and hello. */
 export interface EvidenceContext {
@@ -369,6 +373,7 @@ async function handleRequest(
         });
       }
       config = context.options.parseConfig(workload.config);
+      checkDeployedSockets(config, context.hello.backend);
     } catch (error) {
       const e = error instanceof EnarxError
         ? error
@@ -380,6 +385,7 @@ async function handleRequest(
   // Not awaited: the frame channel may be slower than the client, and the
   // writer keeps frames in order ("running" before "exited").
   context.writer.write({ t: "running" }).catch(() => {});
+  if (workload.detach === true) return detachedResponse(workload, config, completed, context);
   // `completed` rejects when the client disconnects before the output has
   // all been delivered, even while the workload writes nothing: stop it then.
   const gone = new AbortController();
@@ -401,13 +407,20 @@ async function runRequested(
   io: { emit: (item: unknown, wait: boolean) => Promise<void>; signal: AbortSignal },
 ): Promise<WorkloadResult> {
   const limits = context.hello.limits;
+  // listen sockets bind the keep's loopback only; keepmgr forwards host ports to them.
+  const local = config === undefined ? undefined : keepLocalListens(config);
+  const onSocket = local === undefined || local.asked.size === 0
+    ? undefined
+    : servicesReporter(local.asked, (frame) => {
+      context.writer.write(frame).catch(() => {});
+    });
   try {
     return await context.options.run({
       module: request.module,
       name: "main.wasm",
       args: request.args,
       env: request.env,
-      config,
+      config: local?.config,
       limits: {
         // Always a deadline: it also arms the epoch interruption that
         // lets a disconnect or a stop end a workload that never yields.
@@ -421,6 +434,7 @@ async function runRequested(
       stderr: (chunk) => io.emit({ t: "stderr", data: chunk.slice() }, true),
       cacheDir: context.options.cacheDir,
       signal: io.signal,
+      onSocket,
     });
   } catch (error) {
     const e = error instanceof EnarxError ? error : undefined;
@@ -433,6 +447,44 @@ async function runRequested(
       message: error instanceof Error ? error.message : String(error),
     };
   }
+}
+
+/**
+ * A detached workload: the client gets one `detached` item at once and may
+ * go; the workload runs on, its output going to keepmgr in `output` frames
+ * (awaited, so a chatty workload waits for the channel), until it ends or
+ * keepldr stops the keep.
+ */
+function detachedResponse(
+  request: WorkloadRequest,
+  config: EnarxConfig | undefined,
+  completed: Promise<void>,
+  context: HandlerContext,
+): Response {
+  const settle = () => context.delivered.resolve();
+  completed.then(settle, settle);
+  const abort = new AbortController();
+  const onStop = () => abort.abort();
+  context.stop.addEventListener("abort", onStop, { once: true });
+  const emit = async (item: unknown) => {
+    const { t, data } = item as { t: "stdout" | "stderr"; data: Uint8Array };
+    if (abort.signal.aborted) return;
+    await context.writer.write({ t: "output", stream: t, data }).catch(() => abort.abort());
+  };
+  void (async () => {
+    const result = await runRequested(request, config, context, { emit, signal: abort.signal });
+    // Nobody else can tell the deployer why it did not start: the log can.
+    if (result.message !== undefined && result.reason === ("error" as WorkloadResult["reason"])) {
+      const line = new TextEncoder().encode(`enarx: ${result.message}\n`);
+      await emit({ t: "stderr", data: line });
+    }
+    context.stop.removeEventListener("abort", onStop);
+    context.served.resolve(result);
+  })();
+  return new Response(new Uint8Array(encodeCbor({ t: "detached" })), {
+    status: 200,
+    headers: { "content-type": CBOR_SEQ_MEDIA_TYPE },
+  });
 }
 
 /** The last item of the output stream: how the workload ended. */

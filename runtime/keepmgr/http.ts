@@ -125,7 +125,16 @@ async function route(
     await expectNoBody(request);
     const summary = method === "GET" ? manager.show(id) : await manager.delete(id);
     if (method === "DELETE") auth.revoke(id);
+    if (summary.endpoints !== undefined && options.publicHost !== undefined) {
+      for (const endpoint of summary.endpoints) endpoint.host = options.publicHost;
+    }
     return cbor(200, { v: 1, ...summary });
+  }
+  if (parts.length === 4 && parts[3] === "logs") {
+    allow(method, ["GET"]);
+    auth.requireKeep(request, id, "Reading a keep's output");
+    await expectNoBody(request);
+    return cbor(200, manager.logs(id, logsOffset(url)));
   }
   if (parts.length === 4 && parts[3] === "key") {
     allow(method, ["POST"]);
@@ -136,6 +145,20 @@ async function route(
     return cbor(200, await manager.deliverKey(id, body, { connectHost }));
   }
   throw notFound(url.pathname);
+}
+
+/** The `from` query parameter of GET /v1/keeps/{id}/logs (default 0). */
+function logsOffset(url: URL): number {
+  const from = url.searchParams.get("from");
+  if (from === null) return 0;
+  if (!/^\d{1,15}$/.test(from)) {
+    throw new KeepError(
+      "bad-request",
+      `"from" is "${from.slice(0, 40)}", not an offset; use a byte offset such as a reply's "end"`,
+      400,
+    );
+  }
+  return Number(from);
 }
 
 /**

@@ -12,8 +12,10 @@ import type {
   CreateKeepResponse,
   DeliverKeyRequest,
   DeliverKeyResponse,
+  KeepLogsResponse,
   KeepSummary,
 } from "../protocol/messages.ts";
+import { type PortRange, ServicePorts } from "./services/mod.ts";
 import { HPKE_SUITE } from "../protocol/messages.ts";
 import { launchKeepldr } from "./keepldr.ts";
 import { StateDirLock } from "./state_lock.ts";
@@ -49,6 +51,8 @@ export interface KeepManagerOptions {
   clientTimeoutMs?: number;
   /** Address the forwards listen on (default 127.0.0.1). */
   forwardHostname?: string;
+  /** Host ports forwarded to keeps' `listen` sockets (default 20000-20999). */
+  servicePorts?: PortRange;
   /** Run keeps as transient systemd units. */
   systemd?: boolean;
   /** Command that runs wasmldr in place of `enarx wasmldr` (tests). */
@@ -98,6 +102,10 @@ export class KeepManager {
       stepTimeoutMs: options.stepTimeoutMs ?? 30_000,
       clientTimeoutMs: options.clientTimeoutMs ?? 120_000,
       forwardHostname: options.forwardHostname,
+      servicePorts: new ServicePorts(
+        options.servicePorts ?? { first: 20000, last: 20999 },
+        options.forwardHostname ?? "127.0.0.1",
+      ),
       log: this.#log,
     });
   }
@@ -183,6 +191,20 @@ export class KeepManager {
   /** The summary of keep `id`; KeepError `not-found` (404) if unknown. */
   show(id: string): KeepSummary {
     return summarize(this.#table.get(id));
+  }
+
+  /**
+   * The output a detached workload of keep `id` wrote from offset `from` on
+   * (what is kept of its last 256 KiB). KeepError `not-found` (404) if unknown.
+   */
+  logs(id: string, from = 0): KeepLogsResponse {
+    const keep = this.#table.get(id);
+    return {
+      v: 1,
+      state: keep.state,
+      end: keep.output?.end ?? 0,
+      chunks: keep.output?.since(from) ?? [],
+    };
   }
 
   /**

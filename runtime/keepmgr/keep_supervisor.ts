@@ -17,6 +17,7 @@ import {
   type KeepState,
   type ListeningFrame,
   parseUpstreamFrame,
+  type ServicesFrame,
 } from "../protocol/messages.ts";
 import { TcpForward } from "./forward.ts";
 import { KEEP_ID_ARG, type KeepProcess, killGroup } from "./keepldr.ts";
@@ -28,6 +29,8 @@ import {
   type KeepTable,
 } from "./keep_table.ts";
 import { stopUnit } from "./systemd.ts";
+import { KeepServices, OutputLog, type ServicePorts } from "./services/mod.ts";
+import { SOCKET_BACKENDS } from "../keep/deployed_sockets.ts";
 
 /** How long a forward may stay idle, relaying a keep's last answer, after the keep failed. */
 const KEEP_ERROR_DRAIN_MS = 2_000;
@@ -67,6 +70,10 @@ export interface SupervisedKeep extends KeepEntry {
   timers: Set<ReturnType<typeof setTimeout>>;
   /** Settles when its launch has finished (successfully or not). */
   launched?: Promise<void>;
+  /** The forwards to its workload's `listen` sockets. */
+  services?: KeepServices;
+  /** A detached workload's last output. */
+  output?: OutputLog;
 }
 
 /** A table entry made ready for the supervisor. */
@@ -88,6 +95,8 @@ export interface KeepSupervisorOptions {
   clientTimeoutMs: number;
   /** Address the forwards listen on (default 127.0.0.1). */
   forwardHostname?: string;
+  /** The host ports for keeps' services (`--service-ports`); none: services are refused. */
+  servicePorts?: ServicePorts;
   /** Structured log. */
   log: KeepLog;
 }
@@ -302,6 +311,16 @@ export class KeepSupervisor {
             keep.forward?.stopAccepting();
             this.#log("info", "keep running", { keep: keep.id });
             break;
+          case "services":
+            if (keep.state !== "running" || keep.services !== undefined) {
+              throw unexpected(frame.t, keep.state);
+            }
+            if (!this.#openServices(keep, frame)) return;
+            break;
+          case "output":
+            if (keep.state !== "running") throw unexpected(frame.t, keep.state);
+            (keep.output ??= new OutputLog()).append(frame.stream, frame.data);
+            break;
           case "exited":
             this.#finish(keep, "exited", frame.reason, frame.status);
             return;
@@ -317,6 +336,38 @@ export class KeepSupervisor {
     } catch (error) {
       this.fail(keep, `protocol error: ${error instanceof Error ? error.message : error}`);
     }
+  }
+
+  /** Forwards host ports to the keep's services; false (the keep failed) when it cannot. */
+  #openServices(keep: SupervisedKeep, frame: ServicesFrame): boolean {
+    const ports = this.#options.servicePorts;
+    const services = new KeepServices(
+      ports!,
+      this.#options.forwardHostname ?? "127.0.0.1",
+    );
+    try {
+      if (ports === undefined) {
+        throw new KeepError("no-free-port", "This keepmgr forwards no service ports", 503);
+      }
+      // The keep refuses this itself; a keep that does not is not trusted to.
+      if (!SOCKET_BACKENDS.includes(keep.backend)) {
+        throw new KeepError(
+          "sockets-unsupported-backend",
+          `A ${keep.backend} keep reported services; only nil keeps' are forwarded for now`,
+          400,
+        );
+      }
+      keep.endpoints = services.open(frame, keep.id);
+    } catch (error) {
+      const e = error instanceof EnarxError
+        ? error
+        : new KeepError("service-failed", String(error), 502);
+      this.#finish(keep, "failed", `${e.code}: ${e.message}`);
+      return false;
+    }
+    keep.services = services;
+    this.#log("info", "keep services", { keep: keep.id, endpoints: keep.endpoints });
+    return true;
   }
 
   async #pumpStderr(keep: SupervisedKeep, stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -350,6 +401,7 @@ export class KeepSupervisor {
     if (!isActive(keep.state)) return;
     keep.state = state;
     keep.reason = reason;
+    keep.endpoints = undefined; // its ports are given back as it is freed
     if (status !== undefined) keep.status = status;
     this.#log(state === "failed" ? "warn" : "info", `keep ${state}`, {
       keep: keep.id,
@@ -378,6 +430,9 @@ export class KeepSupervisor {
       drainIdleMs: graceful ? this.#options.clientTimeoutMs : drainIdleMs,
     });
     keep.forward = undefined;
+    keep.endpoints = undefined;
+    await keep.services?.close();
+    keep.services = undefined;
     if (keep.proc !== undefined) {
       if (graceful) {
         // The keep said it exited: give keepldr a moment to end by itself.

@@ -12,7 +12,7 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import type { KeepState, KeepSummary } from "../protocol/messages.ts";
+import type { Endpoint, KeepState, KeepSummary } from "../protocol/messages.ts";
 
 /** A failure of a keep operation, with the HTTP status the API answers with. */
 export class KeepError extends EnarxError {
@@ -57,6 +57,8 @@ export interface KeepEntry {
   workDir: string;
   /** Settles when everything it held is freed (set when it ends). */
   freed?: Promise<void>;
+  /** Where its workload's `listen` sockets are reached, while it runs. */
+  endpoints?: Endpoint[];
 }
 
 /** Options of {@link KeepTable}. */
@@ -279,6 +281,7 @@ export function summarize(keep: KeepEntry): KeepSummary {
   };
   if (keep.status !== undefined) summary.status = keep.status;
   if (keep.reason !== undefined) summary.reason = keep.reason;
+  if (keep.endpoints !== undefined) summary.endpoints = keep.endpoints.map((e) => ({ ...e }));
   return summary;
 }
 

@@ -165,6 +165,42 @@ export interface KeepSummary {
   reason?: string;
   /** When it was created, RFC 3339 UTC. */
   created: string;
+  /** Where keepmgr forwards the workload's `listen` sockets, once it runs. */
+  endpoints?: Endpoint[];
+}
+
+/** A port that keepmgr forwards to one `listen` socket of a keep's workload. */
+export interface Endpoint {
+  /** The socket's name in Enarx.toml. */
+  name: string;
+  /** Its protocol (`tcp`). */
+  prot: string;
+  /** The host clients connect to (keepmgr's --public-host, else its forward address). */
+  host: string;
+  /** The port on that host. */
+  port: number;
+}
+
+/** GET /v1/keeps/{id}/logs reply: the last output of a detached workload. */
+export interface KeepLogsResponse {
+  /** Protocol version. */
+  v: 1;
+  /** The keep's state. */
+  state: KeepState;
+  /** Offset (bytes of output since the start) just past the last chunk. */
+  end: number;
+  /** Output chunks from the requested offset on, oldest first. */
+  chunks: OutputChunk[];
+}
+
+/** A piece of a detached workload's output as keepmgr keeps it. */
+export interface OutputChunk {
+  /** `stdout` or `stderr`. */
+  stream: "stdout" | "stderr";
+  /** Offset of its first byte in the keep's whole output. */
+  at: number;
+  /** The bytes. */
+  data: Uint8Array;
 }
 
 /** GET /v1/keeps reply. */
@@ -233,12 +269,18 @@ export interface WorkloadRequest {
   env: Record<string, string>;
   /** Standard input. */
   stdin: Uint8Array;
+  /**
+   * Run detached: the keep answers with one `detached` item and goes on;
+   * the output goes to keepmgr (in the clear) for GET /v1/keeps/{id}/logs.
+   */
+  detach?: boolean;
 }
 
 /** One item of the workload's output stream (application/cbor-seq). */
 export type WorkloadOutput =
   | { t: "stdout"; data: Uint8Array }
   | { t: "stderr"; data: Uint8Array }
+  | { t: "detached" }
   | WorkloadExit;
 
 /** The last item of the output stream. */
@@ -316,6 +358,36 @@ export interface ExitedFrame {
   reason: string;
 }
 
+/** wasmldr→: the workload's `listen` sockets, open on the keep's loopback. */
+export interface ServicesFrame {
+  /** Frame type. */
+  t: "services";
+  /** One per `listen` socket, in Enarx.toml order. */
+  services: ServiceSocket[];
+}
+
+/** One `listen` socket of a workload, as the keep reports it. */
+export interface ServiceSocket {
+  /** Its name in Enarx.toml. */
+  name: string;
+  /** `tcp`. */
+  prot: string;
+  /** The keep's loopback port it listens on. */
+  port: number;
+  /** The port Enarx.toml asks for (keepmgr uses it if it is free and in range). */
+  asked: number;
+}
+
+/** wasmldr→: output of a detached workload (keepmgr keeps the last of it). */
+export interface OutputFrame {
+  /** Frame type. */
+  t: "output";
+  /** Which stream. */
+  stream: "stdout" | "stderr";
+  /** The bytes. */
+  data: Uint8Array;
+}
+
 /** any→: a failure, after which the sender stops. */
 export interface ErrorFrame {
   /** Frame type. */
@@ -357,7 +429,9 @@ export type UpstreamFrame =
   | ListeningFrame
   | RunningFrame
   | ExitedFrame
-  | ErrorFrame;
+  | ErrorFrame
+  | ServicesFrame
+  | OutputFrame;
 
 // ---------------------------------------------------------------------------
 // Validation helpers
@@ -570,11 +644,49 @@ function parseKeepSummaryFields(map: CborMap, what: string): KeepSummary {
   const reason = optionalText(map, "reason", what);
   if (status !== undefined) summary.status = status;
   if (reason !== undefined) summary.reason = reason;
+  if (Object.hasOwn(map, "endpoints")) summary.endpoints = parseEndpoints(map.endpoints, what);
   return summary;
 }
 
+function parseEndpoints(value: unknown, what: string): Endpoint[] {
+  if (!Array.isArray(value)) fail(what, `"endpoints" must be an array`);
+  return value.map((item) => {
+    const map = closedMap(item, `${what} endpoint`, ["name", "prot", "host", "port"]);
+    const port = uint(map, "port", what, 65535);
+    if (port === 0) fail(what, `endpoint "port" must be 1 to 65535`);
+    return {
+      name: text(map, "name", what),
+      prot: text(map, "prot", what),
+      host: text(map, "host", what),
+      port,
+    };
+  });
+}
+
+/** Validates a GET /v1/keeps/{id}/logs reply. */
+export function parseKeepLogsResponse(value: unknown): KeepLogsResponse {
+  const what = "keep-logs response";
+  const map = closedMap(value, what, ["v", "state", "end", "chunks"]);
+  checkVersion(map, what);
+  if (!Array.isArray(map.chunks)) fail(what, `"chunks" must be an array`);
+  const chunks = map.chunks.map((item) => {
+    const chunk = closedMap(item, `${what} chunk`, ["stream", "at", "data"]);
+    return {
+      stream: literal(chunk, "stream", what, ["stdout", "stderr"]),
+      at: uint(chunk, "at", what),
+      data: bytes(chunk, "data", what),
+    };
+  });
+  return {
+    v: 1,
+    state: literal(map, "state", what, KEEP_STATES),
+    end: uint(map, "end", what),
+    chunks,
+  };
+}
+
 const SUMMARY_REQUIRED = ["keep", "backend", "state", "created"] as const;
-const SUMMARY_OPTIONAL = ["status", "reason"] as const;
+const SUMMARY_OPTIONAL = ["status", "reason", "endpoints"] as const;
 
 /** Validates one keep summary (an element of the list reply). */
 export function parseKeepSummary(value: unknown): KeepSummary {
@@ -643,7 +755,9 @@ export function parseSealedKeyPlaintext(value: unknown): SealedKeyPlaintext {
 /** Validates a POST /v1/workload body. */
 export function parseWorkloadRequest(value: unknown): WorkloadRequest {
   const what = "workload request";
-  const map = closedMap(value, what, ["v", "module", "config", "args", "env", "stdin"]);
+  const map = closedMap(value, what, ["v", "module", "config", "args", "env", "stdin"], [
+    "detach",
+  ]);
   checkVersion(map, what);
   const config = map.config;
   if (config !== null && typeof config !== "string") {
@@ -660,7 +774,7 @@ export function parseWorkloadRequest(value: unknown): WorkloadRequest {
   for (const [key, val] of Object.entries(env)) {
     if (typeof val !== "string") fail(what, `"env" value of "${key}" must be a text string`);
   }
-  return {
+  const request: WorkloadRequest = {
     v: 1,
     module: bytes(map, "module", what),
     config,
@@ -668,6 +782,11 @@ export function parseWorkloadRequest(value: unknown): WorkloadRequest {
     env: env as Record<string, string>,
     stdin: bytes(map, "stdin", what),
   };
+  if (Object.hasOwn(map, "detach")) {
+    if (typeof map.detach !== "boolean") fail(what, `"detach" must be true or false`);
+    request.detach = map.detach;
+  }
+  return request;
 }
 
 /** Validates one item of the workload's output stream. */
@@ -677,6 +796,10 @@ export function parseWorkloadOutput(value: unknown): WorkloadOutput {
   if (t === "stdout" || t === "stderr") {
     const map = closedMap(value, `${t} ${what}`, ["t", "data"]);
     return { t, data: bytes(map, "data", what) };
+  }
+  if (t === "detached") {
+    closedMap(value, `detached ${what}`, ["t"]);
+    return { t };
   }
   if (t === "exit") {
     const map = closedMap(value, `exit ${what}`, ["t", "status", "reason"], ["message"]);
@@ -769,6 +892,44 @@ export function parseErrorFrame(value: unknown): ErrorFrame {
   return { t: "error", code: text(map, "code", what), message: text(map, "message", what) };
 }
 
+/** Validates a services frame: one to 64 sockets with distinct names. */
+export function parseServicesFrame(value: unknown): ServicesFrame {
+  const what = "services frame";
+  const map = closedMap(value, what, ["t", "services"]);
+  literal(map, "t", what, ["services"]);
+  const list = map.services;
+  if (!Array.isArray(list) || list.length < 1 || list.length > 64) {
+    fail(what, `"services" must be an array of one to 64 maps`);
+  }
+  const services = list.map((item) => {
+    const entry = closedMap(item, `${what} service`, ["name", "prot", "port", "asked"]);
+    const port = uint(entry, "port", what, 65535);
+    if (port === 0) fail(what, `"port" must be 1 to 65535`);
+    return {
+      name: text(entry, "name", what),
+      prot: literal(entry, "prot", what, ["tcp"]),
+      port,
+      asked: uint(entry, "asked", what, 65535),
+    };
+  });
+  if (new Set(services.map((s) => s.name)).size !== services.length) {
+    fail(what, `two services have the same "name"`);
+  }
+  return { t: "services", services };
+}
+
+/** Validates an output frame. */
+export function parseOutputFrame(value: unknown): OutputFrame {
+  const what = "output frame";
+  const map = closedMap(value, what, ["t", "stream", "data"]);
+  literal(map, "t", what, ["output"]);
+  return {
+    t: "output",
+    stream: literal(map, "stream", what, ["stdout", "stderr"]),
+    data: bytes(map, "data", what),
+  };
+}
+
 /** Validates a report-request frame. */
 export function parseReportRequestFrame(value: unknown): ReportRequestFrame {
   const what = "report-request frame";
@@ -839,6 +1000,10 @@ export function parseUpstreamFrame(value: unknown): UpstreamFrame {
       return parseExitedFrame(value);
     case "error":
       return parseErrorFrame(value);
+    case "services":
+      return parseServicesFrame(value);
+    case "output":
+      return parseOutputFrame(value);
   }
   fail("frame from the keep", `unexpected frame type "${t.slice(0, 40)}"`);
 }

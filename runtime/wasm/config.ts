@@ -287,12 +287,16 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
  */
 export function parseDeployedConfig(text: string, origin = "The deployed Enarx.toml"): EnarxConfig {
   const config = parseEnarxConfig(text, origin);
-  const socket = config.files.find((f) => f.kind === "listen" || f.kind === "connect");
-  if (socket !== undefined) {
+  // tcp sockets are served through keepmgr (runtime/keepmgr/services/); tls not yet.
+  const tls = config.files.find((f) =>
+    (f.kind === "listen" || f.kind === "connect") &&
+    f.prot === "tls"
+  );
+  if (tls !== undefined) {
     throw new ConfigUnsupportedError(
       origin,
-      `[[files]] "${socket.name}" (kind "${socket.kind}") is not yet supported with ` +
-        `"enarx deploy"; sockets work with "enarx run" only for now`,
+      `[[files]] "${tls.name}" has prot = "tls", which "enarx deploy" does not support yet; ` +
+        `use prot = "tcp"`,
     );
   }
   if (config.dirs.length > 0) {

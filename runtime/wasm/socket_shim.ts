@@ -94,6 +94,16 @@ async function builtShim(): Promise<string> {
   return path;
 }
 
+/**
+ * Builds the socket shim if it is not built yet and returns its path,
+ * without loading it: a host process does this for a nil keep, whose
+ * sandbox may read the library but not run a compiler. Throws EnarxError
+ * (exit 69) when it cannot be built.
+ */
+export function buildSocketShim(): Promise<string> {
+  return builtShim();
+}
+
 let ready: Promise<void> | undefined;
 
 /**

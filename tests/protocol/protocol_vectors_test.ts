@@ -20,14 +20,17 @@ import {
   parseHelloFrame,
   parseInfoResponse,
   parseKeepFrame,
+  parseKeepLogsResponse,
   parseListeningFrame,
   parseListKeepsResponse,
+  parseOutputFrame,
   parseReportReplyFrame,
   parseReportRequestFrame,
   parseReportResponseFrame,
   parseRunningFrame,
   parseSealedKeyFrame,
   parseSealedKeyPlaintext,
+  parseServicesFrame,
   parseShowKeepResponse,
   parseUpstreamFrame,
   parseWorkloadOutput,
@@ -45,6 +48,8 @@ const PARSERS: Record<string, (value: unknown) => unknown> = {
   deliver_key_response: parseDeliverKeyResponse,
   list_keeps_response: parseListKeepsResponse,
   show_keep_response: parseShowKeepResponse,
+  show_keep_services_response: parseShowKeepResponse,
+  keep_logs_response: parseKeepLogsResponse,
   info_response: parseInfoResponse,
   error_response: parseErrorResponse,
   sealed_key_plaintext: parseSealedKeyPlaintext,
@@ -52,12 +57,15 @@ const PARSERS: Record<string, (value: unknown) => unknown> = {
   workload_output_stdout: parseWorkloadOutput,
   workload_output_stderr: parseWorkloadOutput,
   workload_output_exit: parseWorkloadOutput,
+  workload_output_detached: parseWorkloadOutput,
   frame_hello: parseHelloFrame,
   frame_evidence: parseEvidenceFrame,
   frame_sealed_key: parseSealedKeyFrame,
   frame_listening: parseListeningFrame,
   frame_running: parseRunningFrame,
   frame_exited: parseExitedFrame,
+  frame_services: parseServicesFrame,
+  frame_output: parseOutputFrame,
   frame_error: parseErrorFrame,
   frame_report_request: parseReportRequestFrame,
   frame_report_response: parseReportResponseFrame,
@@ -68,6 +76,7 @@ const OPTIONAL: Record<string, string[]> = {
   workload_output_exit: ["message"],
   list_keeps_response: [],
   show_keep_response: ["status", "reason"],
+  show_keep_services_response: ["status", "reason", "endpoints"],
   info_response: ["simulator_root"],
 };
 
@@ -112,7 +121,16 @@ Deno.test("vectors: frames are accepted by the dispatcher of their direction", (
   for (const name of ["frame_hello", "frame_sealed_key", "frame_error"]) {
     assert.equal((parseDownstreamFrame(load(name)) as { t: string }).t, load(name).t);
   }
-  for (const name of ["frame_evidence", "frame_listening", "frame_running", "frame_exited"]) {
+  for (
+    const name of [
+      "frame_evidence",
+      "frame_listening",
+      "frame_running",
+      "frame_exited",
+      "frame_services",
+      "frame_output",
+    ]
+  ) {
     assert.equal(parseUpstreamFrame(load(name)).t, load(name).t);
     assert.throws(() => parseDownstreamFrame(load(name)), MessageError);
   }
@@ -204,10 +222,32 @@ Deno.test("vectors: sizes, ranges and literals of the CDDL are enforced", () => 
     ["workload_request", { args: ["a", 1] }],
     ["workload_output_exit", { t: "quit" }],
     ["frame_running", { t: "exited" }],
+    ["frame_services", { services: [] }],
+    ["frame_services", { services: [{ name: "web", prot: "tls", port: 1, asked: 0 }] }],
+    ["frame_services", { services: [{ name: "web", prot: "tcp", port: 0, asked: 0 }] }],
+    [
+      "frame_services",
+      {
+        services: [
+          { name: "web", prot: "tcp", port: 1, asked: 0 },
+          { name: "web", prot: "tcp", port: 2, asked: 0 },
+        ],
+      },
+    ],
+    ["frame_output", { stream: "stdin" }],
+    ["keep_logs_response", { chunks: [{ stream: "stdout", at: -1, data: new Uint8Array() }] }],
+    ["show_keep_services_response", {
+      endpoints: [{ name: "web", prot: "tcp", host: "h", port: 0 }],
+    }],
+    ["show_keep_services_response", {
+      endpoints: [{ name: "web", prot: "tcp", host: "h", port: 1, tls: true }],
+    }],
+    ["workload_request", { detach: 1 }],
   ];
   for (const [name, change] of bad) {
     assert.throws(() => PARSERS[name]({ ...load(name), ...change }), MessageError, name);
   }
-  // config may be null.
+  // config may be null; detach is optional and a boolean.
   parseWorkloadRequest({ ...load("workload_request"), config: null });
+  assert.equal(parseWorkloadRequest({ ...load("workload_request"), detach: true }).detach, true);
 });
