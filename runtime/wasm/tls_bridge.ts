@@ -30,6 +30,13 @@ import type { KeepIdentity } from "./keep_identity.ts";
 /** How long a TLS client has to finish its handshake, and a connect its own. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * How long closing waits for what a guest wrote before it ended to reach
+ * its TLS peers (the guest's sockets are closed by then, so this is only
+ * data already in flight).
+ */
+const DRAIN_MS = 2_000;
+
 /** The size of one copy between a TLS stream and the guest's socket. */
 const CHUNK = 64 * 1024;
 
@@ -157,6 +164,8 @@ export class TlsBridge {
   readonly #listeners = new Set<Deno.Listener>();
   readonly #conns = new Set<Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
+  /** For each spliced pair, the copy from the guest to its TLS peer. */
+  readonly #outbound = new Set<Promise<void>>();
   #count = 0;
   #closed = false;
 
@@ -243,7 +252,10 @@ export class TlsBridge {
   async #splice(tls: Deno.Conn, plain: Deno.Conn): Promise<void> {
     this.#conns.add(tls);
     this.#conns.add(plain);
-    const both = [copy(tls, plain), copy(plain, tls)];
+    const outbound = copy(plain, tls);
+    const drained = outbound.catch(() => {}).finally(() => this.#outbound.delete(drained));
+    this.#outbound.add(drained);
+    const both = [copy(tls, plain), outbound];
     try {
       await Promise.all(both);
     } catch {
@@ -314,10 +326,17 @@ export class TlsBridge {
     }
   }
 
-  /** Stops listening, closes every connection and removes the directory. */
+  /**
+   * Stops listening, lets what the guest already wrote reach its peers
+   * (at most {@link DRAIN_MS}; close the guest's sockets first), closes
+   * every connection and removes the directory.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     for (const listener of this.#listeners) closeQuietly(listener);
+    if (this.#outbound.size > 0) {
+      await within(Promise.allSettled([...this.#outbound]), DRAIN_MS, "drain").catch(() => {});
+    }
     for (const conn of this.#conns) closeQuietly(conn);
     this.#listeners.clear();
     this.#conns.clear();
