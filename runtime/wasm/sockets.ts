@@ -152,15 +152,18 @@ function socketError(
   }
 }
 
-/** What Deno's listen errors mean, as the shim's failure kinds. */
-function denoListenFailure(error: unknown): Extract<SocketResult, { ok: false }> {
+/** What a node:net listen error means, as the shim's failure kinds. */
+function listenFailure(error: unknown): Extract<SocketResult, { ok: false }> {
   const reason = error instanceof Error ? error.message : String(error);
-  const failure = error instanceof Deno.errors.AddrInUse
+  const code = (error as { code?: unknown } | null)?.code;
+  const failure = code === "EADDRINUSE"
     ? "in-use"
-    : error instanceof Deno.errors.PermissionDenied
+    : code === "EACCES" || code === "EPERM"
     ? "denied"
-    : error instanceof Deno.errors.AddrNotAvailable
+    : code === "EADDRNOTAVAIL"
     ? "no-address"
+    : code === "ENOTFOUND" || code === "EAI_AGAIN"
+    ? "resolve"
     : "other";
   return { ok: false, failure, reason };
 }
@@ -186,10 +189,10 @@ async function openTls(entry: FileEntry, state: TlsState): Promise<OpenedSocket>
     return { ...await state.bridge.connect(entry, state.identity), tls };
   }
   try {
-    return { ...state.bridge.listen(entry, state.identity!), tls };
+    return { ...await state.bridge.listen(entry, state.identity!), tls };
   } catch (error) {
     if (error instanceof EnarxError) throw error;
-    throw socketError(entry, denoListenFailure(error));
+    throw socketError(entry, listenFailure(error));
   }
 }
 

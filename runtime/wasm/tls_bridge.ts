@@ -7,20 +7,28 @@
  * connect to a guest's plaintext; the directory is removed when the run ends
  * (a SIGKILL leaves it behind, empty of anything but dead socket names).
  *
- * listen: Deno.listenTls on the entry's address; each client's handshake
- * runs on its own (a client that stalls or leaves mid-handshake holds up
- * no one, and is dropped after {@link HANDSHAKE_TIMEOUT_MS}); then the
- * bridge connects to the guest's Unix listener and copies bytes both ways.
+ * listen: a node:tls server (Deno's implementation, on the same rustls as
+ * Deno.listenTls) on the entry's address. Not Deno.listenTls, whose
+ * connections cannot turn Nagle's algorithm off: measured, one handshake in
+ * ten then waited 40 ms for a delayed ACK (BENCHMARKS.md); and closing a
+ * Deno TLS connection whose handshake has not finished leaves its TCP socket
+ * open. Each client's handshake runs on its own (a client that stalls or
+ * leaves mid-handshake holds up no one, and is dropped after
+ * {@link HANDSHAKE_TIMEOUT_MS}); then the bridge connects to the guest's
+ * Unix listener and copies bytes both ways.
  *
- * connect: Deno.connectTls to the peer, verified against Deno's default
- * roots plus the entry's `ca`, presenting the keep's certificate when
- * `mtls = true`; the handshake completes before the guest starts, so a peer
- * with a wrong certificate fails the run (exit 76). Then the guest's socket
- * is connected to a one-use Unix listener of the bridge.
+ * connect: Deno's TLS to the peer (TCP with Nagle off, then Deno.startTls;
+ * Deno.connectTls when `mtls = true`, as only it presents a client
+ * certificate), verified against Deno's default roots plus the entry's
+ * `ca`; the handshake completes before the guest starts, so a peer with a
+ * wrong certificate fails the run (exit 76). Then the guest's socket is
+ * connected to a one-use Unix listener of the bridge.
  *
  * @module
  */
 import { join } from "node:path";
+import * as net from "node:net";
+import * as tls from "node:tls";
 import { connectUnixSocket, listenUnixSocket } from "../../ffi/wasi_sockets.ts";
 import type { SocketResult } from "../../ffi/wasi_sockets.ts";
 import { EnarxError } from "../errors.ts";
@@ -161,7 +169,9 @@ function connectError(entry: FileEntry, cause: unknown, tls: boolean): EnarxErro
 /** The TLS bridges of one run, and their private directory. */
 export class TlsBridge {
   readonly #dir: string;
-  readonly #listeners = new Set<Deno.Listener>();
+  readonly #servers = new Set<tls.Server>();
+  /** Every TCP socket of the servers, handshake done or not. */
+  readonly #sockets = new Set<net.Socket>();
   readonly #conns = new Set<Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
   /** For each spliced pair, the copy from the guest to its TLS peer. */
@@ -196,56 +206,70 @@ export class TlsBridge {
 
   /**
    * Listens with TLS for `entry` as `identity`; returns the guest's Unix
-   * listener. Throws what Deno.listenTls throws (the caller names it).
+   * listener. Throws the server's error (with its node `code`, e.g.
+   * EADDRINUSE; the caller names it) or EnarxError.
    */
-  listen(entry: FileEntry, identity: KeepIdentity): BridgedSocket {
-    const tls = Deno.listenTls({
-      hostname: entry.addr ?? "::",
-      port: entry.port ?? 0,
+  async listen(entry: FileEntry, identity: KeepIdentity): Promise<BridgedSocket> {
+    const path = this.#path("listen");
+    const server = tls.createServer({
       cert: identity.certPem,
       key: identity.keyPem,
+      allowHalfOpen: true,
+      noDelay: true,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
-    const path = this.#path("listen");
+    server.on("secureConnection", (socket: tls.TLSSocket) => this.#serve(socket, path));
+    server.on("connection", (socket: net.Socket) => {
+      this.#sockets.add(socket);
+      socket.once("close", () => this.#sockets.delete(socket));
+    });
+    // A client that fails or stalls its handshake: node destroys its socket; nothing else to do.
+    server.on("tlsClientError", () => {});
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: entry.addr ?? "::", port: entry.port ?? 0, backlog: 1024 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.#servers.add(server);
     const unix = listenUnixSocket(path);
-    if (!unix.ok) {
-      tls.close();
-      throw unixFailure(`[[files]] "${entry.name}"`, unix);
-    }
-    this.#listeners.add(tls);
-    this.#track(this.#acceptLoop(tls, path));
-    return { fd: unix.fd, port: tls.addr.port };
+    if (!unix.ok) throw unixFailure(`[[files]] "${entry.name}"`, unix);
+    return { fd: unix.fd, port: (server.address() as { port: number }).port };
   }
 
-  async #acceptLoop(listener: Deno.TlsListener, path: string): Promise<void> {
-    while (!this.#closed) {
-      let conn: Deno.TlsConn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (this.#closed || error instanceof Deno.errors.BadResource) return;
-        continue; // one client's failed accept (e.g. reset) ends nothing else
-      }
-      this.#track(this.#serve(conn, path));
-    }
-  }
-
-  /** One client: its handshake, then a plaintext connection to the guest. */
-  async #serve(conn: Deno.TlsConn, path: string): Promise<void> {
-    this.#conns.add(conn);
-    try {
-      await within(conn.handshake(), HANDSHAKE_TIMEOUT_MS, "handshake timed out");
-    } catch {
-      this.#drop(conn);
+  /**
+   * One client, its handshake done: a plaintext connection to the guest,
+   * piped both ways by node's streams (back-pressure, and half-close: the
+   * client's close_notify is the guest's end of stream, and the guest's
+   * shutdown is the client's close_notify).
+   */
+  #serve(socket: tls.TLSSocket, path: string): void {
+    socket.setNoDelay(true);
+    if (this.#closed) {
+      socket.destroy();
       return;
     }
-    let plain: Deno.UnixConn;
-    try {
-      plain = await Deno.connect({ transport: "unix", path });
-    } catch {
-      this.#drop(conn);
-      return;
-    }
-    await this.#splice(conn, plain);
+    const plain = net.connect({ path, allowHalfOpen: true });
+    this.#sockets.add(plain);
+    plain.once("close", () => this.#sockets.delete(plain));
+    const fail = () => {
+      socket.destroy();
+      plain.destroy();
+    };
+    socket.on("error", fail);
+    plain.on("error", fail);
+    socket.once("close", () => plain.destroy());
+    const outbound = new Promise<void>((resolve) => {
+      socket.once("finish", resolve);
+      socket.once("close", resolve);
+    });
+    const drained = outbound.finally(() => this.#outbound.delete(drained));
+    this.#outbound.add(drained);
+    plain.once("connect", () => {
+      socket.pipe(plain);
+      plain.pipe(socket);
+    });
   }
 
   /** Copies both ways until both ends are done or either fails; then closes both. */
@@ -279,17 +303,11 @@ export class TlsBridge {
    */
   async connect(entry: FileEntry, identity: KeepIdentity | undefined): Promise<BridgedSocket> {
     const caCerts = await trustAnchors(entry);
-    const options: Deno.ConnectTlsOptions = {
-      hostname: entry.host,
-      port: entry.port ?? 443,
-      caCerts: caCerts.length > 0 ? caCerts : undefined,
-    };
-    let tls: Deno.TlsConn;
+    const port = entry.port ?? 443;
+    let conn: Deno.TlsConn;
     try {
-      tls = await within(
-        entry.mtls && identity
-          ? Deno.connectTls({ ...options, cert: identity.certPem, key: identity.keyPem })
-          : Deno.connectTls(options),
+      conn = await within(
+        this.#openTls(entry, caCerts, entry.mtls ? identity : undefined),
         HANDSHAKE_TIMEOUT_MS,
         "timed out",
       );
@@ -297,17 +315,41 @@ export class TlsBridge {
       throw connectError(entry, cause, false);
     }
     try {
-      await within(tls.handshake(), HANDSHAKE_TIMEOUT_MS, "handshake timed out");
+      await within(conn.handshake(), HANDSHAKE_TIMEOUT_MS, "handshake timed out");
     } catch (cause) {
-      closeQuietly(tls);
+      closeQuietly(conn);
       throw connectError(entry, cause, true);
     }
     try {
-      return { fd: await this.#plainPeer(entry, tls), port: options.port };
+      return { fd: await this.#plainPeer(entry, conn), port };
     } catch (error) {
-      closeQuietly(tls);
+      closeQuietly(conn);
       throw error;
     }
+  }
+
+  /** TCP to the peer and a TLS client on it (the handshake not yet done). */
+  async #openTls(
+    entry: FileEntry,
+    caCerts: string[],
+    identity: KeepIdentity | undefined,
+  ): Promise<Deno.TlsConn> {
+    const hostname = entry.host ?? "";
+    const port = entry.port ?? 443;
+    const anchors = caCerts.length > 0 ? caCerts : undefined;
+    if (identity !== undefined) {
+      // Only connectTls presents a client certificate; its socket keeps Nagle's algorithm.
+      return await Deno.connectTls({
+        hostname,
+        port,
+        caCerts: anchors,
+        cert: identity.certPem,
+        key: identity.keyPem,
+      });
+    }
+    const tcp = await Deno.connect({ hostname, port });
+    tcp.setNoDelay(true);
+    return await Deno.startTls(tcp, { hostname, caCerts: anchors });
   }
 
   /** A one-use Unix listener: the guest's end connects, the bridge accepts and splices. */
@@ -333,12 +375,14 @@ export class TlsBridge {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const listener of this.#listeners) closeQuietly(listener);
+    for (const server of this.#servers) server.close();
     if (this.#outbound.size > 0) {
       await within(Promise.allSettled([...this.#outbound]), DRAIN_MS, "drain").catch(() => {});
     }
     for (const conn of this.#conns) closeQuietly(conn);
-    this.#listeners.clear();
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
+    this.#servers.clear();
     this.#conns.clear();
     await Promise.allSettled([...this.#tasks]);
     await Deno.remove(this.#dir, { recursive: true }).catch(() => {});

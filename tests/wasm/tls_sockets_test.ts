@@ -334,3 +334,33 @@ Deno.test("tls connect with mtls: a server that requires a client certificate se
     server.close();
   }
 });
+
+Deno.test("tls sockets: a port in use and a host that does not resolve are the tcp errors (69)", async () => {
+  await withDir(async (dir) => {
+    using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = taken.addr.port;
+    const inUse = join(dir, "in_use.toml");
+    await Deno.writeTextFile(inUse, STDIO + LISTEN.replace("port = 0", `port = ${port}`));
+    const a = await enarx(["run", "--wasmcfgfile", inUse, SOCKETS, "echo", "web", "1"]);
+    assert.equal(a.code, 69, a.stderr);
+    assert.match(
+      a.stderr,
+      new RegExp(
+        `^enarx: Cannot listen on 127\\.0\\.0\\.1:${port} for \\[\\[files\\]\\] "web": ` +
+          `port ${port} is already in use; stop what uses it or choose another with --listen web=`,
+      ),
+    );
+    const unresolved = join(dir, "unresolved.toml");
+    await Deno.writeTextFile(
+      unresolved,
+      STDIO + connectEntry(443, "").replace('"localhost"', '"no-such-host.invalid"'),
+    );
+    const b = await enarx(["run", "--wasmcfgfile", unresolved, SOCKETS, "connect", "peer", "x"]);
+    assert.equal(b.code, 69, b.stderr);
+    assert.match(
+      b.stderr,
+      /^enarx: Cannot resolve host "no-such-host\.invalid" of \[\[files\]\] "peer"/,
+    );
+    assert.equal(b.stderr.trim().split("\n").length, 1, b.stderr);
+  });
+});
