@@ -13,6 +13,10 @@
  * own table, so that wasmtime never gives those numbers to a file the guest
  * opens; the shim answers every call on them. See docs/sockets.md.
  *
+ * A `prot = "tls"` entry's fd is a Unix socket whose other end is the keep's
+ * TLS (runtime/wasm/tls_bridge.ts, with the certificate of
+ * runtime/wasm/keep_identity.ts); the guest sees plaintext.
+ *
  * @module
  */
 import {

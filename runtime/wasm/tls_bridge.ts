@@ -124,7 +124,8 @@ async function readAnchor(entry: FileEntry, source: { path: string }): Promise<s
   } catch (cause) {
     throw new EnarxError(
       "socket-tls-ca-unreadable",
-      `Cannot read ca "${source.path}" of [[files]] "${entry.name}": ${errorText(cause)}`,
+      `Cannot read ca "${source.path}" of [[files]] "${entry.name}": ${errorText(cause)}; ` +
+        `check the path (a relative one starts at the Enarx.toml's folder)`,
       { exit: "noInput", cause },
     );
   }

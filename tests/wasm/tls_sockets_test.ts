@@ -335,7 +335,7 @@ Deno.test("tls connect with mtls: a server that requires a client certificate se
   }
 });
 
-Deno.test("tls sockets: a port in use and a host that does not resolve are the tcp errors (69)", async () => {
+Deno.test("tls sockets: a port in use and a host that does not resolve are the tcp errors (69); a missing ca is 66", async () => {
   await withDir(async (dir) => {
     using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = taken.addr.port;
@@ -362,5 +362,15 @@ Deno.test("tls sockets: a port in use and a host that does not resolve are the t
       /^enarx: Cannot resolve host "no-such-host\.invalid" of \[\[files\]\] "peer"/,
     );
     assert.equal(b.stderr.trim().split("\n").length, 1, b.stderr);
+    const noCa = join(dir, "no_ca.toml");
+    await Deno.writeTextFile(noCa, STDIO + connectEntry(443, 'ca = "missing.pem"\n'));
+    const c = await enarx(["run", "--wasmcfgfile", noCa, SOCKETS, "connect", "peer", "x"]);
+    assert.equal(c.code, 66, c.stderr);
+    assert.ok(
+      c.stderr.startsWith(
+        `enarx: Cannot read ca "${join(dir, "missing.pem")}" of [[files]] "peer"`,
+      ),
+      c.stderr,
+    );
   });
 });
