@@ -182,7 +182,7 @@ Deno.test("tls listen: --service-name sets the certificate's names", async () =>
   });
 });
 
-Deno.test("tls listen: many concurrent clients, and clients that leave or stall mid-handshake", async () => {
+Deno.test("tls listen: many concurrent clients, and clients that leave mid-handshake, stall or leave mid-stream", async () => {
   await withDir(async (dir) => {
     const toml = join(dir, "Enarx.toml");
     await Deno.writeTextFile(toml, STDIO + LISTEN);
@@ -193,7 +193,7 @@ Deno.test("tls listen: many concurrent clients, and clients that leave or stall 
       SOCKETS,
       "poll-echo",
       "web",
-      String(clients + 1),
+      String(clients + 2),
     ]);
     const pem = await presentedCertificate(keep.port);
     // One sends half a ClientHello and leaves; one connects and says nothing.
@@ -201,6 +201,14 @@ Deno.test("tls listen: many concurrent clients, and clients that leave or stall 
     await leaver.write(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]));
     leaver.close();
     const staller = await Deno.connect({ hostname: "127.0.0.1", port: keep.port });
+    // One leaves mid-stream, without close_notify: the guest sees its connection end.
+    const dropper = await Deno.connectTls({
+      hostname: "localhost",
+      port: keep.port,
+      caCerts: [pem],
+    });
+    await dropper.write(new Uint8Array(100_000));
+    dropper.close();
     const replies = await Promise.all(
       Array.from({ length: clients }, async (_, i) => {
         const data = new TextEncoder().encode(`client ${i} `.repeat(1000));
@@ -216,7 +224,7 @@ Deno.test("tls listen: many concurrent clients, and clients that leave or stall 
     const end = await keep.done();
     staller.close();
     assert.equal(end.code, 0, end.stderr);
-    assert.match(end.stdout, new RegExp(`^served ${clients + 1}, at most \\d+ at once\\n$`));
+    assert.match(end.stdout, new RegExp(`^served ${clients + 2}, at most \\d+ at once\\n$`));
   });
 });
 
