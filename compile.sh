@@ -66,7 +66,9 @@ say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, 
 includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/runtime/wasm/config.ts"
   --include "$ENARX_ROOT/runtime/backends/kvm_vm.ts" --include "$ENARX_ROOT/runtime/backends/sev/sev_launch.ts"
   --include "$ENARX_ROOT/runtime/client/local_keep_run.ts" --include "$ENARX_ROOT/ffi/wasmtime/pipe.ts"
-  --include "$ENARX_ROOT/ffi/native/enarx_wasi_sockets.c" --include "$ENARX_ROOT/runtime/wasm/sockets.ts")
+  --include "$ENARX_ROOT/ffi/native/enarx_wasi_sockets.c" --include "$ENARX_ROOT/runtime/wasm/sockets.ts"
+  --include "$ENARX_ROOT/runtime/wasm/tls_bridge.ts" --include "$ENARX_ROOT/runtime/wasm/keep_identity.ts"
+  --include "$ENARX_ROOT/runtime/wasm/certificate_names.ts")
 for f in "$ENARX_ROOT"/cli/*.ts "$ENARX_ROOT"/cli/*/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and

@@ -94,7 +94,9 @@ export {
   type WorkloadLimits,
   type WorkloadResult,
 } from "./runtime/wasm/workload.ts";
-export type { GuestSocket } from "./runtime/wasm/sockets.ts";
+export type { GuestSocket, SocketTlsOptions } from "./runtime/wasm/sockets.ts";
+export type { CertificateIssuer, CertificateRequest } from "./runtime/wasm/keep_identity.ts";
+export type { ServiceName } from "./runtime/wasm/certificate_names.ts";
 export {
   ConfigError,
   ConfigUnsupportedError,
@@ -105,6 +107,7 @@ export {
   type FileKind,
   loadEnarxConfig,
   parseEnarxConfig,
+  type TrustAnchorSource,
 } from "./runtime/wasm/config.ts";
 
 // Deploying into an attested keep (enarx deploy).

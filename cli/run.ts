@@ -15,7 +15,7 @@ import {
   runnableBackends,
 } from "../runtime/backends/local.ts";
 import { defaultModuleCacheDir } from "../runtime/wasm/module_cache.ts";
-import type { Preopen, Workload } from "../runtime/wasm/workload.ts";
+import type { Preopen, Workload, WorkloadResult } from "../runtime/wasm/workload.ts";
 import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/wasm/config.ts";
 import type * as LocalKeepRun from "../runtime/client/local_keep_run.ts";
 
@@ -23,6 +23,7 @@ import type * as LocalKeepRun from "../runtime/client/local_keep_run.ts";
 const LOCAL_KEEP_RUN = new URL("../runtime/client/local_keep_run.ts", import.meta.url).href;
 import type { defaultConfig as DefaultConfig } from "../runtime/wasm/config.ts";
 import type { GuestSocket } from "../runtime/wasm/sockets.ts";
+import type { serviceNames as ServiceNames } from "../runtime/wasm/certificate_names.ts";
 
 const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
 
@@ -54,6 +55,9 @@ Options:
       --connect NAME=HOST:PORT
                             Connect the [[files]] connect entry NAME to
                             HOST:PORT (without --wasmcfgfile: add one). Repeatable
+      --service-name NAME   A DNS name or IP address of the keep's TLS
+                            certificate (prot = "tls"; default localhost and
+                            127.0.0.1); its SHA-256 is printed. Repeatable (nil)
       --timeout DURATION    Stop the guest after DURATION (500ms, 5s, 1m, 1h)
       --max-memory SIZE     Limit linear memory (e.g. 65536, 64MiB, 1GiB)
       --fuel N              Stop the guest after N units of fuel (metering
@@ -66,7 +70,8 @@ ${UNITS_HELP}
 Exit status: the workload's own; 124 timeout, 125 fuel used up, 126 memory
 limit reached, 134 trap; 64 usage, 65 invalid module or Enarx.toml, 66
 missing module, directory or file, 69 backend or feature unavailable, a
-port in use, a host that does not resolve or refuses, 77 a port not permitted.
+port in use, a host that does not resolve or refuses, 76 a TLS peer whose
+certificate does not verify, 77 a port not permitted.
 `;
 
 /** Options that take a value (so that the value is not taken for MODULE). */
@@ -77,6 +82,7 @@ const VALUE_OPTIONS = new Set([
   "--env",
   "--listen",
   "--connect",
+  "--service-name",
   "--timeout",
   "--max-memory",
   "--fuel",
@@ -190,17 +196,39 @@ export function applySocketOptions(
   }
 }
 
-/** Tells a person (or a script that asked for port 0) where a socket is. */
+/**
+ * Tells a person (or a script that asked for port 0) where a socket is; a
+ * socket that presents the keep's certificate always, with its SHA-256.
+ */
 function reportSocket(socket: GuestSocket): void {
   const anyPort = socket.kind === "listen" && socket.askedPort === 0;
-  if (!anyPort && !Deno.stderr.isTerminal()) return;
+  const fingerprint = socket.tls?.fingerprint;
+  if (!anyPort && fingerprint === undefined && !Deno.stderr.isTerminal()) return;
   const where = socket.host.includes(":")
     ? `[${socket.host}]:${socket.port}`
     : `${socket.host}:${socket.port}`;
   const verb = socket.kind === "listen" ? "listening on" : "connected to";
+  const tls = socket.tls === undefined
+    ? ""
+    : fingerprint === undefined
+    ? " (tls)"
+    : ` (tls, certificate sha256 ${fingerprint})`;
   Deno.stderr.writeSync(
-    new TextEncoder().encode(`enarx: fd ${socket.fd} "${socket.name}" ${verb} ${where}\n`),
+    new TextEncoder().encode(`enarx: fd ${socket.fd} "${socket.name}" ${verb} ${where}${tls}\n`),
   );
+}
+
+/**
+ * Checks `--service-name` values (UsageError, 64, before anything starts);
+ * runtime/wasm/certificate_names.ts is loaded only when there are some.
+ */
+async function checkServiceNames(names: string[] | undefined): Promise<string[] | undefined> {
+  if (names === undefined || names.length === 0) return undefined;
+  const { serviceNames }: { serviceNames: typeof ServiceNames } = await import(
+    new URL("../runtime/wasm/certificate_names.ts", import.meta.url).href
+  );
+  serviceNames(names);
+  return names;
 }
 
 /** The configuration with `--listen`/`--connect` applied (loading config.ts only when needed). */
@@ -248,6 +276,7 @@ export const command: Command = {
         env: { type: "string", multiple: true },
         listen: { type: "string", multiple: true },
         connect: { type: "string", multiple: true },
+        "service-name": { type: "string", multiple: true },
         timeout: { type: "string" },
         "max-memory": { type: "string" },
         fuel: { type: "string" },
@@ -265,6 +294,7 @@ export const command: Command = {
       return await runInVmKeep(values, positionals[0], guest);
     }
     const backend = await runnableBackend(values.backend as string);
+    const serviceNames = await checkServiceNames(values["service-name"]);
     const workload: Workload = {
       module: positionals[0],
       args: guest,
@@ -292,6 +322,7 @@ export const command: Command = {
       stderr: "inherit",
       cacheDir: values["no-cache"] ? undefined : defaultModuleCacheDir(),
       onSocket: reportSocket,
+      tls: { names: serviceNames },
       onCompile: ({ bytes, cacheRefused }) => {
         if (cacheRefused !== undefined) {
           // Whoever can write the cache could run native code as this user.
@@ -308,16 +339,19 @@ export const command: Command = {
         ));
       },
     });
-    if (result.reason !== "exit") {
-      const lines = [`enarx: ${result.message ?? result.reason}`];
-      if (result.backtrace && result.backtrace.length > 0) {
-        lines.push("wasm backtrace:", ...result.backtrace.map((f, i) => `  ${i}: ${f}`));
-      }
-      await printErr(lines.join("\n") + "\n");
-    }
+    if (result.reason !== "exit") await reportEnd(result);
     return result.status;
   },
 };
+
+/** Says why a guest that did not exit ended (a trap, a timeout), with its backtrace. */
+async function reportEnd(result: WorkloadResult): Promise<void> {
+  const lines = [`enarx: ${result.message ?? result.reason}`];
+  if (result.backtrace && result.backtrace.length > 0) {
+    lines.push("wasm backtrace:", ...result.backtrace.map((f, i) => `  ${i}: ${f}`));
+  }
+  await printErr(lines.join("\n") + "\n");
+}
 
 /** The options of `enarx run` as parsed. */
 interface RunValues {
@@ -328,6 +362,7 @@ interface RunValues {
   timeout?: string | boolean;
   "max-memory"?: string | boolean;
   fuel?: string | boolean;
+  "service-name"?: (string | boolean)[];
 }
 
 /** Reads a file the run needs, or throws EnarxError (exit 66) naming it. */
@@ -356,6 +391,12 @@ async function runInVmKeep(values: RunValues, module: string, guest: string[]): 
           `fuel; drop --${flag} or use --backend nil`,
       );
     }
+  }
+  if (values["service-name"] !== undefined) {
+    throw new UsageError(
+      `--service-name applies to nil keeps only for now (a VM keep has no TLS sockets yet); ` +
+        `drop it or use --backend nil`,
+    );
   }
   const timeout = values.timeout as string | undefined;
   const maxMemory = values["max-memory"] as string | undefined;

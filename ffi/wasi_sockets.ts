@@ -30,6 +30,8 @@ export const WASI_SOCKETS_SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  enarx_sock_listen_unix: { parameters: ["buffer", "i32", "buffer", "usize"], result: "i32" },
+  enarx_sock_connect_unix: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
   enarx_sock_close: { parameters: ["i32"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -130,6 +132,22 @@ export async function connectSocket(
     BigInt(err.length),
   );
   if (fd >= 0) return { ok: true, fd, port };
+  return { ok: false, failure: FAILURES[fd] ?? "other", reason: errorText(err) };
+}
+
+/** Binds a Unix stream socket at `path` (which must not exist) and listens. */
+export function listenUnixSocket(path: string, backlog = 1024): SocketResult {
+  const err = new Uint8Array(512);
+  const fd = shim().enarx_sock_listen_unix(cString(path), backlog, err, BigInt(err.length));
+  if (fd >= 0) return { ok: true, fd, port: 0 };
+  return { ok: false, failure: FAILURES[fd] ?? "other", reason: errorText(err) };
+}
+
+/** Connects a Unix stream socket to the listener at `path`. */
+export function connectUnixSocket(path: string): SocketResult {
+  const err = new Uint8Array(512);
+  const fd = shim().enarx_sock_connect_unix(cString(path), err, BigInt(err.length));
+  if (fd >= 0) return { ok: true, fd, port: 0 };
   return { ok: false, failure: FAILURES[fd] ?? "other", reason: errorText(err) };
 }
 

@@ -34,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1288,6 +1289,57 @@ int enarx_sock_connect(const char *host, uint16_t port, int timeout_ms, char *er
     return failed(fail_for(saved), err, err_len);
   }
   return fd;
+}
+
+/* ---- Unix sockets: the plaintext side of a TLS socket (runtime/wasm/tls_bridge.ts) ---- */
+
+static int unix_address(const char *path, struct sockaddr_un *sun) {
+  memset(sun, 0, sizeof *sun);
+  sun->sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof sun->sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(sun->sun_path, path, strlen(path) + 1);
+  return 0;
+}
+
+/**
+ * Binds a Unix stream socket at `path` (which must not exist; its folder
+ * decides who may connect) and listens. Returns the socket (non-blocking),
+ * or a negative failure kind with the reason in `err`.
+ */
+int enarx_sock_listen_unix(const char *path, int backlog, char *err, size_t err_len) {
+  struct sockaddr_un sun;
+  int fd = -1;
+  if (unix_address(path, &sun) == 0) {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  }
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0 && listen(fd, backlog) == 0) {
+    return fd;
+  }
+  int saved = errno;
+  if (fd >= 0) close(fd);
+  set_error("%s%s", strerror(saved), "");
+  return failed(fail_for(saved), err, err_len);
+}
+
+/**
+ * Connects a Unix stream socket to the listener at `path`. Returns the
+ * socket (non-blocking), or a negative failure kind with the reason in `err`.
+ */
+int enarx_sock_connect_unix(const char *path, char *err, size_t err_len) {
+  struct sockaddr_un sun;
+  int fd = -1;
+  if (unix_address(path, &sun) == 0) fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 &&
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0) {
+    return fd;
+  }
+  int saved = errno;
+  if (fd >= 0) close(fd);
+  set_error("%s%s", strerror(saved), "");
+  return failed(fail_for(saved), err, err_len);
 }
 
 /** Closes a socket that enarx_sock_listen or enarx_sock_connect returned and no table took. */

@@ -45,7 +45,14 @@ export interface FileEntry {
   host?: string;
   /** `listen`/`connect`: the port (default 443 for tls, 80 for tcp). */
   port?: number;
+  /** `connect` with tls: trust anchors added to the default roots (`ca`). */
+  ca?: TrustAnchorSource[];
+  /** `connect` with tls: present the keep's certificate to the peer (`mtls = true`). */
+  mtls?: boolean;
 }
+
+/** Where a `ca` trust anchor comes from: PEM text in Enarx.toml, or a file (absolute path). */
+export type TrustAnchorSource = { pem: string } | { path: string };
 
 /** One `[[dirs]]` entry: a preopened directory. */
 export interface DirEntry {
@@ -137,7 +144,43 @@ function nameAt(origin: string, where: string, value: unknown): string {
 const FILE_KINDS: FileKind[] = ["null", "stdin", "stdout", "stderr", "listen", "connect"];
 const STDIO_AT: FileKind[] = ["stdin", "stdout", "stderr"];
 
-function parseFile(origin: string, index: number, raw: unknown): FileEntry {
+/** `ca`: a file path, inline PEM, or a list of either; relative paths from `base`. */
+function parseCa(origin: string, where: string, raw: unknown, base: string): TrustAnchorSource[] {
+  const items = Array.isArray(raw) ? raw : [raw];
+  if (items.length === 0) throw new ConfigError(origin, `${where} ca is an empty list`);
+  return items.map((item, i) => {
+    const text = stringAt(origin, `${where} ca${Array.isArray(raw) ? `[${i}]` : ""}`, item);
+    if (text.includes("-----BEGIN CERTIFICATE-----")) return { pem: text };
+    return { path: isAbsolute(text) ? text : join(base, text) };
+  });
+}
+
+/** The TLS keys of a connect entry (`ca`, `mtls`), refused unless `prot = "tls"`. */
+function connectTls(
+  origin: string,
+  where: string,
+  raw: Table,
+  base: string,
+): Pick<FileEntry, "ca" | "mtls"> {
+  if (raw.prot !== "tls") {
+    const key = ["mtls", "ca"].find((k) => raw[k] !== undefined);
+    if (key !== undefined) {
+      throw new ConfigError(origin, `${where} has ${key} but prot = "tcp"; set prot = "tls"`);
+    }
+    return {};
+  }
+  const out: Pick<FileEntry, "ca" | "mtls"> = {};
+  if (raw.ca !== undefined) out.ca = parseCa(origin, where, raw.ca, base);
+  if (raw.mtls !== undefined) {
+    if (typeof raw.mtls !== "boolean") {
+      throw new ConfigError(origin, `${where} mtls must be true or false`);
+    }
+    out.mtls = raw.mtls;
+  }
+  return out;
+}
+
+function parseFile(origin: string, index: number, raw: unknown, base: string): FileEntry {
   const where = `[[files]] entry ${index + 1}`;
   if (!isTable(raw)) throw new ConfigError(origin, `${where} must be a table`);
   const kind = raw.kind;
@@ -154,7 +197,7 @@ function parseFile(origin: string, index: number, raw: unknown): FileEntry {
       "name",
       "prot",
       "port",
-      k === "listen" ? "addr" : "host",
+      ...(k === "listen" ? ["addr"] : ["host", "ca", "mtls"]),
     ]);
     const prot = raw.prot;
     if (prot !== "tcp" && prot !== "tls") {
@@ -182,6 +225,7 @@ function parseFile(origin: string, index: number, raw: unknown): FileEntry {
       port,
       host,
       name: raw.name === undefined ? host : nameAt(origin, `${where} name`, raw.name),
+      ...connectTls(origin, where, raw, base),
     };
   }
   checkKeys(origin, ` in ${where}`, raw, ["kind", "name"]);
@@ -243,7 +287,8 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
     if (!Array.isArray(raw.files)) {
       throw new ConfigError(origin, "files must be an array of tables ([[files]])");
     }
-    config.files = raw.files.map((f, i) => parseFile(origin, i, f));
+    const base = dirname(origin);
+    config.files = raw.files.map((f, i) => parseFile(origin, i, f, base));
   }
   if (raw.dirs !== undefined) {
     if (!Array.isArray(raw.dirs)) {

@@ -13,6 +13,10 @@
  * own table, so that wasmtime never gives those numbers to a file the guest
  * opens; the shim answers every call on them. See docs/sockets.md.
  *
+ * A `prot = "tls"` entry's fd is a Unix socket whose other end is the keep's
+ * TLS (runtime/wasm/tls_bridge.ts, with the certificate of
+ * runtime/wasm/keep_identity.ts); the guest sees plaintext.
+ *
  * @module
  */
 import {
@@ -27,6 +31,8 @@ import type { SocketResult } from "../../ffi/wasi_sockets.ts";
 import { EnarxError, type ExitStatusName } from "../errors.ts";
 import type { EnarxConfig, FileEntry } from "./config.ts";
 import { loadSocketShim } from "./socket_shim.ts";
+import type { CertificateIssuer, KeepIdentity } from "./keep_identity.ts";
+import type { TlsBridge } from "./tls_bridge.ts";
 
 /** How long a `connect` entry may take to connect, per address of its host. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -48,6 +54,16 @@ export interface GuestSocket {
   port: number;
   /** The port that the configuration asked for. */
   askedPort: number;
+  /** `prot = "tls"`: the keep's certificate, when this socket presents it. */
+  tls?: { fingerprint?: string };
+}
+
+/** The keep's TLS identity for `prot = "tls"` sockets (runtime/wasm/keep_identity.ts). */
+export interface SocketTlsOptions {
+  /** The certificate's names (default localhost and 127.0.0.1). */
+  names?: readonly string[];
+  /** Issues the certificate from the keep's CSR; default self-signed. */
+  issuer?: CertificateIssuer;
 }
 
 /** A preopen that only reserves a guest fd in wasmtime's table. */
@@ -140,17 +156,59 @@ function socketError(
   }
 }
 
-function refuseTls(entry: FileEntry): void {
-  if (entry.prot === "tls") {
-    throw new EnarxError(
-      "socket-tls-unsupported",
-      `[[files]] "${entry.name}" has prot = "tls", which is not yet supported; use "tcp"`,
-      { exit: "unavailable" },
-    );
+/** What a node:net listen error means, as the shim's failure kinds. */
+function listenFailure(error: unknown): Extract<SocketResult, { ok: false }> {
+  const reason = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  const failure = code === "EADDRINUSE"
+    ? "in-use"
+    : code === "EACCES" || code === "EPERM"
+    ? "denied"
+    : code === "EADDRNOTAVAIL"
+    ? "no-address"
+    : code === "ENOTFOUND" || code === "EAI_AGAIN"
+    ? "resolve"
+    : "other";
+  return { ok: false, failure, reason };
+}
+
+/** The TLS side of the run: the bridge and, made on first need, the keep's identity. */
+interface TlsState {
+  bridge?: TlsBridge;
+  identity?: KeepIdentity;
+  options: SocketTlsOptions;
+}
+
+async function openTls(entry: FileEntry, state: TlsState): Promise<OpenedSocket> {
+  // Loaded only for tls entries: the X.509 library is large.
+  const [{ TlsBridge }, { createKeepIdentity }] = await Promise.all([
+    import(new URL("./tls_bridge.ts", import.meta.url).href),
+    import(new URL("./keep_identity.ts", import.meta.url).href),
+  ]) as [typeof import("./tls_bridge.ts"), typeof import("./keep_identity.ts")];
+  state.bridge ??= await TlsBridge.create();
+  const presents = entry.kind === "listen" || entry.mtls === true;
+  if (presents) state.identity ??= await createKeepIdentity(state.options);
+  const tls = { fingerprint: presents ? state.identity!.fingerprint : undefined };
+  if (entry.kind === "connect") {
+    return { ...await state.bridge.connect(entry, state.identity), tls };
+  }
+  try {
+    return { ...await state.bridge.listen(entry, state.identity!), tls };
+  } catch (error) {
+    if (error instanceof EnarxError) throw error;
+    throw socketError(entry, listenFailure(error));
   }
 }
 
-async function openOne(entry: FileEntry): Promise<{ fd: number; port: number }> {
+/** A host socket for one entry. */
+interface OpenedSocket {
+  fd: number;
+  port: number;
+  tls?: { fingerprint?: string };
+}
+
+async function openOne(entry: FileEntry, state: TlsState): Promise<OpenedSocket> {
+  if (entry.prot === "tls") return await openTls(entry, state);
   const result = entry.kind === "listen"
     ? listenSocket(entry.addr ?? "::", entry.port ?? 0, LISTEN_BACKLOG)
     : await connectSocket(entry.host ?? "", entry.port ?? 0, CONNECT_TIMEOUT_MS);
@@ -162,24 +220,27 @@ async function openOne(entry: FileEntry): Promise<{ fd: number; port: number }> 
  * Opens the sockets of `config` for a guest whose first socket is fd
  * `firstFd` (3 plus the number of preopened directories); undefined when it
  * has none. Builds and loads the shim the first time (libwasmtime must be
- * loaded). Throws EnarxError: a port in use, a host that does not resolve,
- * a refused connection, a missing C compiler.
+ * loaded). `prot = "tls"` entries go through runtime/wasm/tls_bridge.ts with
+ * the keep identity of `options.tls`. Throws EnarxError: a port in use, a
+ * host that does not resolve, a refused connection, a TLS peer whose
+ * certificate does not verify (76), a missing C compiler.
  */
 export async function openWorkloadSockets(
   config: EnarxConfig | undefined,
   firstFd: number,
+  options: { tls?: SocketTlsOptions } = {},
 ): Promise<WorkloadSockets | undefined> {
   const entries = socketEntries(config);
   if (entries.length === 0) return undefined;
-  entries.forEach(refuseTls);
   await loadSocketShim();
+  const state: TlsState = { options: options.tls ?? {} };
   const opened: number[] = [];
   const sockets: GuestSocket[] = [];
   let table: SocketTable | undefined;
   let dir: string | undefined;
   try {
     for (const [i, entry] of entries.entries()) {
-      const { fd, port } = await openOne(entry);
+      const { fd, port, tls } = await openOne(entry, state);
       opened.push(fd);
       sockets.push({
         kind: entry.kind as "listen" | "connect",
@@ -188,6 +249,7 @@ export async function openWorkloadSockets(
         host: (entry.kind === "listen" ? entry.addr : entry.host) ?? "",
         port,
         askedPort: entry.port ?? 0,
+        ...(tls ? { tls } : {}),
       });
     }
     table = new SocketTable();
@@ -201,7 +263,7 @@ export async function openWorkloadSockets(
       guest: `/.enarx-fd-${fd}`,
       readOnly: true,
     }));
-    const owned = { table, dir, trampoline: undefined as Module | undefined };
+    const owned = { table, dir, bridge: state.bridge, trampoline: undefined as Module | undefined };
     return {
       table,
       placeholders,
@@ -219,12 +281,14 @@ export async function openWorkloadSockets(
       async close() {
         owned.table.close();
         owned.trampoline?.close();
+        await owned.bridge?.close();
         await Deno.remove(owned.dir, { recursive: true }).catch(() => {});
       },
     };
   } catch (error) {
     for (const fd of opened) closeSocket(fd);
     table?.close();
+    await state.bridge?.close();
     if (dir !== undefined) await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw error;
   }

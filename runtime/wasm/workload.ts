@@ -37,6 +37,7 @@ import { WASMTIME_VERSION } from "../version.ts";
 import type {
   GuestSocket,
   openWorkloadSockets as OpenWorkloadSockets,
+  SocketTlsOptions,
   WorkloadSockets,
 } from "./sockets.ts";
 
@@ -108,6 +109,12 @@ export interface RunOptions {
   onCompile?: (info: { bytes: number; cacheRefused?: string }) => void;
   /** Called for each `listen`/`connect` socket once it is open, before the guest starts. */
   onSocket?: (socket: GuestSocket) => void;
+  /**
+   * The keep's TLS identity for `prot = "tls"` sockets: its certificate's
+   * names (default localhost and 127.0.0.1) and who issues it (default
+   * self-signed; the issuer gets the public key and a CSR, returns a PEM chain).
+   */
+  tls?: SocketTlsOptions;
 }
 
 /** Why the workload ended. */
@@ -611,7 +618,7 @@ async function openSockets(
   const { openWorkloadSockets }: { openWorkloadSockets: typeof OpenWorkloadSockets } = await import(
     new URL("./sockets.ts", import.meta.url).href
   );
-  const sockets = await openWorkloadSockets(config, 3 + dirs);
+  const sockets = await openWorkloadSockets(config, 3 + dirs, { tls: options.tls });
   for (const socket of sockets?.sockets ?? []) options.onSocket?.(socket);
   return sockets;
 }

@@ -107,6 +107,17 @@ Deno.test("config: errors name the problem", () => {
     ['[[files]]\nkind = "listen"\nname = "api"', /needs prot = "tcp" or "tls"/],
     ['[[files]]\nkind = "listen"\nprot = "tcp"', /\(listen\) needs a name/],
     ['[[files]]\nkind = "connect"\nprot = "tls"', /\(connect\) needs a host/],
+    [
+      '[[files]]\nkind = "connect"\nprot = "tcp"\nhost = "h"\nca = "ca.pem"',
+      /has ca but prot = "tcp"; set prot = "tls"/,
+    ],
+    ['[[files]]\nkind = "connect"\nprot = "tls"\nhost = "h"\nmtls = 1', /mtls must be true/],
+    ['[[files]]\nkind = "connect"\nprot = "tls"\nhost = "h"\nca = []', /ca is an empty list/],
+    ['[[files]]\nkind = "connect"\nprot = "tls"\nhost = "h"\nca = [1]', /ca\[0\] must be a string/],
+    [
+      '[[files]]\nkind = "listen"\nprot = "tls"\nname = "a"\nmtls = true',
+      /unknown key "mtls" in \[\[files\]\] entry 1/,
+    ],
   ];
   for (const [text, pattern] of bad) {
     assert.throws(() => parseEnarxConfig(text, "E.toml"), (e: unknown) => {
@@ -117,6 +128,26 @@ Deno.test("config: errors name the problem", () => {
       return true;
     });
   }
+});
+
+Deno.test("config: a tls connect takes ca as a path (from the file's folder), PEM or a list, and mtls", () => {
+  const pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  const toml =
+    '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
+    '[[files]]\nkind = "connect"\nprot = "tls"\nhost = "a"\nca = "certs/ca.pem"\nmtls = true\n' +
+    `[[files]]\nkind = "connect"\nprot = "tls"\nhost = "b"\nca = ["/etc/x.pem", """${pem}"""]\n`;
+  const files = parseEnarxConfig(toml, "/srv/app/Enarx.toml").files.slice(3);
+  assert.deepEqual(files[0], {
+    kind: "connect",
+    prot: "tls",
+    port: 443,
+    host: "a",
+    name: "a",
+    ca: [{ path: "/srv/app/certs/ca.pem" }],
+    mtls: true,
+  });
+  assert.deepEqual(files[1].ca, [{ path: "/etc/x.pem" }, { pem }]);
+  assert.equal(files[1].mtls, undefined);
 });
 
 Deno.test("config: listen and connect parse after fds 0-2; deploy and fds 0-2 refuse them", () => {

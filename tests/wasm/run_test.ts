@@ -172,7 +172,7 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
     await Deno.writeTextFile(
       listenToml,
       '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
-        '[[files]]\nkind = "listen"\nprot = "tls"\nname = "api"\nport = 8080\n',
+        '[[files]]\nkind = "connect"\nprot = "tcp"\nhost = "127.0.0.1"\nport = 9\nmtls = true\n',
     );
     const cases: [string, string[], number, RegExp][] = [
       ["not a wasm file", [notWasm], 65, /is not a WebAssembly module/],
@@ -189,10 +189,16 @@ Deno.test("run: bad input gets one line and a documented status", async (t) => {
       ["missing preopen", ["--dir", join(dir, "absent"), PROBE], 66, /no such directory/],
       ["bad Enarx.toml", ["--wasmcfgfile", badToml, PROBE], 65, /unknown key "colour"/],
       [
-        "tls socket",
+        "mtls on a tcp socket",
         ["--wasmcfgfile", listenToml, PROBE],
-        69,
-        /prot = "tls", which is not yet supported/,
+        65,
+        /entry 4 has mtls but prot = "tcp"; set prot = "tls"/,
+      ],
+      [
+        "bad --service-name",
+        ["--service-name", "bad_name.example", PROBE],
+        64,
+        /Invalid --service-name "bad_name\.example"/,
       ],
       ["bad duration", ["--timeout", "soon", PROBE], 64, /Invalid duration "soon"/],
       [

@@ -1,0 +1,131 @@
+/**
+ * A keep's TLS identity for `prot = "tls"` sockets: a fresh P-256 key made
+ * with WebCrypto in this process's memory (never written to a file), and a
+ * certificate for it: self-signed, or issued by a callback (a later
+ * `enarx deploy --ca` hands the CSR to the deployer's CA). Deno's TLS takes
+ * the key as PKCS#8 PEM text, so the text exists, in memory only, for as
+ * long as the keep runs.
+ *
+ * @module
+ */
+import * as x509 from "../x509.ts";
+import { EnarxError } from "../errors.ts";
+import { type ServiceName, serviceNames } from "./certificate_names.ts";
+
+const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
+const SIGNING = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+
+/** What an issuer gets: the keep's public key and a CSR signed by its private key. */
+export interface CertificateRequest {
+  /** The keep's public key (SPKI DER). */
+  publicKey: Uint8Array;
+  /** A PKCS#10 request for the names, PEM. */
+  csrPem: string;
+  /** The names the certificate must hold. */
+  names: ServiceName[];
+}
+
+/** Issues the keep's certificate: returns a PEM chain, the keep's certificate first. */
+export type CertificateIssuer = (request: CertificateRequest) => Promise<string>;
+
+/** Options of {@link createKeepIdentity}. */
+export interface KeepIdentityOptions {
+  /** The certificate's names (`--service-name`; default localhost and 127.0.0.1). */
+  names?: readonly string[];
+  /** Issues the certificate; default self-signed. */
+  issuer?: CertificateIssuer;
+  /** The time the certificate starts to be valid from (default now). */
+  now?: Date;
+}
+
+/** A keep's TLS key and certificate, as Deno's TLS takes them. */
+export interface KeepIdentity {
+  /** The certificate chain, PEM, the keep's own first. */
+  certPem: string;
+  /** The private key, PKCS#8 PEM (memory only). */
+  keyPem: string;
+  /** SHA-256 of the keep's certificate (DER), lower-case hex. */
+  fingerprint: string;
+  /** The names it holds. */
+  names: ServiceName[];
+}
+
+function sanEntries(names: ServiceName[]): x509.JsonGeneralNames {
+  return names.map((n) => ({ type: n.type, value: n.value }));
+}
+
+function pem(der: ArrayBuffer, label: string): string {
+  const lines = new Uint8Array(der).toBase64().match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
+}
+
+async function selfSigned(keys: CryptoKeyPair, names: ServiceName[], now: Date): Promise<string> {
+  const serial = crypto.getRandomValues(new Uint8Array(16));
+  serial[0] = (serial[0] & 0x7f) | 0x01; // positive, no leading zero byte
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial.toHex(),
+    name: `CN=${names[0].value}`,
+    // An hour back tolerates clients with a slow clock; a keep lives far less than 30 days.
+    notBefore: new Date(now.getTime() - 3_600_000),
+    notAfter: new Date(now.getTime() + 30 * 86_400_000),
+    signingAlgorithm: SIGNING,
+    keys,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension(sanEntries(names)),
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([
+        x509.ExtendedKeyUsage.serverAuth,
+        x509.ExtendedKeyUsage.clientAuth,
+      ]),
+    ],
+  }, crypto);
+  return cert.toString("pem");
+}
+
+async function issued(
+  keys: CryptoKeyPair,
+  names: ServiceName[],
+  issuer: CertificateIssuer,
+): Promise<string> {
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${names[0].value}`,
+    keys,
+    signingAlgorithm: SIGNING,
+    extensions: [new x509.SubjectAlternativeNameExtension(sanEntries(names))],
+  }, crypto);
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+  const chain = await issuer({ publicKey, csrPem: csr.toString("pem"), names });
+  const first = x509.pemBlocks(chain)[0];
+  const spki = first === undefined
+    ? undefined
+    : new Uint8Array(new x509.X509Certificate(first).publicKey.rawData);
+  if (spki === undefined || spki.toHex() !== publicKey.toHex()) {
+    throw new EnarxError(
+      "keep-certificate-mismatch",
+      "The issued certificate chain does not start with a certificate for the keep's key; " +
+        "the issuer must certify the CSR's public key",
+      { exit: "protocol" },
+    );
+  }
+  return chain;
+}
+
+/**
+ * Makes a keep's identity: a new P-256 key and a certificate for `names`.
+ * Throws UsageError for a bad name, EnarxError (76) when an issuer returns a
+ * chain that is not for the key.
+ */
+export async function createKeepIdentity(
+  options: KeepIdentityOptions = {},
+): Promise<KeepIdentity> {
+  const names = serviceNames(options.names);
+  // Extractable only because Deno's TLS takes the key as PEM text.
+  const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
+  const certPem = options.issuer === undefined
+    ? await selfSigned(keys, names, options.now ?? new Date())
+    : await issued(keys, names, options.issuer);
+  const keyPem = pem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
+  const fingerprint = await x509.sha256Fingerprint(x509.pemBlocks(certPem)[0]);
+  return { certPem, keyPem, fingerprint, names };
+}
