@@ -54,8 +54,9 @@ say "wasmldr measurement $(cat "$measurement")"
 
 mkdir -p "$(dirname "$out")"
 say "deno compile cli/main.ts -> $out (embedding libwasmtime $WASMTIME_VERSION, $(du -h "$embed/libwasmtime.so" | cut -f1))"
-# The socket shim's C source (runtime/wasm/socket_shim.ts builds it on first use) and
-# runtime/wasm/sockets.ts, which runtime/wasm/workload.ts loads by a computed specifier.
+# The socket shim's C source (runtime/wasm/socket_shim.ts builds it on first use),
+# runtime/wasm/sockets.ts, which runtime/wasm/workload.ts loads by a computed specifier,
+# and runtime/units.ts, which cli/run.ts loads so.
 # Every subcommand module (with its module graph), runtime/wasm/config.ts,
 # runtime/backends/kvm_vm.ts, runtime/client/local_keep_run.ts and
 # ffi/wasmtime/pipe.ts, so that cli/main.ts, cli/run.ts,
@@ -68,7 +69,7 @@ includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/run
   --include "$ENARX_ROOT/runtime/client/local_keep_run.ts" --include "$ENARX_ROOT/ffi/wasmtime/pipe.ts"
   --include "$ENARX_ROOT/ffi/native/enarx_wasi_sockets.c" --include "$ENARX_ROOT/runtime/wasm/sockets.ts"
   --include "$ENARX_ROOT/runtime/wasm/tls_bridge.ts" --include "$ENARX_ROOT/runtime/wasm/keep_identity.ts"
-  --include "$ENARX_ROOT/runtime/wasm/certificate_names.ts")
+  --include "$ENARX_ROOT/runtime/wasm/certificate_names.ts" --include "$ENARX_ROOT/runtime/units.ts")
 for f in "$ENARX_ROOT"/cli/*.ts "$ENARX_ROOT"/cli/*/*.ts; do includes+=(--include "$f"); done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and

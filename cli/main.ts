@@ -12,11 +12,13 @@ import type { Command } from "./_command.ts";
  * Loads a subcommand module of cli/. The specifier is computed on purpose:
  * `deno run` reads and resolves every module it can see ahead of time, and
  * with string literals here that would be every subcommand's module graph
- * (about 60 files) on every start. compile.sh `--include`s each cli/*.ts, so
- * the compiled binary still carries them.
+ * (about 60 files) on every start. A relative string resolves against this
+ * module as a literal would, without making a URL object. compile.sh
+ * `--include`s each cli/*.ts, so the compiled binary still carries them.
  */
 async function loadCommand(file: string): Promise<Command> {
-  const module: { command: Command } = await import(new URL(`./${file}`, import.meta.url).href);
+  const specifier = "./" + file;
+  const module: { command: Command } = await import(specifier);
   return module.command;
 }
 

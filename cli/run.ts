@@ -8,7 +8,7 @@
  */
 import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { EnarxError, ExitStatus, UsageError } from "../runtime/errors.ts";
-import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
+import type * as Units from "../runtime/units.ts";
 import {
   keepmgrRunBackends,
   runnableBackend,
@@ -19,13 +19,26 @@ import type { Preopen, Workload, WorkloadResult } from "../runtime/wasm/workload
 import type { EnarxConfig, loadEnarxConfig as LoadEnarxConfig } from "../runtime/wasm/config.ts";
 import type * as LocalKeepRun from "../runtime/client/local_keep_run.ts";
 
-// A computed specifier: `deno run` reads every literal dynamic import at start-up.
-const LOCAL_KEEP_RUN = new URL("../runtime/client/local_keep_run.ts", import.meta.url).href;
 import type { defaultConfig as DefaultConfig } from "../runtime/wasm/config.ts";
 import type { GuestSocket } from "../runtime/wasm/sockets.ts";
 import type { serviceNames as ServiceNames } from "../runtime/wasm/certificate_names.ts";
 
-const HELP = `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
+// Modules loaded only when a run needs them, by specifiers held in variables:
+// `deno run` reads every literal dynamic import at start-up, and a variable
+// costs no URL object (the specifier resolves against this module all the
+// same). compile.sh `--include`s each of them.
+const LOCAL_KEEP_RUN = "../runtime/client/local_keep_run.ts";
+const CONFIG = "../runtime/wasm/config.ts";
+const UNITS = "../runtime/units.ts";
+
+/** runtime/units.ts: only --help, --timeout and --max-memory need it. */
+async function units(): Promise<typeof Units> {
+  return await import(UNITS);
+}
+
+/** The `--help` text (it shows runtime/units.ts's notes on units). */
+const help = (unitsHelp: string) =>
+  `Usage: enarx run [OPTIONS] MODULE [--] [ARGS...]
 
 Runs a WebAssembly (WASI preview 1) command in a local keep. MODULE is a
 .wasm file or WebAssembly text (.wat). The guest sees argv = [MODULE's file
@@ -41,8 +54,8 @@ terminal, is read to its end and sent with the module.
 
 Options:
       --backend NAME        Keep backend (${
-  [...runnableBackends().map((b) => b.name), ...keepmgrRunBackends()].join(", ")
-} or auto; default nil)
+    [...runnableBackends().map((b) => b.name), ...keepmgrRunBackends()].join(", ")
+  } or auto; default nil)
       --wasmcfgfile FILE    Enarx.toml: args, env, [[files]], [[dirs]]
       --dir HOST[::GUEST][:ro]
                             Preopen directory HOST as GUEST (default: the same
@@ -65,7 +78,7 @@ Options:
       --no-cache            Do not use the compiled-module cache
   -h, --help                Show this help
 
-${UNITS_HELP}
+${unitsHelp}
 
 Exit status: the workload's own; 124 timeout, 125 fuel used up, 126 memory
 limit reached, 134 trap; 64 usage, 65 invalid module or Enarx.toml, 66
@@ -238,9 +251,7 @@ async function configWithSockets(
 ): Promise<EnarxConfig | undefined> {
   const config = file === undefined ? undefined : await loadConfig(file);
   if (sockets.length === 0) return config;
-  const { defaultConfig }: { defaultConfig: typeof DefaultConfig } = await import(
-    new URL("../runtime/wasm/config.ts", import.meta.url).href
-  );
+  const { defaultConfig }: { defaultConfig: typeof DefaultConfig } = await import(CONFIG);
   const result = config ?? defaultConfig();
   applySocketOptions(result, sockets, file !== undefined);
   return result;
@@ -252,9 +263,7 @@ async function configWithSockets(
  * runs without --wasmcfgfile never load it; compile.sh `--include`s it.
  */
 async function loadConfig(path: string): Promise<EnarxConfig> {
-  const { loadEnarxConfig }: { loadEnarxConfig: typeof LoadEnarxConfig } = await import(
-    new URL("../runtime/wasm/config.ts", import.meta.url).href
-  );
+  const { loadEnarxConfig }: { loadEnarxConfig: typeof LoadEnarxConfig } = await import(CONFIG);
   return await loadEnarxConfig(path);
 }
 
@@ -284,7 +293,7 @@ export const command: Command = {
       },
     });
     if (values.help) {
-      await printOut(HELP);
+      await printOut(help((await units()).UNITS_HELP));
       return ExitStatus.ok;
     }
     if (positionals.length !== 1) {
@@ -305,12 +314,7 @@ export const command: Command = {
         ...(values.connect ?? []).map((t) => parseSocketOption("connect", t)),
       ]),
       limits: {
-        timeoutMs: values.timeout === undefined
-          ? undefined
-          : parseDuration(values.timeout, "--timeout"),
-        maxMemoryBytes: values["max-memory"] === undefined
-          ? undefined
-          : parseSize(values["max-memory"], "--max-memory"),
+        ...await parseLimits(values),
         fuel: values.fuel === undefined ? undefined : parseFuel(values.fuel),
       },
     };
@@ -365,6 +369,22 @@ interface RunValues {
   "service-name"?: (string | boolean)[];
 }
 
+/** `--timeout` and `--max-memory` in milliseconds and bytes (runtime/units.ts loaded only for them). */
+async function parseLimits(
+  values: RunValues,
+): Promise<{ timeoutMs?: number; maxMemoryBytes?: number }> {
+  const timeout = values.timeout as string | undefined;
+  const maxMemory = values["max-memory"] as string | undefined;
+  if (timeout === undefined && maxMemory === undefined) {
+    return { timeoutMs: undefined, maxMemoryBytes: undefined };
+  }
+  const { parseDuration, parseSize } = await units();
+  return {
+    timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, "--timeout"),
+    maxMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, "--max-memory"),
+  };
+}
+
 /** Reads a file the run needs, or throws EnarxError (exit 66) naming it. */
 async function readRunInput(what: string, path: string): Promise<Uint8Array> {
   try {
@@ -398,12 +418,11 @@ async function runInVmKeep(values: RunValues, module: string, guest: string[]): 
         `drop it or use --backend nil`,
     );
   }
-  const timeout = values.timeout as string | undefined;
-  const maxMemory = values["max-memory"] as string | undefined;
+  const { timeoutMs, maxMemoryBytes } = await parseLimits(values);
   const options = {
     backend: values.backend as string,
-    timeoutMs: timeout === undefined ? undefined : parseDuration(timeout, "--timeout"),
-    keepMemoryBytes: maxMemory === undefined ? undefined : parseSize(maxMemory, "--max-memory"),
+    timeoutMs,
+    keepMemoryBytes: maxMemoryBytes,
   };
   const moduleBytes = await readRunInput("module", module);
   const configFile = values.wasmcfgfile as string | undefined;

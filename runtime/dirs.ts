@@ -20,8 +20,6 @@ export interface DirOptions {
   getEnv?: GetEnv;
 }
 
-const CHECKOUT_ROOT = new URL("../", import.meta.url);
-
 function variable(name: string, options: DirOptions): string | undefined {
   const value = (options.getEnv ?? ((n: string) => Deno.env.get(n)))(name);
   return value === undefined || value === "" ? undefined : value;
@@ -52,7 +50,8 @@ export function bootstrapCacheDir(options: DirOptions = {}): string {
   if (explicit !== undefined) return explicit;
   const xdg = variable("XDG_CACHE_HOME", options);
   if (xdg !== undefined) return `${xdg}/enarx`;
-  return decodeURIComponent(new URL(".cache", CHECKOUT_ROOT).pathname);
+  // The checkout's root is this file's grandparent (made only here: most runs never need it).
+  return decodeURIComponent(new URL("../.cache", import.meta.url).pathname);
 }
 
 /**

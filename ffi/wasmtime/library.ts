@@ -12,7 +12,9 @@
  * The library is loaded from a path that runtime/ finds
  * (runtime/wasm/libwasmtime_path.ts). Its functions are bound as addresses
  * and called through `Deno.UnsafeFnPointer` (ffi/_bind_symbols.ts), which
- * keeps loading to a few milliseconds of enarx's start-up budget.
+ * keeps loading to a few milliseconds of enarx's start-up budget; only the
+ * symbols a cached run needs ({@link WASMTIME_EAGER_SYMBOLS}) are bound when
+ * the library is loaded, the rest on first use.
  *
  * One module rather than three (table, loader, memory helpers): Deno pays
  * for every module `enarx run` loads (BENCHMARKS.md, start-up).
@@ -148,6 +150,47 @@ export const WASMTIME_SYMBOLS = {
   wasi_config_preopen_dir: { parameters: ["pointer", "buffer", "buffer", "bool"], result: "bool" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
+/**
+ * The symbols a cached `enarx run` calls, bound when the library is loaded;
+ * the others (compiling, serializing, traps, errors, limits, fuel) are bound
+ * together on the first use of any of them (ffi/_bind_symbols.ts).
+ */
+export const WASMTIME_EAGER_SYMBOLS: readonly (keyof typeof WASMTIME_SYMBOLS)[] = [
+  "wasm_config_new",
+  "wasm_engine_new_with_config",
+  "wasm_engine_delete",
+  "wasm_importtype_vec_delete",
+  "wasm_importtype_module",
+  "wasm_importtype_name",
+  "wasm_exporttype_vec_delete",
+  "wasm_exporttype_name",
+  "wasmtime_config_cranelift_opt_level_set",
+  "wasmtime_config_epoch_interruption_set",
+  "wasmtime_config_consume_fuel_set",
+  "wasmtime_module_delete",
+  "wasmtime_module_deserialize_file",
+  "wasmtime_module_imports",
+  "wasmtime_module_exports",
+  "wasmtime_store_new",
+  "wasmtime_store_context",
+  "wasmtime_store_delete",
+  "wasmtime_context_set_wasi",
+  "wasmtime_linker_new",
+  "wasmtime_linker_delete",
+  "wasmtime_linker_define_wasi",
+  "wasmtime_linker_get",
+  "wasmtime_linker_instantiate_nonblocking",
+  "wasmtime_instance_export_get",
+  "wasmtime_extern_delete",
+  "wasmtime_func_call_nonblocking",
+  "wasi_config_new",
+  "wasi_config_set_argv",
+  "wasi_config_set_env",
+  "wasi_config_inherit_stdin",
+  "wasi_config_inherit_stdout",
+  "wasi_config_inherit_stderr",
+];
+
 /** The bound functions of libwasmtime. */
 export type WasmtimeLib = Deno.DynamicLibrary<typeof WASMTIME_SYMBOLS>["symbols"];
 
@@ -189,12 +232,15 @@ export function loadWasmtime(path?: string): WasmtimeLib {
   } catch {
     throw new WasmtimeLoadError(`Cannot find libwasmtime at "${path}"`);
   }
+  const failure = (error: unknown) => {
+    const why = error instanceof Error ? error.message : String(error);
+    return new WasmtimeLoadError(`Cannot load libwasmtime "${path}": ${why}`);
+  };
   let lib;
   try {
-    lib = bindSymbols(path, WASMTIME_SYMBOLS);
+    lib = bindSymbols(path, WASMTIME_SYMBOLS, { eager: WASMTIME_EAGER_SYMBOLS, failure });
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
-    throw new WasmtimeLoadError(`Cannot load libwasmtime "${path}": ${why}`);
+    throw failure(error);
   }
   loaded = { lib, path };
   return lib;

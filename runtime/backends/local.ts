@@ -12,10 +12,16 @@
  */
 import type { Backend } from "./backend.ts";
 import { nilBackend } from "./nil.ts";
+// The in-process keeps run workloads with runtime/wasm/workload.ts, which
+// nil.ts loads only when a keep runs (the registry must not pull in the
+// wasmtime bindings). `enarx run` always runs one: loaded with this module,
+// Deno prepares and instantiates one module graph instead of two.
+import "../wasm/workload.ts";
 import type * as Registry from "./mod.ts";
 
-// A computed specifier: `deno run` reads every literal dynamic import at start-up.
-const REGISTRY = new URL("./mod.ts", import.meta.url).href;
+// A specifier in a variable: `deno run` reads every literal dynamic import at
+// start-up (the string resolves against this module all the same).
+const REGISTRY = "./mod.ts";
 
 const LOCAL: readonly Backend[] = [nilBackend];
 

@@ -29,8 +29,6 @@ import { WASMTIME_VERSION } from "../version.ts";
  */
 export const EMBEDDED_LIBWASMTIME_DIR = `build/embed/wasmtime-${WASMTIME_VERSION}`;
 
-const REPO_ROOT = new URL("../../", import.meta.url);
-
 /** Options of {@linkcode libwasmtimePath}; the defaults are the real ones. */
 export interface LibwasmtimePathOptions {
   /** Reads an environment variable (default `Deno.env.get`). */
@@ -57,7 +55,7 @@ export async function libwasmtimePath(options: LibwasmtimePathOptions = {}): Pro
   const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
   const fromEnv = getEnv("ENARX_LIBWASMTIME");
   if (fromEnv) {
-    if (!(await isFile(fromEnv))) {
+    if (!isFile(fromEnv)) {
       throw new LibwasmtimeNotFoundError(
         `ENARX_LIBWASMTIME is "${fromEnv}", which is not a file; ` +
           `point it at libwasmtime ${WASMTIME_VERSION} or unset it`,
@@ -66,14 +64,16 @@ export async function libwasmtimePath(options: LibwasmtimePathOptions = {}): Pro
     return fromEnv;
   }
   if (options.standalone ?? Deno.build.standalone) {
-    const embedded = options.embeddedDir ?? new URL(`${EMBEDDED_LIBWASMTIME_DIR}/`, REPO_ROOT);
-    if (await isFile(new URL("libwasmtime.so.sha256", embedded))) {
+    // Relative to the repository root, this file's grandparent.
+    const embedded = options.embeddedDir ??
+      new URL(`../../${EMBEDDED_LIBWASMTIME_DIR}/`, import.meta.url);
+    if (isFile(new URL("libwasmtime.so.sha256", embedded))) {
       return await extractEmbedded(embedded, cacheHome(getEnv));
     }
   }
   const checkoutCache = options.checkoutCache ?? bootstrapCacheDir({ getEnv });
   const inCheckout = `${checkoutCache}/wasmtime-${WASMTIME_VERSION}/libwasmtime.so`;
-  if (await isFile(inCheckout)) return inCheckout;
+  if (isFile(inCheckout)) return inCheckout;
   throw new LibwasmtimeNotFoundError(
     `Cannot find libwasmtime ${WASMTIME_VERSION} (looked at "${inCheckout}"); ` +
       `run ./enarx once to fetch it, or set ENARX_LIBWASMTIME to its path`,
@@ -110,7 +110,7 @@ function cacheHome(getEnv: GetEnv): string {
 async function extractEmbedded(embedded: URL, cacheRoot: string): Promise<string> {
   const source = new URL("libwasmtime.so", embedded);
   const sidecar = new URL("libwasmtime.so.sha256", embedded);
-  const expected = (await Deno.readTextFile(sidecar)).trim().split(/\s+/)[0].toLowerCase();
+  const expected = Deno.readTextFileSync(sidecar).trim().split(/\s+/)[0].toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(expected)) {
     throw new LibwasmtimeNotFoundError(
       `The embedded libwasmtime digest "${expected}" is not a sha256; rebuild with compile.sh`,
@@ -118,9 +118,10 @@ async function extractEmbedded(embedded: URL, cacheRoot: string): Promise<string
   }
   const dir = `${cacheRoot}/wasmtime-${WASMTIME_VERSION}-${expected.slice(0, 16)}`;
   const dest = `${dir}/libwasmtime.so`;
-  const size = (await Deno.stat(source)).size;
+  // Synchronous on the path every start takes (the library already extracted).
+  const size = Deno.statSync(source).size;
   try {
-    if ((await Deno.stat(dest)).size === size) return dest;
+    if (Deno.statSync(dest).size === size) return dest;
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
@@ -156,9 +157,14 @@ async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
 }
 
-async function isFile(path: string | URL): Promise<boolean> {
+/**
+ * Whether `path` is a file. Synchronous: it is on every start's path, where
+ * an asynchronous stat costs a turn of the event loop for a few microseconds
+ * of work.
+ */
+function isFile(path: string | URL): boolean {
   try {
-    return (await Deno.stat(path)).isFile;
+    return Deno.statSync(path).isFile;
   } catch {
     return false;
   }

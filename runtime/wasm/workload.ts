@@ -239,8 +239,11 @@ function stdioKinds(config: EnarxConfig | undefined): [FileKind, FileKind, FileK
 }
 
 type Pipe = PipeModule.Pipe;
-// A computed specifier: `deno run` reads every literal dynamic import at start-up.
-const PIPE_MODULE = new URL("../../ffi/wasmtime/pipe.ts", import.meta.url).href;
+// Specifiers in variables: `deno run` reads every literal dynamic import at
+// start-up; a relative string resolves against this module as a literal
+// would. compile.sh `--include`s both modules.
+const PIPE_MODULE = "../../ffi/wasmtime/pipe.ts";
+const SOCKETS_MODULE = "./sockets.ts";
 let pipeClass: typeof PipeModule.Pipe | undefined;
 
 /** Loads ffi/wasmtime/pipe.ts when a run streams output into a callback. */
@@ -613,10 +616,10 @@ async function openSockets(
 ): Promise<WorkloadSockets | undefined> {
   const config = workload.config;
   if (!config?.files.some((f) => f.kind === "listen" || f.kind === "connect")) return undefined;
-  // By a computed specifier, so that `deno run` does not load the socket code ahead of time
-  // for runs without sockets; compile.sh `--include`s it.
+  // By a specifier in a variable, so that `deno run` does not load the socket code ahead of
+  // time for runs without sockets.
   const { openWorkloadSockets }: { openWorkloadSockets: typeof OpenWorkloadSockets } = await import(
-    new URL("./sockets.ts", import.meta.url).href
+    SOCKETS_MODULE
   );
   const sockets = await openWorkloadSockets(config, 3 + dirs, { tls: options.tls });
   for (const socket of sockets?.sockets ?? []) options.onSocket?.(socket);
@@ -630,14 +633,16 @@ async function openSockets(
  * store. What a guest's allocator says when it aborts is the one sign left.
  */
 class OutputTail {
-  // Decoded as it streams (a character split across chunks stays whole).
-  #decoder = new TextDecoder();
+  // Decoded as it streams (a character split across chunks stays whole); made
+  // on the first chunk, since most runs write to inherited outputs, never seen here.
+  #decoder: TextDecoder | undefined;
   #text = "";
 
   /** `sink` with every chunk also kept (the last 1024 characters); "inherit" and "null" are not seen. */
   watch(sink: OutputSink | undefined): OutputSink | undefined {
     if (typeof sink !== "function") return sink;
     return (chunk) => {
+      this.#decoder ??= new TextDecoder();
       const tail = this.#decoder.decode(chunk.subarray(-4096), { stream: true });
       this.#text = (this.#text + tail).slice(-1024);
       return sink(chunk);

@@ -21,6 +21,7 @@ import { gatherHostFacts } from "../../runtime/platform/host_facts.ts";
 import { Judge } from "../../runtime/platform/judge.ts";
 import { wasmldrMeasurement } from "../../runtime/keep/measurement.ts";
 import { EnarxError } from "../../runtime/errors.ts";
+import { CheckList } from "../../runtime/platform/check_list.ts";
 import { enarx } from "../workloads/helpers.ts";
 import { fileExists } from "../_requires.ts";
 import {
@@ -105,6 +106,18 @@ Deno.test("registry: enarx run's light list of local backends is the registry's"
     keepmgrRunBackends(),
     launchingBackends().filter((b) => b.launchLocal === undefined).map((b) => b.name),
   );
+});
+
+Deno.test("registry: nil's checks, written out as a literal, are what CheckList builds", () => {
+  const expected = new CheckList().add("nil.process", {
+    title: "Keeps run as local OS processes (not sandboxed)",
+    pass: true,
+    detail: "Always available; evidence is simulated SNP (snp-sim) and proves nothing " +
+      "about hardware",
+  });
+  const checks = backendByName("nil")!.checks(new Judge(gatherHostFacts()));
+  assert.deepEqual(checks, expected.checks);
+  assert.equal(checks.every((c) => !c.required || c.status === "pass"), expected.usable);
 });
 
 Deno.test("registry: tdx and sgx cannot launch keeps yet, with a clear error", async () => {
