@@ -17,7 +17,7 @@ ENARX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 enarx_bootstrap || exit 70
 RUNS=${1:-7}
 BOOT_ROUNDS=${2:-5}
-OVMF=${ENARX_SEV_OVMF:-$ENARX_CACHE/ovmf-amdsev/OVMF.fd}
+OVMF=${ENARX_SEV_OVMF:-$ENARX_OVMF_DIR/OVMF.fd}
 [ -f "$OVMF" ] || { echo "no AmdSev OVMF at $OVMF: run tools/build_ovmf.sh" >&2; exit 66; }
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT

@@ -56,11 +56,13 @@ export function bootstrapCacheDir(options: DirOptions = {}): string {
 
 /**
  * The AmdSev OVMF of sev keeps: `$ENARX_SEV_OVMF`, else
- * `ovmf-amdsev/OVMF.fd` in the bootstrap cache (tools/build_ovmf.sh puts it
- * there). `enarx measure` and the sev launch both ask here, so that what is
- * measured is what boots.
+ * `ovmf-amdsev/OVMF.fd` in the user's cache ({@link userCacheDir}), else in
+ * the bootstrap cache when there is no user cache. tools/build_ovmf.sh
+ * builds it there: outside the checkout, because the firmware is slow to
+ * build and the same for every clone. `enarx measure` and the sev launch
+ * both ask here, so that what is measured is what boots.
  */
 export function amdSevOvmfPath(options: DirOptions = {}): string {
-  return variable("ENARX_SEV_OVMF", options) ??
-    `${bootstrapCacheDir(options)}/ovmf-amdsev/OVMF.fd`;
+  const cache = userCacheDir(options) ?? bootstrapCacheDir(options);
+  return variable("ENARX_SEV_OVMF", options) ?? `${cache}/ovmf-amdsev/OVMF.fd`;
 }

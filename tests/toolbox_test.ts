@@ -38,6 +38,15 @@ Deno.test("dirs: XDG variables win, empty ones count as unset, HOME is the fallb
   assert.equal(bootstrapCacheDir(env({})), checkout);
   // The sev keep's OVMF: the variable, else the bootstrap cache's build.
   assert.equal(amdSevOvmfPath(env({ ENARX_SEV_OVMF: "/o.fd", ENARX_CACHE: "/e" })), "/o.fd");
+  // Outside the checkout: the user's cache, whatever ENARX_CACHE says.
+  assert.equal(
+    amdSevOvmfPath(env({ HOME: "/h", ENARX_CACHE: "/e" })),
+    "/h/.cache/enarx/ovmf-amdsev/OVMF.fd",
+  );
+  assert.equal(
+    amdSevOvmfPath(env({ XDG_CACHE_HOME: "/x", HOME: "/h" })),
+    "/x/enarx/ovmf-amdsev/OVMF.fd",
+  );
   assert.equal(
     amdSevOvmfPath(env({ ENARX_SEV_OVMF: "", ENARX_CACHE: "/e" })),
     "/e/ovmf-amdsev/OVMF.fd",

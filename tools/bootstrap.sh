@@ -1,6 +1,6 @@
 # Bootstrap for ./enarx, .ci/run and the tests: makes sure the pinned Deno and
 # the pinned libwasmtime are present, fetching them on first use only.
-# Sourced, not run. Sets ENARX_ROOT, ENARX_CACHE, DENO, ENARX_LIBWASMTIME.
+# Sourced, not run. Sets ENARX_ROOT, ENARX_CACHE, ENARX_OVMF_DIR, DENO, ENARX_LIBWASMTIME.
 # Everything goes to a cache inside the checkout (ignored by git) unless
 # ENARX_CACHE or XDG_CACHE_HOME says otherwise.
 
@@ -9,6 +9,16 @@ ENARX_ROOT=${ENARX_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 . "$ENARX_ROOT/tools/versions.sh"
 if [ -z "${ENARX_CACHE:-}" ]; then
   if [ -n "${XDG_CACHE_HOME:-}" ]; then ENARX_CACHE="$XDG_CACHE_HOME/enarx"; else ENARX_CACHE="$ENARX_ROOT/.cache"; fi
+fi
+# The AmdSev OVMF (tools/build_ovmf.sh) is slow to build and the same for
+# every clone: it lives in the user's cache, outside the checkout, as
+# runtime/dirs.ts amdSevOvmfPath finds it.
+if [ -n "${XDG_CACHE_HOME:-}" ]; then
+  ENARX_OVMF_DIR="$XDG_CACHE_HOME/enarx/ovmf-amdsev"
+elif [ -n "${HOME:-}" ]; then
+  ENARX_OVMF_DIR="$HOME/.cache/enarx/ovmf-amdsev"
+else
+  ENARX_OVMF_DIR="$ENARX_CACHE/ovmf-amdsev"
 fi
 DENO="$ENARX_ROOT/node_modules/@deno/linux-x64-glibc/deno"
 export DENO_DIR="${DENO_DIR:-$ENARX_CACHE/deno}"

@@ -40,7 +40,8 @@
 #   - installs the build tools edk2 names and bookworm has: nasm,
 #     acpica-tools (iasl), uuid-dev, python3, gcc, g++, make, dpkg-dev.
 #
-# Output: $ENARX_CACHE/ovmf-amdsev/OVMF.fd, OVMF.fd.sha256, build.log,
+# Output: $ENARX_OVMF_DIR/OVMF.fd (tools/bootstrap.sh: the user's cache,
+# ~/.cache/enarx/ovmf-amdsev, outside the checkout so that clones share it), OVMF.fd.sha256, build.log,
 # modules.sha256 (every module's .efi, to compare two builds) and
 # toolchain.txt. A build whose hash is not the pinned OVMF_AMDSEV_SHA256
 # (tools/versions.sh) fails and installs nothing; an OVMF.fd already present
@@ -65,8 +66,8 @@ ENARX_ROOT=${ENARX_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 force=0
 [ "${1:-}" = "--force" ] && force=1
 
-mkdir -p "$ENARX_CACHE/ovmf-amdsev"
-out=$(realpath "$ENARX_CACHE/ovmf-amdsev")
+mkdir -p "$ENARX_OVMF_DIR"
+out=$(realpath "$ENARX_OVMF_DIR")
 fd="$out/OVMF.fd"
 log="$out/build.log"
 

@@ -116,7 +116,7 @@ enarx_test_deps_kvm_kernel() {
 
 # The OVMF of sev keeps (edk2's AmdSev platform), which the sev firmware-path
 # test boots under TCG: tools/build_ovmf.sh builds it once from Debian's
-# pinned edk2 source package into $ENARX_CACHE/ovmf-amdsev (slow: about ten
+# pinned edk2 source package into $ENARX_OVMF_DIR, outside the checkout (slow: about ten
 # minutes on two cores). It adds its own pinned deb-src entry for trixie and
 # installs nothing from trixie. The tests give the SNP command line to the
 # QEMU of enarx_test_deps_qemu, whose refusal on a host without SEV-SNP is
@@ -126,7 +126,7 @@ enarx_test_deps_kvm_kernel() {
 # (tests/backends/ovmf_pin_test.ts checks the file too).
 enarx_test_deps_ovmf_amdsev() {
   "$ENARX_ROOT/tools/build_ovmf.sh" || {
-    enarx_say "tools/build_ovmf.sh failed: see its messages above and $ENARX_CACHE/ovmf-amdsev/build.log"
+    enarx_say "tools/build_ovmf.sh failed: see its messages above and $ENARX_OVMF_DIR/build.log"
     return 1
   }
 }

@@ -29,8 +29,9 @@ Options:
   --vcpus N          vCPUs (sev; default ${DEFAULT_VCPUS})
   --vcpu-type MODEL  QEMU CPU model (sev; default ${DEFAULT_VCPU_TYPE}; also
                      EPYC, EPYC-v1..v4, EPYC-Rome, EPYC-Genoa, ...)
-  --ovmf FILE        OVMF (sev; default $ENARX_CACHE/ovmf-amdsev/OVMF.fd,
-                     which tools/build_ovmf.sh builds)
+  --ovmf FILE        OVMF (sev; default $ENARX_SEV_OVMF, else
+                     ~/.cache/enarx/ovmf-amdsev/OVMF.fd, which
+                     tools/build_ovmf.sh builds)
   --kernel FILE      The kernel, instead of the keep image's (sev, kvm);
                      "none" measures OVMF alone (sev)
   --initrd FILE      The initrd, instead of the keep image's (sev, kvm)

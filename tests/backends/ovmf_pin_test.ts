@@ -9,11 +9,15 @@ import { fileExists, requires } from "../_requires.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-/** The firmware tools/build_ovmf.sh writes (its cache, as tools/bootstrap.sh chooses it). */
+/** The firmware tools/build_ovmf.sh writes (ENARX_OVMF_DIR, as tools/bootstrap.sh chooses it). */
 function builtOvmfPath(): string {
   const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const cache = Deno.env.get("ENARX_CACHE") ??
-    (xdg !== undefined && xdg !== "" ? `${xdg}/enarx` : `${ROOT}.cache`);
+  const home = Deno.env.get("HOME");
+  const cache = xdg !== undefined && xdg !== ""
+    ? `${xdg}/enarx`
+    : home !== undefined && home !== ""
+    ? `${home}/.cache/enarx`
+    : Deno.env.get("ENARX_CACHE") ?? `${ROOT}.cache`;
   return `${cache}/ovmf-amdsev/OVMF.fd`;
 }
 

@@ -90,7 +90,10 @@ Deno.test("measure: bad flags are one line and exit 64", async () => {
 Deno.test("measure sev: without OVMF it says how to get one (exit 66)", async () => {
   const empty = await Deno.makeTempDir();
   try {
-    const out = await enarx(["measure", "--backend", "sev"], { ENARX_CACHE: empty });
+    const out = await enarx(["measure", "--backend", "sev"], {
+      ENARX_CACHE: empty,
+      XDG_CACHE_HOME: empty,
+    });
     assert.equal(out.code, 66, out.stderr);
     assert.match(out.stderr, /^enarx: [^\n]*--ovmf[^\n]*tools\/build_ovmf\.sh[^\n]*\n$/);
   } finally {
