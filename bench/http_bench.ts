@@ -11,7 +11,9 @@
  *   - the wasm under `enarx run` with its listen entry as `prot = "tls"`
  *
  * Each server is started once; rounds alternate between them (`wrk -t1 -cC
- * -dDs --latency` per server per round, GET /). Prints a table; not a test.
+ * -dDs --latency` per server per round, GET /), first with keep-alive, then
+ * with `Connection: close` (a new connection, and for tls a handshake, per
+ * request). Prints a table; not a test.
  *
  *     deno run -A bench/http_bench.ts [ROUNDS] [SECONDS] [CONNECTIONS]
  */
@@ -84,8 +86,11 @@ function micros(text: string): number {
 /** One wrk run: requests per second, median and p99 latency (µs), errors. */
 async function load(
   url: string,
+  close: boolean,
 ): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
-  const text = await run("wrk", ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url]);
+  const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url];
+  if (close) args.push("-H", "Connection: close");
+  const text = await run("wrk", args);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
   const p50 = micros(/\n\s+50%\s+(\S+)/.exec(text)?.[1] ?? "");
   const p99 = micros(/\n\s+99%\s+(\S+)/.exec(text)?.[1] ?? "");
@@ -146,10 +151,19 @@ for (const [name, cmd, args] of await servers(wasm, native)) {
   const scheme = name.includes("tls") ? "https" : "http";
   started.push({ name, url: `${scheme}://127.0.0.1:${port}/`, child });
 }
+// Keep-alive on every server, then a new connection (and TLS handshake) per request.
+const runs = [
+  ...started.map((s) => ({ ...s, close: false })),
+  ...started.filter((s) => !s.name.includes("harness")).map((s) => ({
+    ...s,
+    name: `${s.name}, new connection per request`,
+    close: true,
+  })),
+];
 console.log(`load at start: ${(await run("uptime", [])).trim()}`);
-const results = new Map(started.map((s) => [s.name, [] as Awaited<ReturnType<typeof load>>[]]));
+const results = new Map(runs.map((s) => [s.name, [] as Awaited<ReturnType<typeof load>>[]]));
 for (let r = 0; r < rounds; r++) {
-  for (const s of started) results.get(s.name)!.push(await load(s.url));
+  for (const s of runs) results.get(s.name)!.push(await load(s.url, s.close));
 }
 console.log(`load at end: ${(await run("uptime", [])).trim()}`);
 for (const s of started) {
