@@ -83,23 +83,34 @@ function micros(text: string): number {
   return Number(match[1]) * scale;
 }
 
-/** One wrk run: requests per second, median and p99 latency (µs), errors. */
+/** One wrk run: requests per second, median and p99 latency (µs), errors by kind. */
 async function load(
   url: string,
   close: boolean,
-): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+): Promise<{ rps: number; p50: number; p99: number; errors: Record<string, number> }> {
   const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", url];
   if (close) args.push("-H", "Connection: close");
   const text = await run("wrk", args);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]);
   const p50 = micros(/\n\s+50%\s+(\S+)/.exec(text)?.[1] ?? "");
   const p99 = micros(/\n\s+99%\s+(\S+)/.exec(text)?.[1] ?? "");
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
-    .exec(text);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
-  const errors = non2xx +
-    (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0);
+  const kinds = ["connect", "read", "write", "timeout"];
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const errors: Record<string, number> = {
+    "non-2xx": Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0),
+  };
+  kinds.forEach((kind, i) => errors[kind] = Number(socket?.[i + 1] ?? 0));
   return { rps, p50, p99, errors };
+}
+
+/** Errors summed over rounds, by kind ("0" when none). */
+function errorText(runs: Record<string, number>[]): string {
+  const sums = new Map<string, number>();
+  for (const run of runs) {
+    for (const [k, n] of Object.entries(run)) sums.set(k, (sums.get(k) ?? 0) + n);
+  }
+  const parts = [...sums].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+  return parts.length ? parts.join(", ") : "0";
 }
 
 function median(values: number[]): number {
@@ -180,7 +191,7 @@ for (const [name, list] of results) {
     median(list.map((x) => x.rps)).toFixed(0),
     median(list.map((x) => x.p50)).toFixed(0),
     median(list.map((x) => x.p99)).toFixed(0),
-    list.reduce((sum, x) => sum + x.errors, 0),
+    errorText(list.map((x) => x.errors)),
   ];
   console.log(`| ${name} | ${cells.join(" | ")} |`);
 }
