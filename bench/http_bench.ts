@@ -184,14 +184,17 @@ for (const s of started) {
 console.log(
   `\n${rounds} rounds, wrk -t1 -c${connections} -d${seconds}s, GET / (medians over rounds)\n`,
 );
-console.log("| server | requests/s | latency median µs | latency p99 µs | errors |");
-console.log("| --- | ---: | ---: | ---: | ---: |");
+console.log(
+  "| server | requests/s | latency median µs | latency p99 µs | errors | requests/s by round |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | --- |");
 for (const [name, list] of results) {
   const cells = [
     median(list.map((x) => x.rps)).toFixed(0),
     median(list.map((x) => x.p50)).toFixed(0),
     median(list.map((x) => x.p99)).toFixed(0),
     errorText(list.map((x) => x.errors)),
+    list.map((x) => (x.rps / 1000).toFixed(1) + "k").join(" "),
   ];
   console.log(`| ${name} | ${cells.join(" | ")} |`);
 }
