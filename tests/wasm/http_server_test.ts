@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensureLibwasmtime, workload } from "../workloads/helpers.ts";
-import { presentedCertificate, startKeep } from "../workloads/tls_helpers.ts";
+import { pemFingerprint, presentedCertificate, startKeep } from "../workloads/tls_helpers.ts";
 
 ensureLibwasmtime();
 const HTTP = workload("http_server.wasm");
@@ -238,6 +238,7 @@ Deno.test('http server behind prot = "tls": fetch trusting the printed certifica
     const keep = await startKeep(["--wasmcfgfile", path, HTTP, "web"]);
     try {
       const pem = await presentedCertificate(keep.port);
+      assert.equal(await pemFingerprint(pem), keep.fingerprint); // the one enarx printed
       const client = Deno.createHttpClient({ caCerts: [pem] });
       try {
         const bodies = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
