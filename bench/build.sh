@@ -35,3 +35,8 @@ for w in "$here"/workloads/*.c; do
 done
 gcc -O2 -Wall "$here/workloads/sha256.c" -o "$out/sha256_native"
 echo "bench/build.sh: built run, timeit, sha256_native and $(cd "$out" && echo *.wasm) in $out" >&2
+# bench/http_bench.ts: the wasm HTTP example under this libwasmtime with the
+# socket shim compiled in (the C API alone cannot give a guest a socket).
+gcc -O2 -Wall -Wextra -std=c11 -I"$out/include" -I"$include" "$here/native/http_host.c" \
+  "$here/../ffi/native/enarx_wasi_sockets.c" -o "$out/http_host" "$lib" -ldl -Wl,-rpath,"$libdir"
+echo "bench/build.sh: built http_host in $out" >&2
