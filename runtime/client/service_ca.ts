@@ -18,9 +18,7 @@ export const SERVICE_CERT_VALIDITY_MS = 7 * 86_400_000;
 
 /** A CA that issues keeps' service certificates; its key never leaves this process. */
 export interface ServiceCa {
-  /** The CA certificate (the first of the --ca file). */
-  certificate: x509.X509Certificate;
-  /** Every certificate of the --ca file, DER, sent after the leaf. */
+  /** Every certificate of the --ca file, DER, the CA's own first; sent after the leaf. */
   chain: Uint8Array[];
   /** The CA's private key (not extractable). */
   key: CryptoKey;
@@ -135,7 +133,6 @@ export async function loadServiceCa(caPath: string, keyPath: string): Promise<Se
     );
   }
   return {
-    certificate: certs[0],
     chain: certs.map((c) => new Uint8Array(c.rawData)),
     key,
     signing,
@@ -189,13 +186,14 @@ export async function issueServiceCertificate(
 ): Promise<Uint8Array[]> {
   const names = serviceNames(options.names);
   const now = options.now ?? new Date();
-  const end = Math.min(now.getTime() + SERVICE_CERT_VALIDITY_MS, ca.certificate.notAfter.getTime());
+  const caCert = new x509.X509Certificate(ca.chain[0].slice());
+  const end = Math.min(now.getTime() + SERVICE_CERT_VALIDITY_MS, caCert.notAfter.getTime());
   const serial = crypto.getRandomValues(new Uint8Array(16));
   serial[0] = (serial[0] & 0x7f) | 0x01; // positive, no leading zero byte
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial.toHex(),
     subject: `CN=${names[0].value}`,
-    issuer: ca.certificate.subjectName,
+    issuer: caCert.subjectName,
     notBefore: new Date(now.getTime() - 3_600_000),
     notAfter: new Date(end),
     publicKey: csr.publicKey,
@@ -209,7 +207,7 @@ export async function issueServiceCertificate(
         x509.ExtendedKeyUsage.serverAuth,
         x509.ExtendedKeyUsage.clientAuth,
       ]),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false, crypto),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert, false, crypto),
       await x509.SubjectKeyIdentifierExtension.create(csr.publicKey, false, crypto),
     ],
   }, crypto);
