@@ -28,9 +28,14 @@ export class ServiceKey {
       });
     }
     this.#asked = true;
-    // Loaded only when asked for: the X.509 library is large.
-    const { prepareKeepIdentity } = await import("../wasm/keep_identity.ts");
-    this.#prepared = await prepareKeepIdentity({ names });
+    try {
+      // Loaded only when asked for: the X.509 library is large.
+      const { prepareKeepIdentity } = await import("../wasm/keep_identity.ts");
+      this.#prepared = await prepareKeepIdentity({ names });
+    } catch (error) {
+      this.#asked = false; // a bad name costs the client nothing but the answer
+      throw error;
+    }
     return { csr: this.#prepared.csr, certificate: this.#prepared.selfSigned };
   }
 
