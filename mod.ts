@@ -95,7 +95,11 @@ export {
   type WorkloadResult,
 } from "./runtime/wasm/workload.ts";
 export type { GuestSocket, SocketTlsOptions } from "./runtime/wasm/sockets.ts";
-export type { CertificateIssuer, CertificateRequest } from "./runtime/wasm/keep_identity.ts";
+export type {
+  CertificateIssuer,
+  CertificateRequest,
+  KeepIdentity,
+} from "./runtime/wasm/keep_identity.ts";
 export type { ServiceName } from "./runtime/wasm/certificate_names.ts";
 export {
   ConfigError,
@@ -114,15 +118,22 @@ export {
 export {
   deploy,
   DEPLOY_STEPS,
+  type DeployEndpoint,
   DeployError,
   type DeployEvent,
   type DeployOptions,
   type DeployResult,
   type DeployStepId,
   type DeployStepRecord,
+  type DeployTls,
   type DeployWorkload,
   type ModuleFile,
 } from "./runtime/client/deploy.ts";
+export {
+  loadServiceCa,
+  type ServiceCa,
+  type ServiceCertificate,
+} from "./runtime/client/service_ca.ts";
 export type { Endpoint } from "./runtime/protocol/messages.ts";
 
 // What this host can run (enarx platform info).

@@ -22,6 +22,7 @@ import {
   type DeployOptions,
   type DeployResult,
   type DeployStepRecord,
+  type DeployTls,
   type DeployWorkload,
 } from "../runtime/client/deploy.ts";
 import { concatBytes } from "../runtime/bytes.ts";
@@ -78,6 +79,14 @@ Options:
   --keepmgr-token FILE        The keepmgr operator's bearer token, needed to create
                               a keep (default: $ENARX_KEEPMGR_TOKEN_FILE; keepmgr
                               keeps it in <its state dir>/token)
+  --ca FILE                   The CA (PEM certificate, P-256 ECDSA or RSA) that issues
+                              the certificate of the keep's prot = "tls" sockets,
+                              after the evidence is verified; needs --ca-key
+  --ca-key FILE               The CA's private key (PKCS#8 PEM); it never leaves
+                              this machine. Checked against --ca before a keep is made
+  --service-name NAME         A DNS name or IP address the keep's certificate is
+                              for (repeatable; default localhost, 127.0.0.1 and
+                              the keepmgr URL's host)
   --detach                    Return once the workload runs (and its services are
                               reachable), printing the keep id and endpoints; the
                               keep runs on. Its output then goes to the keepmgr in
@@ -91,9 +100,12 @@ Options:
 
 ${UNITS_HELP}
 
-Each [[files]] kind = "listen" socket of the Enarx.toml (prot = "tcp", nil
-keeps only for now) is reached through a port the keepmgr forwards:
-"enarx deploy: endpoint NAME: tcp://HOST:PORT" is printed for each.
+Each [[files]] kind = "listen" socket of the Enarx.toml (nil keeps only for
+now) is reached through a port the keepmgr forwards: "enarx deploy: endpoint
+NAME: tcp://HOST:PORT" is printed for each; a prot = "tls" one (TLS ends in
+the keep, with a key made there) as "tls://HOST:PORT (certificate sha256 HEX)"
+(an HTTP service there is https://HOST:PORT). Without --ca its certificate is
+self-signed: pin that fingerprint.
 
 Exit status: the workload's own (0 with --detach); 1 attestation failed; 64 usage; 65/66 bad or
 missing input; 69 keepmgr or keep unavailable; 76 protocol error; 77 the
@@ -121,6 +133,9 @@ const OPTIONS = {
   "keepmgr-token": { type: "string" },
   timeout: { type: "string" },
   detach: { type: "boolean" },
+  ca: { type: "string" },
+  "ca-key": { type: "string" },
+  "service-name": { type: "string", multiple: true },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -197,6 +212,7 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   const module = await openableFile(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
   const services = config === null ? 0 : await checkSockets(config, backend);
+  const tls = await planTls(values, config?.config);
   const stdin = values.stdin === undefined
     ? new Uint8Array(0)
     : values.stdin === "-"
@@ -211,6 +227,7 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
       stdin,
       services,
       detach: values.detach === true,
+      ...(tls === undefined ? {} : { tls }),
     },
     options: {
       keepmgr: values.keepmgr,
@@ -226,6 +243,46 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
       timeoutMs,
     },
   };
+}
+
+/** Whether the keep presents a certificate: a tls listen socket, or a tls connect with mtls. */
+function presentsCertificate(config: EnarxConfig | undefined): boolean {
+  return (config?.files ?? []).some((f) =>
+    f.prot === "tls" && (f.kind === "listen" || (f.kind === "connect" && f.mtls === true))
+  );
+}
+
+/**
+ * The keep's service identity: its names (checked) and the deployer's CA
+ * (read and checked against its key), before anything is sent; none when
+ * the config has no socket that presents the keep's certificate.
+ */
+async function planTls(
+  values: DeployValues,
+  config: EnarxConfig | undefined,
+): Promise<DeployTls | undefined> {
+  const ca = values.ca;
+  const caKey = values["ca-key"];
+  if ((ca === undefined) !== (caKey === undefined)) {
+    throw new UsageError(`--ca and --ca-key go together; give both, or neither`);
+  }
+  const given = values["service-name"] ?? [];
+  if (!presentsCertificate(config)) {
+    if (ca !== undefined || given.length > 0) {
+      throw new UsageError(
+        `--${ca !== undefined ? "ca" : "service-name"} needs a [[files]] socket with ` +
+          `prot = "tls" (kind = "listen", or "connect" with mtls = true) in --wasmcfgfile`,
+      );
+    }
+    return undefined;
+  }
+  const { serviceNames } = await import("../runtime/wasm/certificate_names.ts");
+  const host = URL.parse(values.keepmgr ?? "")?.hostname.replace(/^\[|\]$/g, "");
+  const defaults = ["localhost", "127.0.0.1", ...(host ? [host] : [])];
+  const names = serviceNames(given.length > 0 ? given : defaults).map((n) => n.value);
+  if (ca === undefined) return { names };
+  const { loadServiceCa } = await import("../runtime/client/service_ca.ts");
+  return { names, ca: await loadServiceCa(ca, caKey!) };
 }
 
 /** Parses --measurement: 48 bytes of hex (SNP MEASUREMENT, or a kvm/nil keep digest). */
@@ -296,10 +353,13 @@ async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean):
       Deno.stderr.writeSync(new TextEncoder().encode(`enarx deploy: ${event.message}\n`));
     } else if (event.kind === "endpoint" && !json) {
       // Printed even with --quiet: it is how the service is reached.
-      const { name, prot, host, port } = event.endpoint;
+      const { name, prot, host, port, fingerprint } = event.endpoint;
       const shown = host.includes(":") ? `[${host}]` : host;
+      const cert = fingerprint === undefined ? "" : ` (certificate sha256 ${fingerprint})`;
       Deno.stderr.writeSync(
-        new TextEncoder().encode(`enarx deploy: endpoint ${name}: ${prot}://${shown}:${port}\n`),
+        new TextEncoder().encode(
+          `enarx deploy: endpoint ${name}: ${prot}://${shown}:${port}${cert}\n`,
+        ),
       );
     } else if (progress && event.kind === "step-end") {
       Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
@@ -386,6 +446,11 @@ function resultJson(result: DeployResult, captured: { stdout: Capture; stderr: C
       ...e,
       url: `${e.prot}://${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`,
     })),
+    certificate: result.certificate === undefined ? undefined : {
+      fingerprint: result.certificate.fingerprint,
+      names: result.certificate.names,
+      issued: result.certificate.issued,
+    },
     stdout: captured.stdout.base64(),
     stderr: captured.stderr.base64(),
     output_truncated: captured.stdout.truncated || captured.stderr.truncated,

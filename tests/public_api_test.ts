@@ -34,6 +34,7 @@ const EXPECTED_VALUES = [
   "encodeEvidenceBundle",
   "exitStatusFor",
   "loadEnarxConfig",
+  "loadServiceCa",
   "parseEnarxConfig",
   "parsePolicy",
   "probePlatform",

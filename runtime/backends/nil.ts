@@ -80,7 +80,13 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
   const command = options.wasmldrCommand ??
     selfCommand("wasmldr", [], { permissions });
   const env: Record<string, string> = {};
-  if (options.workDir !== undefined) env.TMPDIR = options.workDir;
+  if (options.workDir !== undefined) {
+    env.TMPDIR = options.workDir;
+    // The sandbox grants exactly the TLS socket paths of this directory.
+    const { keepTlsSocketDir } = await import(SELF_COMMAND) as typeof SelfCommand;
+    const { TLS_SOCKET_DIR_ENV } = await import("../wasm/tls_socket_paths.ts");
+    env[TLS_SOCKET_DIR_ENV] = keepTlsSocketDir(options.workDir);
+  }
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(command[0], {

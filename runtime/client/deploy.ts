@@ -16,8 +16,16 @@ import {
   type Endpoint,
   HPKE_SUITE,
   parseErrorResponse,
+  parseServiceKeyResponse,
   parseWorkloadOutput,
 } from "../protocol/messages.ts";
+import {
+  checkServiceKeyAnswer,
+  issueServiceCertificate,
+  type ServiceCa,
+  type ServiceCertificate,
+} from "./service_ca.ts";
+import { serviceNames } from "../wasm/certificate_names.ts";
 import { KeepmgrClient } from "./keepmgr_client.ts";
 import { type EndpointWatch, watchEndpoints } from "./endpoints.ts";
 import { computeReportData, freshNonce } from "../protocol/report_data.ts";
@@ -54,6 +62,11 @@ export const DEPLOY_STEPS = [
   { id: "seal", design: "6", title: "Make a one-use TLS key and token, seal them to the keep" },
   { id: "deliver", design: "7-8", title: "Deliver the sealed key; the keep opens it and listens" },
   { id: "connect", design: "9", title: "Connect to the keep, pinning the one-use key" },
+  {
+    id: "certify",
+    design: "9",
+    title: "Have the keep make its service key; certify it (--ca) or take its self-signed one",
+  },
   { id: "upload", design: "9", title: "Upload module, config, arguments, environment, stdin" },
   { id: "run", design: "10", title: "Run the workload, streaming its output and exit status" },
 ] as const;
@@ -82,7 +95,24 @@ export type DeployEvent =
   | { kind: "step-start"; id: DeployStepId; design: string; title: string }
   | { kind: "step-end"; step: DeployStepRecord }
   | { kind: "warning"; message: string }
-  | { kind: "endpoint"; endpoint: Endpoint };
+  | { kind: "endpoint"; endpoint: DeployEndpoint };
+
+/** An endpoint of a deployed service; a `tls` one with its certificate's fingerprint. */
+export interface DeployEndpoint extends Endpoint {
+  /**
+   * `tls`: SHA-256 of the certificate the keep serves (hex), as the keep told
+   * the client over the attested channel (never keepmgr's word).
+   */
+  fingerprint?: string;
+}
+
+/** The keep's service identity (`prot = "tls"` sockets) a deploy asks for. */
+export interface DeployTls {
+  /** The certificate's names (`--service-name`). */
+  names: string[];
+  /** The deployer's CA (`--ca`, `--ca-key`); none: the keep's self-signed certificate. */
+  ca?: ServiceCa;
+}
 
 /** What to deploy. */
 export interface DeployWorkload {
@@ -103,6 +133,11 @@ export interface DeployWorkload {
    * keep running; its output then goes to keepmgr (`enarx keep logs`).
    */
   detach?: boolean;
+  /**
+   * Have the keep make a service key for its `prot = "tls"` sockets (before
+   * the upload) and certify it with the deployer's CA, or take its self-signed one.
+   */
+  tls?: DeployTls;
 }
 
 /** Options of {@link deploy}. */
@@ -185,7 +220,9 @@ export interface DeployResult {
   /** Detail for a person, when not a plain exit. */
   message?: string;
   /** Where the workload's `listen` sockets are reached (empty: none). */
-  endpoints: Endpoint[];
+  endpoints: DeployEndpoint[];
+  /** The keep's service certificate, when {@link DeployWorkload.tls} asked for one. */
+  certificate?: ServiceCertificate;
   /** True when the deploy returned with the workload still running (`detach`). */
   detached?: boolean;
 }
@@ -343,7 +380,7 @@ export async function deploy(
     });
   }
   // Before a keep is created: a module the keep would refuse costs it nothing.
-  const upload = await workloadUploadBody(workload);
+  let upload = await workloadUploadBody(workload);
   checkUploadSize(upload, options.maxUploadBytes);
   const run = new DeployRun(options);
   let finished = false;
@@ -352,10 +389,22 @@ export async function deploy(
     const verification = await verifyStep(run, created, nonce);
     const sealed = await sealStep(run, created, nonce);
     const address = await deliverStep(run, created.keep, sealed.sealed);
-    const tls = await connectStep(run, created.keep, address, sealed.anchorPem);
+    let tls = await connectStep(run, created.keep, address, sealed.anchorPem);
+    let certificate: ServiceCertificate | undefined;
+    if (workload.tls !== undefined) {
+      const pinned = { keepId: created.keep, token: sealed.token, address, sealed };
+      ({ tls, certificate } = await certifyStep(run, tls, { pinned, tls: workload.tls }));
+      if (certificate.issued) {
+        upload = await workloadUploadBody({ ...workload, chain: certificate.chain });
+        checkUploadSize(upload, options.maxUploadBytes);
+      }
+    }
     const keep = { tls, keepId: created.keep, token: sealed.token };
     const response = await uploadStep(run, keep, upload);
-    const watcher = endpointWatcher(run, created.keep, workload.services ?? 0);
+    const watcher = endpointWatcher(run, created.keep, {
+      count: workload.services ?? 0,
+      certificate,
+    });
     const exit = workload.detach === true
       ? await detachStep(run, { tls, keepId: created.keep, body: response.body }, watcher)
       : await runStep(run, { tls, keepId: created.keep, body: response.body });
@@ -374,6 +423,7 @@ export async function deploy(
       reason: exit.reason,
       endpoints: watcher.endpoints,
     };
+    if (certificate !== undefined) result.certificate = certificate;
     if (exit.message !== undefined) result.message = exit.message;
     if (workload.detach === true) result.detached = true;
     return result;
@@ -492,6 +542,87 @@ async function connectStep(
   return tls;
 }
 
+/** Warns (once per endpoint) when a client could not check the endpoint's host by name. */
+function warnUnnamedHost(run: DeployRun, endpoint: DeployEndpoint, cert: ServiceCertificate) {
+  const host = endpoint.host.toLowerCase();
+  const named = cert.names.some((n) =>
+    n === host ||
+    (n.startsWith("*.") && host.endsWith(n.slice(1)) && !host.slice(0, -n.length + 1).includes("."))
+  );
+  const message = `The certificate of endpoint "${endpoint.name}" does not name its host ` +
+    `"${endpoint.host}" (it names ${cert.names.join(", ")}); clients that check names will ` +
+    `refuse it: deploy with --service-name ${endpoint.host}`;
+  if (!named && !run.warnings.includes(message)) run.warn(message);
+}
+
+/** What {@link certifyStep} needs to reach the keep again. */
+interface PinnedKeep {
+  keepId: string;
+  token: Uint8Array;
+  address: { host: string; port: number };
+  sealed: { anchorPem: string };
+}
+
+/**
+ * Step 9, between connecting and uploading (only for tls sockets): ask the
+ * keep, over the pinned connection, to make its service key (POST
+ * /v1/service-key); check the CSR and self-signed certificate it answers;
+ * issue a certificate with the deployer's CA, or take the self-signed one.
+ * Returns a fresh pinned connection for the upload (HTTP here is one
+ * request per connection) and the certificate the keep will serve.
+ */
+async function certifyStep(
+  run: DeployRun,
+  tls: Deno.TlsConn,
+  { pinned, tls: wanted }: { pinned: PinnedKeep; tls: DeployTls },
+): Promise<{ tls: Deno.TlsConn; certificate: ServiceCertificate }> {
+  run.begin("certify");
+  const response = await run.guard(http1Request(tls, {
+    method: "POST",
+    path: "/v1/service-key",
+    host: keepHostname(pinned.keepId),
+    headers: {
+      "authorization": `Bearer ${pinned.token.toHex()}`,
+      "content-type": CBOR_MEDIA_TYPE,
+    },
+    body: encodeCbor({ v: 1, names: wanted.names }),
+  }));
+  if (response.status !== 200) throw await keepRefusal(response.status, response.body);
+  const { decodeCbor } = await import("../protocol/cbor.ts");
+  const body = new Uint8Array(await run.guard(new Response(response.body).arrayBuffer()));
+  closeQuietly(tls);
+  const answer = parseServiceKeyResponse(decodeCbor(body, { what: "service-key response" }));
+  const { csr } = await checkServiceKeyAnswer(answer);
+  const chain = wanted.ca === undefined
+    ? [answer.certificate]
+    : await issueServiceCertificate(wanted.ca, csr, { names: wanted.names });
+  const { sha256Fingerprint } = await import("../x509.ts");
+  const names = serviceNames(wanted.names).map((n) => n.value);
+  const certificate: ServiceCertificate = {
+    fingerprint: await sha256Fingerprint(chain[0]),
+    names,
+    issued: wanted.ca !== undefined,
+    chain,
+  };
+  const next = await connectAgain(run, pinned);
+  run.end(
+    `${certificate.issued ? "issued by --ca" : "self-signed"} for ${names.join(", ")}, ` +
+      `sha256 ${certificate.fingerprint}`,
+  );
+  return { tls: next, certificate };
+}
+
+/** A second pinned connection to the keep (the first carried the service-key request). */
+async function connectAgain(run: DeployRun, pinned: PinnedKeep): Promise<Deno.TlsConn> {
+  const tls = await run.guard(connectPinned(pinned.address.host, pinned.address.port, {
+    keepId: pinned.keepId,
+    anchorPem: pinned.sealed.anchorPem,
+    signal: run.abort.signal,
+  }));
+  run.abort.signal.addEventListener("abort", () => closeQuietly(tls), { once: true });
+  return tls;
+}
+
 /** Closes a connection that may be closed already. */
 function closeQuietly(tls: Deno.TlsConn): void {
   try {
@@ -586,15 +717,27 @@ async function runStep(
   return exit;
 }
 
-/** Waits for the keep's endpoints, reporting each as an `endpoint` event. */
-function endpointWatcher(run: DeployRun, keepId: string, count: number): EndpointWatch {
+/**
+ * Waits for the keep's endpoints, reporting each as an `endpoint` event; a
+ * `tls` one carries the fingerprint of `certificate`, and a host the
+ * certificate does not name is warned about.
+ */
+function endpointWatcher(
+  run: DeployRun,
+  keepId: string,
+  { count, certificate }: { count: number; certificate?: ServiceCertificate },
+): EndpointWatch {
   // A keepmgr that forwards on all addresses is reached at the host the client used.
   const show = async (id: string) => {
     const shown = await run.client.showKeep(id);
-    const endpoints = shown.endpoints?.map((e) => ({
-      ...e,
-      host: connectHost(e.host, run.client.url),
-    }));
+    const endpoints = shown.endpoints?.map((e) => {
+      const endpoint: DeployEndpoint = { ...e, host: connectHost(e.host, run.client.url) };
+      if (e.prot === "tls" && certificate !== undefined) {
+        endpoint.fingerprint = certificate.fingerprint;
+        if (certificate.issued) warnUnnamedHost(run, endpoint, certificate);
+      }
+      return endpoint;
+    });
     return endpoints === undefined ? shown : { ...shown, endpoints };
   };
   return watchEndpoints(show, keepId, {

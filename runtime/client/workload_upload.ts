@@ -37,6 +37,8 @@ export interface WorkloadUpload {
   stdin: Uint8Array;
   /** Run detached (sent only when true). */
   detach?: boolean;
+  /** The keep's service certificate chain, DER (sent only when given). */
+  chain?: Uint8Array[];
 }
 
 /** A request body of known length, produced piece by piece. */
@@ -60,9 +62,10 @@ export async function workloadUploadBody(workload: WorkloadUpload): Promise<Stre
     env: workload.env,
     stdin: workload.stdin,
     ...(workload.detach === true ? { detach: true } : {}),
+    ...(workload.chain === undefined ? {} : { chain: workload.chain }),
   });
   // A five-entry map (0xa5) becomes a six-entry one (0xa6) with `module`
-  // last ("detach" sorts before it too).
+  // last ("detach" and "chain" sort before it too).
   const head = rest.slice();
   head[0] = rest[0] + 1;
   const key = encodeCbor("module");

@@ -92,7 +92,7 @@ export function servicesReporter(
     if (socket.kind !== "listen") return;
     services.push({
       name: socket.name,
-      prot: "tcp",
+      prot: socket.tls === undefined ? "tcp" : "tls",
       port: socket.port,
       asked: asked.get(socket.name) ?? 0,
     });

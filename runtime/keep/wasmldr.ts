@@ -36,6 +36,7 @@ import {
   parseDownstreamFrame,
   parseHelloFrame,
   parseSealedKeyPlaintext,
+  parseServiceKeyRequest,
   parseWorkloadRequest,
   type WorkloadRequest,
 } from "../protocol/messages.ts";
@@ -46,6 +47,8 @@ import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import type { EnarxConfig } from "../wasm/config.ts";
 import { type GuestReportDevice, hostReportChannel } from "./report_device.ts";
 import { checkDeployedSockets, keepLocalListens, servicesReporter } from "./deployed_sockets.ts";
+import { ServiceKey } from "./service_key.ts";
+import type { KeepIdentity } from "../wasm/keep_identity.ts";
 
 /** What an {@link EvidenceProvider} may use besides the report data and hello. */
 export interface EvidenceContext {
@@ -127,6 +130,7 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
 
     // Step 8: HTTPS, one workload.
     const upload = new UploadGate(token);
+    const serviceKey = new ServiceKey();
     const served = Promise.withResolvers<WorkloadResult>();
     // Settles when the one workload's response has reached the client (or failed to).
     const delivered = Promise.withResolvers<void>();
@@ -140,6 +144,7 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
         options,
         stop: stop.signal,
         log,
+        serviceKey,
       });
     server = serveTls(handler, { listen: options.listen, certPem, keyPem, log });
     await writer.write({ t: "listening", port: (server.addr as Deno.NetAddr).port });
@@ -289,13 +294,19 @@ class UploadGate {
 
   /** "ok" once, for the right token; "unauthorized" or "taken" otherwise. */
   admit(authorization: string | null): "ok" | "unauthorized" | "taken" {
+    const checked = this.check(authorization);
+    if (checked === "ok") this.#taken = true;
+    return checked;
+  }
+
+  /** What {@link admit} would answer, without taking the one upload. */
+  check(authorization: string | null): "ok" | "unauthorized" | "taken" {
     if (this.#taken) return "taken";
     const match = BEARER_RE.exec(authorization ?? "");
     if (match === null) return "unauthorized";
     const presented = new Uint8Array(32);
     for (let i = 0; i < 32; i++) presented[i] = parseInt(match[1].slice(2 * i, 2 * i + 2), 16);
     if (!bytesEqual(presented, this.#token)) return "unauthorized";
-    this.#taken = true;
     return "ok";
   }
 }
@@ -316,6 +327,10 @@ interface HandlerContext {
   options: WasmldrOptions;
   stop: AbortSignal;
   log: (line: string) => void;
+  /** The service key the client may ask for before its upload. */
+  serviceKey: ServiceKey;
+  /** The identity of the workload's tls sockets, once the upload chose it. */
+  identity?: KeepIdentity;
 }
 
 async function handleRequest(
@@ -324,6 +339,9 @@ async function handleRequest(
   context: HandlerContext,
 ): Promise<Response> {
   const url = new URL(request.url);
+  if (url.pathname === "/v1/service-key" && request.method === "POST") {
+    return await serviceKeyResponse(request, context);
+  }
   if (url.pathname !== "/v1/workload") {
     return cborResponse(404, "not-found", `No endpoint "${url.pathname}"; use POST /v1/workload`);
   }
@@ -365,22 +383,14 @@ async function handleRequest(
     return cborResponse(e.code === "cbor-too-large" ? 413 : 400, e.code, e.message);
   }
   let config: EnarxConfig | undefined;
-  if (workload.config !== null) {
-    try {
-      if (context.options.parseConfig === undefined) {
-        throw new EnarxError("config-unsupported", "This keep cannot read Enarx.toml", {
-          exit: "config",
-        });
-      }
-      config = context.options.parseConfig(workload.config);
-      checkDeployedSockets(config, context.hello.backend);
-    } catch (error) {
-      const e = error instanceof EnarxError
-        ? error
-        : new EnarxError("config-invalid", String(error), { exit: "config" });
-      context.served.reject(forHost(e));
-      return cborResponse(400, e.code, e.message);
-    }
+  try {
+    config = await acceptedConfig(workload, context);
+  } catch (error) {
+    const e = error instanceof EnarxError
+      ? error
+      : new EnarxError("config-invalid", String(error), { exit: "config" });
+    context.served.reject(forHost(e));
+    return cborResponse(400, e.code, e.message);
   }
   // Not awaited: the frame channel may be slower than the client, and the
   // writer keeps frames in order ("running" before "exited").
@@ -397,6 +407,61 @@ async function handleRequest(
     status: 200,
     headers: { "content-type": CBOR_SEQ_MEDIA_TYPE },
   });
+}
+
+/**
+ * The upload's Enarx.toml, checked as the keep must (sockets on nil keeps
+ * only), and the service identity its tls sockets serve (`chain`).
+ */
+async function acceptedConfig(
+  workload: WorkloadRequest,
+  context: HandlerContext,
+): Promise<EnarxConfig | undefined> {
+  let config: EnarxConfig | undefined;
+  if (workload.config !== null) {
+    if (context.options.parseConfig === undefined) {
+      throw new EnarxError("config-unsupported", "This keep cannot read Enarx.toml", {
+        exit: "config",
+      });
+    }
+    config = context.options.parseConfig(workload.config);
+    checkDeployedSockets(config, context.hello.backend);
+  }
+  context.identity = await context.serviceKey.identity(workload.chain);
+  return config;
+}
+
+/**
+ * POST /v1/service-key (with the sealed token, before the upload): makes the
+ * keep's service key and answers its CSR and self-signed certificate
+ * (service_key.ts). Bad names are 400; a second request 409.
+ */
+async function serviceKeyResponse(request: Request, context: HandlerContext): Promise<Response> {
+  const checked = context.upload.check(request.headers.get("authorization"));
+  if (checked !== "ok") {
+    await request.body?.cancel().catch(() => {});
+    return checked === "taken"
+      ? cborResponse(409, "workload-taken", "This keep has already accepted its one workload")
+      : cborResponse(401, "unauthorized", "A service key is made only for the sealed token");
+  }
+  try {
+    const body = await readLimitedBody(request, {
+      limit: 16 * 1024,
+      what: "The service-key request",
+      remedy: "send fewer names",
+    });
+    const asked = parseServiceKeyRequest(decodeCbor(body, { what: "service-key request" }));
+    const made = await context.serviceKey.make(asked.names);
+    return new Response(new Uint8Array(encodeCbor({ v: 1, ...made })), {
+      status: 200,
+      headers: { "content-type": CBOR_MEDIA_TYPE },
+    });
+  } catch (error) {
+    const e = error instanceof EnarxError
+      ? error
+      : new EnarxError("service-key-invalid", String(error), { exit: "dataError" });
+    return cborResponse(e.code === "service-key-taken" ? 409 : 400, e.code, e.message);
+  }
 }
 
 /** Runs the requested workload; a workload that does not start ends as an `error` result. */
@@ -435,6 +500,7 @@ async function runRequested(
       cacheDir: context.options.cacheDir,
       signal: io.signal,
       onSocket,
+      tls: context.identity === undefined ? undefined : { identity: context.identity },
     });
   } catch (error) {
     const e = error instanceof EnarxError ? error : undefined;

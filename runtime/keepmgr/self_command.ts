@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { bridgedSocketPaths } from "../wasm/tls_socket_paths.ts";
 
 /** What a nil keep's wasmldr may touch besides its own code (see {@link wasmldrPermissions}). */
 export interface WasmldrPermissionOptions {
@@ -50,7 +51,15 @@ export function wasmldrPermissions(
     // bindings use) require the unscoped permission.
     "--allow-ffi",
     "--allow-sys",
-    "--allow-net=127.0.0.1",
+    // 127.0.0.1, and the plaintext sockets of prot = "tls" (tls_socket_paths.ts).
+    `--allow-net=${
+      [
+        "127.0.0.1",
+        ...(workDir === undefined
+          ? []
+          : bridgedSocketPaths(keepTlsSocketDir(workDir)).map((p) => `unix:${p}`)),
+      ].join(",")
+    }`,
   ];
   if (workDir !== undefined) perms.push(`--allow-write=${workDir}`);
   return perms;
@@ -60,6 +69,11 @@ export function wasmldrPermissions(
 export function isCompiledBinary(): boolean {
   const exe = Deno.execPath().split("/").pop() ?? "";
   return !(exe === "deno" || exe.startsWith("deno-") || exe === "deno.exe");
+}
+
+/** The fixed directory of a keep's bridged TLS sockets, in its work directory. */
+export function keepTlsSocketDir(workDir: string): string {
+  return `${workDir}/tls`;
 }
 
 /** Options of {@link selfCommand}. */

@@ -173,7 +173,7 @@ export interface KeepSummary {
 export interface Endpoint {
   /** The socket's name in Enarx.toml. */
   name: string;
-  /** Its protocol (`tcp`). */
+  /** Its protocol (`tcp`, or `tls`: the keep terminates TLS). */
   prot: string;
   /** The host clients connect to (keepmgr's --public-host, else its forward address). */
   host: string;
@@ -274,6 +274,30 @@ export interface WorkloadRequest {
    * the output goes to keepmgr (in the clear) for GET /v1/keeps/{id}/logs.
    */
   detach?: boolean;
+  /**
+   * The keep's service certificate chain (DER, the keep's own first), issued
+   * by the deployer's CA for the key of POST /v1/service-key; absent: the
+   * keep serves its self-signed certificate.
+   */
+  chain?: Uint8Array[];
+}
+
+/** POST /v1/service-key body: the names the keep's service certificate is for. */
+export interface ServiceKeyRequest {
+  /** Protocol version. */
+  v: 1;
+  /** DNS names and IP addresses (runtime/wasm/certificate_names.ts), one to 16. */
+  names: string[];
+}
+
+/** POST /v1/service-key reply: the keep's new service key, as a CSR and a self-signed certificate. */
+export interface ServiceKeyResponse {
+  /** Protocol version. */
+  v: 1;
+  /** A PKCS#10 request (DER) for the names, signed by the keep's service key. */
+  csr: Uint8Array;
+  /** A self-signed certificate (DER) for the same key and names. */
+  certificate: Uint8Array;
 }
 
 /** One item of the workload's output stream (application/cbor-seq). */
@@ -370,7 +394,7 @@ export interface ServicesFrame {
 export interface ServiceSocket {
   /** Its name in Enarx.toml. */
   name: string;
-  /** `tcp`. */
+  /** `tcp`, or `tls` (the keep terminates TLS; keepmgr relays ciphertext). */
   prot: string;
   /** The keep's loopback port it listens on. */
   port: number;
@@ -757,6 +781,7 @@ export function parseWorkloadRequest(value: unknown): WorkloadRequest {
   const what = "workload request";
   const map = closedMap(value, what, ["v", "module", "config", "args", "env", "stdin"], [
     "detach",
+    "chain",
   ]);
   checkVersion(map, what);
   const config = map.config;
@@ -786,7 +811,40 @@ export function parseWorkloadRequest(value: unknown): WorkloadRequest {
     if (typeof map.detach !== "boolean") fail(what, `"detach" must be true or false`);
     request.detach = map.detach;
   }
+  if (Object.hasOwn(map, "chain")) request.chain = certificateList(map, what);
   return request;
+}
+
+/** `chain`: one to 8 DER certificates. */
+function certificateList(map: CborMap, what: string): Uint8Array[] {
+  const list = map.chain;
+  if (!Array.isArray(list) || list.length < 1 || list.length > 8 || !list.every(isBytes)) {
+    fail(what, `"chain" must be an array of one to 8 byte strings`);
+  }
+  return list as Uint8Array[];
+}
+
+/** Validates a POST /v1/service-key body. */
+export function parseServiceKeyRequest(value: unknown): ServiceKeyRequest {
+  const what = "service-key request";
+  const map = closedMap(value, what, ["v", "names"]);
+  checkVersion(map, what);
+  const names = map.names;
+  if (
+    !Array.isArray(names) || names.length < 1 || names.length > 16 ||
+    !names.every((n) => typeof n === "string" && n.length > 0 && n.length <= 253)
+  ) {
+    fail(what, `"names" must be an array of one to 16 text strings of 1 to 253 characters`);
+  }
+  return { v: 1, names: names as string[] };
+}
+
+/** Validates a POST /v1/service-key reply. */
+export function parseServiceKeyResponse(value: unknown): ServiceKeyResponse {
+  const what = "service-key response";
+  const map = closedMap(value, what, ["v", "csr", "certificate"]);
+  checkVersion(map, what);
+  return { v: 1, csr: bytes(map, "csr", what), certificate: bytes(map, "certificate", what) };
 }
 
 /** Validates one item of the workload's output stream. */
@@ -907,7 +965,7 @@ export function parseServicesFrame(value: unknown): ServicesFrame {
     if (port === 0) fail(what, `"port" must be 1 to 65535`);
     return {
       name: text(entry, "name", what),
-      prot: literal(entry, "prot", what, ["tcp"]),
+      prot: literal(entry, "prot", what, ["tcp", "tls"]),
       port,
       asked: uint(entry, "asked", what, 65535),
     };

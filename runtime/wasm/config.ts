@@ -332,16 +332,13 @@ export function parseEnarxConfig(text: string, origin = "Enarx.toml"): EnarxConf
  */
 export function parseDeployedConfig(text: string, origin = "The deployed Enarx.toml"): EnarxConfig {
   const config = parseEnarxConfig(text, origin);
-  // tcp sockets are served through keepmgr (runtime/keepmgr/services/); tls not yet.
-  const tls = config.files.find((f) =>
-    (f.kind === "listen" || f.kind === "connect") &&
-    f.prot === "tls"
-  );
-  if (tls !== undefined) {
+  // A `ca` path names a file of the machine that runs the keep: not the deployer's.
+  const path = config.files.find((f) => f.ca?.some((a) => "path" in a));
+  if (path !== undefined) {
     throw new ConfigUnsupportedError(
       origin,
-      `[[files]] "${tls.name}" has prot = "tls", which "enarx deploy" does not support yet; ` +
-        `use prot = "tcp"`,
+      `[[files]] "${path.name}" has ca = a file path, which a keep cannot read from the ` +
+        `deployer's machine; put the PEM text in Enarx.toml instead`,
     );
   }
   if (config.dirs.length > 0) {

@@ -83,19 +83,32 @@ async function selfSigned(keys: CryptoKeyPair, names: ServiceName[], now: Date):
   return cert.toString("pem");
 }
 
-async function issued(
+function certificateRequest(
   keys: CryptoKeyPair,
   names: ServiceName[],
-  issuer: CertificateIssuer,
-): Promise<string> {
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+): Promise<x509.Pkcs10CertificateRequest> {
+  return x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${names[0].value}`,
     keys,
     signingAlgorithm: SIGNING,
     extensions: [new x509.SubjectAlternativeNameExtension(sanEntries(names))],
   }, crypto);
+}
+
+async function issued(
+  keys: CryptoKeyPair,
+  names: ServiceName[],
+  issuer: CertificateIssuer,
+): Promise<string> {
+  const csr = await certificateRequest(keys, names);
   const publicKey = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
   const chain = await issuer({ publicKey, csrPem: csr.toString("pem"), names });
+  checkChainKey(chain, publicKey);
+  return chain;
+}
+
+/** Throws unless the chain's first certificate is for `publicKey` (SPKI DER). */
+function checkChainKey(chain: string, publicKey: Uint8Array): void {
   const first = x509.pemBlocks(chain)[0];
   const spki = first === undefined
     ? undefined
@@ -108,7 +121,6 @@ async function issued(
       { exit: "protocol" },
     );
   }
-  return chain;
 }
 
 /**
@@ -128,4 +140,49 @@ export async function createKeepIdentity(
   const keyPem = pem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
   const fingerprint = await x509.sha256Fingerprint(x509.pemBlocks(certPem)[0]);
   return { certPem, keyPem, fingerprint, names };
+}
+
+/**
+ * A keep identity made in two steps (`enarx deploy`): the key, a CSR and a
+ * self-signed certificate now, for the deployer to see; the certificate
+ * served chosen later by {@link PreparedIdentity.finish}.
+ */
+export interface PreparedIdentity {
+  /** The names the certificate is for. */
+  names: ServiceName[];
+  /** A PKCS#10 request for the names, DER, signed by the new key. */
+  csr: Uint8Array;
+  /** A self-signed certificate for the key and names, DER. */
+  selfSigned: Uint8Array;
+  /**
+   * The identity with `chain` (DER, the keep's certificate first), or with
+   * the self-signed certificate when none. Throws EnarxError
+   * `keep-certificate-mismatch` (76) when the chain is not for the key.
+   */
+  finish(chain?: readonly Uint8Array[]): Promise<KeepIdentity>;
+}
+
+/** Makes a new P-256 key with its CSR and self-signed certificate (see {@link PreparedIdentity}). */
+export async function prepareKeepIdentity(
+  options: { names?: readonly string[]; now?: Date } = {},
+): Promise<PreparedIdentity> {
+  const names = serviceNames(options.names);
+  const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
+  const selfPem = await selfSigned(keys, names, options.now ?? new Date());
+  const csr = new Uint8Array((await certificateRequest(keys, names)).rawData);
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+  return {
+    names,
+    csr,
+    selfSigned: x509.pemBlocks(selfPem)[0],
+    async finish(chain) {
+      const certPem = chain === undefined
+        ? selfPem
+        : chain.map((der) => pem(der.slice().buffer, "CERTIFICATE")).join("");
+      if (chain !== undefined) checkChainKey(certPem, publicKey);
+      const keyPem = pem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
+      const fingerprint = await x509.sha256Fingerprint(x509.pemBlocks(certPem)[0]);
+      return { certPem, keyPem, fingerprint, names };
+    },
+  };
 }

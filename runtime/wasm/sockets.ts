@@ -64,6 +64,8 @@ export interface SocketTlsOptions {
   names?: readonly string[];
   /** Issues the certificate from the keep's CSR; default self-signed. */
   issuer?: CertificateIssuer;
+  /** An identity made already (`enarx deploy`: the deployer saw its key); overrides the rest. */
+  identity?: KeepIdentity;
 }
 
 /** A preopen that only reserves a guest fd in wasmtime's table. */
@@ -187,7 +189,9 @@ async function openTls(entry: FileEntry, state: TlsState): Promise<OpenedSocket>
   ]) as [typeof import("./tls_bridge.ts"), typeof import("./keep_identity.ts")];
   state.bridge ??= await TlsBridge.create();
   const presents = entry.kind === "listen" || entry.mtls === true;
-  if (presents) state.identity ??= await createKeepIdentity(state.options);
+  if (presents) {
+    state.identity ??= state.options.identity ?? await createKeepIdentity(state.options);
+  }
   const tls = { fingerprint: presents ? state.identity!.fingerprint : undefined };
   if (entry.kind === "connect") {
     return { ...await state.bridge.connect(entry, state.identity), tls };

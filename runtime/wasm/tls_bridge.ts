@@ -26,7 +26,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { bridgedSocketPath, TLS_SOCKET_DIR_ENV } from "./tls_socket_paths.ts";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { connectUnixSocket, listenUnixSocket } from "../../ffi/wasi_sockets.ts";
@@ -186,7 +186,14 @@ export class TlsBridge {
 
   /** Makes the private directory (0700) for the run's Unix sockets. */
   static async create(): Promise<TlsBridge> {
-    const dir = await Deno.makeTempDir({ prefix: "enarx-tls-" });
+    const fixed = Deno.env.get(TLS_SOCKET_DIR_ENV);
+    let dir: string;
+    if (fixed !== undefined && fixed !== "") {
+      await Deno.mkdir(fixed, { mode: 0o700 });
+      dir = fixed;
+    } else {
+      dir = await Deno.makeTempDir({ prefix: "enarx-tls-" });
+    }
     await Deno.chmod(dir, 0o700);
     return new TlsBridge(dir);
   }
@@ -196,8 +203,8 @@ export class TlsBridge {
     return this.#dir;
   }
 
-  #path(kind: string): string {
-    return join(this.#dir, `${kind}-${this.#count++}.sock`);
+  #path(kind: "listen" | "connect"): string {
+    return bridgedSocketPath(this.#dir, kind, this.#count++);
   }
 
   #track(task: Promise<void>): void {

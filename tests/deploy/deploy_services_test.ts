@@ -3,7 +3,8 @@
  * and `connect` sockets through a real keepmgr (child process) on the nil
  * backend, reached over real TCP through the port keepmgr forwards; the
  * port freed when the keep ends; a full --service-ports range; --detach with
- * `enarx keep list|logs|stop`; and the refusals (kvm/sev, prot = "tls").
+ * `enarx keep list|logs|stop`; and the refusals (kvm/sev). prot = "tls" is
+ * in deploy_tls_test.ts.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -256,7 +257,7 @@ Deno.test("services: a connect socket in a deployed workload reaches a loopback 
   }
 });
 
-Deno.test('services: kvm and sev keeps refuse sockets (69); prot = "tls" is refused on deploy (69)', async () => {
+Deno.test("services: kvm and sev keeps refuse sockets (69)", async () => {
   const config = parseDeployedConfig(listenToml(8080));
   for (const backend of ["kvm", "sev"]) {
     assert.throws(
@@ -289,17 +290,5 @@ Deno.test('services: kvm and sev keeps refuse sockets (69); prot = "tls" is refu
     ]);
     assert.equal(r.code, 69, r.stderr);
     assert.match(r.stderr, /needs a nil keep for now.*deploy with --backend nil/);
-  });
-  await withToml(listenToml(8443).replace('prot = "tcp"', 'prot = "tls"'), async (toml) => {
-    const r = await enarx([
-      "deploy",
-      "--keepmgr",
-      "https://127.0.0.1:1",
-      "--wasmcfgfile",
-      toml,
-      SOCKETS,
-    ]);
-    assert.equal(r.code, 69, r.stderr);
-    assert.match(r.stderr, /"web" has prot = "tls", which "enarx deploy" does not support yet/);
   });
 });

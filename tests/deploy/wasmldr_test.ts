@@ -10,7 +10,13 @@ import { runWorkload } from "../../runtime/wasm/workload.ts";
 import { parseEnarxConfig } from "../../runtime/wasm/config.ts";
 import { FrameReader, FrameWriter } from "../../runtime/protocol/frames.ts";
 import { decodeCbor, encodeCbor, readCborSequence } from "../../runtime/protocol/cbor.ts";
-import { parseErrorResponse, parseWorkloadOutput } from "../../runtime/protocol/messages.ts";
+import {
+  parseErrorResponse,
+  parseServiceKeyResponse,
+  parseWorkloadOutput,
+} from "../../runtime/protocol/messages.ts";
+import { checkServiceKeyAnswer } from "../../runtime/client/service_ca.ts";
+import { prepareKeepIdentity } from "../../runtime/wasm/keep_identity.ts";
 import { computeReportData, freshNonce } from "../../runtime/protocol/report_data.ts";
 import { sealToKeep } from "../../runtime/protocol/sealing.ts";
 import {
@@ -273,4 +279,69 @@ Deno.test("wasmldr: 60 seeded random requests without the token get CBOR errors;
   assert.deepEqual(await keep.fromKeep.read(), { t: "running" });
   assert.deepEqual(await keep.fromKeep.read(), { t: "exited", status: 7, reason: "exit" });
   assert.equal((await keep.done).exitStatus, 0);
+});
+
+Deno.test("wasmldr: the service key is made once, for the token holder; a chain for another key is refused", async () => {
+  const keep = await handshake("k7");
+  const listening = await keep.fromKeep.read() as { t: string; port: number };
+  const ask = (names: unknown, authorization?: string) =>
+    hostileRequest(listening.port, {
+      method: "POST",
+      path: "/v1/service-key",
+      headers: authorization ? { authorization } : {},
+      body: encodeCbor({ v: 1, names }),
+    });
+  const bearer = `Bearer ${hex(keep.token)}`;
+  assert.deepEqual(await ask(["localhost"]), { status: 401, code: "unauthorized" });
+  assert.equal((await ask(["not a name!"], bearer)).status, 400);
+  // The real request, over the pinned connection.
+  const tls = await connectPinned("127.0.0.1", listening.port, {
+    keepId: "k7",
+    anchorPem: keep.anchorPem,
+  });
+  const res = await http1Request(tls, {
+    method: "POST",
+    path: "/v1/service-key",
+    host: keepHostname("k7"),
+    headers: { authorization: bearer },
+    body: encodeCbor({ v: 1, names: ["api.example.test"] }),
+  });
+  assert.equal(res.status, 200);
+  const answer = parseServiceKeyResponse(
+    decodeCbor(new Uint8Array(await new Response(res.body).arrayBuffer())),
+  );
+  const { csr, selfSigned } = await checkServiceKeyAnswer(answer);
+  assert.equal(csr.subject, "CN=api.example.test");
+  assert.equal(selfSigned.subject, selfSigned.issuer);
+  assert.deepEqual(await ask(["localhost"], bearer), { status: 409, code: "service-key-taken" });
+  // An upload whose chain is for another key: 400, and the keep ends.
+  const other = await prepareKeepIdentity({ names: ["api.example.test"] });
+  const pinned = await connectPinned("127.0.0.1", listening.port, {
+    keepId: "k7",
+    anchorPem: keep.anchorPem,
+  });
+  const refused = await http1Request(pinned, {
+    method: "POST",
+    path: "/v1/workload",
+    host: keepHostname("k7"),
+    headers: { authorization: bearer },
+    body: encodeCbor({
+      v: 1,
+      module: text(HELLO_WAT),
+      config: null,
+      args: [],
+      env: {},
+      stdin: text(""),
+      chain: [other.selfSigned],
+    }),
+  });
+  assert.equal(refused.status, 400);
+  const error = parseErrorResponse(
+    decodeCbor(new Uint8Array(await new Response(refused.body).arrayBuffer())),
+  );
+  assert.equal(error.error.code, "keep-certificate-mismatch");
+  // The host hears only the code.
+  const frame = await keep.fromKeep.read() as { t: string; code: string };
+  assert.deepEqual([frame.t, frame.code], ["error", "keep-certificate-mismatch"]);
+  assert.notEqual((await keep.done).exitStatus, 0);
 });

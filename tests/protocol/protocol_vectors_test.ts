@@ -30,6 +30,8 @@ import {
   parseRunningFrame,
   parseSealedKeyFrame,
   parseSealedKeyPlaintext,
+  parseServiceKeyRequest,
+  parseServiceKeyResponse,
   parseServicesFrame,
   parseShowKeepResponse,
   parseUpstreamFrame,
@@ -54,6 +56,9 @@ const PARSERS: Record<string, (value: unknown) => unknown> = {
   error_response: parseErrorResponse,
   sealed_key_plaintext: parseSealedKeyPlaintext,
   workload_request: parseWorkloadRequest,
+  workload_request_chain: parseWorkloadRequest,
+  service_key_request: parseServiceKeyRequest,
+  service_key_response: parseServiceKeyResponse,
   workload_output_stdout: parseWorkloadOutput,
   workload_output_stderr: parseWorkloadOutput,
   workload_output_exit: parseWorkloadOutput,
@@ -78,6 +83,7 @@ const OPTIONAL: Record<string, string[]> = {
   show_keep_response: ["status", "reason"],
   show_keep_services_response: ["status", "reason", "endpoints"],
   info_response: ["simulator_root"],
+  workload_request_chain: ["chain"],
 };
 
 function vectorNames(): string[] {
@@ -220,10 +226,14 @@ Deno.test("vectors: sizes, ranges and literals of the CDDL are enforced", () => 
     ["sealed_key_plaintext", { token: new Uint8Array(16) }],
     ["workload_request", { env: { A: 1 } }],
     ["workload_request", { args: ["a", 1] }],
+    ["workload_request_chain", { chain: [] }],
+    ["workload_request_chain", { chain: ["pem"] }],
+    ["service_key_request", { names: [] }],
+    ["service_key_request", { names: [""] }],
     ["workload_output_exit", { t: "quit" }],
     ["frame_running", { t: "exited" }],
     ["frame_services", { services: [] }],
-    ["frame_services", { services: [{ name: "web", prot: "tls", port: 1, asked: 0 }] }],
+    ["frame_services", { services: [{ name: "web", prot: "udp", port: 1, asked: 0 }] }],
     ["frame_services", { services: [{ name: "web", prot: "tcp", port: 0, asked: 0 }] }],
     [
       "frame_services",

@@ -164,14 +164,9 @@ Deno.test("config: listen and connect parse after fds 0-2; deploy and fds 0-2 re
     guestEnv({ module: "m", config, preopens: [{ host: "/tmp", guest: "/data" }] }),
     [["FD_COUNT", "6"], ["FD_NAMES", "stdin:stdout:stderr:/data:api:127.0.0.1"]],
   );
-  // Deployed: tcp sockets are served through keepmgr; tls is refused until supported.
+  // Deployed: tcp and tls sockets are served through keepmgr (tls: deploy_tls_test.ts).
   assert.equal(parseDeployedConfig(stdio + connect).files[3].kind, "connect");
-  assert.throws(
-    () => parseDeployedConfig(stdio + listen),
-    (e: unknown) =>
-      e instanceof ConfigUnsupportedError && e.exitStatus === 69 &&
-      /"api" has prot = "tls", which "enarx deploy" does not support yet/.test(e.message),
-  );
+  assert.equal(parseDeployedConfig(stdio + listen).files[3].prot, "tls");
   for (const extra of [listen, connect]) {
     assert.throws(
       () => parseEnarxConfig(extra),

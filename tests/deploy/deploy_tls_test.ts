@@ -1,0 +1,287 @@
+/**
+ * `prot = "tls"` on `enarx deploy`: a real keepmgr (child process), a real
+ * deploy of the C echo server (sockets.wasm) on the nil backend, and real
+ * TLS clients. With `--ca`/`--ca-key` (a CA this test makes in memory, P-256
+ * or RSA) the keep's certificate is issued by it: Deno.connectTls trusting
+ * only that CA reaches the service by the printed host, one trusting another
+ * CA is refused. A --ca-key that is not the CA's is refused before anything
+ * is sent. Without --ca the printed fingerprint is the served certificate's.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { SIM_ROOT, startKeepmgr } from "./_deploy_fixture.ts";
+import { enarx, ensureLibwasmtime, workload } from "../workloads/helpers.ts";
+import { pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
+import * as x509 from "../../runtime/x509.ts";
+import { loadServiceCa } from "../../runtime/client/service_ca.ts";
+import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
+import type { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
+
+ensureLibwasmtime();
+const SOCKETS = workload("sockets.wasm");
+const TOML = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
+  '[[files]]\nkind = "listen"\nprot = "tls"\nname = "web"\nport = 0\n';
+
+function pem(der: ArrayBuffer, label: string): string {
+  const lines = new Uint8Array(der).toBase64().match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
+}
+
+/** A CA made here: its certificate and its PKCS#8 key, PEM (written only to a temp dir). */
+async function makeCa(name: string, kind: "p256" | "rsa") {
+  const alg = kind === "p256" ? { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } : {
+    name: "RSASSA-PKCS1-v1_5",
+    modulusLength: 2048,
+    publicExponent: new Uint8Array([1, 0, 1]),
+    hash: "SHA-256",
+  };
+  const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]) as CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: `CN=${name}`,
+    notBefore: new Date(now - 3_600_000),
+    notAfter: new Date(now + 30 * 86_400_000),
+    signingAlgorithm: alg,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+    ],
+  }, crypto);
+  const keyPem = pem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
+  return { certPem: cert.toString("pem"), keyPem };
+}
+
+async function withFiles<T>(
+  files: Record<string, string>,
+  fn: (paths: Record<string, string>) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const paths: Record<string, string> = {};
+    for (const [name, text] of Object.entries(files)) {
+      paths[name] = join(dir, name);
+      await Deno.writeTextFile(paths[name], text);
+    }
+    return await fn(paths);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function deployArgs(mgr: LocalKeepmgr, toml: string, more: string[]): string[] {
+  return [
+    "deploy",
+    "--keepmgr",
+    mgr.url,
+    "--keepmgr-token",
+    mgr.tokenFile,
+    "--trust-simulated",
+    SIM_ROOT,
+    "--wasmcfgfile",
+    toml,
+    ...more,
+  ];
+}
+
+/** Sends `text` over `conn`, half-closes, returns what comes back. */
+async function talk(conn: Deno.TlsConn, text: string): Promise<string> {
+  const reading = new Response(conn.readable).text();
+  await conn.write(new TextEncoder().encode(text));
+  await conn.closeWrite();
+  return await reading;
+}
+
+async function stopKeep(mgr: LocalKeepmgr, keep: string): Promise<void> {
+  const r = await enarx([
+    "keep",
+    "stop",
+    keep,
+    "--keepmgr",
+    mgr.url,
+    "--keepmgr-token",
+    mgr.tokenFile,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+for (const kind of ["p256", "rsa"] as const) {
+  Deno.test(`deploy tls: --ca (${kind}) issues the keep's certificate; only that CA's clients get through`, async () => {
+    const ca = await makeCa(`enarx deploy test CA ${kind}`, kind);
+    const other = await makeCa("another CA", "p256");
+    const mgr = await startKeepmgr();
+    try {
+      await withFiles(
+        { "Enarx.toml": TOML, "ca.pem": ca.certPem, "ca.key": ca.keyPem },
+        async (p) => {
+          const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+            "--ca",
+            p["ca.pem"],
+            "--ca-key",
+            p["ca.key"],
+            "--detach",
+            "--json",
+            SOCKETS,
+            "echo",
+            "web",
+            "100",
+          ]));
+          assert.equal(r.code, 0, r.stderr);
+          const out = JSON.parse(r.stdout);
+          assert.equal(out.certificate.issued, true);
+          assert.deepEqual(out.certificate.names, ["localhost", "127.0.0.1"]);
+          assert.ok(out.steps.some((s: { id: string }) => s.id === "certify"));
+          const [endpoint] = out.endpoints;
+          assert.equal(endpoint.prot, "tls");
+          assert.equal(endpoint.url, `tls://${endpoint.host}:${endpoint.port}`);
+          assert.equal(endpoint.fingerprint, out.certificate.fingerprint);
+          // Trusting only the deployer's CA, by the printed host.
+          const conn = await Deno.connectTls({
+            hostname: endpoint.host,
+            port: endpoint.port,
+            caCerts: [ca.certPem],
+          });
+          assert.equal(await talk(conn, "through the keep's TLS\n"), "through the keep's TLS\n");
+          // The served certificate is the one the client issued and reported.
+          const served = await presentedCertificate(endpoint.port);
+          assert.equal(await pemFingerprint(served), endpoint.fingerprint);
+          const leaf = new x509.X509Certificate(served);
+          assert.equal(leaf.issuer, new x509.X509Certificate(ca.certPem).subject);
+          // A client trusting another CA is refused.
+          const stranger = await Deno.connectTls({
+            hostname: endpoint.host,
+            port: endpoint.port,
+            caCerts: [other.certPem],
+          });
+          await assert.rejects(() => stranger.handshake(), /certificate|UnknownIssuer/i);
+          stranger.close();
+          await stopKeep(mgr, out.keep);
+        },
+      );
+    } finally {
+      await mgr.close();
+    }
+  });
+}
+
+Deno.test("deploy tls: without --ca the printed fingerprint is the served self-signed certificate's", async () => {
+  const mgr = await startKeepmgr();
+  try {
+    await withFiles({ "Enarx.toml": TOML }, async (p) => {
+      const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+        "--service-name",
+        "api.example.test",
+        "--detach",
+        SOCKETS,
+        "echo",
+        "web",
+        "100",
+      ]));
+      assert.equal(r.code, 0, r.stderr);
+      const match =
+        /endpoint web: tls:\/\/127\.0\.0\.1:(\d+) \(certificate sha256 ([0-9a-f]{64})\)\n/
+          .exec(r.stderr);
+      assert.ok(match, r.stderr);
+      const served = await presentedCertificate(Number(match[1]), "api.example.test");
+      assert.equal(await pemFingerprint(served), match[2]);
+      const cert = new x509.X509Certificate(served);
+      assert.equal(cert.subject, cert.issuer, "self-signed");
+      const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+      assert.deepEqual(san?.names.toJSON(), [{ type: "dns", value: "api.example.test" }]);
+      // Pinning the printed certificate (as a trust anchor) reaches the service by its name.
+      const conn = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port: Number(match[1]),
+        caCerts: [served],
+      });
+      // The certificate names api.example.test only, not the address: refused by name.
+      await assert.rejects(() => conn.handshake(), /NotValidForName|not valid for|name/i);
+      conn.close();
+      await stopKeep(mgr, r.stdout.trim());
+    });
+  } finally {
+    await mgr.close();
+  }
+});
+
+Deno.test("deploy tls: a --ca-key that is not the CA's, or not a key, is refused before anything is sent", async () => {
+  const ca = await makeCa("the CA", "p256");
+  const other = await makeCa("another CA", "p256");
+  await withFiles({
+    "Enarx.toml": TOML,
+    "ca.pem": ca.certPem,
+    "other.key": other.keyPem,
+    "cert-as-key.pem": ca.certPem,
+  }, async (p) => {
+    // Nothing listens on port 1: reaching the network would be exit 69.
+    const base = ["deploy", "--keepmgr", "https://127.0.0.1:1", "--wasmcfgfile", p["Enarx.toml"]];
+    const mismatched = await enarx([
+      ...base,
+      "--ca",
+      p["ca.pem"],
+      "--ca-key",
+      p["other.key"],
+      SOCKETS,
+    ]);
+    assert.equal(mismatched.code, 65, mismatched.stderr);
+    assert.match(mismatched.stderr, /--ca-key ".*other\.key" is not the key of --ca ".*ca\.pem"/);
+    const notKey = await enarx([
+      ...base,
+      "--ca",
+      p["ca.pem"],
+      "--ca-key",
+      p["cert-as-key.pem"],
+      SOCKETS,
+    ]);
+    assert.equal(notKey.code, 65, notKey.stderr);
+    assert.match(notKey.stderr, /--ca-key ".*cert-as-key\.pem" is not a PKCS#8 PEM/);
+    const missing = await enarx([
+      ...base,
+      "--ca",
+      p["ca.pem"],
+      "--ca-key",
+      "/nonexistent.key",
+      SOCKETS,
+    ]);
+    assert.equal(missing.code, 66, missing.stderr);
+    assert.match(missing.stderr, /Cannot read --ca-key "\/nonexistent\.key"/);
+    const notCa = await enarx([
+      ...base,
+      "--ca",
+      p["Enarx.toml"],
+      "--ca-key",
+      p["other.key"],
+      SOCKETS,
+    ]);
+    assert.equal(notCa.code, 65, notCa.stderr);
+    assert.match(notCa.stderr, /--ca ".*Enarx\.toml" holds no readable PEM certificate/);
+    const alone = await enarx([...base, "--ca", p["ca.pem"], SOCKETS]);
+    assert.equal(alone.code, 64, alone.stderr);
+    for (const r of [mismatched, notKey, missing, notCa, alone]) {
+      assert.doesNotMatch(r.stderr, /Deploy step|keepmgr/i);
+    }
+  });
+  // The library call says the same.
+  await withFiles({ "ca.pem": ca.certPem, "other.key": other.keyPem }, async (p) => {
+    await assert.rejects(
+      () => loadServiceCa(p["ca.pem"], p["other.key"]),
+      (e: unknown) => (e as { exitStatus?: number }).exitStatus === 65,
+    );
+  });
+});
+
+Deno.test("deploy tls: a deployed config may have tls sockets, but not a ca file of the keep's host", () => {
+  assert.equal(parseDeployedConfig(TOML).files.at(-1)?.prot, "tls");
+  assert.throws(
+    () =>
+      parseDeployedConfig(
+        TOML +
+          '[[files]]\nkind = "connect"\nprot = "tls"\nname = "up"\nhost = "h"\nca = "/etc/ca.pem"\n',
+      ),
+    (e: unknown) =>
+      (e as { exitStatus?: number }).exitStatus === 69 &&
+      /"up" has ca = a file path.*put the PEM text in Enarx\.toml/.test((e as Error).message),
+  );
+});
