@@ -33,6 +33,9 @@ export type Created = Omit<CreateKeepResponse, "capability">;
 /** How long a poll of a queued create is held before keepmgr answers 202 again, ms. */
 export const QUEUE_HOLD_MS = 5_000;
 
+/** How long a create that started at once is held before keepmgr answers 202, ms. */
+export const CREATE_HOLD_MS = 20_000;
+
 /** Body limit of POST /v1/keeps (a nonce and a backend name). */
 export const CREATE_BODY_LIMIT = 4 * 1024;
 
@@ -200,8 +203,9 @@ async function createKeep(
       () => manager.create(body),
       (created) => void manager.delete(created.keep).catch(() => {}),
     );
-    // Not queued: wait for the keep as before; queued: tell the place now.
-    holdMs = ticket.state === "queued" ? 0 : Infinity;
+    // Not queued: wait for the keep as before (but answer before a client's
+    // 30 s request timeout); queued: tell the place now.
+    holdMs = ticket.state === "queued" ? 0 : CREATE_HOLD_MS;
   }
   await hold(ticket, holdMs);
   const outcome = ticket.outcome;
@@ -224,10 +228,8 @@ async function hold(ticket: Ticket<Created>, ms: number): Promise<void> {
   ticket.holders++;
   let id: ReturnType<typeof setTimeout> | undefined;
   try {
-    const ended = new Promise<void>((resolve) => ticket.ended.then(resolve));
-    if (ms === Infinity) await ended;
-    else if (ms > 0) {
-      await Promise.race([ended, new Promise<void>((r) => id = setTimeout(r, ms))]);
+    if (ms > 0) {
+      await Promise.race([ticket.ended, new Promise<void>((r) => id = setTimeout(r, ms))]);
     }
   } finally {
     clearTimeout(id);
