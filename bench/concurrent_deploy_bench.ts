@@ -7,7 +7,9 @@
  * By default each deploy is the client library (`deploy()` of
  * runtime/client/deploy.ts) in this one process, so that the bench measures
  * keepmgr and not N Deno start-ups on 2 CPUs; `--cli` runs N real
- * `./enarx deploy` processes instead.
+ * `./enarx deploy` processes instead. The last column is the CPU time the
+ * clients (this process, or the CLI processes), keepmgr itself, and the
+ * keeps (keepmgr's ended children) spent.
  *
  * Usage: deno run --allow-all bench/concurrent_deploy_bench.ts [--n 50,200] [--cli]
  *        [--keepmgr-args "--max-creating 2 ..."]
@@ -71,6 +73,14 @@ async function cliDeploy(mgr: LocalKeepmgr): Promise<number> {
   return performance.now() - started;
 }
 
+/** CPU seconds of process `pid`: its own, and its waited-for children's (the keeps). */
+function cpuSeconds(pid: number | "self"): { own: number; children: number } {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  // Fields 14-17 of proc(5): utime, stime, cutime, cstime, in clock ticks (100 a second).
+  return { own: (f[11] + f[12]) / 100, children: (f[13] + f[14]) / 100 };
+}
+
 /** The reason of a failure without the keep id and numbers that make each one unique. */
 function reasonOf(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
@@ -97,9 +107,17 @@ for (const n of levels) {
   try {
     const one = values.cli ? cliDeploy : libraryDeploy;
     await one(mgr); // warm up the module cache
+    const cpuBefore = { client: cpuSeconds("self"), mgr: cpuSeconds(mgr.pid) };
     const started = performance.now();
     const outcomes = await Promise.allSettled(Array.from({ length: n }, () => one(mgr)));
     const total = (performance.now() - started) / 1000;
+    const client = values.cli
+      ? cpuSeconds("self").children - cpuBefore.client.children
+      : cpuSeconds("self").own - cpuBefore.client.own;
+    const mgrCpu = cpuSeconds(mgr.pid);
+    const cpu = `${client.toFixed(1)} / ${(mgrCpu.own - cpuBefore.mgr.own).toFixed(1)} / ${
+      (mgrCpu.children - cpuBefore.mgr.children).toFixed(1)
+    } s`;
     const times = outcomes.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
     const reasons = new Map<string, number>();
     for (const o of outcomes) {
@@ -112,7 +130,7 @@ for (const n of levels) {
     console.log(
       `| ${n} | ${times.length}/${n} | ${failures} | ${percentile(times, 0.5).toFixed(0)} ms | ${
         percentile(times, 0.99).toFixed(0)
-      } ms | ${total.toFixed(1)} s | ${(times.length / total).toFixed(1)} |`,
+      } ms | ${total.toFixed(1)} s | ${(times.length / total).toFixed(1)} | ${cpu} |`,
     );
   } finally {
     await mgr.close();
