@@ -96,9 +96,10 @@ console.log(
   }), ${new Date().toISOString()}, load ${load}, keepmgr args: ${extra.join(" ") || "(none)"}\n`,
 );
 console.log(
-  "| N | succeeded | failures by reason | p50 | p99 | total | keeps created per second |",
+  "| N | succeeded | failures by reason | p50 | p99 | total | keeps created per second " +
+    "| CPU: clients / keepmgr / keeps |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const n of levels) {
   const mgr = await LocalKeepmgr.start({
     simDir,
