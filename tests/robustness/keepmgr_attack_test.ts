@@ -271,7 +271,10 @@ Deno.test("keepmgr attack: long and many headers, chunked bodies, a 4,000-deep C
 });
 
 Deno.test("keepmgr attack: a flood of creates is 429 rate-limited past the burst, with Retry-After", async () => {
-  const mgr = await startKeepmgr({ args: ["--create-burst", "3", "--create-rate", "1"] });
+  // Three creates at once, so that none of the admitted ones is queued (202).
+  const mgr = await startKeepmgr({
+    args: ["--create-burst", "3", "--create-rate", "1", "--max-creating", "3"],
+  });
   try {
     const auth = `authorization: Bearer ${mgr.token}\r\n`;
     // Five at once: the burst admits three, the rate (1 a second) none more yet.
