@@ -104,6 +104,10 @@ for (const n of levels) {
   const mgr = await LocalKeepmgr.start({
     simDir,
     args: ["--max-keeps", String(maxKeeps), ...extra],
+    // keepmgr's warnings (refused connections, failed keeps) explain failures.
+    onLog: (line) => {
+      if (/"level":"(warn|error)"/.test(line)) console.error(`keepmgr: ${line}`);
+    },
   });
   try {
     const one = values.cli ? cliDeploy : libraryDeploy;
