@@ -77,6 +77,7 @@ export class Http1Server {
   #stopped = false;
   #refused = 0;
   #timedOut = 0;
+  #tlsErrors = 0;
 
   private constructor(options: Http1ServerOptions) {
     this.#options = options;
@@ -97,7 +98,15 @@ export class Http1Server {
       });
       this.#conns.set(conn, state);
     });
-    this.#server.on("tlsClientError", () => {}); // handshake timeouts and garbage: closed
+    // Handshake timeouts and garbage: closed, and said (the first and every 100th time).
+    this.#server.on("tlsClientError", (error: Error) => {
+      if (this.#tlsErrors++ % 100 === 0) {
+        this.#log("warn", "connection closed: TLS handshake failed", {
+          error: error.message.slice(0, 200),
+          closed: this.#tlsErrors,
+        });
+      }
+    });
   }
 
   /** Listens (TLS) and starts serving; resolves once listening. */
