@@ -95,7 +95,9 @@ Options:
                               deleted and the status is 124
   --json                      Print one JSON record (keep, backend, verified claims,
                               checks, timings, exit status, base64 output)
-  -q, --quiet                 Do not print the steps on standard error
+  -q, --quiet                 Do not print the steps on standard error, nor
+                              "waiting for keepmgr: N ahead" while the keepmgr
+                              queues the create (it creates a few keeps at once)
   -h, --help                  Show this help
 
 ${UNITS_HELP}
@@ -365,6 +367,7 @@ async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean):
       Deno.stderr.writeSync(new TextEncoder().encode(formatStep(event.step)));
     }
   };
+  const onQueued = queueReporter(progress);
   // Ctrl-C: stop, delete the keep, exit 130 (as a shell does for SIGINT).
   const interrupt = new AbortController();
   const onInterrupt = () => interrupt.abort();
@@ -375,6 +378,7 @@ async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean):
       signal: interrupt.signal,
       ...plan.options,
       onStep,
+      onQueued,
       onStdout: json ? (c) => captured.stdout.add(c) : (c) => writeAll(Deno.stdout, c),
       onStderr: json ? (c) => captured.stderr.add(c) : (c) => writeAll(Deno.stderr, c),
     });
@@ -419,6 +423,18 @@ async function deployAndReport(plan: DeployPlan, json: boolean, quiet: boolean):
     }
   }
   return result.status;
+}
+
+/** Prints "waiting for keepmgr: N ahead" when the place changes (only with `progress`). */
+function queueReporter(progress: boolean): (ahead: number, creating: boolean) => void {
+  let lastAhead = -1;
+  return (ahead, creating) => {
+    if (!progress || creating || ahead === lastAhead) return;
+    lastAhead = ahead;
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(`enarx deploy: waiting for keepmgr: ${ahead} ahead\n`),
+    );
+  };
 }
 
 /** The `--json` record of a deploy that ran. */

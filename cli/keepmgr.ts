@@ -15,7 +15,7 @@ import {
 import { EnarxError, UsageError } from "../runtime/errors.ts";
 import { parseDuration, parseSize, UNITS_HELP } from "../runtime/units.ts";
 import { type KeepLog, KeepManager } from "../runtime/keepmgr/keep_manager.ts";
-import { errorReply, keepmgrHandler } from "../runtime/keepmgr/http.ts";
+import { type Created, errorReply, keepmgrHandler } from "../runtime/keepmgr/http.ts";
 import { KeepmgrAuth, loadOrCreateToken, type OperatorToken } from "../runtime/keepmgr/api/auth.ts";
 import {
   CreateGate,
@@ -25,6 +25,11 @@ import {
   type ServerLimits,
 } from "../runtime/keepmgr/api/limits.ts";
 import { Http1Server } from "../runtime/keepmgr/api/http1_server.ts";
+import {
+  CreateQueue,
+  type CreateQueueLimits,
+  DEFAULT_QUEUE_LIMITS,
+} from "../runtime/keepmgr/api/create_queue.ts";
 import { type KeepmgrTls, loadOrCreateKeepmgrTls } from "../runtime/keepmgr/tls.ts";
 import { userStateDir } from "../runtime/dirs.ts";
 import { requireSystemd } from "../runtime/keepmgr/systemd.ts";
@@ -76,11 +81,14 @@ Options:
   --max-connections N     Connections open at once (default 256); more are closed
   --header-timeout TIME   Time a connection has for its TLS handshake and
                           request head (default 10s); slower ones are closed
-  --create-burst N        Keeps one client address may create at once (default 64)
+  --create-burst N        Keeps one client address may create at once (default 256)
   --create-rate N         Creates per second that refill that burst (default 4);
                           past it: 429 rate-limited, with Retry-After
-  --max-pending-creates N Creates waiting for evidence at once (default 64);
-                          past it: 503 busy, with Retry-After
+  --max-creating N        Keeps being created at once (default: the CPUs, at
+                          least 2); later creates wait in order, and each
+                          client is told how many are ahead of it
+  --max-queued N          Creates that may wait (default 1000); past it: 503
+                          queue-full, with Retry-After (enarx deploy exits 69)
   --json-logs             Log JSON lines to stderr (and print the start line as JSON)
   --wasmldr-command JSON  Run this command as wasmldr (JSON array; for testing)
   -h, --help              Show this help
@@ -109,7 +117,8 @@ const OPTIONS = {
   "header-timeout": { type: "string" },
   "create-burst": { type: "string" },
   "create-rate": { type: "string" },
-  "max-pending-creates": { type: "string" },
+  "max-creating": { type: "string" },
+  "max-queued": { type: "string" },
   "json-logs": { type: "boolean" },
   "wasmldr-command": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -254,6 +263,7 @@ interface ServeOptions {
   token: OperatorToken;
   serverLimits: ServerLimits;
   createLimits: CreateLimits;
+  queueLimits: CreateQueueLimits;
   /** The simulated SNP platform's root (`sha256:<hex>`), when nil or kvm keeps use it. */
   simulatorRoot?: string;
 }
@@ -261,7 +271,7 @@ interface ServeOptions {
 /** The connection and create limits from the flags, over the defaults. */
 function parseLimits(
   values: KeepmgrValues,
-): { serverLimits: ServerLimits; createLimits: CreateLimits } {
+): { serverLimits: ServerLimits; createLimits: CreateLimits; queueLimits: CreateQueueLimits } {
   const count = (flag: keyof KeepmgrValues, fallback: number) => {
     const value = values[flag];
     return typeof value === "string" ? parseCount(value, `--${flag}`) : fallback;
@@ -277,7 +287,11 @@ function parseLimits(
     createLimits: {
       burst: count("create-burst", DEFAULT_CREATE_LIMITS.burst),
       perSecond: count("create-rate", DEFAULT_CREATE_LIMITS.perSecond),
-      maxPending: count("max-pending-creates", DEFAULT_CREATE_LIMITS.maxPending),
+    },
+    queueLimits: {
+      ...DEFAULT_QUEUE_LIMITS,
+      maxCreating: Math.max(1, count("max-creating", DEFAULT_QUEUE_LIMITS.maxCreating)),
+      maxQueued: count("max-queued", DEFAULT_QUEUE_LIMITS.maxQueued),
     },
   };
 }
@@ -297,6 +311,7 @@ async function serveUntilSignal(
     Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
     Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
   });
+  const queue = new CreateQueue<Created>(options.queueLimits);
   const server = await Http1Server.listen({
     hostname: options.hostname,
     port: options.port,
@@ -308,6 +323,7 @@ async function serveUntilSignal(
       log,
       auth: new KeepmgrAuth(options.token.token),
       gate: new CreateGate(options.createLimits),
+      queue,
       simulatorRoot,
     }),
     refusal: errorReply,
@@ -349,6 +365,7 @@ async function serveUntilSignal(
   log("info", "stopping", { signal });
   // Requests in flight are answered 503 shutting-down, then every keep stops.
   await server.shutdown();
+  queue.close();
   await manager.close();
   log("info", "stopped", {});
 }

@@ -34,6 +34,8 @@ const EVIDENCE = encodeCbor({ format: "snp", report: seq(1184), certs: [] });
 export const VECTORS: Record<string, unknown> = {
   // client <-> keepmgr
   "create_keep_request": { v: 1, backend: "nil", nonce: NONCE },
+  "create_keep_poll": { v: 1, backend: "nil", nonce: NONCE, ticket: seq(16, 0xd0) },
+  "create_keep_queued": { v: 1, ticket: seq(16, 0xd0), ahead: 3, creating: false },
   "create_keep_response": {
     v: 1,
     keep: KEEP,

@@ -182,6 +182,8 @@ export interface DeployOptions {
   timeoutMs?: number;
   /** Progress callback. */
   onStep?: (event: DeployEvent) => void;
+  /** Told how many creates are ahead while keepmgr queues this one (0: being created). */
+  onQueued?: (ahead: number, creating: boolean) => void;
   /** Receives the workload's standard output as it arrives. */
   onStdout?: (chunk: Uint8Array) => void | Promise<void>;
   /** Receives the workload's standard error as it arrives. */
@@ -446,7 +448,12 @@ async function createKeep(
 ): Promise<{ created: CreateKeepResponse; nonce: Uint8Array }> {
   run.begin("create");
   const nonce = freshNonce();
-  const created = await run.guard(run.client.createKeep(run.options.backend ?? "auto", nonce));
+  const onQueued = run.options.onQueued;
+  const created = await run.guard(
+    run.client.createKeep(run.options.backend ?? "auto", nonce, {
+      onQueued: onQueued && ((q) => onQueued(q.ahead, q.creating)),
+    }),
+  );
   run.keep = created.keep;
   keepHostname(created.keep); // a keep id must be a DNS label
   if (created.suite !== HPKE_SUITE) {

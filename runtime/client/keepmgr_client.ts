@@ -19,11 +19,13 @@ import http from "node:http";
 import { decodeCbor, encodeCbor } from "../protocol/cbor.ts";
 import {
   CBOR_MEDIA_TYPE,
+  type CreateKeepQueued,
   type CreateKeepResponse,
   type DeliverKeyResponse,
   type InfoResponse,
   type KeepLogsResponse,
   type ListKeepsResponse,
+  parseCreateKeepQueued,
   parseCreateKeepResponse,
   parseDeliverKeyResponse,
   parseErrorResponse,
@@ -116,10 +118,26 @@ export class KeepmgrClient {
     return parseInfoResponse(await this.#call("GET", "/v1/info"));
   }
 
-  /** POST /v1/keeps: create a keep for `backend` with the client's nonce. */
-  async createKeep(backend: string, nonce: Uint8Array): Promise<CreateKeepResponse> {
-    const reply = await this.#call("POST", "/v1/keeps", { v: 1, backend, nonce }, this.#token);
-    const created = parseCreateKeepResponse(reply);
+  /**
+   * POST /v1/keeps: create a keep for `backend` with the client's nonce.
+   * While keepmgr queues the create (202), polls with its ticket and tells
+   * `onQueued` how many creates are ahead; each poll is one request under
+   * the request timeout, so waiting in the queue never times out here.
+   */
+  async createKeep(
+    backend: string,
+    nonce: Uint8Array,
+    options: { onQueued?: (queued: CreateKeepQueued) => void } = {},
+  ): Promise<CreateKeepResponse> {
+    const body: Record<string, unknown> = { v: 1, backend, nonce };
+    let reply = await this.#callStatus("POST", "/v1/keeps", body, this.#token);
+    while (reply.status === 202) {
+      const queued = parseCreateKeepQueued(reply.value);
+      options.onQueued?.(queued);
+      body.ticket = queued.ticket;
+      reply = await this.#callStatus("POST", "/v1/keeps", body, this.#token);
+    }
+    const created = parseCreateKeepResponse(reply.value);
     this.#capabilities.set(created.keep, created.capability.toHex());
     return created;
   }
@@ -181,6 +199,15 @@ export class KeepmgrClient {
     body?: unknown,
     credential?: string,
   ): Promise<unknown> {
+    return (await this.#callStatus(method, path, body, credential)).value;
+  }
+
+  async #callStatus(
+    method: string,
+    path: string,
+    body?: unknown,
+    credential?: string,
+  ): Promise<{ status: number; value: unknown }> {
     const payload = body === undefined ? undefined : encodeCbor(body);
     const target = new URL(path, this.url);
     let reply: { status: number; body: Uint8Array };
@@ -207,7 +234,7 @@ export class KeepmgrClient {
         { exit: "protocol", cause },
       );
     }
-    if (reply.status >= 200 && reply.status < 300) return value;
+    if (reply.status >= 200 && reply.status < 300) return { status: reply.status, value };
     let code = "keepmgr-error";
     let message = `The keepmgr answered ${method} ${path} with HTTP ${reply.status}`;
     try {

@@ -24,6 +24,17 @@ import type { KeepLog } from "./keep_supervisor.ts";
 import { ENARX_VERSION } from "../version.ts";
 import type { KeepmgrAuth } from "./api/auth.ts";
 import { CreateGate, RetryLaterError } from "./api/limits.ts";
+import { CreateQueue, type Ticket } from "./api/create_queue.ts";
+import type { CreateKeepResponse } from "../protocol/messages.ts";
+
+/** What a create yields before its capability is granted (the create queue's results). */
+export type Created = Omit<CreateKeepResponse, "capability">;
+
+/** How long a poll of a queued create is held before keepmgr answers 202 again, ms. */
+export const QUEUE_HOLD_MS = 5_000;
+
+/** How long a create that started at once is held before keepmgr answers 202, ms. */
+export const CREATE_HOLD_MS = 20_000;
 
 /** Body limit of POST /v1/keeps (a nonce and a backend name). */
 export const CREATE_BODY_LIMIT = 4 * 1024;
@@ -41,6 +52,10 @@ export interface KeepmgrHandlerOptions {
   auth: KeepmgrAuth;
   /** Admits creates (default: {@link CreateGate}'s defaults). */
   gate?: CreateGate;
+  /** Orders creates (default: {@link CreateQueue}'s defaults). */
+  queue?: CreateQueue<Created>;
+  /** How long a poll of a queued create is held (default {@link QUEUE_HOLD_MS}). */
+  queueHoldMs?: number;
   /** The simulated SNP platform's root (`sha256:<hex>`), shown in GET /v1/info. */
   simulatorRoot?: string;
 }
@@ -54,6 +69,7 @@ export interface RequestInfo {
 /** What {@link route} needs besides the manager and the request. */
 interface RouteContext extends KeepmgrHandlerOptions {
   gate: CreateGate;
+  queue: CreateQueue<Created>;
   client: string;
 }
 
@@ -64,13 +80,14 @@ export function keepmgrHandler(
 ): (request: Request, info?: RequestInfo) => Promise<Response> {
   const log = options.log ?? (() => {});
   const gate = options.gate ?? new CreateGate();
+  const queue = options.queue ?? new CreateQueue<Created>();
   return async (request: Request, info?: RequestInfo) => {
     const url = new URL(request.url);
     const started = performance.now();
     const client = info?.remoteAddr.hostname ?? "unknown";
     let response: Response;
     try {
-      response = await route(manager, request, url, { ...options, gate, client });
+      response = await route(manager, request, url, { ...options, gate, queue, client });
     } catch (error) {
       response = errorToResponse(error);
       if (!(error instanceof EnarxError)) {
@@ -111,7 +128,8 @@ async function route(
       await expectNoBody(request);
       return cbor(200, { v: 1, keeps: manager.list() });
     }
-    return cbor(201, await createKeep(manager, request, options));
+    const reply = await createKeep(manager, request, options);
+    return cbor("ticket" in reply ? 202 : 201, reply);
   }
   let id: string;
   try {
@@ -162,18 +180,61 @@ function logsOffset(url: URL): number {
 }
 
 /**
- * POST /v1/keeps past the auth check: admits it through the rate gate, creates
- * the keep and grants its capability to the caller.
+ * POST /v1/keeps past the auth check: a new create passes the rate gate and
+ * joins the queue (api/limits.ts, api/create_queue.ts); a poll names its ticket.
+ * Answers the created keep with its capability, or 202 with the create's
+ * place while it still waits (a first request at once, a poll after holding
+ * it up to `queueHoldMs`).
  */
-async function createKeep(manager: KeepManager, request: Request, options: RouteContext) {
+async function createKeep(
+  manager: KeepManager,
+  request: Request,
+  options: RouteContext,
+): Promise<CreateKeepResponse | Record<string, unknown>> {
   const body = parseCreateKeepRequest(await readCbor(request, CREATE_BODY_LIMIT));
-  const done = options.gate.admit(options.client);
+  const { queue } = options;
+  let ticket: Ticket<Created>;
+  let holdMs = options.queueHoldMs ?? QUEUE_HOLD_MS;
+  if (body.ticket !== undefined) {
+    ticket = queue.get(body.ticket.toHex());
+  } else {
+    options.gate.admit(options.client);
+    ticket = queue.enter(
+      () => manager.create(body),
+      (created) => void manager.delete(created.keep).catch(() => {}),
+    );
+    // Not queued: wait for the keep as before (but answer before a client's
+    // 30 s request timeout); queued: tell the place now.
+    holdMs = ticket.state === "queued" ? 0 : CREATE_HOLD_MS;
+  }
+  await hold(ticket, holdMs);
+  const outcome = ticket.outcome;
+  if (outcome === undefined) {
+    return {
+      v: 1,
+      ticket: Uint8Array.fromHex(ticket.id),
+      ahead: queue.ahead(ticket),
+      creating: ticket.state !== "queued",
+    };
+  }
+  queue.collect(ticket);
+  if ("error" in outcome) throw outcome.error;
+  options.auth.retain(manager.list().map((k) => k.keep));
+  return { ...outcome.value, capability: options.auth.grant(outcome.value.keep) };
+}
+
+/** Waits until `ticket`'s create ended or `ms` passed, holding it against abandonment. */
+async function hold(ticket: Ticket<Created>, ms: number): Promise<void> {
+  ticket.holders++;
+  let id: ReturnType<typeof setTimeout> | undefined;
   try {
-    const created = await manager.create(body);
-    options.auth.retain(manager.list().map((k) => k.keep));
-    return { ...created, capability: options.auth.grant(created.keep) };
+    if (ms > 0) {
+      await Promise.race([ticket.ended, new Promise<void>((r) => id = setTimeout(r, ms))]);
+    }
   } finally {
-    done();
+    clearTimeout(id);
+    ticket.holders--;
+    ticket.seen = performance.now();
   }
 }
 

@@ -101,6 +101,20 @@ export interface CreateKeepRequest {
   backend: BackendName;
   /** The client's fresh 32-byte nonce. */
   nonce: Uint8Array;
+  /** A place in keepmgr's create queue, from an earlier 202 reply (16 bytes). */
+  ticket?: Uint8Array;
+}
+
+/** POST /v1/keeps 202 reply: the create waits in keepmgr's queue; poll again with `ticket`. */
+export interface CreateKeepQueued {
+  /** Protocol version. */
+  v: 1;
+  /** The create's place in the queue (16 random bytes): send it back in the next POST. */
+  ticket: Uint8Array;
+  /** Creates queued ahead of this one (0 once it is being created). */
+  ahead: number;
+  /** Whether its keep is being created now. */
+  creating: boolean;
 }
 
 /** POST /v1/keeps 201 reply. */
@@ -605,12 +619,29 @@ function parseLimits(value: unknown, what: string): KeepLimits {
 /** Validates a POST /v1/keeps body. */
 export function parseCreateKeepRequest(value: unknown): CreateKeepRequest {
   const what = "create-keep request";
-  const map = closedMap(value, what, ["v", "backend", "nonce"]);
+  const map = closedMap(value, what, ["v", "backend", "nonce"], ["ticket"]);
   checkVersion(map, what);
-  return {
+  const request: CreateKeepRequest = {
     v: 1,
     backend: literal(map, "backend", what, BACKEND_NAMES),
     nonce: bytes(map, "nonce", what, 32),
+  };
+  if (Object.hasOwn(map, "ticket")) request.ticket = bytes(map, "ticket", what, 16);
+  return request;
+}
+
+/** Validates a POST /v1/keeps 202 reply (the create is queued). */
+export function parseCreateKeepQueued(value: unknown): CreateKeepQueued {
+  const what = "create-keep queued reply";
+  const map = closedMap(value, what, ["v", "ticket", "ahead", "creating"]);
+  checkVersion(map, what);
+  const creating = map.creating;
+  if (typeof creating !== "boolean") fail(what, `"creating" is ${describe(creating)}, not a bool`);
+  return {
+    v: 1,
+    ticket: bytes(map, "ticket", what, 16),
+    ahead: uint(map, "ahead", what),
+    creating,
   };
 }
 

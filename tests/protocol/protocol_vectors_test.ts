@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { decodeCbor, encodeCbor } from "../../runtime/protocol/cbor.ts";
 import {
   MessageError,
+  parseCreateKeepQueued,
   parseCreateKeepRequest,
   parseCreateKeepResponse,
   parseDeliverKeyRequest,
@@ -45,6 +46,8 @@ const DIR = new URL("../../spec/vectors/", import.meta.url);
 /** Vector name → its validator. */
 const PARSERS: Record<string, (value: unknown) => unknown> = {
   create_keep_request: parseCreateKeepRequest,
+  create_keep_poll: parseCreateKeepRequest,
+  create_keep_queued: parseCreateKeepQueued,
   create_keep_response: parseCreateKeepResponse,
   deliver_key_request: parseDeliverKeyRequest,
   deliver_key_response: parseDeliverKeyResponse,
@@ -84,6 +87,7 @@ const OPTIONAL: Record<string, string[]> = {
   show_keep_services_response: ["status", "reason", "endpoints"],
   info_response: ["simulator_root"],
   workload_request_chain: ["chain"],
+  create_keep_poll: ["ticket"],
 };
 
 function vectorNames(): string[] {
@@ -212,6 +216,10 @@ Deno.test("vectors: sizes, ranges and literals of the CDDL are enforced", () => 
   const bad: [string, Record<string, unknown>][] = [
     ["create_keep_request", { nonce: new Uint8Array(31) }],
     ["create_keep_request", { backend: "tdx" }],
+    ["create_keep_poll", { ticket: new Uint8Array(15) }],
+    ["create_keep_queued", { ticket: new Uint8Array(32) }],
+    ["create_keep_queued", { ahead: -1 }],
+    ["create_keep_queued", { creating: 1 }],
     ["create_keep_response", { sealing_key: new Uint8Array(33) }],
     ["create_keep_response", { suite: "DHKEM-X25519" }],
     ["create_keep_response", { keep: "Not A Dns Label" }],

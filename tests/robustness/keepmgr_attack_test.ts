@@ -271,7 +271,10 @@ Deno.test("keepmgr attack: long and many headers, chunked bodies, a 4,000-deep C
 });
 
 Deno.test("keepmgr attack: a flood of creates is 429 rate-limited past the burst, with Retry-After", async () => {
-  const mgr = await startKeepmgr({ args: ["--create-burst", "3", "--create-rate", "1"] });
+  // Three creates at once, so that none of the admitted ones is queued (202).
+  const mgr = await startKeepmgr({
+    args: ["--create-burst", "3", "--create-rate", "1", "--max-creating", "3"],
+  });
   try {
     const auth = `authorization: Bearer ${mgr.token}\r\n`;
     // Five at once: the burst admits three, the rate (1 a second) none more yet.
@@ -292,7 +295,7 @@ Deno.test("keepmgr attack: a flood of creates is 429 rate-limited past the burst
   }
 });
 
-Deno.test("keepmgr attack: creates past the pending cap are 503 busy; SIGTERM answers one in flight with 503", async () => {
+Deno.test("keepmgr attack: creates past the queue are 503 queue-full; SIGTERM answers one in flight with 503", async () => {
   const silent = JSON.stringify([
     Deno.execPath(),
     "run",
@@ -304,7 +307,10 @@ Deno.test("keepmgr attack: creates past the pending cap are 503 busy; SIGTERM an
     "silent",
   ]);
   const mgr = await startKeepmgr({
-    args: ["--max-pending-creates", "1", "--wasmldr-command", silent, "--step-timeout", "20s"],
+    args: [
+      ...["--max-creating", "1", "--max-queued", "1"],
+      ...["--wasmldr-command", silent, "--step-timeout", "20s"],
+    ],
   });
   try {
     const auth = `authorization: Bearer ${mgr.token}\r\n`;
@@ -315,9 +321,11 @@ Deno.test("keepmgr attack: creates past the pending cap are 503 busy; SIGTERM an
       "the first create is in flight",
     );
     const second = await raw(mgr, post("/v1/keeps", createBody(), auth));
-    assert.equal(second.status, 503);
-    assert.equal(parseErrorResponse(second.body).error.code, "busy");
-    assert.match(second.head, /retry-after: \d+/);
+    assert.equal(second.status, 202, "the second create waits in the queue");
+    const third = await raw(mgr, post("/v1/keeps", createBody(), auth));
+    assert.equal(third.status, 503);
+    assert.equal(parseErrorResponse(third.body).error.code, "queue-full");
+    assert.match(third.head, /retry-after: \d+/);
     // The first create still waits for evidence that never comes: stop keepmgr now.
     mgr.kill("SIGTERM");
     const answered = await first;

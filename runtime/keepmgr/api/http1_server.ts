@@ -76,6 +76,8 @@ export class Http1Server {
   readonly #stopping = Promise.withResolvers<void>();
   #stopped = false;
   #refused = 0;
+  #timedOut = 0;
+  #tlsErrors = 0;
 
   private constructor(options: Http1ServerOptions) {
     this.#options = options;
@@ -96,7 +98,15 @@ export class Http1Server {
       });
       this.#conns.set(conn, state);
     });
-    this.#server.on("tlsClientError", () => {}); // handshake timeouts and garbage: closed
+    // Handshake timeouts and garbage: closed, and said (the first and every 100th time).
+    this.#server.on("tlsClientError", (error: Error) => {
+      if (this.#tlsErrors++ % 100 === 0) {
+        this.#log("warn", "connection closed: TLS handshake failed", {
+          error: error.message.slice(0, 200),
+          closed: this.#tlsErrors,
+        });
+      }
+    });
   }
 
   /** Listens (TLS) and starts serving; resolves once listening. */
@@ -135,7 +145,16 @@ export class Http1Server {
     // The handshake and the request head must arrive within headerTimeoutMs of
     // accept (node:tls's own handshakeTimeout is not enforced reliably here).
     const key = peerKey(socket);
-    const timer = setTimeout(() => socket.destroy(), this.#limits.headerTimeoutMs);
+    const timer = setTimeout(() => {
+      // Said (the first and every 100th time): a loaded client host looks the same as a slow one.
+      if (this.#timedOut++ % 100 === 0) {
+        this.#log("warn", "connection closed: no request head within the header timeout", {
+          header_timeout_ms: this.#limits.headerTimeoutMs,
+          closed: this.#timedOut,
+        });
+      }
+      socket.destroy();
+    }, this.#limits.headerTimeoutMs);
     this.#sockets.set(key, { socket, timer });
     socket.on("close", () => {
       clearTimeout(timer);

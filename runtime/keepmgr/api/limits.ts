@@ -2,9 +2,9 @@
  * keepmgr's limits on what one client can hold (spec/protocol.md, "Limits and
  * timeouts"): connections, time to finish the TLS handshake and the request
  * head, head size and header count, body size, and the rate of keep creation
- * per client address together with a cap on creates waiting for evidence.
- * Creates past the rate are 429 `rate-limited`, past the cap 503 `busy`, both
- * with `retry-after`.
+ * per client address. Creates past the rate are 429 `rate-limited` with
+ * `retry-after`; how many are created at once, and how many may wait, is the
+ * create queue's (create_queue.ts).
  *
  * @module
  */
@@ -45,14 +45,12 @@ export interface CreateLimits {
   burst: number;
   /** Creates per second that refill a client's burst. */
   perSecond: number;
-  /** Creates waiting for their keep's evidence at once, all clients together. */
-  maxPending: number;
 }
 
 /** The defaults, documented in spec/protocol.md. */
-export const DEFAULT_CREATE_LIMITS: CreateLimits = { burst: 64, perSecond: 4, maxPending: 64 };
+export const DEFAULT_CREATE_LIMITS: CreateLimits = { burst: 256, perSecond: 4 };
 
-/** A refused create: 429 `rate-limited` or 503 `busy`, with the seconds to wait. */
+/** A refused create: 429 `rate-limited` or 503 `queue-full`, with the seconds to wait. */
 export class RetryLaterError extends KeepError {
   /** Seconds the client should wait (the `retry-after` header). */
   readonly retryAfter: number;
@@ -69,31 +67,19 @@ interface Bucket {
   at: number;
 }
 
-/**
- * Admits keep creates: a token bucket per client address, and a count of
- * creates in progress. {@link admit} returns the function that ends one.
- */
+/** Admits keep creates: a token bucket per client address. */
 export class CreateGate {
   readonly #limits: CreateLimits;
   readonly #buckets = new Map<string, Bucket>();
-  #pending = 0;
 
   /** Makes a gate with `limits`. */
   constructor(limits: CreateLimits = DEFAULT_CREATE_LIMITS) {
     this.#limits = limits;
   }
 
-  /** Creates in progress. */
-  get pending(): number {
-    return this.#pending;
-  }
-
-  /**
-   * Takes one create for `client` (an address) or throws RetryLaterError;
-   * the returned function must be called once the create has ended.
-   */
-  admit(client: string, now = performance.now()): () => void {
-    const { burst, perSecond, maxPending } = this.#limits;
+  /** Takes one create for `client` (an address) or throws RetryLaterError `rate-limited`. */
+  admit(client: string, now = performance.now()): void {
+    const { burst, perSecond } = this.#limits;
     const bucket = this.#refill(client, now);
     if (bucket.tokens < 1) {
       const wait = Math.max(1, Math.ceil((1 - bucket.tokens) / perSecond));
@@ -105,21 +91,7 @@ export class CreateGate {
         wait,
       );
     }
-    if (this.#pending >= maxPending) {
-      throw new RetryLaterError(
-        "busy",
-        `${maxPending} keeps are being created already; retry in a few seconds`,
-        503,
-        2,
-      );
-    }
     bucket.tokens -= 1;
-    this.#pending++;
-    let ended = false;
-    return () => {
-      if (!ended) this.#pending--;
-      ended = true;
-    };
   }
 
   #refill(client: string, now: number): Bucket {
