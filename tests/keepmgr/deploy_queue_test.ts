@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { deploy } from "../../runtime/client/deploy.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
 import { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
-import { SIM_DIR, SIM_ROOT } from "./_deploy_fixture.ts";
+import { SIM_DIR, SIM_ROOT } from "../deploy/_deploy_fixture.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const HELLO = `${ROOT}examples/hello.wat`;
