@@ -216,3 +216,19 @@ export function hostileKeepmgr(upstream: string, tamper: Tamper) {
     },
   };
 }
+
+/** `enarx deploy` arguments for keepmgr `mgr`, trusting the test simulator, with `toml` and `more`. */
+export function deployArgs(mgr: LocalKeepmgr, toml: string, more: string[]): string[] {
+  return [
+    "deploy",
+    "--keepmgr",
+    mgr.url,
+    "--keepmgr-token",
+    mgr.tokenFile,
+    "--trust-simulated",
+    SIM_ROOT,
+    "--wasmcfgfile",
+    toml,
+    ...more,
+  ];
+}

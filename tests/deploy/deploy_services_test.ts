@@ -8,12 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { eventually, SIM_ROOT, startKeepmgr } from "./_deploy_fixture.ts";
+import { deployArgs, eventually, startKeepmgr } from "./_deploy_fixture.ts";
 import { enarx, ensureLibwasmtime, ROOT, workload } from "../workloads/helpers.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
 import { checkListenNames, checkSocketBackend } from "../../runtime/keep/deployed_sockets.ts";
 import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
-import type { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
 
 ensureLibwasmtime();
 const SOCKETS = workload("sockets.wasm");
@@ -39,21 +38,6 @@ async function withToml<T>(toml: string, fn: (path: string) => Promise<T>): Prom
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-function deployArgs(mgr: LocalKeepmgr, toml: string, more: string[]): string[] {
-  return [
-    "deploy",
-    "--keepmgr",
-    mgr.url,
-    "--keepmgr-token",
-    mgr.tokenFile,
-    "--trust-simulated",
-    SIM_ROOT,
-    "--wasmcfgfile",
-    toml,
-    ...more,
-  ];
 }
 
 /** A running `enarx deploy` whose stderr is read until it prints an endpoint. */

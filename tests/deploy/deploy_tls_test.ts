@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { SIM_ROOT, startKeepmgr } from "./_deploy_fixture.ts";
+import { deployArgs, startKeepmgr } from "./_deploy_fixture.ts";
 import { enarx, ensureLibwasmtime, workload } from "../workloads/helpers.ts";
 import { pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
 import * as x509 from "../../runtime/x509.ts";
@@ -69,21 +69,6 @@ async function withFiles<T>(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-function deployArgs(mgr: LocalKeepmgr, toml: string, more: string[]): string[] {
-  return [
-    "deploy",
-    "--keepmgr",
-    mgr.url,
-    "--keepmgr-token",
-    mgr.tokenFile,
-    "--trust-simulated",
-    SIM_ROOT,
-    "--wasmcfgfile",
-    toml,
-    ...more,
-  ];
 }
 
 /** Sends `text` over `conn`, half-closes, returns what comes back. */
