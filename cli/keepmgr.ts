@@ -53,7 +53,15 @@ Options:
                           micro-VM; needs qemu-system-x86 and a keep kernel,
                           $ENARX_KVM_KERNEL); default nil
   --systemd               Run each keep as a transient systemd unit
-                          (needs systemd as PID 1)
+                          (needs systemd as PID 1); implies --keepldr-process
+  --keepldr-process       Start an "enarx keepldr" process per keep to launch
+                          and relay it; by default keepmgr does keepldr's part
+                          itself and a keep's only process is the keep
+  --warm-keeps SPEC       Keeps launched ahead, per backend, each waiting for
+                          one deploy (its key pair and evidence are made after
+                          the claim, for that deploy's nonce): BACKEND=N,...
+                          or N for every backend offered (default nil=2; 0:
+                          none). Not with --keepldr-process
   --keep-memory SIZE      Memory limit of each keep's workload (default 256M; e.g.
                           1G). KB, MB, GB now mean powers of 1000, as in "enarx
                           run"; K, M, G (and KiB, MiB, GiB) stay powers of 1024.
@@ -104,6 +112,8 @@ const OPTIONS = {
   "max-keeps": { type: "string" },
   backends: { type: "string" },
   systemd: { type: "boolean" },
+  "keepldr-process": { type: "boolean" },
+  "warm-keeps": { type: "string" },
   "keep-memory": { type: "string" },
   "total-keep-memory": { type: "string" },
   "keep-timeout": { type: "string" },
@@ -164,6 +174,8 @@ export const command: Command = {
       forwardHostname: values["forward-address"] ?? (hostname.includes(":") ? "::1" : "127.0.0.1"),
       servicePorts,
       systemd: values.systemd === true,
+      keepldrProcess: values["keepldr-process"] === true,
+      warmKeeps: warmKeepsOption(values, backends),
       wasmldrCommand,
       log,
     });
@@ -202,6 +214,53 @@ function parseBackends(value: string): string[] {
     }
   }
   return backends;
+}
+
+/** The warm pool: none where keepldr runs as a process (--keepldr-process, --systemd). */
+function warmKeepsOption(values: KeepmgrValues, backends: string[]): Record<string, number> {
+  const given = values["warm-keeps"];
+  if (values["keepldr-process"] || values.systemd) {
+    const counts = parseWarmKeeps(given ?? "0", backends);
+    if (Object.values(counts).some((n) => n > 0)) {
+      throw new UsageError(
+        `--warm-keeps needs keepmgr to host its keeps; drop --keepldr-process and --systemd`,
+      );
+    }
+    return {};
+  }
+  return parseWarmKeeps(given ?? "nil=2", backends);
+}
+
+/**
+ * Parses --warm-keeps: `N` for every backend offered, or `BACKEND=N,...`;
+ * backends not offered are ignored (the default names nil).
+ */
+export function parseWarmKeeps(value: string, backends: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  const bad = () =>
+    new UsageError(
+      `--warm-keeps "${value}" is not N or BACKEND=N,... (e.g. nil=2,kvm=1; N from 0 to 64)`,
+    );
+  const count = (text: string) => {
+    if (!/^\d{1,2}$/.test(text) || Number(text) > 64) throw bad();
+    return Number(text);
+  };
+  if (/^\d+$/.test(value)) {
+    const n = count(value);
+    for (const backend of backends) counts[backend] = n;
+    return counts;
+  }
+  for (const part of value.split(",")) {
+    const [backend, n, extra] = part.trim().split("=");
+    if (n === undefined || extra !== undefined || backend === "") throw bad();
+    if (!(KEEPLDR_BACKENDS as readonly string[]).includes(backend)) {
+      throw new UsageError(
+        `--warm-keeps names backend "${backend}"; use one of ${KEEPLDR_BACKENDS.join(", ")}`,
+      );
+    }
+    if (backends.includes(backend)) counts[backend] = count(n);
+  }
+  return counts;
 }
 
 function parseWasmldrCommand(value: string): string[] {

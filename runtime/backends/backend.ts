@@ -38,6 +38,13 @@ export interface KeepHandle {
   status: Promise<Deno.CommandStatus>;
   /** Signals the keep's process. */
   kill(signal?: Deno.Signal): void;
+  /** The keep's process id (wasmldr's, or QEMU's), where the backend knows it. */
+  pid?: number;
+  /**
+   * The keep's diagnostics, when {@link LaunchOptions.pipeStderr} asked for
+   * them (else they go to this process's standard error).
+   */
+  stderr?: ReadableStream<Uint8Array>;
   /**
    * The host loopback port that reaches wasmldr's listening port, when the
    * keep's network is not the host's (kvm: QEMU's forward); else undefined.
@@ -61,6 +68,14 @@ export interface LaunchOptions {
   wasmldrCommand?: string[];
   /** Writes a diagnostic line. */
   log: (line: string) => void;
+  /**
+   * Start the keep's process in a process group of its own, so that
+   * signalling the group stops whatever it started (keepmgr hosting the
+   * keep itself; a keepldr process is that group's leader instead).
+   */
+  detached?: boolean;
+  /** Hand the keep's standard error to the caller ({@link KeepHandle.stderr}). */
+  pipeStderr?: boolean;
 }
 
 /**

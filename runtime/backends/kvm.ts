@@ -49,7 +49,9 @@ export function kvmLaunchable(): boolean {
  * loads, and the VM and image builder are the host's, not wasmldr's.
  */
 interface KvmVmModule {
-  launchKvmKeep(options: { workDir: string; log?: (line: string) => void }): Promise<
+  launchKvmKeep(
+    options: { workDir: string; log?: (line: string) => void; detached?: boolean },
+  ): Promise<
     Omit<KeepHandle, "what" | "measurement"> & {
       hostPort: number;
       measurement: () => Promise<Uint8Array>;
@@ -68,6 +70,7 @@ async function launchVm(options: LaunchOptions): Promise<KeepHandle> {
     const vm = await launchKvmKeep({
       workDir: options.workDir ?? Deno.makeTempDirSync(),
       log: options.log,
+      detached: options.detached,
     });
     return { ...vm, what: "VM (QEMU)" };
   } catch (error) {

@@ -29,6 +29,8 @@ export interface KvmKeep {
   status: Promise<Deno.CommandStatus>;
   /** Signals QEMU. */
   kill(signal?: Deno.Signal): void;
+  /** QEMU's process id. */
+  pid: number;
   /** The host loopback port forwarded to wasmldr's port in the guest. */
   hostPort: number;
   /** The port wasmldr listens on in the guest. */
@@ -47,6 +49,8 @@ export interface LaunchKvmKeepOptions {
   memoryMiB?: number;
   /** Writes a diagnostic line. */
   log?: (line: string) => void;
+  /** Start QEMU in a process group of its own (LaunchOptions.detached). */
+  detached?: boolean;
 }
 
 function freeLoopbackPort(): number {
@@ -188,6 +192,7 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
+    detached: options.detached,
   }).spawn();
   const kill = (signal: Deno.Signal = "SIGTERM") => {
     try {
@@ -216,6 +221,7 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     }),
     status,
     kill,
+    pid: child.pid,
     hostPort,
     guestPort: GUEST_PORT,
     measurement: () => measureImage(image),

@@ -93,8 +93,9 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
       args: command.slice(1),
       stdin: "piped",
       stdout: "piped",
-      stderr: "inherit",
+      stderr: options.pipeStderr ? "piped" : "inherit",
       env,
+      detached: options.detached,
     }).spawn();
   } catch (error) {
     throw new EnarxError(
@@ -108,6 +109,8 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
     stdout: child.stdout,
     status: child.status,
     kill: (signal?: Deno.Signal) => child.kill(signal),
+    pid: child.pid,
+    stderr: options.pipeStderr ? child.stderr : undefined,
     what: "wasmldr",
     // The files `enarx wasmldr` executes: this same program's.
     measurement: nilMeasurement,

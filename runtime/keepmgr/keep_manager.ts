@@ -18,6 +18,7 @@ import type {
 import { type PortRange, ServicePorts } from "./services/mod.ts";
 import { HPKE_SUITE } from "../protocol/messages.ts";
 import { launchKeepldr } from "./keepldr.ts";
+import { KeepHost } from "./host/keep_host.ts";
 import { StateDirLock } from "./state_lock.ts";
 import { isActive, KeepTable, summarize } from "./keep_table.ts";
 import {
@@ -29,7 +30,7 @@ import {
 } from "./keep_supervisor.ts";
 
 export { KeepError } from "./keep_table.ts";
-export { isOurKeepldr, type KeepLauncher, type KeepLog } from "./keep_supervisor.ts";
+export { isOurKeep, isOurKeepldr, type KeepLauncher, type KeepLog } from "./keep_supervisor.ts";
 
 /** Options of {@link KeepManager.open}. */
 export interface KeepManagerOptions {
@@ -57,8 +58,18 @@ export interface KeepManagerOptions {
   systemd?: boolean;
   /** Command that runs wasmldr in place of `enarx wasmldr` (tests). */
   wasmldrCommand?: string[];
-  /** Command that runs keepldr in place of `enarx keepldr` (tests). */
+  /** Command that runs keepldr in place of `enarx keepldr` (tests); implies {@link keepldrProcess}. */
   keepldrCommand?: string[];
+  /**
+   * Start a keepldr process per keep (as with systemd, which implies it)
+   * instead of keepmgr hosting keepldr's part itself (host/keep_host.ts).
+   */
+  keepldrProcess?: boolean;
+  /**
+   * Keeps launched ahead per backend, waiting for a deploy (default none);
+   * only where keepmgr hosts its keeps.
+   */
+  warmKeeps?: Record<string, number>;
   /** Finished keeps remembered for list/show (default 256). */
   maxFinished?: number;
   /** Structured log (default: none). */
@@ -75,6 +86,7 @@ export class KeepManager {
   #supervisor: KeepSupervisor;
   #log: KeepLog;
   #lock: StateDirLock | undefined;
+  #host: KeepHost | undefined;
 
   private constructor(options: KeepManagerOptions, launcher?: KeepLauncher) {
     const keepTimeoutMs = options.keepTimeoutMs ?? 10 * 60_000;
@@ -87,16 +99,29 @@ export class KeepManager {
       keepMemory: options.keepMemory,
       totalKeepMemory: options.totalKeepMemory,
     });
+    if (
+      launcher === undefined && !options.systemd && !options.keepldrProcess &&
+      options.keepldrCommand === undefined
+    ) {
+      this.#host = new KeepHost({
+        workRoot: this.#table.workRoot,
+        warmKeeps: options.warmKeeps,
+        wasmldrCommand: options.wasmldrCommand,
+        log: this.#log,
+      });
+    }
+    const host = this.#host;
     this.#supervisor = new KeepSupervisor(this.#table, {
-      launcher: launcher ?? ((id, { workDir }) =>
-        launchKeepldr(id, {
-          workDir,
-          systemd: options.systemd,
-          memoryMax: options.keepMemory,
-          runtimeMaxSec: keepTimeoutMs / 1000 + 10,
-          wasmldrCommand: options.wasmldrCommand,
-          keepldrCommand: options.keepldrCommand,
-        })),
+      launcher: launcher ?? (host !== undefined ? (id, o) => host.launch(id, o) : undefined) ??
+        ((id, { workDir }) =>
+          launchKeepldr(id, {
+            workDir,
+            systemd: options.systemd,
+            memoryMax: options.keepMemory,
+            runtimeMaxSec: keepTimeoutMs / 1000 + 10,
+            wasmldrCommand: options.wasmldrCommand,
+            keepldrCommand: options.keepldrCommand,
+          })),
       keepMemory: options.keepMemory,
       keepTimeoutMs,
       stepTimeoutMs: options.stepTimeoutMs ?? 30_000,
@@ -127,6 +152,7 @@ export class KeepManager {
       manager.#lock.release();
       throw error;
     }
+    manager.#host?.fill();
     return manager;
   }
 
@@ -140,13 +166,19 @@ export class KeepManager {
     return this.#table.activeCount;
   }
 
-  /** Process ids of the keepldrs alive now (for tests and diagnostics). */
+  /** Process ids of the keeps' keepldrs (or hosted keeps' own) alive now (tests, diagnostics). */
   get pids(): number[] {
     const pids: number[] = [];
     for (const keep of this.#table.entries()) {
-      if (keep.proc !== undefined && isActive(keep.state)) pids.push(keep.proc.pid);
+      const pid = keep.proc?.pid;
+      if (pid !== undefined && isActive(keep.state)) pids.push(pid);
     }
     return pids;
+  }
+
+  /** Warm keeps per backend, launched and not yet claimed. */
+  get warm(): Record<string, number> {
+    return this.#host?.warm ?? {};
   }
 
   /**
@@ -233,6 +265,7 @@ export class KeepManager {
       if (keep.freed) frees.push(keep.freed);
     }
     await Promise.all(frees);
+    await this.#host?.close();
     this.#lock?.release();
     this.#lock = undefined;
   }

@@ -29,6 +29,7 @@ import {
   type KeepTable,
 } from "./keep_table.ts";
 import { stopUnit } from "./systemd.ts";
+import { processStartTime } from "./host/hosted_keep.ts";
 import { KeepServices, OutputLog, type ServicePorts } from "./services/mod.ts";
 import { SOCKET_BACKENDS } from "../keep/deployed_sockets.ts";
 
@@ -42,8 +43,15 @@ export type KeepLog = (
   fields?: Record<string, unknown>,
 ) => void;
 
-/** Starts a keepldr; `launchKeepldr` unless a test substitutes one. */
-export type KeepLauncher = (keepId: string, options: { workDir: string }) => KeepProcess;
+/**
+ * Starts a keep: keepmgr hosting it (host/keep_host.ts), `launchKeepldr`, or
+ * what a test substitutes. A launcher that chose another work directory
+ * (a warm keep's) says so in `workDir`.
+ */
+export type KeepLauncher = (
+  keepId: string,
+  options: { workDir: string; backend: string },
+) => KeepProcess | Promise<KeepProcess & { workDir?: string }>;
 
 interface Waiter<T> {
   resolve(value: T): void;
@@ -219,7 +227,7 @@ export class KeepSupervisor {
    */
   async reap(record: KeepRecord): Promise<void> {
     if (typeof record.unit === "string") await stopUnit(record.unit);
-    if (typeof record.pid === "number" && isOurKeepldr(record.pid, record.keep)) {
+    if (typeof record.pid === "number" && isOurKeep(record)) {
       killGroup(record.pid, "SIGKILL");
       try {
         Deno.kill(record.pid, "SIGKILL");
@@ -237,12 +245,22 @@ export class KeepSupervisor {
   async #launch(keep: SupervisedKeep): Promise<void> {
     await Deno.mkdir(keep.workDir, { recursive: true, mode: 0o700 });
     if (!isActive(keep.state)) return; // deleted meanwhile: start nothing
-    const proc = this.#options.launcher(keep.id, { workDir: keep.workDir });
+    const proc = await this.#options.launcher(keep.id, {
+      workDir: keep.workDir,
+      backend: keep.backend,
+    });
     keep.proc = proc;
+    if ("workDir" in proc && proc.workDir !== undefined && proc.workDir !== keep.workDir) {
+      // A warm keep brought its own: the one made for this keep stays empty.
+      await Deno.remove(keep.workDir).catch(() => {});
+      keep.workDir = proc.workDir;
+    }
     await this.#table.writeRecord({
       keep: keep.id,
       pid: proc.pid,
+      started: proc.pid === undefined ? undefined : processStartTime(proc.pid),
       unit: proc.unit,
+      workDir: keep.workDir,
       created: keep.created,
     });
     keep.writer = new FrameWriter(proc.stdin);
@@ -444,6 +462,18 @@ export class KeepSupervisor {
     keep.reader?.close();
     await this.#table.removeFiles(keep);
   }
+}
+
+/**
+ * Returns true when the process a record names is still that keep's: the
+ * same pid started at the recorded time, or, for a record without a start
+ * time, {@link isOurKeepldr}.
+ */
+export function isOurKeep(record: KeepRecord): boolean {
+  if (typeof record.started === "number") {
+    return processStartTime(record.pid!) === record.started;
+  }
+  return isOurKeepldr(record.pid!, record.keep);
 }
 
 /**

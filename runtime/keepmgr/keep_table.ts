@@ -31,8 +31,15 @@ export class KeepError extends EnarxError {
 export interface KeepRecord {
   /** The keep's id. */
   keep: string;
-  /** Its keepldr's process id. */
-  pid: number;
+  /**
+   * The process id of the keep's process (its keepldr's, or, when keepmgr
+   * hosts the keep, the keep's own); none when it never started.
+   */
+  pid?: number;
+  /** That process's start time in clock ticks since boot (`/proc/PID/stat`), to tell a reused pid. */
+  started?: number;
+  /** Its work directory (a warm keep's is not named after the keep). */
+  workDir?: string;
   /** Its transient systemd unit, when it runs as one. */
   unit?: string;
   /** When it was created (ISO 8601). */
@@ -128,7 +135,8 @@ export class KeepTable<T extends KeepEntry> {
 
   /**
    * Creates the state directory; `reap` is called on every record left by an
-   * earlier keepmgr, whose work directory and record are then removed.
+   * earlier keepmgr, whose work directory and record are then removed, as
+   * are the work directories of its warm keeps.
    */
   async open(reap: (record: KeepRecord) => Promise<void>): Promise<void> {
     await Deno.mkdir(this.keepsDir, { recursive: true, mode: 0o700 });
@@ -149,6 +157,12 @@ export class KeepTable<T extends KeepEntry> {
         }
       }
       await Deno.remove(path).catch(() => {});
+    }
+    // Warm keeps' directories (host/keep_host.ts), claimed or not: no keep runs yet.
+    for await (const entry of Deno.readDir(this.workRoot)) {
+      if (entry.isDirectory && /^pool-[0-9a-f]+$/.test(entry.name)) {
+        await Deno.remove(`${this.workRoot}/${entry.name}`, { recursive: true }).catch(() => {});
+      }
     }
   }
 

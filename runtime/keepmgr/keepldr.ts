@@ -61,8 +61,11 @@ export interface KeepProcessStatus {
 
 /** A running keepldr as keepmgr sees it. */
 export interface KeepProcess {
-  /** Its process id (with systemd: the `systemd-run` client's). */
-  pid: number;
+  /**
+   * Its process id (with systemd: the `systemd-run` client's; hosted by
+   * keepmgr: the keep's own), none when the keep never started.
+   */
+  pid?: number;
   /** The systemd unit, when launched through systemd. */
   unit?: string;
   /** Frames to the keep. */
@@ -185,6 +188,12 @@ export interface RunKeepldrOptions {
   simDir?: string;
   /** Writes a diagnostic line (default: standard error). */
   log?: (line: string) => void;
+  /**
+   * A keep launched before its hello arrived (keepmgr hosting keepldr's
+   * part itself, from its warm pool or at once): relayed instead of
+   * launching one. The hello must name its backend.
+   */
+  launched?: { backend: string; keep: Promise<KeepHandle> };
 }
 
 /** The keepldr's side of its channel to keepmgr. */
@@ -336,11 +345,7 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
 
   let keep: KeepHandle;
   try {
-    keep = await backendByName(hello.backend)!.launch({
-      workDir: options.workDir,
-      wasmldrCommand: options.wasmldrCommand,
-      log,
-    });
+    keep = await launchFor(hello.backend, options, log);
   } catch (error) {
     const code = error instanceof EnarxError ? error.code : "keep-launch";
     return await fail(mgr, 69, code, error instanceof Error ? error.message : String(error));
@@ -370,6 +375,31 @@ export async function runKeepldr(options: RunKeepldrOptions): Promise<number> {
   mgr.fromMgr.close();
   void downstream;
   return relay.finalSeen ? 0 : 70;
+}
+
+/** The keep of `backend`: the one launched ahead ({@link RunKeepldrOptions.launched}), or a new one. */
+function launchFor(
+  backend: string,
+  options: RunKeepldrOptions,
+  log: (line: string) => void,
+): Promise<KeepHandle> {
+  if (options.launched === undefined) {
+    return backendByName(backend)!.launch({
+      workDir: options.workDir,
+      wasmldrCommand: options.wasmldrCommand,
+      log,
+    });
+  }
+  if (options.launched.backend !== backend) {
+    return Promise.reject(
+      new EnarxError(
+        "backend-mismatch",
+        `The hello frame asks for a ${backend} keep, but this is a ${options.launched.backend} keep`,
+        { exit: "protocol" },
+      ),
+    );
+  }
+  return options.launched.keep;
 }
 
 function killProcess(keep: KeepHandle, signal: Deno.Signal): void {

@@ -77,6 +77,29 @@ export async function startKeepmgr(
   return Object.assign(mgr, { tag });
 }
 
+/** Warm keeps a keepmgr started without --warm-keeps keeps ready (its default, nil=2). */
+export const DEFAULT_WARM_KEEPS = 2;
+
+/** The wasmldrs of a keepmgr: its keeps' and its warm keeps'. */
+export function wasmldrsOf(mgr: { tag: string }): number[] {
+  return taggedProcessesWith(mgr.tag, "wasmldr");
+}
+
+/**
+ * The processes of the live keeps of a keepmgr, as their records name them
+ * (keepmgr hosts its keeps: each is one process, its wasmldr).
+ */
+export function keepProcesses(mgr: { stateDir: string }): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync(`${mgr.stateDir}/keeps`)) {
+    try {
+      const record = JSON.parse(Deno.readTextFileSync(`${mgr.stateDir}/keeps/${entry.name}`));
+      if (typeof record.pid === "number") pids.push(record.pid);
+    } catch { /* removed meanwhile */ }
+  }
+  return pids;
+}
+
 /** Process ids whose environment carries ENARX_TEST_TAG=<tag> (keepmgr, keepldrs, wasmldrs). */
 export function taggedProcesses(tag: string): number[] {
   const found: number[] = [];

@@ -19,14 +19,16 @@ import {
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
 import {
   ARGV_WAT,
+  DEFAULT_WARM_KEEPS,
   eventually,
   hostileKeepmgr,
+  keepProcesses,
   LOOP_WAT,
   SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
-  taggedProcessesWith,
+  wasmldrsOf,
   workload,
 } from "./_deploy_fixture.ts";
 
@@ -246,14 +248,16 @@ Deno.test("faults: the host races the client to the keep without the token: 401,
   }
 });
 
-Deno.test("faults: a keepldr killed mid-deploy fails the deploy at deliver and leaves nothing", async () => {
+Deno.test("faults: a keep killed mid-deploy fails the deploy at deliver and leaves nothing", async () => {
   const mgr = await startKeepmgr();
   try {
     await using host = hostileKeepmgr(mgr.url, {
       request: async (path, body) => {
         if (!isKey(path)) return body;
-        for (const pid of taggedProcessesWith(mgr.tag, "keepldr")) Deno.kill(pid, "SIGKILL");
-        await eventually(() => taggedProcessesWith(mgr.tag, "keepldr").length === 0);
+        const pids = keepProcesses(mgr);
+        assert.equal(pids.length, 1);
+        Deno.kill(pids[0], "SIGKILL");
+        await eventually(() => keepProcesses(mgr).length === 0);
         return body;
       },
     });
@@ -271,7 +275,7 @@ Deno.test("faults: a keepldr killed mid-deploy fails the deploy at deliver and l
         return true;
       },
     );
-    assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
+    assert.ok(await eventually(() => wasmldrsOf(mgr).length === DEFAULT_WARM_KEEPS));
   } finally {
     await closeAndCheck(mgr);
   }
@@ -282,6 +286,7 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
   const tag = crypto.randomUUID();
   try {
     const first = await startKeepmgr({ stateDir, tag });
+    const orphans: number[] = [];
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: first.url,
@@ -289,21 +294,23 @@ Deno.test("faults: a keepmgr killed mid-deploy is keepmgr-unreachable; its resta
         trustSimulated: SIM_ROOT,
         timeoutMs: 30_000,
         onStep: (event) => {
-          if (event.kind === "step-start" && event.id === "seal") first.kill("SIGKILL");
+          if (event.kind === "step-start" && event.id === "seal") {
+            orphans.push(...wasmldrsOf(first));
+            first.kill("SIGKILL");
+          }
         },
       }),
       failsAt("deliver", "keepmgr-unreachable", 69),
     );
+    assert.ok(orphans.length >= 1);
     await first.status;
     const second = await startKeepmgr({ stateDir, tag });
     try {
       assert.ok(
-        await eventually(() =>
-          taggedProcessesWith(tag, "keepldr").length === 0 &&
-          taggedProcessesWith(tag, "wasmldr").length === 0
-        ),
-        "the restarted keepmgr did not clean up the orphaned keep",
+        await eventually(() => !orphans.some((pid) => wasmldrsOf(second).includes(pid))),
+        "the orphaned keep (or a warm keep of the killed keepmgr) still runs",
       );
+      assert.ok(![...Deno.readDirSync(`${stateDir}/keeps`)].some((e) => e.name.endsWith(".json")));
       // And it serves new deploys.
       const result = await deploy(workload(STREAMS_WAT), {
         keepmgr: second.url,
@@ -330,7 +337,7 @@ Deno.test("faults: a workload that never ends times out with 124 and its keep is
     });
     assert.equal(result.status, 124);
     assert.equal(result.reason, "timeout");
-    assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
+    assert.ok(await eventually(() => wasmldrsOf(mgr).length === DEFAULT_WARM_KEEPS));
     const listed = await new KeepmgrClient(mgr.url, { token: mgr.token }).listKeeps();
     assert.ok(listed.keeps.every((k) => k.state !== "running"), JSON.stringify(listed.keeps));
   } finally {
@@ -421,7 +428,7 @@ Deno.test("faults: Ctrl-C on enarx deploy deletes the running keep and exits 130
     const out = await child.output();
     assert.equal(out.code, 130, decoder.decode(out.stderr));
     assert.match(decoder.decode(out.stderr), /interrupted/);
-    assert.ok(await eventually(() => taggedProcessesWith(mgr.tag, "wasmldr").length === 0));
+    assert.ok(await eventually(() => wasmldrsOf(mgr).length === DEFAULT_WARM_KEEPS));
   } finally {
     await Deno.remove(dir, { recursive: true });
     await closeAndCheck(mgr);

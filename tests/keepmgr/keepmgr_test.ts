@@ -166,6 +166,41 @@ function pidsWith(marker: string): number[] {
   return pids;
 }
 
+/**
+ * The processes of keep `id`: the one its record names (keepmgr hosts the
+ * keep: the keep's own) and any whose command line names the keep (a keepldr).
+ */
+function keepPids(km: Keepmgr, id: string): number[] {
+  const pids = new Set(pidsWith(id));
+  try {
+    const record = JSON.parse(Deno.readTextFileSync(`${km.stateDir}/keeps/${id}.json`));
+    if (typeof record.pid === "number") pids.add(record.pid);
+  } catch { /* no record (yet, or any more) */ }
+  return [...pids];
+}
+
+/** The children of process `pid` (every thread's, from /proc/PID/task/TID/children). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  try {
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const text = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`);
+      children.push(...text.split(" ").filter((t) => t !== "").map(Number));
+    }
+  } catch { /* gone */ }
+  return children;
+}
+
+/** The parent of process `pid` (from /proc/PID/status), or undefined when it is gone. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(status.match(/^PPid:\s+(\d+)$/m)?.[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when `pid` runs (exists and is not a zombie). */
 function alive(pid: number): boolean {
   try {
@@ -205,8 +240,11 @@ Deno.test("keepmgr: info, create, list, show, deliver key, forward, exit, delete
 
     const list = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body);
     assert.deepEqual(list.keeps.map((k) => [k.keep, k.state]), [[keep.keep, "waiting-for-key"]]);
-    assert.ok(Deno.statSync(`${km.stateDir}/keeps/${keep.keep}.json`).isFile);
-    assert.ok(Deno.statSync(`${km.stateDir}/work/${keep.keep}`).isDirectory);
+    const record = JSON.parse(Deno.readTextFileSync(`${km.stateDir}/keeps/${keep.keep}.json`));
+    // A warm keep (the default pool) has the work directory it was launched with.
+    assert.match(record.workDir, new RegExp(`^${km.stateDir}/work/pool-[0-9a-f]+$`));
+    assert.ok(Deno.statSync(record.workDir).isDirectory);
+    assert.ok(!exists(`${km.stateDir}/work/${keep.keep}`));
 
     const delivered = await call(km, "POST", `/v1/keeps/${keep.keep}/key`, {
       v: 1,
@@ -239,7 +277,8 @@ Deno.test("keepmgr: info, create, list, show, deliver key, forward, exit, delete
     assert.equal(shown.status, 0);
     assert.equal(shown.reason, "exit");
     // Resources freed: record, work directory, processes, forward.
-    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+    assert.ok(await eventually(() => !exists(record.workDir)));
+    assert.ok(await eventually(() => !alive(record.pid)), "the keep's process ended");
     assert.ok(await eventually(() => !exists(`${km.stateDir}/keeps/${keep.keep}.json`)));
     assert.ok(!exists(`${km.stateDir}/work/${keep.keep}`));
     await assert.rejects(Deno.connect({ hostname: connect.host, port: connect.port }));
@@ -366,7 +405,7 @@ Deno.test("keepmgr: --max-keeps refuses one keep too many with 503 too-many-keep
 });
 
 Deno.test("keepmgr: a keep that dies after hello fails create with the reason", async () => {
-  const km = await startKeepmgr({ mode: "die-after-hello" });
+  const km = await startKeepmgr({ mode: "die-after-hello", args: ["--warm-keeps", "0"] });
   try {
     const reply = await call(km, "POST", "/v1/keeps", createBody());
     assert.equal(reply.status, 502);
@@ -374,14 +413,17 @@ Deno.test("keepmgr: a keep that dies after hello fails create with the reason", 
     const [keep] = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body).keeps;
     assert.equal(keep.state, "failed");
     assert.match(keep.reason!, /keep-died: .*exited with status 3/);
-    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+    assert.ok(await eventually(() => childrenOf(km.proc.pid).length === 0));
   } finally {
     assert.equal((await stopKeepmgr(km)).code, 0);
   }
 });
 
 Deno.test("keepmgr: a keep that never answers times out with 504, and is stopped", async () => {
-  const km = await startKeepmgr({ mode: "silent", args: ["--step-timeout", "1500ms"] });
+  const km = await startKeepmgr({
+    mode: "silent",
+    args: ["--step-timeout", "1500ms", "--warm-keeps", "0"],
+  });
   try {
     const reply = await call(km, "POST", "/v1/keeps", createBody());
     assert.equal(reply.status, 504);
@@ -389,14 +431,44 @@ Deno.test("keepmgr: a keep that never answers times out with 504, and is stopped
     const [keep] = parseListKeepsResponse((await call(km, "GET", "/v1/keeps")).body).keeps;
     assert.equal(keep.state, "failed");
     assert.match(keep.reason!, /timeout waiting for evidence/);
-    assert.ok(await eventually(() => pidsWith(keep.keep).length === 0));
+    assert.ok(await eventually(() => childrenOf(km.proc.pid).length === 0), "the keep was stopped");
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+});
+
+Deno.test("keepmgr: a keep is one process, keepmgr's child, and its death fails the keep", async () => {
+  const km = await startKeepmgr({ args: ["--warm-keeps", "0"] });
+  try {
+    const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+    const pids = keepPids(km, keep.keep);
+    assert.equal(pids.length, 1, `one process: ${pids}`);
+    assert.equal(parentOf(pids[0]), km.proc.pid);
+    assert.equal(pidsWith(`--keep ${keep.keep}`).length, 0, "no keepldr process");
+    Deno.kill(pids[0], "SIGKILL");
+    assert.ok(
+      await eventually(async () => {
+        const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+        return shown.state === "failed";
+      }),
+    );
+    const shown = parseShowKeepResponse((await call(km, "GET", `/v1/keeps/${keep.keep}`)).body);
+    assert.match(shown.reason!, /keep-died: .*killed by SIGKILL/);
+    const key = await call(km, "POST", `/v1/keeps/${keep.keep}/key`, {
+      v: 1,
+      enc: new Uint8Array(1),
+      ct: new Uint8Array(1),
+    });
+    assert.equal(key.status, 409);
+    assert.ok(await eventually(() => !exists(`${km.stateDir}/work/${keep.keep}`)));
+    assert.ok(!exists(`${km.stateDir}/keeps/${keep.keep}.json`));
   } finally {
     assert.equal((await stopKeepmgr(km)).code, 0);
   }
 });
 
 Deno.test("keepmgr: a keepldr killed mid-deploy marks the keep failed and frees it", async () => {
-  const km = await startKeepmgr();
+  const km = await startKeepmgr({ args: ["--keepldr-process"] });
   try {
     const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
     const pids = pidsWith(`--keep ${keep.keep}`);
@@ -436,8 +508,10 @@ Deno.test("keepmgr: SIGTERM stops every keep and leaves no process behind", asyn
       parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body).keep,
     );
   }
-  const pids = ids.flatMap((id) => pidsWith(id));
+  const pids = ids.flatMap((id) => keepPids(km, id));
   assert.ok(pids.length >= 3, `keep processes run: ${pids}`);
+  // The warm keeps too (keepmgr's other children).
+  pids.push(...childrenOf(km.proc.pid).filter((pid) => !pids.includes(pid)));
   const status = await stopKeepmgr(km, "SIGTERM");
   assert.equal(status.code, 0);
   for (const pid of pids) assert.ok(!alive(pid), `process ${pid} outlived keepmgr`);
@@ -448,10 +522,10 @@ Deno.test("keepmgr: SIGTERM stops every keep and leaves no process behind", asyn
 Deno.test("keepmgr: keeps of a keepmgr killed with SIGKILL end by themselves", async () => {
   const km = await startKeepmgr();
   const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
-  const pids = pidsWith(keep.keep);
+  const pids = [...keepPids(km, keep.keep), ...childrenOf(km.proc.pid)];
   assert.ok(pids.length >= 1);
   await stopKeepmgr(km, "SIGKILL");
-  // keepldr sees its channel close and stops the keep.
+  // The keeps, warm ones too, see their channel close and end.
   assert.ok(
     await eventually(() => pids.every((pid) => !alive(pid))),
     `left: ${pids.filter(alive)}`,
@@ -513,6 +587,74 @@ Deno.test("keepmgr: restart kills leftover keepldrs that are really ours, and on
   }
 });
 
+Deno.test("keepmgr: warm keeps are launched ahead, each claimed by one create, and replaced", async () => {
+  const km = await startKeepmgr({ args: ["--warm-keeps", "nil=2"] });
+  try {
+    assert.ok(await eventually(() => childrenOf(km.proc.pid).length === 2), "two warm keeps");
+    const warm = childrenOf(km.proc.pid);
+    const claimed = new Set<number>();
+    for (let i = 0; i < 4; i++) {
+      const keep = parseCreateKeepResponse(
+        (await call(km, "POST", "/v1/keeps", createBody())).body,
+      );
+      // The keep learnt its id (and would learn the nonce) from the claim's hello.
+      assert.equal(new TextDecoder().decode(keep.evidence), `fake evidence for ${keep.keep}`);
+      const [pid] = keepPids(km, keep.keep);
+      assert.ok(!claimed.has(pid), `process ${pid} claimed twice`);
+      if (i === 0) assert.ok(warm.includes(pid), "the first create claimed a warm keep");
+      claimed.add(pid);
+      // The pool is refilled: its two plus the keeps claimed so far.
+      assert.ok(await eventually(() => childrenOf(km.proc.pid).length === 2 + claimed.size));
+    }
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+  }
+  assert.deepEqual([...Deno.readDirSync(`${km.stateDir}/work`)], []);
+});
+
+Deno.test("keepmgr: restart kills a hosted keep's process only if it started when recorded", async () => {
+  const stateDir = await tempDir();
+  await Deno.mkdir(`${stateDir}/keeps`, { recursive: true });
+  const spawn = () =>
+    new Deno.Command(DENO, {
+      args: fakeCommand("sleep", "hosted").slice(1),
+      stdin: "null",
+      detached: true,
+    }).spawn();
+  const ours = spawn();
+  const reused = spawn();
+  try {
+    const write = (id: string, pid: number, started: number) =>
+      Deno.writeTextFileSync(
+        `${stateDir}/keeps/${id}.json`,
+        JSON.stringify({ keep: id, pid, started, created: new Date().toISOString() }),
+      );
+    write("hosted0keep", ours.pid, startTime(ours.pid));
+    // The same pid at another start time: a process that reused the pid.
+    write("reused0keep", reused.pid, startTime(reused.pid) - 1);
+    const km = await startKeepmgr({ stateDir });
+    try {
+      assert.equal((await ours.status).signal, "SIGKILL");
+      assert.ok(alive(reused.pid), "a process that reused a recorded pid was killed");
+    } finally {
+      assert.equal((await stopKeepmgr(km)).code, 0);
+    }
+  } finally {
+    for (const p of [ours, reused]) {
+      try {
+        p.kill("SIGKILL");
+      } catch { /* gone */ }
+      await p.status;
+    }
+  }
+});
+
+/** Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. */
+function startTime(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+}
+
 Deno.test("keepmgr: usage errors are one line with status 64", async () => {
   for (
     const args of [
@@ -521,6 +663,9 @@ Deno.test("keepmgr: usage errors are one line with status 64", async () => {
       ["keepmgr", "--listen", "127.0.0.1:0", "--max-keeps", "0"],
       ["keepmgr", "--listen", "127.0.0.1:0", "--backends", "tdx"],
       ["keepmgr", "--listen", "127.0.0.1:0", "--keep-timeout", "soon"],
+      ["keepmgr", "--listen", "127.0.0.1:0", "--warm-keeps", "nil=lots"],
+      ["keepmgr", "--listen", "127.0.0.1:0", "--warm-keeps", "tdx=1"],
+      ["keepmgr", "--listen", "127.0.0.1:0", "--warm-keeps", "1", "--keepldr-process"],
     ]
   ) {
     const out = await new Deno.Command(DENO, {
@@ -624,7 +769,7 @@ Deno.test("keepmgr: a second keepmgr on the same state directory refuses to star
   const km = await startKeepmgr();
   try {
     const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
-    const pids = pidsWith(keep.keep);
+    const pids = keepPids(km, keep.keep);
     assert.ok(pids.length >= 1);
     const second = new Deno.Command(DENO, {
       args: [
