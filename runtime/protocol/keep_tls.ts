@@ -19,11 +19,21 @@
  *
  * @module
  */
-import * as x509 from "../x509.ts";
+import {
+  derEcdsaSignature,
+  derElement,
+  derOid,
+  derSequence,
+  derTime,
+  derUnsignedInteger,
+  derUtf8String,
+} from "../der.ts";
 import { EnarxError } from "../errors.ts";
 
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
-const SIGNING = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
+/** ecdsa-with-SHA256 (RFC 5758), with absent parameters. */
+const ECDSA_WITH_SHA256 = derSequence(derOid("1.2.840.10045.4.3.2"));
 
 /**
  * Says why this process's TLS trust would weaken the pin, or returns
@@ -118,21 +128,39 @@ export async function makeKeepCertificate(
 ): Promise<string> {
   const hostname = keepHostname(keepId);
   const now = options.now ?? new Date();
-  const serial = options.serial ?? randomSerial();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial,
-    name: `CN=enarx-keep-${keepId}`,
+  const serial = Uint8Array.fromHex(options.serial ?? randomSerial());
+  // Issuer and subject: CN=enarx-keep-<id>.
+  const name = derSequence(
+    derElement(0x31, derSequence(derOid("2.5.4.3"), derUtf8String(`enarx-keep-${keepId}`))),
+  );
+  const spki = new Uint8Array(await crypto.subtle.exportKey("spki", key.keys.publicKey));
+  // subjectAltName (2.5.29.17) with one dNSName ([2] IMPLICIT IA5String).
+  const san = derSequence(
+    derOid("2.5.29.17"),
+    derElement(0x04, derSequence(derElement(0x82, new TextEncoder().encode(hostname)))),
+  );
+  const tbs = derSequence(
+    derElement(0xa0, derUnsignedInteger(Uint8Array.of(2))), // version v3
+    derUnsignedInteger(serial),
+    ECDSA_WITH_SHA256,
+    name,
     // A day either side tolerates clock skew between client and host; the
     // key is used for one deploy only, so the window costs nothing.
-    notBefore: new Date(now.getTime() - 86_400_000),
-    notAfter: new Date(now.getTime() + 86_400_000),
-    signingAlgorithm: SIGNING,
-    keys: key.keys,
-    extensions: [
-      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: hostname }]),
-    ],
-  }, crypto);
-  return cert.toString("pem");
+    derSequence(
+      derTime(new Date(now.getTime() - 86_400_000)),
+      derTime(new Date(now.getTime() + 86_400_000)),
+    ),
+    name,
+    spki,
+    derElement(0xa3, derSequence(san)),
+  );
+  const signature = new Uint8Array(await crypto.subtle.sign(SIGNING, key.keys.privateKey, tbs));
+  const cert = derSequence(
+    tbs,
+    ECDSA_WITH_SHA256,
+    derElement(0x03, Uint8Array.of(0), derEcdsaSignature(signature)),
+  );
+  return pemFromDer(cert, "CERTIFICATE");
 }
 
 function randomSerial(): string {

@@ -10,6 +10,7 @@ import {
 } from "../../runtime/protocol/keep_tls.ts";
 import { http1Request } from "../../runtime/client/http1_client.ts";
 import { EnarxError } from "../../runtime/errors.ts";
+import * as x509 from "../../runtime/x509.ts";
 
 const KEEP = "k7f3a";
 
@@ -267,4 +268,24 @@ Deno.test("enarx deploy refuses to run with DENO_CERT set, before contacting the
   const record = JSON.parse(new TextDecoder().decode(out.stdout));
   assert.equal(record.error.code, "tls-trust-store");
   assert.deepEqual(record.steps, []);
+});
+
+Deno.test("keep tls: the keep's certificate reads back in an independent X.509 parser, signed by its key", async () => {
+  const key = await generateTlsKey();
+  const id = "0123456789abcdef0123456789abcdef";
+  const now = new Date("2026-12-06T12:00:00Z");
+  const pem = await makeKeepCertificate(key, id, { serial: "01ab", now });
+  const cert = new x509.X509Certificate(pem);
+  assert.equal(cert.subject, `CN=enarx-keep-${id}`);
+  assert.equal(cert.issuer, cert.subject);
+  assert.equal(cert.serialNumber, "01ab");
+  assert.equal(cert.notBefore.toISOString(), "2026-12-05T12:00:00.000Z");
+  assert.equal(cert.notAfter.toISOString(), "2026-12-07T12:00:00.000Z");
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension)!;
+  assert.deepEqual(san.names.toJSON(), [{ type: "dns", value: `${id}.keep.enarx.invalid` }]);
+  assert.equal(cert.signatureAlgorithm.name, "ECDSA");
+  assert.ok(await cert.verify({ publicKey: key.keys.publicKey, signatureOnly: true }, crypto));
+  // Another key's signature would not verify.
+  const other = await generateTlsKey();
+  assert.ok(!await cert.verify({ publicKey: other.keys.publicKey, signatureOnly: true }, crypto));
 });
