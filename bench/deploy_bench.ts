@@ -8,6 +8,7 @@
  *    (its wasmldr, and keepldr + wasmldr).
  *
  * Usage: deno run --allow-all bench/deploy_bench.ts [--runs N] [--concurrent K,K2,...]
+ *        [--keepmgr-args="--warm-keeps 0 ..."]
  *
  * @module
  */
@@ -20,6 +21,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "30" },
     concurrent: { type: "string", default: "25,50,100" },
     "sleep-ms": { type: "string", default: "0" },
+    "keepmgr-args": { type: "string", default: "" },
   },
 });
 const runs = Number(values.runs);
@@ -75,21 +77,25 @@ function pssKiB(pid: number): number {
   }
 }
 
-/** Keeps of a tagged keepmgr: wasmldr pid with its parent keepldr pid. */
-function keeps(tag: string): { wasmldr: number; keepldr: number }[] {
-  const found: { wasmldr: number; keepldr: number }[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
+/**
+ * The live keeps of the keepmgr, from its records: each keep's wasmldr and,
+ * with --keepldr-process, its keepldr (the record names the keepldr, whose
+ * child is the wasmldr). Warm keeps have no record and are not counted.
+ */
+function keeps(stateDir: string): { wasmldr: number; keepldr?: number }[] {
+  const found: { wasmldr: number; keepldr?: number }[] = [];
+  for (const entry of Deno.readDirSync(`${stateDir}/keeps`)) {
     try {
-      const pid = Number(entry.name);
-      const env = Deno.readTextFileSync(`/proc/${pid}/environ`).split("\0");
-      if (!env.includes(`ENARX_TEST_TAG=${tag}`)) continue;
+      const { pid } = JSON.parse(Deno.readTextFileSync(`${stateDir}/keeps/${entry.name}`));
       const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
-      if (!argv.includes("wasmldr")) continue;
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      found.push({ wasmldr: pid, keepldr: ppid });
-    } catch { /* gone */ }
+      if (argv.includes("wasmldr")) {
+        found.push({ wasmldr: pid });
+        continue;
+      }
+      const children = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim();
+      const wasmldr = Number(children.split(" ")[0]);
+      if (wasmldr > 0) found.push({ wasmldr, keepldr: pid });
+    } catch { /* gone, or not started yet */ }
   }
   return found;
 }
@@ -99,7 +105,13 @@ const tag = crypto.randomUUID();
 const maxKeeps = Math.max(64, ...levels.map((k) => k + 8));
 const mgr = await LocalKeepmgr.start({
   simDir,
-  args: ["--max-keeps", String(maxKeeps), "--step-timeout", "120s"],
+  args: [
+    "--max-keeps",
+    String(maxKeeps),
+    "--step-timeout",
+    "120s",
+    ...values["keepmgr-args"].split(" ").filter((a) => a !== ""),
+  ],
   env: { ENARX_TEST_TAG: tag },
   // Warnings and errors of the keepmgr explain any failed deploy.
   onLog: (line) => {
@@ -143,7 +155,7 @@ try {
   // 2. Concurrency.
   console.log("\n## concurrency: K deploys at once of a sleeping workload\n");
   console.log(
-    "| K | all succeeded | peak keeps alive together | wasmldr RSS per keep (median / max) | keepldr + wasmldr RSS per keep (median) | keepldr + wasmldr PSS per keep (median / max) | wall time |",
+    "| K | all succeeded | peak keeps alive together | wasmldr RSS per keep (median / max) | keep RSS (+ keepldr's, if any; median) | keep PSS (+ keepldr's; median / max) | wall time |",
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- |");
   for (const k of levels) {
@@ -156,7 +168,7 @@ try {
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const alive = keeps(tag);
+        const alive = keeps(mgr.stateDir);
         if (alive.length > peak) {
           peak = alive.length;
           wasmldrRss.length = 0;
@@ -165,8 +177,9 @@ try {
           for (const keep of alive) {
             const w = rssKiB(keep.wasmldr);
             wasmldrRss.push(w);
-            pairRss.push(w + rssKiB(keep.keepldr));
-            pairPss.push(pssKiB(keep.wasmldr) + pssKiB(keep.keepldr));
+            const keepldr = keep.keepldr;
+            pairRss.push(w + (keepldr === undefined ? 0 : rssKiB(keepldr)));
+            pairPss.push(pssKiB(keep.wasmldr) + (keepldr === undefined ? 0 : pssKiB(keepldr)));
           }
         }
         await new Promise((r) => setTimeout(r, 250));

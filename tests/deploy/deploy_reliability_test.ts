@@ -8,12 +8,12 @@ import { deploy, DeployError } from "../../runtime/client/deploy.ts";
 import { decodeCbor } from "../../runtime/protocol/cbor.ts";
 import {
   hostileKeepmgr,
+  keepProcesses,
   LOOP_WAT,
   SIM_ROOT,
   startKeepmgr,
   STREAMS_WAT,
   taggedProcesses,
-  taggedProcessesWith,
   workload,
 } from "./_deploy_fixture.ts";
 
@@ -106,7 +106,7 @@ Deno.test("reliability: 20 idle connections on a new forward do not keep the cli
   }
 });
 
-Deno.test("reliability: a keepldr killed while the workload runs: the client prints the reason keepmgr knows", async () => {
+Deno.test("reliability: a keep killed while the workload runs: the client prints the reason keepmgr knows", async () => {
   const mgr = await startKeepmgr();
   try {
     const failure = await deploy(workload(LOOP_WAT), {
@@ -116,7 +116,7 @@ Deno.test("reliability: a keepldr killed while the workload runs: the client pri
       timeoutMs: 60_000,
       onStep: (event) => {
         if (event.kind !== "step-start" || event.id !== "run") return;
-        for (const pid of taggedProcessesWith(mgr.tag, "keepldr")) Deno.kill(pid, "SIGKILL");
+        for (const pid of keepProcesses(mgr)) Deno.kill(pid, "SIGKILL");
       },
     }).then(
       (result) => assert.fail(`the deploy succeeded: ${JSON.stringify(result.status)}`),
@@ -125,7 +125,10 @@ Deno.test("reliability: a keepldr killed while the workload runs: the client pri
     assert.ok(failure instanceof DeployError, String(failure));
     assert.equal(failure.step, "run");
     assert.equal(failure.exitStatus, 69, failure.message);
-    assert.match(failure.message, /keepmgr says "keepldr was killed by SIGKILL"/);
+    assert.match(
+      failure.message,
+      /keepmgr says "keep-died: The keep's wasmldr was killed by SIGKILL before reporting an exit"/,
+    );
   } finally {
     await closeAndCheck(mgr);
   }
