@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   cachedFileSha256,
+  defaultDigestCacheDir,
   type DigestCacheOutcome,
   digestCachePath,
 } from "../../runtime/measure/file_digest_cache.ts";
@@ -185,6 +186,25 @@ Deno.test("digest cache: the nil keep's inputs and measurement are the same with
     const deno = hashed.find((i) => i.role === "deno")!;
     const entry = digestCachePath(dir, fileIdentity(await Deno.stat(Deno.execPath())));
     assert.equal(JSON.parse(await Deno.readTextFile(entry)).sha256, deno.sha256.toHex());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("digest cache: lives in the user's cache; a missing file fails as reading it does", async () => {
+  const env = (vars: Record<string, string>) => ({ getEnv: (name: string) => vars[name] });
+  assert.equal(
+    defaultDigestCacheDir(env({ XDG_CACHE_HOME: "/x", HOME: "/h" })),
+    "/x/enarx/digests",
+  );
+  assert.equal(defaultDigestCacheDir(env({ HOME: "/h" })), "/h/.cache/enarx/digests");
+  assert.equal(defaultDigestCacheDir(env({})), undefined);
+  const dir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      cachedFileSha256(`${dir}/absent`, { cacheDir: dir }),
+      Deno.errors.NotFound,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
