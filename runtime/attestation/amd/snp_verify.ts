@@ -30,6 +30,7 @@ import { cachedParse, clearCertificateCache } from "../_cert_cache.ts";
 import { findIssuer } from "../_x509_chain.ts";
 import { bytesEqual } from "../../bytes.ts";
 import { AMD_SNP_ROOTS } from "./amd_roots.ts";
+import { AMD_OID } from "./amd_oids.ts";
 import { DEFAULT_POLICY, type Policy } from "../policy.ts";
 import {
   type Check,
@@ -80,18 +81,7 @@ export interface SnpVerifyOptions {
   measurement?: Uint8Array;
 }
 
-/** The OID arc of AMD's VCEK/VLEK extensions (#57230 "VCEK Certificate Extensions"). */
-export const AMD_OID = {
-  structVersion: "1.3.6.1.4.1.3704.1.1",
-  productName: "1.3.6.1.4.1.3704.1.2",
-  blSpl: "1.3.6.1.4.1.3704.1.3.1",
-  teeSpl: "1.3.6.1.4.1.3704.1.3.2",
-  snpSpl: "1.3.6.1.4.1.3704.1.3.3",
-  ucodeSpl: "1.3.6.1.4.1.3704.1.3.8",
-  fmcSpl: "1.3.6.1.4.1.3704.1.3.9",
-  hwId: "1.3.6.1.4.1.3704.1.4",
-  cspId: "1.3.6.1.4.1.3704.1.5",
-} as const;
+export { AMD_OID } from "./amd_oids.ts";
 
 /** The AMD extensions of a VCEK or VLEK. */
 export interface AmdCertExtensions {
