@@ -14,6 +14,7 @@
 import { bootstrapCacheDir } from "../dirs.ts";
 import { UsageError } from "../errors.ts";
 import { type MeasuredInput, measureFile } from "../measure/keep_digest.ts";
+import { defaultDigestCacheDir } from "../measure/file_digest_cache.ts";
 import { nilKeepInputs } from "../keep/measurement.ts";
 import type { KvmKernel } from "./kvm_kernel.ts";
 
@@ -86,6 +87,10 @@ export async function keepImage(
     initrd: image.initrd,
     append: image.append,
     built: image.built,
-    inputs: [await measureFile("kernel", image.kernel), await measureFile("initrd", image.initrd)],
+    // The initrd is some 135 MB: its digest is cached while the file is unchanged.
+    inputs: [
+      await measureFile("kernel", image.kernel, { digestCache: defaultDigestCacheDir() }),
+      await measureFile("initrd", image.initrd, { digestCache: defaultDigestCacheDir() }),
+    ],
   };
 }

@@ -17,7 +17,10 @@
  * Both keepldr (whose simulated platform signs it for the nil keep it
  * launched) and the client (to know what to expect, when the policy names no
  * measurement) compute it from their own copy, so a client accepts exactly
- * the wasmldr, Deno and libwasmtime of its own enarx installation. Where
+ * the wasmldr, Deno and libwasmtime of its own enarx installation. The
+ * digests of Deno and libwasmtime (about 100 MB) come from the user's
+ * file-digest cache while those files' identity is unchanged
+ * (runtime/measure/file_digest_cache.ts). Where
  * hashing Deno would be slow or impossible the value is read instead: a
  * compiled binary carries the one compile.sh embedded, and
  * {@link MEASUREMENT_FILE_ENV} may name a file that holds it.
@@ -25,7 +28,8 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import { keepDigest, type MeasuredInput, measureFile } from "../measure/keep_digest.ts";
+import { keepDigest, type MeasuredInput, measureFile, sha256 } from "../measure/keep_digest.ts";
+import { defaultDigestCacheDir } from "../measure/file_digest_cache.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const ENTRY = "cli/wasmldr.ts";
@@ -45,21 +49,30 @@ export const TEST_MEASURED_EXTRA_ENV = "ENARX_TEST_MEASURED_EXTRA";
 
 /** Lists the files that make up wasmldr, relative to the repository root, sorted. */
 export async function wasmldrFiles(): Promise<string[]> {
-  const seen = new Set<string>();
+  return [...(await readWasmldrSources()).keys()].sort();
+}
+
+/**
+ * Reads the files that make up wasmldr (see {@link wasmldrFiles}), each
+ * once: the bytes whose imports are followed are the bytes that are hashed.
+ */
+async function readWasmldrSources(): Promise<Map<string, Uint8Array>> {
+  const sources = new Map<string, Uint8Array>();
+  const decoder = new TextDecoder();
   const pending = [ENTRY];
   while (pending.length > 0) {
     const path = pending.pop()!;
-    if (seen.has(path)) continue;
-    seen.add(path);
-    const text = await Deno.readTextFile(new URL(path, ROOT));
-    for (const match of text.matchAll(IMPORT_RE)) {
+    if (sources.has(path)) continue;
+    const bytes = await Deno.readFile(new URL(path, ROOT));
+    sources.set(path, bytes);
+    for (const match of decoder.decode(bytes).matchAll(IMPORT_RE)) {
       const target = new URL(match[1], new URL(path, ROOT));
       const relative = target.href.slice(ROOT.href.length);
       if (!target.href.startsWith(ROOT.href)) continue;
-      if (!seen.has(relative)) pending.push(relative);
+      if (!sources.has(relative)) pending.push(relative);
     }
   }
-  return [...seen].sort();
+  return sources;
 }
 
 /**
@@ -149,28 +162,44 @@ function readEnv(name: string): string | undefined {
   }
 }
 
+/** Options of {@link nilKeepInputs}. */
+export interface NilKeepInputsOptions {
+  /**
+   * Where the digests of the Deno executable and libwasmtime are cached
+   * (runtime/measure/file_digest_cache.ts): default `digests` in the user's
+   * cache (runtime/dirs.ts); `false` reads and hashes them.
+   */
+  digestCache?: string | false;
+}
+
 /**
  * The inputs of the nil keep's measurement, in digest order: `deno`,
  * `libwasmtime`, then `app/<path>` for wasmldr's files and package-lock.json.
  */
-export async function nilKeepInputs(): Promise<MeasuredInput[]> {
+export async function nilKeepInputs(options: NilKeepInputsOptions = {}): Promise<MeasuredInput[]> {
   // Loaded here: the registry imports this module and must not pull in the
   // wasmtime bindings.
   const { libwasmtimePath } = await import("../wasm/libwasmtime_path.ts");
+  // The two large files (about 100 MB) by their identity; the sources are read anyway.
+  const digestCache = options.digestCache === false
+    ? undefined
+    : options.digestCache ?? defaultDigestCacheDir({ getEnv: readEnv });
   const inputs = [
-    await measureFile("deno", Deno.execPath()),
-    await measureFile("libwasmtime", await libwasmtimePath({ getEnv: readEnv })),
+    await measureFile("deno", Deno.execPath(), { digestCache }),
+    await measureFile("libwasmtime", await libwasmtimePath({ getEnv: readEnv }), { digestCache }),
   ];
-  const files = [...await wasmldrFiles()];
+  const sources = await readWasmldrSources();
   for (const extra of EXTRA) {
     try {
       await Deno.stat(new URL(extra, ROOT));
-      files.push(extra);
-    } catch { /* not present in this build */ }
+    } catch {
+      continue; // not present in this build
+    }
+    sources.set(extra, await Deno.readFile(new URL(extra, ROOT)));
   }
-  files.sort();
-  for (const path of files) {
-    inputs.push(await measureFile(`app/${path}`, decodeURIComponent(new URL(path, ROOT).pathname)));
+  for (const path of [...sources.keys()].sort()) {
+    const file = decodeURIComponent(new URL(path, ROOT).pathname);
+    inputs.push({ role: `app/${path}`, path: file, sha256: await sha256(sources.get(path)!) });
   }
   const extra = readEnv(TEST_MEASURED_EXTRA_ENV);
   if (extra !== undefined && extra !== "") inputs.push(await measureFile("test/extra", extra));

@@ -34,6 +34,11 @@ export interface LocalKeepmgrOptions {
   env?: Record<string, string>;
   /** Time allowed to start, in milliseconds (default 30 s). */
   startTimeoutMs?: number;
+  /**
+   * The command that runs enarx, e.g. another checkout's `["/path/enarx"]`
+   * (benchmarks compare two); default this program.
+   */
+  enarx?: string[];
 }
 
 /** A running local keepmgr; close() stops it (SIGTERM, then SIGKILL) and removes its state. */
@@ -93,14 +98,17 @@ export class LocalKeepmgr {
     // Made here, once (a few seconds), rather than by the keepmgr's start.
     const { SnpSimulator } = await import("../attestation/amd/snp_sim.ts");
     await SnpSimulator.open(simDir);
-    const command = selfCommand("keepmgr", [
+    const args = [
       "--listen",
       "127.0.0.1:0",
       "--state-dir",
       stateDir,
       "--json-logs",
       ...(options.args ?? []),
-    ]);
+    ];
+    const command = options.enarx === undefined
+      ? selfCommand("keepmgr", args)
+      : [...options.enarx, "keepmgr", ...args];
     const child = new Deno.Command(command[0], {
       args: command.slice(1),
       stdin: "null",

@@ -14,6 +14,7 @@
  */
 import { concatBytes } from "../bytes.ts";
 import { MeasureInputError } from "./errors.ts";
+import { cachedFileSha256 } from "./file_digest_cache.ts";
 
 /** One measured input: its role, where it was read, and the SHA-256 of its bytes. */
 export interface MeasuredInput {
@@ -39,9 +40,26 @@ export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
 }
 
-/** Reads `path` and returns it as a {@link MeasuredInput} named `role`. */
-export async function measureFile(role: string, path: string): Promise<MeasuredInput> {
-  return { role, path, sha256: await sha256(await Deno.readFile(path)) };
+/** Options of {@link measureFile}. */
+export interface MeasureFileOptions {
+  /**
+   * A file-digest cache directory (runtime/measure/file_digest_cache.ts):
+   * the file's SHA-256 is taken from there while the file's identity is
+   * unchanged. Undefined reads and hashes the file.
+   */
+  digestCache?: string;
+}
+
+/** Reads `path` (or its cached digest) and returns it as a {@link MeasuredInput} named `role`. */
+export async function measureFile(
+  role: string,
+  path: string,
+  options: MeasureFileOptions = {},
+): Promise<MeasuredInput> {
+  if (options.digestCache === undefined) {
+    return { role, path, sha256: await sha256(await Deno.readFile(path)) };
+  }
+  return { role, path, sha256: await cachedFileSha256(path, { cacheDir: options.digestCache }) };
 }
 
 /** Computes the 48-byte keep measurement of `inputs`, in the order given. */

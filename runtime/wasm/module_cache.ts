@@ -32,9 +32,19 @@
 import type { Engine } from "../../ffi/wasmtime/engine.ts";
 import { Module, wat2wasm } from "../../ffi/wasmtime/module.ts";
 import { WasmtimeFfiError } from "../../ffi/wasmtime/trap.ts";
+import {
+  changedRecently,
+  checkCacheDir,
+  type FileIdentity,
+  fileIdentity,
+  sameFileIdentity,
+  untrustedCacheFile,
+} from "../cache_dir.ts";
 import { userCacheDir } from "../dirs.ts";
 import { EnarxError } from "../errors.ts";
 import { WASMTIME_VERSION } from "../version.ts";
+
+export { type CacheDirCheck, checkCacheDir, QUIET_MS } from "../cache_dir.ts";
 
 /**
  * Joins path segments with `/` (no node:path, which would start Deno's Node
@@ -48,12 +58,6 @@ function join(...parts: string[]): string {
 
 /** Bumped whenever the entry layout changes. */
 const FORMAT = "enarx-module-cache-v2";
-/**
- * How long a file must have been unchanged before its identity stands for
- * its content: more than the coarsest timestamp granularity of common
- * filesystems (FAT's 2 s) and the kernel's clock tick.
- */
-export const QUIET_MS = 2000;
 
 /**
  * The default cache directory: $ENARX_MODULE_CACHE, else $ENARX_CACHE/modules,
@@ -145,101 +149,10 @@ export function moduleCachePath(dir: string, key: Uint8Array): string {
   return join(dir, `${key.toHex()}.cwasm`);
 }
 
-/** What identifies a file's content without reading it. */
-interface FileIdentity {
-  dev: number;
-  ino: number;
-  size: number;
-  mtime: number;
-  ctime: number;
-}
-
-function identityOf(info: Deno.FileInfo): FileIdentity {
-  return {
-    dev: info.dev,
-    ino: info.ino ?? -1,
-    size: info.size,
-    mtime: info.mtime?.getTime() ?? -1,
-    ctime: info.ctime?.getTime() ?? -1,
-  };
-}
-
-function sameIdentity(a: FileIdentity, b: FileIdentity | undefined): boolean {
-  return b !== undefined && a.dev === b.dev && a.ino === b.ino && a.size === b.size &&
-    a.mtime === b.mtime && a.ctime === b.ctime && a.ino !== -1 && a.ctime !== -1;
-}
-
-/** Whether a file changed in the last {@link QUIET_MS} (or its ctime is unknown). */
-function recentlyChanged(identity: FileIdentity): boolean {
-  return identity.ctime < 0 || Date.now() - identity.ctime < QUIET_MS;
-}
-
-/** Whether the cache may use `dir`: yes, missing (cannot be made), or refused with a reason. */
-export type CacheDirCheck = { ok: true } | { ok: false; refused?: string };
-
-function modeText(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, "0");
-}
-
-/** Why `info` of `path`, a directory at or above the cache, makes it untrusted. */
-function untrustedDir(path: string, info: Deno.FileInfo, isCache: boolean): string | undefined {
-  const uid = Deno.uid();
-  const mode = info.mode ?? 0o7777;
-  if (!info.isDirectory) return `"${path}" is not a directory`;
-  if (info.uid !== uid && (isCache || info.uid !== 0)) {
-    return `"${path}" belongs to uid ${info.uid}, not to you (uid ${uid}) or root`;
-  }
-  const sticky = !isCache && (mode & 0o1000) !== 0;
-  if ((mode & 0o022) !== 0 && !sticky) {
-    return `"${path}" is writable by others (mode ${modeText(mode)}); run chmod go-w "${path}"`;
-  }
-  return undefined;
-}
-
-/**
- * Checks that `dir` (made 0700 when missing) and every directory above it
- * may hold native code for this user; see the module's documentation.
- */
-export function checkCacheDir(dir: string): CacheDirCheck {
-  let real: string;
-  try {
-    real = Deno.realPathSync(dir);
-  } catch {
-    try {
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      real = Deno.realPathSync(dir);
-    } catch {
-      return { ok: false };
-    }
-  }
-  const parts = real.split("/").filter((p) => p !== "");
-  for (let i = parts.length; i >= 0; i--) {
-    const path = "/" + parts.slice(0, i).join("/");
-    let info: Deno.FileInfo;
-    try {
-      info = Deno.statSync(path);
-    } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      return { ok: false, refused: `Cannot check "${path}": ${why}` };
-    }
-    const why = untrustedDir(path, info, i === parts.length);
-    if (why !== undefined) return { ok: false, refused: why };
-  }
-  return { ok: true };
-}
-
-/** Why an entry file of the cache is not ours alone, or undefined when it is. */
-function untrustedFile(path: string, info: Deno.FileInfo): string | undefined {
-  if (!info.isFile) return `"${path}" is not a regular file`;
-  if (info.uid !== Deno.uid()) return `"${path}" belongs to uid ${info.uid}, not to you`;
-  if (((info.mode ?? 0o777) & 0o022) !== 0) return `"${path}" is writable by others`;
-  return undefined;
-}
-
 /** Reads a JSON record of the cache; undefined when missing, foreign or unreadable. */
 function readRecord<T>(path: string): T | undefined {
   try {
-    if (untrustedFile(path, Deno.lstatSync(path)) !== undefined) return undefined;
+    if (untrustedCacheFile(path, Deno.lstatSync(path)) !== undefined) return undefined;
     const value = JSON.parse(Deno.readTextFileSync(path));
     return value?.format === FORMAT ? value as T : undefined;
   } catch {
@@ -336,13 +249,13 @@ async function loadEntry(
     return record === undefined ? "absent" : "rejected";
   }
   if (record === undefined || record.key !== key.toHex()) return "rejected";
-  const code = identityOf(info);
-  if (untrustedFile(path, info) !== undefined || !sameIdentity(code, record.code)) {
+  const code = fileIdentity(info);
+  if (untrustedCacheFile(path, info) !== undefined || !sameFileIdentity(code, record.code)) {
     return "rejected";
   }
   // Fresh entries are hashed: a change in the clock tick of their writing keeps their identity.
   if (
-    recentlyChanged(code) && (await sha256(await Deno.readFile(path))).toHex() !== record.sha256
+    changedRecently(code) && (await sha256(await Deno.readFile(path))).toHex() !== record.sha256
   ) {
     return "rejected";
   }
@@ -361,7 +274,7 @@ async function writeEntry(dir: string, key: Uint8Array, module: Module): Promise
   const record: EntryRecord = {
     format: FORMAT,
     key: key.toHex(),
-    code: identityOf(await Deno.lstat(path)),
+    code: fileIdentity(await Deno.lstat(path)),
     sha256: (await sha256(payload)).toHex(),
   };
   await writeAtomically(
@@ -477,7 +390,7 @@ export async function compileModuleFile(
   options: CompileOptions = {},
 ): Promise<Module> {
   const info = statModuleFile(path);
-  const before = identityOf(info);
+  const before = fileIdentity(info);
   // Only a regular file's identity stands for its content (not a pipe's or a device's).
   const linkable = info.isFile;
   const dir = options.cacheDir;
@@ -489,7 +402,7 @@ export async function compileModuleFile(
   const recorded = readRecord<LinkRecord>(link);
   if (
     linkable && recorded?.engine === engineDescription(engine) &&
-    sameIdentity(before, recorded.module) &&
+    sameFileIdentity(before, recorded.module) &&
     /^[0-9a-f]{64}$/.test(recorded.key)
   ) {
     // The record's own key: hashing again would only cost time (the directory is trusted).
@@ -508,8 +421,8 @@ export async function compileModuleFile(
     via: "hash",
   });
   // Linked only when the file was quiet before it was read and did not change while read.
-  const after = identityOf(statModuleFile(path));
-  if (linkable && sameIdentity(before, after) && !recentlyChanged(before)) {
+  const after = fileIdentity(statModuleFile(path));
+  if (linkable && sameFileIdentity(before, after) && !changedRecently(before)) {
     const record: LinkRecord = {
       format: FORMAT,
       engine: engineDescription(engine),

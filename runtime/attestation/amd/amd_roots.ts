@@ -27,6 +27,20 @@ export interface AmdSnpRoots {
   askSha256: string;
   /** SHA-256 of the ASVK's DER. */
   asvkSha256: string;
+  /**
+   * The ARK's subject as the verifier renders it (runtime/x509.ts), so that
+   * a chain search parses only the embedded certificates a chain names.
+   */
+  arkSubject: string;
+  /** The ASK's subject, rendered likewise. */
+  askSubject: string;
+  /** The ASVK's subject, rendered likewise. */
+  asvkSubject: string;
+}
+
+/** The subject of AMD's certificate with common name `cn`, as runtime/x509.ts renders it. */
+function amdSubject(cn: string): string {
+  return `OU=Engineering, C=US, L=Santa Clara, ST=CA, O=Advanced Micro Devices, CN=${cn}`;
 }
 
 /** ARK-Milan (serial 0x10000). */
@@ -402,6 +416,9 @@ export const AMD_SNP_ROOTS: readonly AmdSnpRoots[] = [
     arkSha256: "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
     askSha256: "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b",
     asvkSha256: "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5",
+    arkSubject: amdSubject("ARK-Milan"),
+    askSubject: amdSubject("SEV-Milan"),
+    asvkSubject: amdSubject("SEV-VLEK-Milan"),
   },
   {
     product: "Genoa",
@@ -411,6 +428,9 @@ export const AMD_SNP_ROOTS: readonly AmdSnpRoots[] = [
     arkSha256: "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
     askSha256: "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521",
     asvkSha256: "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372",
+    arkSubject: amdSubject("ARK-Genoa"),
+    askSubject: amdSubject("SEV-Genoa"),
+    asvkSubject: amdSubject("SEV-VLEK-Genoa"),
   },
   {
     product: "Turin",
@@ -420,5 +440,8 @@ export const AMD_SNP_ROOTS: readonly AmdSnpRoots[] = [
     arkSha256: "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
     askSha256: "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185",
     asvkSha256: "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c",
+    arkSubject: amdSubject("ARK-Turin"),
+    askSubject: amdSubject("SEV-Turin"),
+    asvkSubject: amdSubject("SEV-VLEK-Turin"),
   },
 ];

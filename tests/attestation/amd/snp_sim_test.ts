@@ -261,6 +261,25 @@ Deno.test("snp-sim: a damaged state file is a clear error", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("snp-sim: a state file whose certificate is cut short is a clear error", async () => {
+  await sim(); // the shared state exists
+  const state = JSON.parse(await Deno.readTextFile(`${stateDir}/${SNP_SIM_STATE_FILE}`));
+  const dir = await Deno.makeTempDir({ prefix: "enarx-snp-sim-bad-" });
+  try {
+    const der = Uint8Array.fromBase64(state.certs.ask);
+    state.certs.ask = der.subarray(0, der.length - 1).toBase64();
+    await Deno.writeTextFile(`${dir}/${SNP_SIM_STATE_FILE}`, JSON.stringify(state));
+    await assert.rejects(() => SnpSimulator.open(dir), (e: unknown) => {
+      assert.ok(e instanceof EnarxError);
+      assert.equal(e.code, "snp-sim-state");
+      assert.match(e.message, /its ask certificate is not one DER SEQUENCE.*remove it/);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("snp-sim: flipping any bit of a simulated report's signed region fails", async () => {
   const s = await sim();
   const { report, certs } = await s.report(DATA, { measurement: MEASUREMENT });

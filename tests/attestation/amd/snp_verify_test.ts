@@ -4,7 +4,7 @@ import { verifySnpReport } from "../../../runtime/attestation/amd/snp_verify.ts"
 import { amdCertExtensions } from "../../../runtime/attestation/amd/snp_verify.ts";
 import { MalformedEvidenceError } from "../../../runtime/attestation/result.ts";
 import { pemBlocks, verifySignedBy, X509Certificate } from "../../../runtime/x509.ts";
-import { ASVK_MILAN_PEM } from "../../../runtime/attestation/amd/amd_roots.ts";
+import { AMD_SNP_ROOTS, ASVK_MILAN_PEM } from "../../../runtime/attestation/amd/amd_roots.ts";
 
 import { loadSample, readEvidence, samplePolicy, SNP_SAMPLES } from "./_snp_samples.ts";
 import { DEFAULT_POLICY, type Policy } from "../../../runtime/attestation/policy.ts";
@@ -200,6 +200,23 @@ Deno.test("snp verify: policy checks: measurement, report data, products, minimu
     },
   });
   assert.deepEqual(failed(fail), ["platform", "product", "measurement", "report-data", "min-tcb"]);
+});
+
+Deno.test("snp verify: the embedded certificates' recorded subjects and fingerprints are theirs (the chain search parses only those it names)", async () => {
+  for (const r of AMD_SNP_ROOTS) {
+    const embedded = [
+      [r.arkPem, r.arkSubject, r.arkSha256],
+      [r.askPem, r.askSubject, r.askSha256],
+      [r.asvkPem, r.asvkSubject, r.asvkSha256],
+    ];
+    for (const [pem, subject, sha256] of embedded) {
+      const der = pemBlocks(pem)[0];
+      assert.equal(new X509Certificate(der.slice()).subject, subject);
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
+      assert.equal(digest.toHex(), sha256);
+    }
+    assert.equal(new X509Certificate(pemBlocks(r.askPem)[0].slice()).issuer, r.arkSubject);
+  }
 });
 
 Deno.test("snp verify: the verification time is required", async () => {
