@@ -8,10 +8,12 @@
  * is sent. Without --ca the printed fingerprint is the served certificate's.
  */
 import assert from "node:assert/strict";
+import * as tls from "node:tls";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { deployArgs, startKeepmgr } from "./_deploy_fixture.ts";
 import { enarx, ensureLibwasmtime, workload } from "../workloads/helpers.ts";
-import { pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
+import { makeTestCa, pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
 import * as x509 from "../../runtime/x509.ts";
 import { loadServiceCa } from "../../runtime/client/service_ca.ts";
 import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
@@ -269,4 +271,112 @@ Deno.test("deploy tls: a deployed config may have tls sockets, but not a ca file
       (e as { exitStatus?: number }).exitStatus === 69 &&
       /"up" has ca = a file path.*put the PEM text in Enarx\.toml/.test((e as Error).message),
   );
+});
+
+/** `[[files]]` for the workload's fd 3: TLS to 127.0.0.1:`port`, trusting `caPem`, with mTLS. */
+function mtlsConnectToml(port: number, caPem: string): string {
+  return TOML.replace(/\[\[files\]\]\nkind = "listen"[^]*$/, "") +
+    '[[files]]\nkind = "connect"\nprot = "tls"\nname = "peer"\nhost = "127.0.0.1"\n' +
+    `port = ${port}\nca = """${caPem}"""\nmtls = true\n`;
+}
+
+/**
+ * A TLS server on 127.0.0.1 (node:tls: Deno.listenTls cannot ask for a
+ * client certificate) that requires one issued by `clientCa`, records each
+ * client's certificate and answers "hello NAME" (the certificate's CN).
+ */
+async function mtlsServer(chain: { certPem: string; keyPem: string }, clientCa: string) {
+  const seen: { authorized: boolean; der: Uint8Array<ArrayBuffer> }[] = [];
+  const server = tls.createServer(
+    {
+      cert: chain.certPem,
+      key: chain.keyPem,
+      ca: [clientCa],
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (socket) => {
+      const der = new Uint8Array(socket.getPeerCertificate(false).raw);
+      seen.push({ authorized: socket.authorized, der });
+      socket.end(`hello ${new x509.X509Certificate(der).subjectName.getField("CN")[0]}`);
+    },
+  );
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  server.on("tlsClientError", () => {});
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    seen,
+    close() {
+      server.close();
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
+
+Deno.test("deploy tls: connect with mtls presents the certificate the deployer's CA issued; a wrong server certificate is exit 76", async () => {
+  const deployerCa = await makeCa("enarx deploy test CA mtls", "p256");
+  const serverCa = await makeTestCa("the server's CA");
+  const stranger = await makeTestCa("a CA the keep does not trust");
+  const server = await mtlsServer(await serverCa.issue("localhost"), deployerCa.certPem);
+  const impostor = await mtlsServer(await stranger.issue("localhost"), deployerCa.certPem);
+  const mgr = await startKeepmgr();
+  try {
+    await withFiles({
+      "Enarx.toml": mtlsConnectToml(server.port, serverCa.certPem),
+      "impostor.toml": mtlsConnectToml(impostor.port, serverCa.certPem),
+      "ca.pem": deployerCa.certPem,
+      "ca.key": deployerCa.keyPem,
+    }, async (p) => {
+      const ca = ["--ca", p["ca.pem"], "--ca-key", p["ca.key"], "--service-name", "client.test"];
+      const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+        ...ca,
+        "--json",
+        SOCKETS,
+        "connect",
+        "peer",
+        "hi",
+      ]));
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.certificate.issued, true);
+      assert.equal(
+        new TextDecoder().decode(Uint8Array.fromBase64(out.stdout)),
+        "hello client.test",
+      );
+      // The server verified the keep's certificate against the deployer's CA, and it is the one reported.
+      assert.equal(server.seen.length, 1);
+      assert.equal(server.seen[0].authorized, true);
+      assert.equal(await x509.sha256Fingerprint(server.seen[0].der), out.certificate.fingerprint);
+      const leaf = new x509.X509Certificate(server.seen[0].der);
+      assert.equal(leaf.issuer, new x509.X509Certificate(deployerCa.certPem).subject);
+
+      // A server whose certificate the entry's ca does not vouch for: the deploy ends with 76.
+      const bad = await enarx(deployArgs(mgr, p["impostor.toml"], [
+        ...ca,
+        SOCKETS,
+        "connect",
+        "peer",
+        "secret",
+      ]));
+      assert.equal(bad.code, 76, bad.stderr);
+      assert.match(
+        bad.stderr,
+        new RegExp(
+          `The TLS handshake with 127\\.0\\.0\\.1:${impostor.port} for \\[\\[files\\]\\] "peer" ` +
+            `failed: .*certificate`,
+        ),
+      );
+      assert.equal(bad.stdout, "");
+      assert.deepEqual(impostor.seen, [], "the workload reached a server it should not trust");
+    });
+  } finally {
+    await mgr.close();
+    server.close();
+    impostor.close();
+  }
 });
