@@ -81,6 +81,11 @@ async function talk(conn: Deno.TlsConn, text: string): Promise<string> {
   return await reading;
 }
 
+/** How many hours a certificate is valid, rounded. */
+function validHours(cert: x509.X509Certificate): number {
+  return Math.round((cert.notAfter.getTime() - cert.notBefore.getTime()) / 3_600_000);
+}
+
 async function stopKeep(mgr: LocalKeepmgr, keep: string): Promise<void> {
   const r = await enarx([
     "keep",
@@ -136,6 +141,7 @@ for (const kind of ["p256", "rsa"] as const) {
           assert.equal(await pemFingerprint(served), endpoint.fingerprint);
           const leaf = new x509.X509Certificate(served);
           assert.equal(leaf.issuer, new x509.X509Certificate(ca.certPem).subject);
+          assert.equal(validHours(leaf), 7 * 24 + 1, "an hour back to 7 days ahead by default");
           // A client trusting another CA is refused.
           const stranger = await Deno.connectTls({
             hostname: endpoint.host,
@@ -379,4 +385,82 @@ Deno.test("deploy tls: connect with mtls presents the certificate the deployer's
     server.close();
     impostor.close();
   }
+});
+
+Deno.test("deploy tls: a policy's [service_ca] issues the keep's certificate, for --cert-days days", async () => {
+  const ca = await makeCa("policy CA", "p256");
+  const mgr = await startKeepmgr();
+  try {
+    await withFiles({
+      "Enarx.toml": TOML,
+      "policy.toml": '[service_ca]\ncert = "ca.pem"\nkey = "ca.key"\n',
+      "ca.pem": ca.certPem,
+      "ca.key": ca.keyPem,
+    }, async (p) => {
+      const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+        "--policy",
+        p["policy.toml"],
+        "--cert-days",
+        "30",
+        "--detach",
+        "--json",
+        SOCKETS,
+        "echo",
+        "web",
+        "100",
+      ]));
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.certificate.issued, true);
+      const leaf = new x509.X509Certificate(await presentedCertificate(out.endpoints[0].port));
+      assert.equal(leaf.issuer, new x509.X509Certificate(ca.certPem).subject);
+      assert.equal(validHours(leaf), 30 * 24 + 1);
+      await stopKeep(mgr, out.keep);
+    });
+  } finally {
+    await mgr.close();
+  }
+});
+
+Deno.test("deploy tls: a policy's [service_ca] is checked as --ca is; --ca overrides it; --cert-days is bounded", async () => {
+  const ca = await makeCa("the CA", "p256");
+  const other = await makeCa("another CA", "p256");
+  await withFiles({
+    "Enarx.toml": TOML,
+    "ca.pem": ca.certPem,
+    "ca.key": ca.keyPem,
+    "other.key": other.keyPem,
+    "mismatched.toml": '[service_ca]\ncert = "ca.pem"\nkey = "other.key"\n',
+    "missing.toml": '[service_ca]\ncert = "ca.pem"\nkey = "missing.key"\n',
+  }, async (p) => {
+    // Nothing listens on port 1: reaching the network is exit 69.
+    const base = ["deploy", "--keepmgr", "https://127.0.0.1:1", "--wasmcfgfile", p["Enarx.toml"]];
+    const mismatched = await enarx([...base, "--policy", p["mismatched.toml"], SOCKETS]);
+    assert.equal(mismatched.code, 65, mismatched.stderr);
+    assert.match(
+      mismatched.stderr,
+      /^enarx: service_ca\.key ".*\/other\.key" \(policy ".*mismatched\.toml"\) is not the key of service_ca\.cert ".*\/ca\.pem" \(policy ".*mismatched\.toml"\); pass the CA's own key\n$/,
+    );
+    const missing = await enarx([...base, "--policy", p["missing.toml"], SOCKETS]);
+    assert.equal(missing.code, 66, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /^enarx: Cannot read service_ca\.key ".*\/missing\.key" \(policy ".*missing\.toml"\): /,
+    );
+    // --ca/--ca-key override the policy's: its broken key is not even read.
+    const flags = ["--ca", p["ca.pem"], "--ca-key", p["ca.key"]];
+    const overridden = await enarx([...base, "--policy", p["missing.toml"], ...flags, SOCKETS]);
+    assert.equal(overridden.code, 69, overridden.stderr);
+    for (const days of ["0", "201", "7d", "1.5"]) {
+      const r = await enarx([...base, ...flags, "--cert-days", days, SOCKETS]);
+      assert.equal(r.code, 64, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`^enarx: --cert-days "${days}" is not a whole number of days from 1 to 200`),
+      );
+    }
+    const noCa = await enarx([...base, "--cert-days", "30", SOCKETS]);
+    assert.equal(noCa.code, 64, noCa.stderr);
+    assert.match(noCa.stderr, /--cert-days sets the lifetime of the certificate your CA issues/);
+  });
 });
