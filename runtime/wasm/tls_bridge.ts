@@ -4,8 +4,10 @@
  * plaintext side as a Unix stream socket, which the socket shim serves like
  * any other (ffi/wasi_sockets.ts). The Unix sockets live in a private
  * directory (mode 0700, owned by the keep's user), so no other user can
- * connect to a guest's plaintext; the directory is removed when the run ends
- * (a SIGKILL leaves it behind, empty of anything but dead socket names).
+ * connect to a guest's plaintext; the directory is removed when the run ends.
+ * A SIGKILL leaves it behind (with dead socket names in it): the next run
+ * with tls sockets removes it (run_dir.ts). A deployed keep's fixed
+ * directory is in its work directory, which keepmgr removes.
  *
  * listen: a node:tls server (Deno's implementation, on the same rustls as
  * Deno.listenTls) on the entry's address. Not Deno.listenTls, whose
@@ -27,6 +29,7 @@
  * @module
  */
 import { bridgedSocketPath, TLS_SOCKET_DIR_ENV } from "./tls_socket_paths.ts";
+import { RunDir } from "./run_dir.ts";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { connectUnixSocket, listenUnixSocket } from "../../ffi/wasi_sockets.ts";
@@ -170,6 +173,8 @@ function connectError(entry: FileEntry, cause: unknown, tls: boolean): EnarxErro
 /** The TLS bridges of one run, and their private directory. */
 export class TlsBridge {
   readonly #dir: string;
+  /** The temporary directory when this run made one (not the fixed one). */
+  readonly #owned: RunDir | undefined;
   readonly #servers = new Set<tls.Server>();
   /** Every TCP socket of the servers, handshake done or not. */
   readonly #sockets = new Set<net.Socket>();
@@ -180,22 +185,25 @@ export class TlsBridge {
   #count = 0;
   #closed = false;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, owned: RunDir | undefined) {
     this.#dir = dir;
+    this.#owned = owned;
   }
 
-  /** Makes the private directory (0700) for the run's Unix sockets. */
+  /**
+   * Makes the private directory (0700) for the run's Unix sockets: the
+   * fixed one of {@link TLS_SOCKET_DIR_ENV}, else `$TMPDIR/enarx-tls-*`
+   * (after removing those of killed runs).
+   */
   static async create(): Promise<TlsBridge> {
     const fixed = Deno.env.get(TLS_SOCKET_DIR_ENV);
-    let dir: string;
-    if (fixed !== undefined && fixed !== "") {
-      await Deno.mkdir(fixed, { mode: 0o700 });
-      dir = fixed;
-    } else {
-      dir = await Deno.makeTempDir({ prefix: "enarx-tls-" });
+    if (fixed === undefined || fixed === "") {
+      const owned = await RunDir.create("enarx-tls-");
+      return new TlsBridge(owned.path, owned);
     }
-    await Deno.chmod(dir, 0o700);
-    return new TlsBridge(dir);
+    await Deno.mkdir(fixed, { mode: 0o700 });
+    await Deno.chmod(fixed, 0o700);
+    return new TlsBridge(fixed, undefined);
   }
 
   /** The private directory. */
@@ -393,6 +401,7 @@ export class TlsBridge {
     this.#servers.clear();
     this.#conns.clear();
     await Promise.allSettled([...this.#tasks]);
-    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+    if (this.#owned !== undefined) await this.#owned.close();
+    else await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }

@@ -382,3 +382,64 @@ Deno.test("tls sockets: a port in use and a host that does not resolve are the t
     );
   });
 });
+
+/** The names in `dir`, sorted. */
+function names(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** Waits until `dir` holds `n` entries starting with "enarx-" (the run makes them one by one). */
+async function runDirs(dir: string, n: number): Promise<string[]> {
+  for (let i = 0; i < 200; i++) {
+    const found = names(dir).filter((name) => name.startsWith("enarx-"));
+    if (found.length >= n) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return names(dir);
+}
+
+Deno.test("tls sockets: a run killed with SIGKILL leaves its private directories; the next run removes them, not a live run's", async () => {
+  await withDir(async (dir) => {
+    const toml = join(dir, "Enarx.toml");
+    await Deno.writeTextFile(toml, STDIO + LISTEN);
+    const tmp = join(dir, "tmp");
+    await Deno.mkdir(tmp);
+    const env = { TMPDIR: tmp };
+    const killed = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "1"], { env });
+    const left = await runDirs(tmp, 2);
+    assert.deepEqual(left.map((n) => n.replace(/[^-]+$/, "")), ["enarx-sockets-", "enarx-tls-"]);
+    assert.ok(names(join(tmp, left[1])).includes("listen-0.sock"));
+    killed.child.kill("SIGKILL");
+    assert.equal((await killed.child.status).signal, "SIGKILL");
+    await killed.done();
+    assert.deepEqual(names(tmp), left, "the killed run removed its directories itself");
+
+    const alive = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "1"], { env });
+    const all = await runDirs(tmp, 4);
+    const mine = all.filter((n) => !left.includes(n));
+    assert.equal(mine.length, 2, all.join(" "));
+    // Look-alikes that are not a run's: a link, a folder others may enter, one holding a file.
+    Deno.symlinkSync(join(tmp, left[1]), join(tmp, "enarx-tls-link"));
+    Deno.mkdirSync(join(tmp, "enarx-tls-open"), { mode: 0o755 });
+    Deno.writeTextFileSync(join(tmp, "enarx-tls-open", "owner.lock"), "");
+    Deno.chmodSync(join(tmp, "enarx-tls-open"), 0o755);
+    Deno.mkdirSync(join(tmp, "enarx-tls-kept"), { mode: 0o700 });
+    Deno.writeTextFileSync(join(tmp, "enarx-tls-kept", "owner.lock"), "");
+    Deno.writeTextFileSync(join(tmp, "enarx-tls-kept", "notes.txt"), "not a socket");
+    const foreign = ["enarx-tls-kept", "enarx-tls-link", "enarx-tls-open"];
+
+    // The next run with tls sockets sweeps: the killed run's go, the live run's and the rest stay.
+    const next = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "0"], { env });
+    const after = await next.done();
+    assert.equal(after.code, 0, after.stderr);
+    assert.deepEqual(names(tmp), [...mine, ...foreign].sort());
+    assert.deepEqual(names(join(tmp, "enarx-tls-kept")), ["notes.txt", "owner.lock"]);
+
+    // The live run was not disturbed: it still serves, then removes its own.
+    const pem = await presentedCertificate(alive.port);
+    assert.equal(await pemFingerprint(pem), alive.fingerprint);
+    const end = await alive.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.deepEqual(names(tmp), foreign);
+  });
+});
