@@ -464,3 +464,47 @@ Deno.test("deploy tls: a policy's [service_ca] is checked as --ca is; --ca overr
     assert.match(noCa.stderr, /--cert-days sets the lifetime of the certificate your CA issues/);
   });
 });
+
+Deno.test("deploy tls: a listen with mtls serves only clients with a certificate from its ca", async () => {
+  const ca = await makeCa("enarx deploy test CA listen", "p256");
+  const clients = await makeTestCa("the clients' CA");
+  const alice = await clients.issue("alice", "client");
+  const mgr = await startKeepmgr();
+  try {
+    const toml = TOML + `ca = """${clients.certPem}"""\nmtls = true\n`;
+    await withFiles(
+      { "Enarx.toml": toml, "ca.pem": ca.certPem, "ca.key": ca.keyPem },
+      async (p) => {
+        const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+          ...["--ca", p["ca.pem"], "--ca-key", p["ca.key"], "--detach", "--json"],
+          SOCKETS,
+          "echo",
+          "web",
+          "100",
+        ]));
+        assert.equal(r.code, 0, r.stderr);
+        const out = JSON.parse(r.stdout);
+        const { host, port } = out.endpoints[0];
+        const caCerts = [ca.certPem];
+        const anonymous = await Deno.connectTls({ hostname: host, port, caCerts });
+        // TLS 1.3 checks the client after the client's handshake: the refusal comes on reading
+        // (an alert, or through keepmgr's relay just the end of the connection).
+        await assert.rejects(
+          () => talk(anonymous, "no certificate\n"),
+          /CertificateRequired|close_notify|UnexpectedEof/i,
+        );
+        const conn = await Deno.connectTls({
+          hostname: host,
+          port,
+          caCerts,
+          cert: alice.certPem,
+          key: alice.keyPem,
+        });
+        assert.equal(await talk(conn, "alice\n"), "alice\n");
+        await stopKeep(mgr, out.keep);
+      },
+    );
+  } finally {
+    await mgr.close();
+  }
+});

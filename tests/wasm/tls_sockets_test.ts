@@ -443,3 +443,100 @@ Deno.test("tls sockets: a run killed with SIGKILL leaves its private directories
     assert.deepEqual(names(tmp), foreign);
   });
 });
+
+/** Whether a client trusting `caCerts` (with `client`'s certificate) gets "ping" echoed at `port`. */
+async function echoes(
+  port: number,
+  options: { caCerts: string[]; client?: { certPem: string; keyPem: string } },
+): Promise<boolean> {
+  let conn: Deno.TlsConn | undefined;
+  const { caCerts, client } = options;
+  try {
+    conn = client === undefined
+      ? await Deno.connectTls({ hostname: "localhost", port, caCerts })
+      : await Deno.connectTls({
+        hostname: "localhost",
+        port,
+        caCerts,
+        cert: client.certPem,
+        key: client.keyPem,
+      });
+    await conn.handshake();
+    const reply = await talk(conn, new TextEncoder().encode("ping"));
+    return new TextDecoder().decode(reply) === "ping";
+  } catch {
+    return false; // refused in the handshake, or cut off after it (TLS 1.3 checks the client late)
+  } finally {
+    try {
+      conn?.close();
+    } catch { /* closed by talk */ }
+  }
+}
+
+Deno.test("tls listen with mtls: only clients with a certificate from the entry's ca reach the guest", async () => {
+  const clients = await makeTestCa("the clients' CA");
+  const stranger = await makeTestCa("another CA");
+  const good = await clients.issue("alice", "client");
+  const other = await stranger.issue("mallory", "client");
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(join(dir, "clients.pem"), clients.certPem);
+    const toml = join(dir, "Enarx.toml");
+    await Deno.writeTextFile(toml, STDIO + LISTEN + 'ca = "clients.pem"\nmtls = true\n');
+    const keep = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "2"]);
+    const caCerts = [await certificateOf(keep.port)];
+    assert.equal(await echoes(keep.port, { caCerts }), false, "no certificate");
+    assert.equal(
+      await echoes(keep.port, { caCerts, client: other }),
+      false,
+    );
+    assert.equal(await echoes(keep.port, { caCerts, client: good }), true);
+    assert.equal(await echoes(keep.port, { caCerts, client: good }), true);
+    const end = await keep.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal(end.stdout, "served 2\n", "a refused client reached the guest");
+  });
+});
+
+/** The certificate the keep at `port` serves (read from a handshake that then fails). */
+async function certificateOf(port: number): Promise<string> {
+  const { promise, resolve, reject } = Promise.withResolvers<string>();
+  const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false });
+  socket.once("secureConnect", () => {
+    resolve(
+      new x509.X509Certificate(new Uint8Array(socket.getPeerCertificate(false).raw)).toString(
+        "pem",
+      ),
+    );
+    socket.destroy();
+  });
+  socket.once("error", reject);
+  return await promise;
+}
+
+Deno.test("tls listen: ALPN offers http/1.1 only; a client that offers none is served too", async () => {
+  await withDir(async (dir) => {
+    const toml = join(dir, "Enarx.toml");
+    await Deno.writeTextFile(toml, STDIO + LISTEN);
+    const keep = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "2"]);
+    const pem = await presentedCertificate(keep.port); // guest connection 1
+    const h2Only = await Deno.connectTls({
+      hostname: "localhost",
+      port: keep.port,
+      caCerts: [pem],
+      alpnProtocols: ["h2"],
+    });
+    await assert.rejects(() => h2Only.handshake(), /NoApplicationProtocol/);
+    h2Only.close();
+    const offered = await Deno.connectTls({
+      hostname: "localhost",
+      port: keep.port,
+      caCerts: [pem],
+      alpnProtocols: ["h2", "http/1.1"],
+    });
+    assert.equal((await offered.handshake()).alpnProtocol, "http/1.1");
+    offered.close(); // guest connection 2
+    const end = await keep.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal(end.stdout, "served 2\n");
+  });
+});
