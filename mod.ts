@@ -60,6 +60,7 @@ export {
   PolicyError,
   readEvidenceInputs,
   readPolicyFile,
+  type ServiceCaFiles,
   type SevClaims,
   type SgxClaims,
   type SnpClaims,
@@ -132,6 +133,7 @@ export {
 export {
   loadServiceCa,
   type ServiceCa,
+  type ServiceCaLabels,
   type ServiceCertificate,
 } from "./runtime/client/service_ca.ts";
 export type { Endpoint } from "./runtime/protocol/messages.ts";

@@ -83,7 +83,12 @@ Options:
                               the certificate of the keep's prot = "tls" sockets,
                               after the evidence is verified; needs --ca-key
   --ca-key FILE               The CA's private key (PKCS#8 PEM); it never leaves
-                              this machine. Checked against --ca before a keep is made
+                              this machine. Checked against --ca before a keep is made.
+                              A policy's [service_ca] (cert, key) does the same;
+                              --ca/--ca-key override it
+  --cert-days N               Days the certificate the CA issues is valid: 1 to 200
+                              (default 7; never past the CA's own end). It is not
+                              renewed: a keep that outlives it serves an expired one
   --service-name NAME         A DNS name or IP address the keep's certificate is
                               for (repeatable; default localhost, 127.0.0.1 and
                               the keepmgr URL's host)
@@ -137,6 +142,7 @@ const OPTIONS = {
   detach: { type: "boolean" },
   ca: { type: "string" },
   "ca-key": { type: "string" },
+  "cert-days": { type: "string" },
   "service-name": { type: "string", multiple: true },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
@@ -214,7 +220,7 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   const module = await openableFile(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
   const services = config === null ? 0 : await checkSockets(config, backend);
-  const tls = await planTls(values, config?.config);
+  const tls = await planTls(values, config?.config, policy);
   const stdin = values.stdin === undefined
     ? new Uint8Array(0)
     : values.stdin === "-"
@@ -256,12 +262,14 @@ function presentsCertificate(config: EnarxConfig | undefined): boolean {
 
 /**
  * The keep's service identity: its names (checked) and the deployer's CA
- * (read and checked against its key), before anything is sent; none when
- * the config has no socket that presents the keep's certificate.
+ * (--ca/--ca-key, else the policy's [service_ca]; read and checked against
+ * its key), before anything is sent; none when the config has no socket
+ * that presents the keep's certificate (a policy's CA is then not read).
  */
 async function planTls(
   values: DeployValues,
   config: EnarxConfig | undefined,
+  policy: Policy,
 ): Promise<DeployTls | undefined> {
   const ca = values.ca;
   const caKey = values["ca-key"];
@@ -270,9 +278,16 @@ async function planTls(
   }
   const given = values["service-name"] ?? [];
   if (!presentsCertificate(config)) {
-    if (ca !== undefined || given.length > 0) {
+    const flag = ca !== undefined
+      ? "ca"
+      : given.length > 0
+      ? "service-name"
+      : values["cert-days"] !== undefined
+      ? "cert-days"
+      : undefined;
+    if (flag !== undefined) {
       throw new UsageError(
-        `--${ca !== undefined ? "ca" : "service-name"} needs a [[files]] socket with ` +
+        `--${flag} needs a [[files]] socket with ` +
           `prot = "tls" (kind = "listen", or "connect" with mtls = true) in --wasmcfgfile`,
       );
     }
@@ -282,9 +297,25 @@ async function planTls(
   const host = URL.parse(values.keepmgr ?? "")?.hostname.replace(/^\[|\]$/g, "");
   const defaults = ["localhost", "127.0.0.1", ...(host ? [host] : [])];
   const names = serviceNames(given.length > 0 ? given : defaults).map((n) => n.value);
-  if (ca === undefined) return { names };
-  const { loadServiceCa } = await import("../runtime/client/service_ca.ts");
-  return { names, ca: await loadServiceCa(ca, caKey!) };
+  const { checkCertDays, loadServiceCa } = await import("../runtime/client/service_ca.ts");
+  const days = values["cert-days"] === undefined ? undefined : checkCertDays(values["cert-days"]);
+  if (ca !== undefined) return { names, days, ca: await loadServiceCa(ca, caKey!) };
+  const files = policy.serviceCa;
+  if (files === undefined) {
+    if (days !== undefined) {
+      throw new UsageError(
+        `--cert-days sets the lifetime of the certificate your CA issues; give --ca and ` +
+          `--ca-key (or a policy with [service_ca]); a self-signed keep certificate is valid 30 days`,
+      );
+    }
+    return { names };
+  }
+  const labels = {
+    cert: "service_ca.cert",
+    key: "service_ca.key",
+    origin: ` (policy "${values.policy}")`,
+  };
+  return { names, days, ca: await loadServiceCa(files.cert, files.key, { labels }) };
 }
 
 /** Parses --measurement: 48 bytes of hex (SNP MEASUREMENT, or a kvm/nil keep digest). */

@@ -57,6 +57,7 @@ export {
   PolicyError,
   policyFromTable,
   readPolicyFile,
+  type ServiceCaFiles,
 } from "./policy.ts";
 export {
   evaluatePolicy,

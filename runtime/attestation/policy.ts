@@ -27,6 +27,10 @@
  *
  * [min_tcb.Genoa]                      # for Genoa: replaces the components it names
  * snp = 22
+ *
+ * [service_ca]                         # enarx deploy only: the CA of prot = "tls" services
+ * cert = "ca.pem"                      # relative to the policy file's folder
+ * key = "ca.key"                       # PKCS#8 PEM; never leaves the client
  * ```
  *
  * `require_collateral` left out takes the caller's default: true for
@@ -36,6 +40,7 @@
  * @module
  */
 import { parse as parseToml, TomlError } from "smol-toml";
+import { dirname, isAbsolute, join } from "node:path";
 import { EnarxError } from "../errors.ts";
 
 import type { EvidenceFormat } from "./result.ts";
@@ -95,6 +100,21 @@ export interface Policy {
    * "UpToDate", e.g. "SWHardeningNeeded". Default none.
    */
   allowedTcbStatuses?: string[];
+  /**
+   * `[service_ca]`: the CA certificate and key files with which
+   * `enarx deploy` certifies a keep's `prot = "tls"` services (as `--ca`
+   * and `--ca-key`, which override it); paths resolved against the policy
+   * file's folder. Only read when a deploy needs them.
+   */
+  serviceCa?: ServiceCaFiles;
+}
+
+/** The files of a policy's `[service_ca]`. */
+export interface ServiceCaFiles {
+  /** The CA's certificate (PEM), `cert`. */
+  cert: string;
+  /** Its PKCS#8 private key (PEM), `key`. */
+  key: string;
 }
 
 /** The policy used when none is given: refuse debug and migration, trust no simulated root. */
@@ -129,6 +149,7 @@ const TOP_KEYS = [
   "allowed_tcb_statuses",
   "require_collateral",
   "max_vmpl",
+  "service_ca",
 ];
 const TCB_KEYS = ["fmc", "bootloader", "tee", "snp", "microcode"];
 
@@ -246,11 +267,37 @@ function simulatedRootValue(source: string, v: unknown): false | string {
   fail(source, `"trust_simulated_root" must be a SHA-256 fingerprint, "sha256:<64 hex digits>"`);
 }
 
+/** `[service_ca]`: `cert` and `key`, both file paths, resolved against `base` when given. */
+function serviceCaValue(source: string, t: unknown, base: string | undefined): ServiceCaFiles {
+  if (typeof t !== "object" || t === null || Array.isArray(t)) {
+    fail(source, `"service_ca" must be a table with cert = "ca.pem" and key = "ca.key"`);
+  }
+  const table = t as Record<string, unknown>;
+  for (const key of Object.keys(table)) {
+    if (key !== "cert" && key !== "key") {
+      fail(source, `unknown key "service_ca.${key}"; known keys are cert, key`);
+    }
+  }
+  const path = (key: "cert" | "key"): string => {
+    const value = table[key];
+    if (typeof value !== "string" || value === "") {
+      fail(source, `"service_ca.${key}" must be a file path (the CA's ${key}, PEM)`);
+    }
+    return base === undefined || isAbsolute(value) ? value : join(base, value);
+  };
+  return { cert: path("cert"), key: path("key") };
+}
+
 /**
  * Makes a Policy from a decoded TOML table (or any plain object with the same
- * keys). `source` names the file in error messages.
+ * keys). `source` names the file in error messages; `options.base` is the
+ * folder that relative `[service_ca]` paths start at (default: as given).
  */
-export function policyFromTable(table: Record<string, unknown>, source = "policy"): Policy {
+export function policyFromTable(
+  table: Record<string, unknown>,
+  source = "policy",
+  options: { base?: string } = {},
+): Policy {
   if (typeof table !== "object" || table === null || Array.isArray(table)) {
     fail(source, "a policy must be a table of keys");
   }
@@ -314,11 +361,20 @@ export function policyFromTable(table: Record<string, unknown>, source = "policy
   if (table.trust_simulated_root !== undefined) {
     policy.trustSimulatedRoot = simulatedRootValue(source, table.trust_simulated_root);
   }
+  if (table.service_ca !== undefined) {
+    policy.serviceCa = serviceCaValue(source, table.service_ca, options.base);
+  }
   return policy;
 }
 
-/** Parses a policy from TOML text. Throws PolicyError with the line for bad TOML. */
-export function parsePolicy(text: string, options: { source?: string } = {}): Policy {
+/**
+ * Parses a policy from TOML text. Throws PolicyError with the line for bad
+ * TOML. `options.base`: as for {@link policyFromTable}.
+ */
+export function parsePolicy(
+  text: string,
+  options: { source?: string; base?: string } = {},
+): Policy {
   const source = options.source ?? "policy";
   let table: Record<string, unknown>;
   try {
@@ -329,7 +385,7 @@ export function parsePolicy(text: string, options: { source?: string } = {}): Po
       : String(error);
     throw new PolicyError(`Policy ${source} is not valid TOML: ${message}`, { cause: error });
   }
-  return policyFromTable(table, source);
+  return policyFromTable(table, source, { base: options.base });
 }
 
 /** Reads and parses a policy file; a missing file is an EnarxError with exit status 66. */
@@ -344,5 +400,5 @@ export async function readPolicyFile(path: string): Promise<Policy> {
       { exit: "noInput", cause: error },
     );
   }
-  return parsePolicy(text, { source: `"${path}"` });
+  return parsePolicy(text, { source: `"${path}"`, base: dirname(path) });
 }

@@ -112,6 +112,8 @@ export interface DeployTls {
   names: string[];
   /** The deployer's CA (`--ca`, `--ca-key`); none: the keep's self-signed certificate. */
   ca?: ServiceCa;
+  /** How many days the CA's certificate is valid (`--cert-days`; default 7). */
+  days?: number;
 }
 
 /** What to deploy. */
@@ -602,7 +604,7 @@ async function certifyStep(
   const { csr } = await checkServiceKeyAnswer(answer);
   const chain = wanted.ca === undefined
     ? [answer.certificate]
-    : await issueServiceCertificate(wanted.ca, csr, { names: wanted.names });
+    : await issueServiceCertificate(wanted.ca, csr, { names: wanted.names, days: wanted.days });
   const { sha256Fingerprint } = await import("../x509.ts");
   const names = serviceNames(wanted.names).map((n) => n.value);
   const certificate: ServiceCertificate = {
@@ -612,10 +614,8 @@ async function certifyStep(
     chain,
   };
   const next = await connectAgain(run, pinned);
-  run.end(
-    `${certificate.issued ? "issued by --ca" : "self-signed"} for ${names.join(", ")}, ` +
-      `sha256 ${certificate.fingerprint}`,
-  );
+  const how = certificate.issued ? "issued by the deployer's CA" : "self-signed";
+  run.end(`${how} for ${names.join(", ")}, sha256 ${certificate.fingerprint}`);
   return { tls: next, certificate };
 }
 

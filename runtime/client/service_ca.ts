@@ -7,14 +7,44 @@
  * to the key sealed to the attested keep) is checked and a short-lived leaf
  * certificate is issued for it. The CA key stays in this process.
  *
+ * The two files may also come from a policy's `[service_ca]` (`cert`, `key`;
+ * runtime/attestation/policy.ts): the errors then name those keys and the
+ * policy file instead of the flags.
+ *
  * @module
  */
 import * as x509 from "../x509.ts";
-import { EnarxError } from "../errors.ts";
+import { EnarxError, UsageError } from "../errors.ts";
 import { type ServiceName, serviceNames } from "../wasm/certificate_names.ts";
 
-/** How long an issued service certificate is valid: a week (a keep lives a day by default). */
+/** How long an issued service certificate is valid by default: a week (a keep lives a day by default). */
 export const SERVICE_CERT_VALIDITY_MS = 7 * 86_400_000;
+
+/**
+ * The longest validity `--cert-days` may ask for: 200 days, the most the
+ * CA/Browser Forum's Baseline Requirements allow a publicly trusted TLS
+ * certificate issued from 15 March 2026 (a private CA is not bound by them,
+ * but a keep's certificate is not renewed, so a bound keeps its key from
+ * being trusted for years).
+ */
+export const MAX_SERVICE_CERT_DAYS = 200;
+
+/** How the errors of {@link loadServiceCa} name the two files. */
+export interface ServiceCaLabels {
+  /** The certificate's name, e.g. `--ca` (the default) or `service_ca.cert`. */
+  cert: string;
+  /** The key's name, e.g. `--ca-key` (the default) or `service_ca.key`. */
+  key: string;
+  /** Appended after each quoted path, e.g. ` (policy "p.toml")`; default none. */
+  origin?: string;
+}
+
+const FLAG_LABELS: ServiceCaLabels = { cert: "--ca", key: "--ca-key" };
+
+/** `--ca "ca.pem"`, or `service_ca.cert "/x/ca.pem" (policy "/x/p.toml")`. */
+function named(labels: ServiceCaLabels, which: "cert" | "key", path: string): string {
+  return `${labels[which]} "${path}"${labels.origin ?? ""}`;
+}
 
 /** A CA that issues keeps' service certificates; its key never leaves this process. */
 export interface ServiceCa {
@@ -42,17 +72,17 @@ function inputError(code: string, message: string, exit: "dataError" | "noInput"
   return new EnarxError(code, message, { exit });
 }
 
-async function readFileText(path: string, flag: string): Promise<string> {
+async function readFileText(path: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (cause) {
     const why = cause instanceof Error ? cause.message : String(cause);
-    throw inputError("ca-unreadable", `Cannot read ${flag} "${path}": ${why}`, "noInput");
+    throw inputError("ca-unreadable", `Cannot read ${what}: ${why}`, "noInput");
   }
 }
 
 /** The import and signing algorithms for a CA whose certificate has `key`. */
-function caAlgorithms(key: x509.PublicKey, path: string) {
+function caAlgorithms(key: x509.PublicKey, what: string) {
   const alg = key.algorithm as { name: string; namedCurve?: string };
   if (alg.name === "ECDSA" && alg.namedCurve === "P-256") {
     return {
@@ -66,16 +96,16 @@ function caAlgorithms(key: x509.PublicKey, path: string) {
   }
   throw inputError(
     "ca-unsupported",
-    `--ca "${path}" has a ${alg.name}${
+    `${what} has a ${alg.name}${
       alg.namedCurve ? ` ${alg.namedCurve}` : ""
     } key; use a P-256 ECDSA or an RSA CA`,
     "dataError",
   );
 }
 
-/** Reads the CA certificate(s) of `path`: PEM, the CA's own first, which must be a CA. */
-async function readCaCertificates(path: string): Promise<x509.X509Certificate[]> {
-  const blocks = x509.pemBlocks(await readFileText(path, "--ca"));
+/** Reads the CA certificate(s) of `what`: PEM, the CA's own first, which must be a CA. */
+async function readCaCertificates(path: string, what: string): Promise<x509.X509Certificate[]> {
+  const blocks = x509.pemBlocks(await readFileText(path, what));
   let certs: x509.X509Certificate[];
   try {
     certs = blocks.map((der) => new x509.X509Certificate(der));
@@ -85,7 +115,7 @@ async function readCaCertificates(path: string): Promise<x509.X509Certificate[]>
   if (certs.length === 0) {
     throw inputError(
       "ca-invalid",
-      `--ca "${path}" holds no readable PEM certificate; pass the CA's certificate (PEM)`,
+      `${what} holds no readable PEM certificate; pass the CA's certificate (PEM)`,
       "dataError",
     );
   }
@@ -93,7 +123,7 @@ async function readCaCertificates(path: string): Promise<x509.X509Certificate[]>
   if (basic?.ca !== true) {
     throw inputError(
       "ca-invalid",
-      `--ca "${path}" is not a CA certificate (no basicConstraints cA); pass the CA's own`,
+      `${what} is not a CA certificate (no basicConstraints cA); pass the CA's own`,
       "dataError",
     );
   }
@@ -104,11 +134,19 @@ async function readCaCertificates(path: string): Promise<x509.X509Certificate[]>
  * Reads `--ca` (PEM certificates, the CA's first) and `--ca-key` (PKCS#8
  * PEM) and checks that the key is the certificate's: EnarxError 66 for a
  * file that cannot be read, 65 naming the file for one that is wrong.
+ * `options.labels` names the files in errors (default the flags).
  */
-export async function loadServiceCa(caPath: string, keyPath: string): Promise<ServiceCa> {
-  const certs = await readCaCertificates(caPath);
-  const { importAlg, signing } = caAlgorithms(certs[0].publicKey, caPath);
-  const keyDer = x509.pemBlocks(await readFileText(keyPath, "--ca-key"), "PRIVATE KEY")[0];
+export async function loadServiceCa(
+  caPath: string,
+  keyPath: string,
+  options: { labels?: ServiceCaLabels } = {},
+): Promise<ServiceCa> {
+  const labels = options.labels ?? FLAG_LABELS;
+  const caName = named(labels, "cert", caPath);
+  const keyName = named(labels, "key", keyPath);
+  const certs = await readCaCertificates(caPath, caName);
+  const { importAlg, signing } = caAlgorithms(certs[0].publicKey, caName);
+  const keyDer = x509.pemBlocks(await readFileText(keyPath, keyName), "PRIVATE KEY")[0];
   let key: CryptoKey;
   try {
     if (keyDer === undefined) throw new Error("no PRIVATE KEY block");
@@ -116,8 +154,8 @@ export async function loadServiceCa(caPath: string, keyPath: string): Promise<Se
   } catch {
     throw inputError(
       "ca-key-invalid",
-      `--ca-key "${keyPath}" is not a PKCS#8 PEM ("BEGIN PRIVATE KEY") ${importAlg.name} key ` +
-        `as --ca "${caPath}" needs; convert it with "openssl pkcs8 -topk8 -nocrypt"`,
+      `${keyName} is not a PKCS#8 PEM ("BEGIN PRIVATE KEY") ${importAlg.name} key ` +
+        `as ${caName} needs; convert it with "openssl pkcs8 -topk8 -nocrypt"`,
       "dataError",
     );
   }
@@ -128,7 +166,7 @@ export async function loadServiceCa(caPath: string, keyPath: string): Promise<Se
   if (!await crypto.subtle.verify(signing, publicKey, signature, probe)) {
     throw inputError(
       "ca-key-mismatch",
-      `--ca-key "${keyPath}" is not the key of --ca "${caPath}"; pass the CA's own key`,
+      `${keyName} is not the key of ${caName}; pass the CA's own key`,
       "dataError",
     );
   }
@@ -175,19 +213,38 @@ function sanEntries(names: ServiceName[]): x509.JsonGeneralNames {
 }
 
 /**
+ * Checks a certificate lifetime in days (`--cert-days`): a whole number
+ * from 1 to {@link MAX_SERVICE_CERT_DAYS}; UsageError (64) naming `what`.
+ */
+export function checkCertDays(days: string | number, what = "--cert-days"): number {
+  const n = typeof days === "number" ? days : /^\d+$/.test(days) ? Number(days) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_SERVICE_CERT_DAYS) {
+    throw new UsageError(
+      `${what} "${days}" is not a whole number of days from 1 to ${MAX_SERVICE_CERT_DAYS}; ` +
+        `a keep's certificate is not renewed, so give the keep's lifetime (default 7)`,
+    );
+  }
+  return n;
+}
+
+/**
  * Issues the keep's leaf certificate for the CSR's key: the names are the
- * deployer's (not the CSR's), valid an hour back to a week ahead (not past
- * the CA's end), serverAuth and clientAuth. Returns the chain, DER.
+ * deployer's (not the CSR's), valid an hour back to `days` ahead (default
+ * 7; checked by {@link checkCertDays}; not past the CA's end), serverAuth
+ * and clientAuth. Returns the chain, DER.
  */
 export async function issueServiceCertificate(
   ca: ServiceCa,
   csr: x509.Pkcs10CertificateRequest,
-  options: { names: readonly string[]; now?: Date },
+  options: { names: readonly string[]; now?: Date; days?: number },
 ): Promise<Uint8Array[]> {
   const names = serviceNames(options.names);
   const now = options.now ?? new Date();
   const caCert = new x509.X509Certificate(ca.chain[0].slice());
-  const end = Math.min(now.getTime() + SERVICE_CERT_VALIDITY_MS, caCert.notAfter.getTime());
+  const validity = options.days === undefined
+    ? SERVICE_CERT_VALIDITY_MS
+    : checkCertDays(options.days, "days") * 86_400_000;
+  const end = Math.min(now.getTime() + validity, caCert.notAfter.getTime());
   const serial = crypto.getRandomValues(new Uint8Array(16));
   serial[0] = (serial[0] & 0x7f) | 0x01; // positive, no leading zero byte
   const leaf = await x509.X509CertificateGenerator.create({

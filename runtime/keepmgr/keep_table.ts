@@ -135,8 +135,10 @@ export class KeepTable<T extends KeepEntry> {
 
   /**
    * Creates the state directory; `reap` is called on every record left by an
-   * earlier keepmgr, whose work directory and record are then removed, as
-   * are the work directories of its warm keeps.
+   * earlier keepmgr, whose work directory and record are then removed. Then
+   * the work directories of its warm keeps, and those that no record named
+   * (a keepmgr killed between making one and recording its keep), are
+   * removed too, unless a keepldr for that keep still runs.
    */
   async open(reap: (record: KeepRecord) => Promise<void>): Promise<void> {
     await Deno.mkdir(this.keepsDir, { recursive: true, mode: 0o700 });
@@ -158,11 +160,31 @@ export class KeepTable<T extends KeepEntry> {
       }
       await Deno.remove(path).catch(() => {});
     }
-    // Warm keeps' directories (host/keep_host.ts), claimed or not: no keep runs yet.
-    for await (const entry of Deno.readDir(this.workRoot)) {
+    await this.#removeStrayWorkDirs();
+  }
+
+  /**
+   * Removes warm keeps' `work/pool-*` folders (none runs yet), and `work/<id>`
+   * folders whose keep has no keepldr running (see {@link open}).
+   */
+  async #removeStrayWorkDirs(): Promise<void> {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(this.workRoot));
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
       if (entry.isDirectory && /^pool-[0-9a-f]+$/.test(entry.name)) {
         await Deno.remove(`${this.workRoot}/${entry.name}`, { recursive: true }).catch(() => {});
       }
+    }
+    const strays = entries.filter((e) => e.isDirectory && /^[0-9a-f]{32}$/.test(e.name));
+    if (strays.length === 0) return;
+    const running = runningKeepldrKeeps();
+    for (const entry of strays) {
+      if (running.has(entry.name)) continue;
+      await Deno.remove(`${this.workRoot}/${entry.name}`, { recursive: true }).catch(() => {});
     }
   }
 
@@ -301,6 +323,26 @@ export function summarize(keep: KeepEntry): KeepSummary {
 
 function mib(bytes: number): string {
   return `${Math.round(bytes / (1 << 20))} MiB`;
+}
+
+/**
+ * The keep ids of the keepldrs running on this machine: processes whose
+ * command line holds `keepldr` and `--keep ID` (KEEP_ID_ARG of keepldr.ts).
+ */
+function runningKeepldrKeeps(): Set<string> {
+  const ids = new Set<string>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    let args: string[];
+    try {
+      args = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+    } catch {
+      continue; // gone, or not readable
+    }
+    const at = args.indexOf("--keep");
+    if (at >= 0 && args.includes("keepldr") && args[at + 1] !== undefined) ids.add(args[at + 1]);
+  }
+  return ids;
 }
 
 function newKeepId(): string {

@@ -45,9 +45,15 @@ export interface FileEntry {
   host?: string;
   /** `listen`/`connect`: the port (default 443 for tls, 80 for tcp). */
   port?: number;
-  /** `connect` with tls: trust anchors added to the default roots (`ca`). */
+  /**
+   * tls only (`ca`): for `connect`, trust anchors added to the default roots;
+   * for `listen`, the only CAs whose client certificates `mtls` accepts.
+   */
   ca?: TrustAnchorSource[];
-  /** `connect` with tls: present the keep's certificate to the peer (`mtls = true`). */
+  /**
+   * tls only (`mtls = true`): `connect` presents the keep's certificate to
+   * the peer; `listen` requires a client certificate issued by `ca`.
+   */
   mtls?: boolean;
 }
 
@@ -155,8 +161,12 @@ function parseCa(origin: string, where: string, raw: unknown, base: string): Tru
   });
 }
 
-/** The TLS keys of a connect entry (`ca`, `mtls`), refused unless `prot = "tls"`. */
-function connectTls(
+/**
+ * The TLS keys of a listen or connect entry (`ca`, `mtls`), refused unless
+ * `prot = "tls"`; on a listen entry they go together (mtls = true names
+ * the CA of client certificates in `ca`).
+ */
+function socketTls(
   origin: string,
   where: string,
   raw: Table,
@@ -176,6 +186,16 @@ function connectTls(
       throw new ConfigError(origin, `${where} mtls must be true or false`);
     }
     out.mtls = raw.mtls;
+  }
+  if (raw.kind === "listen" && (out.mtls === true) !== (out.ca !== undefined)) {
+    throw new ConfigError(
+      origin,
+      out.ca === undefined
+        ? `${where} (listen) has mtls = true but no ca; name the CA whose client ` +
+          `certificates it accepts, ca = "clients-ca.pem"`
+        : `${where} (listen) has ca but not mtls = true; on a listen entry ca is the CA of ` +
+          `client certificates, which only mtls = true asks for`,
+    );
   }
   return out;
 }
@@ -197,7 +217,9 @@ function parseFile(origin: string, index: number, raw: unknown, base: string): F
       "name",
       "prot",
       "port",
-      ...(k === "listen" ? ["addr"] : ["host", "ca", "mtls"]),
+      "ca",
+      "mtls",
+      ...(k === "listen" ? ["addr"] : ["host"]),
     ]);
     const prot = raw.prot;
     if (prot !== "tcp" && prot !== "tls") {
@@ -215,6 +237,7 @@ function parseFile(origin: string, index: number, raw: unknown, base: string): F
         port,
         name: nameAt(origin, `${where} name`, raw.name),
         addr: raw.addr === undefined ? "::" : stringAt(origin, `${where} addr`, raw.addr),
+        ...socketTls(origin, where, raw, base),
       };
     }
     if (raw.host === undefined) throw new ConfigError(origin, `${where} (connect) needs a host`);
@@ -225,7 +248,7 @@ function parseFile(origin: string, index: number, raw: unknown, base: string): F
       port,
       host,
       name: raw.name === undefined ? host : nameAt(origin, `${where} name`, raw.name),
-      ...connectTls(origin, where, raw, base),
+      ...socketTls(origin, where, raw, base),
     };
   }
   checkKeys(origin, ` in ${where}`, raw, ["kind", "name"]);

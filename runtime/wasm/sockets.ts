@@ -33,6 +33,7 @@ import type { EnarxConfig, FileEntry } from "./config.ts";
 import { loadSocketShim } from "./socket_shim.ts";
 import type { CertificateIssuer, KeepIdentity } from "./keep_identity.ts";
 import type { TlsBridge } from "./tls_bridge.ts";
+import { RunDir } from "./run_dir.ts";
 
 /** How long a `connect` entry may take to connect, per address of its host. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -241,7 +242,7 @@ export async function openWorkloadSockets(
   const opened: number[] = [];
   const sockets: GuestSocket[] = [];
   let table: SocketTable | undefined;
-  let dir: string | undefined;
+  let dir: RunDir | undefined;
   try {
     for (const [i, entry] of entries.entries()) {
       const { fd, port, tls } = await openOne(entry, state);
@@ -261,9 +262,12 @@ export async function openWorkloadSockets(
     opened.length = 0; // the table owns them now
     const anchor = firstFd + sockets.length;
     table.addAnchor(anchor);
-    dir = await Deno.makeTempDir({ prefix: "enarx-sockets-" });
+    // Swept at a later run's start if this one is killed (run_dir.ts).
+    dir = await RunDir.create("enarx-sockets-");
+    const empty = `${dir.path}/fds`;
+    await Deno.mkdir(empty, { mode: 0o700 });
     const placeholders: Placeholder[] = [...sockets.map((s) => s.fd), anchor].map((fd) => ({
-      host: dir!,
+      host: empty,
       guest: `/.enarx-fd-${fd}`,
       readOnly: true,
     }));
@@ -286,14 +290,14 @@ export async function openWorkloadSockets(
         owned.table.close();
         owned.trampoline?.close();
         await owned.bridge?.close();
-        await Deno.remove(owned.dir, { recursive: true }).catch(() => {});
+        await owned.dir.close();
       },
     };
   } catch (error) {
     for (const fd of opened) closeSocket(fd);
     table?.close();
     await state.bridge?.close();
-    if (dir !== undefined) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await dir?.close();
     throw error;
   }
 }

@@ -4,11 +4,15 @@
  * plaintext side as a Unix stream socket, which the socket shim serves like
  * any other (ffi/wasi_sockets.ts). The Unix sockets live in a private
  * directory (mode 0700, owned by the keep's user), so no other user can
- * connect to a guest's plaintext; the directory is removed when the run ends
- * (a SIGKILL leaves it behind, empty of anything but dead socket names).
+ * connect to a guest's plaintext; the directory is removed when the run ends.
+ * A SIGKILL leaves it behind (with dead socket names in it): the next run
+ * with tls sockets removes it (run_dir.ts). A deployed keep's fixed
+ * directory is in its work directory, which keepmgr removes.
  *
  * listen: a node:tls server (Deno's implementation, on the same rustls as
- * Deno.listenTls) on the entry's address. Not Deno.listenTls, whose
+ * Deno.listenTls) on the entry's address, offering ALPN http/1.1, and with
+ * `mtls = true` requiring a client certificate issued by the entry's `ca`
+ * (Deno.listenTls cannot ask for one). Not Deno.listenTls, whose
  * connections cannot turn Nagle's algorithm off: measured, one handshake in
  * ten then waited 40 ms for a delayed ACK (BENCHMARKS.md); and closing a
  * Deno TLS connection whose handshake has not finished leaves its TCP socket
@@ -27,6 +31,7 @@
  * @module
  */
 import { bridgedSocketPath, TLS_SOCKET_DIR_ENV } from "./tls_socket_paths.ts";
+import { RunDir } from "./run_dir.ts";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { connectUnixSocket, listenUnixSocket } from "../../ffi/wasi_sockets.ts";
@@ -34,6 +39,15 @@ import type { SocketResult } from "../../ffi/wasi_sockets.ts";
 import { EnarxError } from "../errors.ts";
 import type { FileEntry } from "./config.ts";
 import type { KeepIdentity } from "./keep_identity.ts";
+
+/**
+ * The ALPN protocols a tls `listen` offers: HTTP/1.1 only. Enarx.toml (as
+ * Enarx's schema has it) has no key to name others, and HTTP/1.1 is what
+ * the workloads that serve HTTP speak; a client that offers ALPN without
+ * it is refused in the handshake (no_application_protocol), one that
+ * offers none is served.
+ */
+export const LISTEN_ALPN: readonly string[] = ["http/1.1"];
 
 /** How long a TLS client has to finish its handshake, and a connect its own. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -170,6 +184,8 @@ function connectError(entry: FileEntry, cause: unknown, tls: boolean): EnarxErro
 /** The TLS bridges of one run, and their private directory. */
 export class TlsBridge {
   readonly #dir: string;
+  /** The temporary directory when this run made one (not the fixed one). */
+  readonly #owned: RunDir | undefined;
   readonly #servers = new Set<tls.Server>();
   /** Every TCP socket of the servers, handshake done or not. */
   readonly #sockets = new Set<net.Socket>();
@@ -180,22 +196,25 @@ export class TlsBridge {
   #count = 0;
   #closed = false;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, owned: RunDir | undefined) {
     this.#dir = dir;
+    this.#owned = owned;
   }
 
-  /** Makes the private directory (0700) for the run's Unix sockets. */
+  /**
+   * Makes the private directory (0700) for the run's Unix sockets: the
+   * fixed one of {@link TLS_SOCKET_DIR_ENV}, else `$TMPDIR/enarx-tls-*`
+   * (after removing those of killed runs).
+   */
   static async create(): Promise<TlsBridge> {
     const fixed = Deno.env.get(TLS_SOCKET_DIR_ENV);
-    let dir: string;
-    if (fixed !== undefined && fixed !== "") {
-      await Deno.mkdir(fixed, { mode: 0o700 });
-      dir = fixed;
-    } else {
-      dir = await Deno.makeTempDir({ prefix: "enarx-tls-" });
+    if (fixed === undefined || fixed === "") {
+      const owned = await RunDir.create("enarx-tls-");
+      return new TlsBridge(owned.path, owned);
     }
-    await Deno.chmod(dir, 0o700);
-    return new TlsBridge(dir);
+    await Deno.mkdir(fixed, { mode: 0o700 });
+    await Deno.chmod(fixed, 0o700);
+    return new TlsBridge(fixed, undefined);
   }
 
   /** The private directory. */
@@ -213,11 +232,14 @@ export class TlsBridge {
   }
 
   /**
-   * Listens with TLS for `entry` as `identity`; returns the guest's Unix
-   * listener. Throws the server's error (with its node `code`, e.g.
-   * EADDRINUSE; the caller names it) or EnarxError.
+   * Listens with TLS for `entry` as `identity` (offering {@link LISTEN_ALPN};
+   * with `mtls`, only to clients with a certificate issued by the entry's
+   * `ca`); returns the guest's Unix listener. Throws the server's error
+   * (with its node `code`, e.g. EADDRINUSE; the caller names it) or
+   * EnarxError (a `ca` that cannot be read: 66, or is not PEM: 65).
    */
   async listen(entry: FileEntry, identity: KeepIdentity): Promise<BridgedSocket> {
+    const clientCas = entry.mtls === true ? await trustAnchors(entry) : undefined;
     const path = this.#path("listen");
     const server = tls.createServer({
       cert: identity.certPem,
@@ -225,6 +247,12 @@ export class TlsBridge {
       allowHalfOpen: true,
       noDelay: true,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      ALPNProtocols: [...LISTEN_ALPN],
+      // rustls verifies the chain to these CAs only (not the default roots)
+      // and refuses a client without one in the handshake.
+      ...(clientCas === undefined
+        ? {}
+        : { ca: clientCas, requestCert: true, rejectUnauthorized: true }),
     });
     server.on("secureConnection", (socket: tls.TLSSocket) => this.#serve(socket, path));
     server.on("connection", (socket: net.Socket) => {
@@ -393,6 +421,7 @@ export class TlsBridge {
     this.#servers.clear();
     this.#conns.clear();
     await Promise.allSettled([...this.#tasks]);
-    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+    if (this.#owned !== undefined) await this.#owned.close();
+    else await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }

@@ -127,3 +127,38 @@ Deno.test("policy: max_vmpl, require_collateral and [min_tcb.<Product>] tables",
     });
   }
 });
+
+Deno.test("policy: [service_ca] names the deployer's CA files, relative to the policy file's folder", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/policy.toml`;
+    await Deno.writeTextFile(path, '[service_ca]\ncert = "ca/ca.pem"\nkey = "/keys/ca.key"\n');
+    const p = await readPolicyFile(path);
+    assert.deepEqual(p.serviceCa, { cert: `${dir}/ca/ca.pem`, key: "/keys/ca.key" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  // Text without a file: paths as given, unless a base is passed.
+  const text = '[service_ca]\ncert = "ca.pem"\nkey = "ca.key"\n';
+  assert.deepEqual(parsePolicy(text).serviceCa, { cert: "ca.pem", key: "ca.key" });
+  assert.deepEqual(parsePolicy(text, { base: "/etc/enarx" }).serviceCa, {
+    cert: "/etc/enarx/ca.pem",
+    key: "/etc/enarx/ca.key",
+  });
+  assert.equal(parsePolicy("").serviceCa, undefined);
+  for (
+    const [bad, message] of [
+      ['service_ca = "ca.pem"', /"service_ca" must be a table with cert = "ca\.pem"/],
+      ['[service_ca]\ncert = "ca.pem"', /"service_ca\.key" must be a file path/],
+      ['[service_ca]\ncert = ""\nkey = "k"', /"service_ca\.cert" must be a file path/],
+      ['[service_ca]\ncert = "c"\nkey = "k"\ndays = 3', /unknown key "service_ca\.days"/],
+    ] as const
+  ) {
+    assert.throws(() => parsePolicy(bad, { source: '"p.toml"' }), (e: unknown) => {
+      assert.ok(e instanceof PolicyError, bad);
+      assert.equal(e.exitStatus, 78);
+      assert.match(e.message, message);
+      return true;
+    });
+  }
+});

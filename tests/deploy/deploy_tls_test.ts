@@ -8,10 +8,12 @@
  * is sent. Without --ca the printed fingerprint is the served certificate's.
  */
 import assert from "node:assert/strict";
+import * as tls from "node:tls";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { deployArgs, startKeepmgr } from "./_deploy_fixture.ts";
 import { enarx, ensureLibwasmtime, workload } from "../workloads/helpers.ts";
-import { pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
+import { makeTestCa, pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
 import * as x509 from "../../runtime/x509.ts";
 import { loadServiceCa } from "../../runtime/client/service_ca.ts";
 import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
@@ -79,6 +81,11 @@ async function talk(conn: Deno.TlsConn, text: string): Promise<string> {
   return await reading;
 }
 
+/** How many hours a certificate is valid, rounded. */
+function validHours(cert: x509.X509Certificate): number {
+  return Math.round((cert.notAfter.getTime() - cert.notBefore.getTime()) / 3_600_000);
+}
+
 async function stopKeep(mgr: LocalKeepmgr, keep: string): Promise<void> {
   const r = await enarx([
     "keep",
@@ -134,6 +141,7 @@ for (const kind of ["p256", "rsa"] as const) {
           assert.equal(await pemFingerprint(served), endpoint.fingerprint);
           const leaf = new x509.X509Certificate(served);
           assert.equal(leaf.issuer, new x509.X509Certificate(ca.certPem).subject);
+          assert.equal(validHours(leaf), 7 * 24 + 1, "an hour back to 7 days ahead by default");
           // A client trusting another CA is refused.
           const stranger = await Deno.connectTls({
             hostname: endpoint.host,
@@ -269,4 +277,234 @@ Deno.test("deploy tls: a deployed config may have tls sockets, but not a ca file
       (e as { exitStatus?: number }).exitStatus === 69 &&
       /"up" has ca = a file path.*put the PEM text in Enarx\.toml/.test((e as Error).message),
   );
+});
+
+/** `[[files]]` for the workload's fd 3: TLS to 127.0.0.1:`port`, trusting `caPem`, with mTLS. */
+function mtlsConnectToml(port: number, caPem: string): string {
+  return TOML.replace(/\[\[files\]\]\nkind = "listen"[^]*$/, "") +
+    '[[files]]\nkind = "connect"\nprot = "tls"\nname = "peer"\nhost = "127.0.0.1"\n' +
+    `port = ${port}\nca = """${caPem}"""\nmtls = true\n`;
+}
+
+/**
+ * A TLS server on 127.0.0.1 (node:tls: Deno.listenTls cannot ask for a
+ * client certificate) that requires one issued by `clientCa`, records each
+ * client's certificate and answers "hello NAME" (the certificate's CN).
+ */
+async function mtlsServer(chain: { certPem: string; keyPem: string }, clientCa: string) {
+  const seen: { authorized: boolean; der: Uint8Array<ArrayBuffer> }[] = [];
+  const server = tls.createServer(
+    {
+      cert: chain.certPem,
+      key: chain.keyPem,
+      ca: [clientCa],
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (socket) => {
+      const der = new Uint8Array(socket.getPeerCertificate(false).raw);
+      seen.push({ authorized: socket.authorized, der });
+      socket.end(`hello ${new x509.X509Certificate(der).subjectName.getField("CN")[0]}`);
+    },
+  );
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  server.on("tlsClientError", () => {});
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    seen,
+    close() {
+      server.close();
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
+
+Deno.test("deploy tls: connect with mtls presents the certificate the deployer's CA issued; a wrong server certificate is exit 76", async () => {
+  const deployerCa = await makeCa("enarx deploy test CA mtls", "p256");
+  const serverCa = await makeTestCa("the server's CA");
+  const stranger = await makeTestCa("a CA the keep does not trust");
+  const server = await mtlsServer(await serverCa.issue("localhost"), deployerCa.certPem);
+  const impostor = await mtlsServer(await stranger.issue("localhost"), deployerCa.certPem);
+  const mgr = await startKeepmgr();
+  try {
+    await withFiles({
+      "Enarx.toml": mtlsConnectToml(server.port, serverCa.certPem),
+      "impostor.toml": mtlsConnectToml(impostor.port, serverCa.certPem),
+      "ca.pem": deployerCa.certPem,
+      "ca.key": deployerCa.keyPem,
+    }, async (p) => {
+      const ca = ["--ca", p["ca.pem"], "--ca-key", p["ca.key"], "--service-name", "client.test"];
+      const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+        ...ca,
+        "--json",
+        SOCKETS,
+        "connect",
+        "peer",
+        "hi",
+      ]));
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.certificate.issued, true);
+      assert.equal(
+        new TextDecoder().decode(Uint8Array.fromBase64(out.stdout)),
+        "hello client.test",
+      );
+      // The server verified the keep's certificate against the deployer's CA, and it is the one reported.
+      assert.equal(server.seen.length, 1);
+      assert.equal(server.seen[0].authorized, true);
+      assert.equal(await x509.sha256Fingerprint(server.seen[0].der), out.certificate.fingerprint);
+      const leaf = new x509.X509Certificate(server.seen[0].der);
+      assert.equal(leaf.issuer, new x509.X509Certificate(deployerCa.certPem).subject);
+
+      // A server whose certificate the entry's ca does not vouch for: the deploy ends with 76.
+      const bad = await enarx(deployArgs(mgr, p["impostor.toml"], [
+        ...ca,
+        SOCKETS,
+        "connect",
+        "peer",
+        "secret",
+      ]));
+      assert.equal(bad.code, 76, bad.stderr);
+      assert.match(
+        bad.stderr,
+        new RegExp(
+          `The TLS handshake with 127\\.0\\.0\\.1:${impostor.port} for \\[\\[files\\]\\] "peer" ` +
+            `failed: .*certificate`,
+        ),
+      );
+      assert.equal(bad.stdout, "");
+      assert.deepEqual(impostor.seen, [], "the workload reached a server it should not trust");
+    });
+  } finally {
+    await mgr.close();
+    server.close();
+    impostor.close();
+  }
+});
+
+Deno.test("deploy tls: a policy's [service_ca] issues the keep's certificate, for --cert-days days", async () => {
+  const ca = await makeCa("policy CA", "p256");
+  const mgr = await startKeepmgr();
+  try {
+    await withFiles({
+      "Enarx.toml": TOML,
+      "policy.toml": '[service_ca]\ncert = "ca.pem"\nkey = "ca.key"\n',
+      "ca.pem": ca.certPem,
+      "ca.key": ca.keyPem,
+    }, async (p) => {
+      const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+        "--policy",
+        p["policy.toml"],
+        "--cert-days",
+        "30",
+        "--detach",
+        "--json",
+        SOCKETS,
+        "echo",
+        "web",
+        "100",
+      ]));
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.certificate.issued, true);
+      const leaf = new x509.X509Certificate(await presentedCertificate(out.endpoints[0].port));
+      assert.equal(leaf.issuer, new x509.X509Certificate(ca.certPem).subject);
+      assert.equal(validHours(leaf), 30 * 24 + 1);
+      await stopKeep(mgr, out.keep);
+    });
+  } finally {
+    await mgr.close();
+  }
+});
+
+Deno.test("deploy tls: a policy's [service_ca] is checked as --ca is; --ca overrides it; --cert-days is bounded", async () => {
+  const ca = await makeCa("the CA", "p256");
+  const other = await makeCa("another CA", "p256");
+  await withFiles({
+    "Enarx.toml": TOML,
+    "ca.pem": ca.certPem,
+    "ca.key": ca.keyPem,
+    "other.key": other.keyPem,
+    "mismatched.toml": '[service_ca]\ncert = "ca.pem"\nkey = "other.key"\n',
+    "missing.toml": '[service_ca]\ncert = "ca.pem"\nkey = "missing.key"\n',
+  }, async (p) => {
+    // Nothing listens on port 1: reaching the network is exit 69.
+    const base = ["deploy", "--keepmgr", "https://127.0.0.1:1", "--wasmcfgfile", p["Enarx.toml"]];
+    const mismatched = await enarx([...base, "--policy", p["mismatched.toml"], SOCKETS]);
+    assert.equal(mismatched.code, 65, mismatched.stderr);
+    assert.match(
+      mismatched.stderr,
+      /^enarx: service_ca\.key ".*\/other\.key" \(policy ".*mismatched\.toml"\) is not the key of service_ca\.cert ".*\/ca\.pem" \(policy ".*mismatched\.toml"\); pass the CA's own key\n$/,
+    );
+    const missing = await enarx([...base, "--policy", p["missing.toml"], SOCKETS]);
+    assert.equal(missing.code, 66, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /^enarx: Cannot read service_ca\.key ".*\/missing\.key" \(policy ".*missing\.toml"\): /,
+    );
+    // --ca/--ca-key override the policy's: its broken key is not even read.
+    const flags = ["--ca", p["ca.pem"], "--ca-key", p["ca.key"]];
+    const overridden = await enarx([...base, "--policy", p["missing.toml"], ...flags, SOCKETS]);
+    assert.equal(overridden.code, 69, overridden.stderr);
+    for (const days of ["0", "201", "7d", "1.5"]) {
+      const r = await enarx([...base, ...flags, "--cert-days", days, SOCKETS]);
+      assert.equal(r.code, 64, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`^enarx: --cert-days "${days}" is not a whole number of days from 1 to 200`),
+      );
+    }
+    const noCa = await enarx([...base, "--cert-days", "30", SOCKETS]);
+    assert.equal(noCa.code, 64, noCa.stderr);
+    assert.match(noCa.stderr, /--cert-days sets the lifetime of the certificate your CA issues/);
+  });
+});
+
+Deno.test("deploy tls: a listen with mtls serves only clients with a certificate from its ca", async () => {
+  const ca = await makeCa("enarx deploy test CA listen", "p256");
+  const clients = await makeTestCa("the clients' CA");
+  const alice = await clients.issue("alice", "client");
+  const mgr = await startKeepmgr();
+  try {
+    const toml = TOML + `ca = """${clients.certPem}"""\nmtls = true\n`;
+    await withFiles(
+      { "Enarx.toml": toml, "ca.pem": ca.certPem, "ca.key": ca.keyPem },
+      async (p) => {
+        const r = await enarx(deployArgs(mgr, p["Enarx.toml"], [
+          ...["--ca", p["ca.pem"], "--ca-key", p["ca.key"], "--detach", "--json"],
+          SOCKETS,
+          "echo",
+          "web",
+          "100",
+        ]));
+        assert.equal(r.code, 0, r.stderr);
+        const out = JSON.parse(r.stdout);
+        const { host, port } = out.endpoints[0];
+        const caCerts = [ca.certPem];
+        const anonymous = await Deno.connectTls({ hostname: host, port, caCerts });
+        // TLS 1.3 checks the client after the client's handshake: the refusal comes on reading
+        // (an alert, or through keepmgr's relay just the end of the connection).
+        await assert.rejects(
+          () => talk(anonymous, "no certificate\n"),
+          /CertificateRequired|close_notify|UnexpectedEof/i,
+        );
+        const conn = await Deno.connectTls({
+          hostname: host,
+          port,
+          caCerts,
+          cert: alice.certPem,
+          key: alice.keyPem,
+        });
+        assert.equal(await talk(conn, "alice\n"), "alice\n");
+        await stopKeep(mgr, out.keep);
+      },
+    );
+  } finally {
+    await mgr.close();
+  }
 });

@@ -541,6 +541,40 @@ Deno.test("keepmgr: keeps of a keepmgr killed with SIGKILL end by themselves", a
   }
 });
 
+Deno.test("keepmgr: a work directory no record names is removed at the next start, unless its keepldr runs", async () => {
+  const km = await startKeepmgr();
+  const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
+  const pids = pidsWith(keep.keep);
+  const work = `${km.stateDir}/work`;
+  assert.ok(exists(`${work}/${keep.keep}`));
+  await stopKeepmgr(km, "SIGKILL");
+  assert.ok(await eventually(() => pids.every((pid) => !alive(pid))), `left: ${pids}`);
+  // As if keepmgr had been killed before it recorded the keep.
+  Deno.removeSync(`${km.stateDir}/keeps/${keep.keep}.json`);
+  // A keep whose keepldr still runs (its command line says so), and a folder that is no keep's.
+  const liveId = "ab".repeat(16);
+  Deno.mkdirSync(`${work}/${liveId}`);
+  Deno.mkdirSync(`${work}/not-a-keep`);
+  const live = new Deno.Command(DENO, {
+    args: fakeCommand("sleep", "keepldr", "--keep", liveId).slice(1),
+    stdin: "null",
+  }).spawn();
+  try {
+    assert.ok(await eventually(() => pidsWith(`--keep ${liveId}`).length > 0));
+    const next = await startKeepmgr({ stateDir: km.stateDir });
+    try {
+      assert.ok(!exists(`${work}/${keep.keep}`), "the stray work directory stayed");
+      assert.ok(exists(`${work}/${liveId}`), "a running keepldr's work directory was removed");
+      assert.ok(exists(`${work}/not-a-keep`));
+    } finally {
+      assert.equal((await stopKeepmgr(next)).code, 0);
+    }
+  } finally {
+    live.kill("SIGKILL");
+    await live.status;
+  }
+});
+
 Deno.test("keepmgr: restart kills leftover keepldrs that are really ours, and only those", async () => {
   const stateDir = await tempDir();
   await Deno.mkdir(`${stateDir}/keeps`, { recursive: true });

@@ -116,7 +116,19 @@ Deno.test("config: errors name the problem", () => {
     ['[[files]]\nkind = "connect"\nprot = "tls"\nhost = "h"\nca = [1]', /ca\[0\] must be a string/],
     [
       '[[files]]\nkind = "listen"\nprot = "tls"\nname = "a"\nmtls = true',
-      /unknown key "mtls" in \[\[files\]\] entry 1/,
+      /entry 1 \(listen\) has mtls = true but no ca; name the CA whose client certificates/,
+    ],
+    [
+      '[[files]]\nkind = "listen"\nprot = "tls"\nname = "a"\nca = "c.pem"',
+      /entry 1 \(listen\) has ca but not mtls = true; on a listen entry ca is the CA of client/,
+    ],
+    [
+      '[[files]]\nkind = "listen"\nprot = "tls"\nname = "a"\nca = "c.pem"\nmtls = false',
+      /has ca but not mtls = true/,
+    ],
+    [
+      '[[files]]\nkind = "listen"\nprot = "tcp"\nname = "a"\nmtls = true',
+      /has mtls but prot = "tcp"; set prot = "tls"/,
     ],
   ];
   for (const [text, pattern] of bad) {
@@ -148,6 +160,21 @@ Deno.test("config: a tls connect takes ca as a path (from the file's folder), PE
   });
   assert.deepEqual(files[1].ca, [{ path: "/etc/x.pem" }, { pem }]);
   assert.equal(files[1].mtls, undefined);
+});
+
+Deno.test("config: a tls listen takes mtls = true with the ca of its clients' certificates", () => {
+  const toml =
+    '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
+    '[[files]]\nkind = "listen"\nprot = "tls"\nname = "web"\nca = "clients.pem"\nmtls = true\n';
+  assert.deepEqual(parseEnarxConfig(toml, "/srv/app/Enarx.toml").files[3], {
+    kind: "listen",
+    prot: "tls",
+    port: 443,
+    name: "web",
+    addr: "::",
+    ca: [{ path: "/srv/app/clients.pem" }],
+    mtls: true,
+  });
 });
 
 Deno.test("config: listen and connect parse after fds 0-2; deploy and fds 0-2 refuse them", () => {

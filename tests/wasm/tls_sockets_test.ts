@@ -382,3 +382,161 @@ Deno.test("tls sockets: a port in use and a host that does not resolve are the t
     );
   });
 });
+
+/** The names in `dir`, sorted. */
+function names(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** Waits until `dir` holds `n` entries starting with "enarx-" (the run makes them one by one). */
+async function runDirs(dir: string, n: number): Promise<string[]> {
+  for (let i = 0; i < 200; i++) {
+    const found = names(dir).filter((name) => name.startsWith("enarx-"));
+    if (found.length >= n) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return names(dir);
+}
+
+Deno.test("tls sockets: a run killed with SIGKILL leaves its private directories; the next run removes them, not a live run's", async () => {
+  await withDir(async (dir) => {
+    const toml = join(dir, "Enarx.toml");
+    await Deno.writeTextFile(toml, STDIO + LISTEN);
+    const tmp = join(dir, "tmp");
+    await Deno.mkdir(tmp);
+    const env = { TMPDIR: tmp };
+    const killed = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "1"], { env });
+    const left = await runDirs(tmp, 2);
+    assert.deepEqual(left.map((n) => n.replace(/[^-]+$/, "")), ["enarx-sockets-", "enarx-tls-"]);
+    assert.ok(names(join(tmp, left[1])).includes("listen-0.sock"));
+    killed.child.kill("SIGKILL");
+    assert.equal((await killed.child.status).signal, "SIGKILL");
+    await killed.done();
+    assert.deepEqual(names(tmp), left, "the killed run removed its directories itself");
+
+    const alive = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "1"], { env });
+    const all = await runDirs(tmp, 4);
+    const mine = all.filter((n) => !left.includes(n));
+    assert.equal(mine.length, 2, all.join(" "));
+    // Look-alikes that are not a run's: a link, a folder others may enter, one holding a file.
+    Deno.symlinkSync(join(tmp, left[1]), join(tmp, "enarx-tls-link"));
+    Deno.mkdirSync(join(tmp, "enarx-tls-open"), { mode: 0o755 });
+    Deno.writeTextFileSync(join(tmp, "enarx-tls-open", "owner.lock"), "");
+    Deno.chmodSync(join(tmp, "enarx-tls-open"), 0o755);
+    Deno.mkdirSync(join(tmp, "enarx-tls-kept"), { mode: 0o700 });
+    Deno.writeTextFileSync(join(tmp, "enarx-tls-kept", "owner.lock"), "");
+    Deno.writeTextFileSync(join(tmp, "enarx-tls-kept", "notes.txt"), "not a socket");
+    const foreign = ["enarx-tls-kept", "enarx-tls-link", "enarx-tls-open"];
+
+    // The next run with tls sockets sweeps: the killed run's go, the live run's and the rest stay.
+    const next = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "0"], { env });
+    const after = await next.done();
+    assert.equal(after.code, 0, after.stderr);
+    assert.deepEqual(names(tmp), [...mine, ...foreign].sort());
+    assert.deepEqual(names(join(tmp, "enarx-tls-kept")), ["notes.txt", "owner.lock"]);
+
+    // The live run was not disturbed: it still serves, then removes its own.
+    const pem = await presentedCertificate(alive.port);
+    assert.equal(await pemFingerprint(pem), alive.fingerprint);
+    const end = await alive.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.deepEqual(names(tmp), foreign);
+  });
+});
+
+/** Whether a client trusting `caCerts` (with `client`'s certificate) gets "ping" echoed at `port`. */
+async function echoes(
+  port: number,
+  options: { caCerts: string[]; client?: { certPem: string; keyPem: string } },
+): Promise<boolean> {
+  let conn: Deno.TlsConn | undefined;
+  const { caCerts, client } = options;
+  try {
+    conn = client === undefined
+      ? await Deno.connectTls({ hostname: "localhost", port, caCerts })
+      : await Deno.connectTls({
+        hostname: "localhost",
+        port,
+        caCerts,
+        cert: client.certPem,
+        key: client.keyPem,
+      });
+    await conn.handshake();
+    const reply = await talk(conn, new TextEncoder().encode("ping"));
+    return new TextDecoder().decode(reply) === "ping";
+  } catch {
+    return false; // refused in the handshake, or cut off after it (TLS 1.3 checks the client late)
+  } finally {
+    try {
+      conn?.close();
+    } catch { /* closed by talk */ }
+  }
+}
+
+Deno.test("tls listen with mtls: only clients with a certificate from the entry's ca reach the guest", async () => {
+  const clients = await makeTestCa("the clients' CA");
+  const stranger = await makeTestCa("another CA");
+  const good = await clients.issue("alice", "client");
+  const other = await stranger.issue("mallory", "client");
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(join(dir, "clients.pem"), clients.certPem);
+    const toml = join(dir, "Enarx.toml");
+    await Deno.writeTextFile(toml, STDIO + LISTEN + 'ca = "clients.pem"\nmtls = true\n');
+    const keep = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "2"]);
+    const caCerts = [await certificateOf(keep.port)];
+    assert.equal(await echoes(keep.port, { caCerts }), false, "no certificate");
+    assert.equal(
+      await echoes(keep.port, { caCerts, client: other }),
+      false,
+    );
+    assert.equal(await echoes(keep.port, { caCerts, client: good }), true);
+    assert.equal(await echoes(keep.port, { caCerts, client: good }), true);
+    const end = await keep.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal(end.stdout, "served 2\n", "a refused client reached the guest");
+  });
+});
+
+/** The certificate the keep at `port` serves (read from a handshake that then fails). */
+async function certificateOf(port: number): Promise<string> {
+  const { promise, resolve, reject } = Promise.withResolvers<string>();
+  const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false });
+  socket.once("secureConnect", () => {
+    resolve(
+      new x509.X509Certificate(new Uint8Array(socket.getPeerCertificate(false).raw)).toString(
+        "pem",
+      ),
+    );
+    socket.destroy();
+  });
+  socket.once("error", reject);
+  return await promise;
+}
+
+Deno.test("tls listen: ALPN offers http/1.1 only; a client that offers none is served too", async () => {
+  await withDir(async (dir) => {
+    const toml = join(dir, "Enarx.toml");
+    await Deno.writeTextFile(toml, STDIO + LISTEN);
+    const keep = await startKeep(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "2"]);
+    const pem = await presentedCertificate(keep.port); // guest connection 1
+    const h2Only = await Deno.connectTls({
+      hostname: "localhost",
+      port: keep.port,
+      caCerts: [pem],
+      alpnProtocols: ["h2"],
+    });
+    await assert.rejects(() => h2Only.handshake(), /NoApplicationProtocol/);
+    h2Only.close();
+    const offered = await Deno.connectTls({
+      hostname: "localhost",
+      port: keep.port,
+      caCerts: [pem],
+      alpnProtocols: ["h2", "http/1.1"],
+    });
+    assert.equal((await offered.handshake()).alpnProtocol, "http/1.1");
+    offered.close(); // guest connection 2
+    const end = await keep.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal(end.stdout, "served 2\n");
+  });
+});

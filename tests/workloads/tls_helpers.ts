@@ -110,8 +110,11 @@ function serial(): string {
 export interface TestCa {
   /** The CA's certificate, PEM. */
   certPem: string;
-  /** Issues a certificate for `dns` (and 127.0.0.1): the chain and its key, PEM. */
-  issue(dns: string): Promise<{ certPem: string; keyPem: string }>;
+  /**
+   * Issues a certificate for `dns` (and 127.0.0.1): the chain and its key,
+   * PEM; for a TLS server, or with `use = "client"` a TLS client.
+   */
+  issue(dns: string, use?: "server" | "client"): Promise<{ certPem: string; keyPem: string }>;
 }
 
 /** Makes a CA named `name` with a fresh P-256 key (in memory). */
@@ -133,7 +136,7 @@ export async function makeTestCa(name: string): Promise<TestCa> {
   }, crypto);
   return {
     certPem: ca.toString("pem"),
-    async issue(dns) {
+    async issue(dns, use = "server") {
       const leaf = await p256();
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
@@ -150,7 +153,9 @@ export async function makeTestCa(name: string): Promise<TestCa> {
             { type: "ip", value: "127.0.0.1" },
           ]),
           new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+          new x509.ExtendedKeyUsageExtension([
+            use === "client" ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth,
+          ]),
           await x509.AuthorityKeyIdentifierExtension.create(ca, false, crypto),
         ],
       }, crypto);
