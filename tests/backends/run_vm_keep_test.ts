@@ -3,7 +3,9 @@
  * a VM keep started through a local keepmgr, its evidence verified before
  * the module is sent, the workload's output streamed and its status passed
  * through (kvm, end to end under TCG); on a host without SEV-SNP, `--backend
- * sev` fails at once with exit 69 naming each missing piece; `enarx run` of
+ * sev` fails at once with exit 69 naming each missing piece; a VM keep's
+ * sockets come from its Enarx.toml (the run waits for and is told each
+ * endpoint; a tls socket gets the default or given names); `enarx run` of
  * a nil keep loads none of that code.
  */
 import assert from "node:assert/strict";
@@ -12,6 +14,8 @@ import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
 import { sevPieces } from "../../runtime/backends/sev/sev_launch.ts";
 import { eventually, SIM_DIR, taggedProcessesWith } from "../deploy/_deploy_fixture.ts";
 import { requires } from "../_requires.ts";
+import { vmRunSockets } from "../../runtime/client/local_keep_run.ts";
+import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
 
 const SNP_HOST = sevPieces().every((p) => p.ok);
 
@@ -51,12 +55,27 @@ Deno.test({
   },
 });
 
-Deno.test("run vm keep: --dir and --fuel belong to nil keeps (exit 64)", async () => {
-  for (const flag of [["--dir", "/tmp"], ["--fuel", "1000"]]) {
+Deno.test("run vm keep: --dir, --fuel, --listen and --connect belong to nil keeps (exit 64)", async () => {
+  const flags = [["--dir", "/tmp"], ["--fuel", "1000"], ["--listen", "web=127.0.0.1:0"], [
+    "--connect",
+    "db=127.0.0.1:5432",
+  ]];
+  for (const flag of flags) {
     const r = await enarx(["run", "--backend", "kvm", ...flag, `${ROOT}examples/hello.wat`]);
     assert.equal(r.code, 64, r.stderr);
     assert.match(r.stderr, new RegExp(`${flag[0]} applies to nil keeps only`));
   }
+  // A VM keep takes its sockets from an Enarx.toml; --service-name needs a tls one there.
+  const names = await enarx([
+    "run",
+    "--backend",
+    "kvm",
+    "--service-name",
+    "localhost",
+    `${ROOT}examples/hello.wat`,
+  ]);
+  assert.equal(names.code, 64, names.stderr);
+  assert.match(names.stderr, /--service-name needs a \[\[files\]\] socket with prot = "tls"/);
   const missing = await enarx(["run", "--backend", "kvm", `${ROOT}examples/absent.wasm`]);
   assert.equal(missing.code, 66, missing.stderr);
   assert.match(missing.stderr, /Cannot find module ".*absent\.wasm"/);
@@ -113,4 +132,28 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   }),
+});
+
+Deno.test("run vm keep: the endpoints a run waits for, and the names of a tls socket's certificate", () => {
+  const stdio =
+    '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n';
+  const listen = (name: string, prot: string) =>
+    `[[files]]\nkind = "listen"\nprot = "${prot}"\nname = "${name}"\nport = 0\n`;
+  assert.deepEqual(vmRunSockets(undefined, undefined), { services: 0 });
+  assert.deepEqual(vmRunSockets(parseDeployedConfig(stdio + listen("web", "tcp")), undefined), {
+    services: 1,
+  });
+  const tls = parseDeployedConfig(stdio + listen("web", "tcp") + listen("api", "tls"));
+  assert.deepEqual(vmRunSockets(tls, undefined), {
+    services: 2,
+    tls: { names: ["localhost", "127.0.0.1"] },
+  });
+  assert.deepEqual(vmRunSockets(tls, ["api.example.test"]), {
+    services: 2,
+    tls: { names: ["api.example.test"] },
+  });
+  assert.throws(
+    () => vmRunSockets(parseDeployedConfig(stdio + listen("web", "tcp")), ["x.example"]),
+    /--service-name needs a \[\[files\]\] socket with prot = "tls"/,
+  );
 });

@@ -4,7 +4,8 @@
  * deploys examples/hello.wat into it and leaves no QEMU behind; and a
  * workload with Enarx.toml sockets in one: its `listen` socket reached from
  * the host through the endpoint keepmgr prints, its `connect` socket reaching
- * a server on the host. Ignored unless qemu-system-x86_64 and a keep kernel
+ * a server on the host; and a `prot = "tls"` listen socket whose TLS ends in
+ * the VM, serving the certificate the client was told of. Ignored unless qemu-system-x86_64 and a keep kernel
  * (tools/test_deps.sh, or ENARX_KVM_KERNEL) are present.
  */
 import assert from "node:assert/strict";
@@ -12,6 +13,7 @@ import { deploy } from "../../runtime/client/deploy.ts";
 import { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
 import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
 import { requires } from "../_requires.ts";
+import { pemFingerprint, presentedCertificate } from "../workloads/tls_helpers.ts";
 import { eventually, SIM_DIR, SIM_ROOT, taggedProcesses, workload } from "./_deploy_fixture.ts";
 
 const HELLO = new URL("../../examples/hello.wat", import.meta.url).pathname;
@@ -187,5 +189,66 @@ Deno.test({
       await mgr.close();
     }
     assert.deepEqual(qemuProcesses(tag), []);
+  }),
+});
+
+Deno.test({
+  name:
+    "kvm keep: a tls listen socket ends TLS in the VM with the certificate the client was told of",
+  ...requires({
+    tool: "QEMU and the kvm keep kernel",
+    present: kvmLaunchable(),
+    remedy: "tools/test.sh installs qemu-system-x86 and fetches Debian's cloud kernel",
+  }, async () => {
+    const logs: string[] = [];
+    const mgr = await LocalKeepmgr.start({
+      simDir: SIM_DIR,
+      args: ["--backends", "kvm,nil"],
+      env: { ENARX_KVM_CACHE_DIR: IMAGE_CACHE },
+      onLog: (line) => void logs.push(line),
+    });
+    try {
+      let talked: Promise<{ served: string; fingerprint?: string; echo: string }> | undefined;
+      const result = await deploy(
+        workload(await Deno.readFile(SOCKETS), {
+          config: STDIO + '[[files]]\nkind = "listen"\nprot = "tls"\nname = "web"\nport = 0\n',
+          args: ["echo", "web", "2"],
+          services: 1,
+          tls: { names: ["localhost"] },
+        }),
+        {
+          keepmgr: mgr.url,
+          keepmgrToken: mgr.token,
+          trustSimulated: SIM_ROOT,
+          backend: "kvm",
+          onStep: (event) => {
+            if (event.kind !== "endpoint") return;
+            const { port, fingerprint } = event.endpoint;
+            talked = (async () => {
+              const served = await presentedCertificate(port, "localhost");
+              const conn = await Deno.connectTls({
+                hostname: "localhost",
+                port,
+                caCerts: [served],
+              });
+              const reading = new Response(conn.readable).text();
+              await conn.write(new TextEncoder().encode("through the VM's TLS\n"));
+              await conn.closeWrite();
+              return { served, fingerprint, echo: await reading };
+            })();
+          },
+        },
+      ).catch((error) => {
+        console.error(logs.join("\n"));
+        throw error;
+      });
+      assert.equal(result.status, 0, logs.join("\n"));
+      const { served, fingerprint, echo } = await talked!;
+      assert.equal(echo, "through the VM's TLS\n");
+      // The keep's self-signed certificate, as the client learnt it over the attested channel.
+      assert.equal(await pemFingerprint(served), fingerprint);
+    } finally {
+      await mgr.close();
+    }
   }),
 });
