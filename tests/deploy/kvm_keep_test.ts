@@ -122,7 +122,15 @@ Deno.test({
     const first = 30_000 + Math.floor(Math.random() * 3_000) * 10;
     const mgr = await LocalKeepmgr.start({
       simDir: SIM_DIR,
-      args: ["--backends", "kvm,nil", "--service-ports", `${first}-${first + 9}`],
+      // Under TCG on a loaded machine a VM keep's evidence may take longer than the default 30 s.
+      args: [
+        "--backends",
+        "kvm,nil",
+        "--step-timeout",
+        "120s",
+        "--service-ports",
+        `${first}-${first + 9}`,
+      ],
       env: { ENARX_TEST_TAG: tag, ENARX_KVM_CACHE_DIR: IMAGE_CACHE },
       onLog: (line) => void logs.push(line),
     });
@@ -203,7 +211,7 @@ Deno.test({
     const logs: string[] = [];
     const mgr = await LocalKeepmgr.start({
       simDir: SIM_DIR,
-      args: ["--backends", "kvm,nil"],
+      args: ["--backends", "kvm,nil", "--step-timeout", "120s"],
       env: { ENARX_KVM_CACHE_DIR: IMAGE_CACHE },
       onLog: (line) => void logs.push(line),
     });
