@@ -61,7 +61,7 @@ Deno.test("vm user net: the services frame gets the host ports, in order, and no
     (e: unknown) =>
       e instanceof EnarxError && e.code === "service-forward" && e.exitStatus === 69 &&
       e.message ===
-        `Cannot forward the host to the VM keep's services "web", "api": QEMU closed its QMP socket`,
+        `Cannot forward host ports to the VM keep's services "web", "api": QEMU closed its QMP socket`,
   );
 });
 

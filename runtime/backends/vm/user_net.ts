@@ -89,7 +89,7 @@ export async function forwardVmServices(
     const names = frame.services.map((s) => `"${s.name}"`).join(", ");
     throw new EnarxError(
       "service-forward",
-      `Cannot forward the host to the VM keep's services ${names}: ${
+      `Cannot forward host ports to the VM keep's services ${names}: ${
         error instanceof Error ? error.message : error
       }`,
       { exit: "unavailable", cause: error },
