@@ -3,8 +3,8 @@
  * once with the system's C compiler (`$ENARX_CC`, else `cc`, `gcc`, `clang`)
  * into the user's cache, `$ENARX_CACHE/wasi-sockets` or
  * `$XDG_CACHE_HOME/enarx/wasi-sockets` (else `~/.cache/enarx/...`), under a
- * name that holds the sha256 of its source, so that a changed source is
- * rebuilt and a stale library is never used. The build is reproducible (the
+ * name that holds a SHA-256 of its source and build recipe, so that a changed
+ * source is rebuilt and a stale library is never used. The build is reproducible (the
  * compiler sees the same file name in every build, so the same compiler
  * gives the same bytes): a VM keep's image holds the library
  * (runtime/backends/kvm_image.ts), and its measurement must be predictable.
@@ -104,8 +104,8 @@ async function builtShim(): Promise<string> {
   }
   await Deno.mkdir(dir, { recursive: true });
   // The compiler reads a real file: the source may live in a compiled binary's virtual file system.
-  // One build folder per process, the same file name in each.
-  const build = join(dir, `.build-${Deno.pid}`);
+  // A build folder of its own (concurrent builds), the same file name in each.
+  const build = join(dir, `.build-${Deno.pid}-${crypto.randomUUID()}`);
   try {
     await Deno.mkdir(build, { recursive: true });
     await Deno.writeFile(join(build, "enarx_wasi_sockets.c"), source);
