@@ -18,6 +18,7 @@ import { vmRunSockets } from "../../runtime/client/local_keep_run.ts";
 import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
 
 const SNP_HOST = sevPieces().every((p) => p.ok);
+const SOCKETS = `${ROOT}tests/workloads/build/sockets.wasm`;
 
 /** Prints a line, then exits with status 3 (WASI preview 1). */
 const PRINT_AND_EXIT_3 = `(module
@@ -156,4 +157,54 @@ Deno.test("run vm keep: the endpoints a run waits for, and the names of a tls so
     () => vmRunSockets(parseDeployedConfig(stdio + listen("web", "tcp")), ["x.example"]),
     /--service-name needs a \[\[files\]\] socket with prot = "tls"/,
   );
+});
+
+Deno.test({
+  name:
+    "run vm keep: an Enarx.toml listen socket of a kvm keep is reached through the printed endpoint",
+  ...requires({
+    tool: "QEMU and the kvm keep kernel",
+    present: kvmLaunchable(),
+    remedy: "tools/test.sh installs qemu-system-x86 and fetches Debian's cloud kernel",
+  }, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "enarx-run-kvm-" });
+    try {
+      const toml = `${dir}/Enarx.toml`;
+      await Deno.writeTextFile(
+        toml,
+        '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
+          '[[files]]\nkind = "listen"\nprot = "tcp"\nname = "web"\nport = 0\n',
+      );
+      const child = new Deno.Command(`${ROOT}enarx`, {
+        args: ["run", "--backend", "kvm", "--wasmcfgfile", toml, SOCKETS, "echo", "web", "1"],
+        env: { ENARX_SNP_SIM_DIR: SIM_DIR },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stdout = new Response(child.stdout).text();
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      let port: number | undefined;
+      while (port === undefined) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+        // Printed even though stderr is not a terminal: a script needs the port.
+        const match = /^enarx: endpoint web: tcp:\/\/127\.0\.0\.1:(\d+)\n/m.exec(seen);
+        if (match) port = Number(match[1]);
+      }
+      assert.ok(port !== undefined, seen);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const reading = new Response(conn.readable).text();
+      await conn.write(new TextEncoder().encode("into the VM and back"));
+      await conn.closeWrite();
+      assert.equal(await reading, "into the VM and back");
+      while (!(await reader.read()).done) { /* drain */ }
+      assert.equal((await child.status).code, 0, seen);
+      assert.equal(await stdout, "served 1\n");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
 });
