@@ -107,8 +107,8 @@ Options:
 
 ${UNITS_HELP}
 
-Each [[files]] kind = "listen" socket of the Enarx.toml (nil keeps only for
-now) is reached through a port the keepmgr forwards: "enarx deploy: endpoint
+Each [[files]] kind = "listen" socket of the Enarx.toml (nil, kvm and sev
+keeps) is reached through a port the keepmgr forwards: "enarx deploy: endpoint
 NAME: tcp://HOST:PORT" is printed for each; a prot = "tls" one (TLS ends in
 the keep, with a key made there) as "tls://HOST:PORT (certificate sha256 HEX)"
 (an HTTP service there is https://HOST:PORT). Without --ca its certificate is

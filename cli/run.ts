@@ -50,7 +50,9 @@ starts a VM keep through a local keepmgr (127.0.0.1, only for this run),
 verifies its evidence (kvm: this machine's simulated platform, trusted by its
 fingerprint; sev: the hardware's, to AMD's roots) before the module leaves
 this process, then streams the workload's output; standard input, unless a
-terminal, is read to its end and sent with the module.
+terminal, is read to its end and sent with the module. A VM keep's sockets
+come from --wasmcfgfile; each listen one is reached through a port of the
+local keepmgr, printed as "enarx: endpoint NAME: tcp://127.0.0.1:PORT".
 
 Options:
       --backend NAME        Keep backend (${
@@ -64,13 +66,15 @@ Options:
       --listen NAME=ADDR:PORT
                             Listen on ADDR:PORT for the [[files]] listen entry
                             NAME (without --wasmcfgfile: add a tcp one). Port
-                            0 takes any free port, printed to stderr. Repeatable
+                            0 takes any free port, printed to stderr.
+                            Repeatable (nil)
       --connect NAME=HOST:PORT
                             Connect the [[files]] connect entry NAME to
-                            HOST:PORT (without --wasmcfgfile: add one). Repeatable
+                            HOST:PORT (without --wasmcfgfile: add one).
+                            Repeatable (nil)
       --service-name NAME   A DNS name or IP address of the keep's TLS
                             certificate (prot = "tls"; default localhost and
-                            127.0.0.1); its SHA-256 is printed. Repeatable (nil)
+                            127.0.0.1); its SHA-256 is printed. Repeatable
       --timeout DURATION    Stop the guest after DURATION (500ms, 5s, 1m, 1h)
       --max-memory SIZE     Limit linear memory (e.g. 65536, 64MiB, 1GiB)
       --fuel N              Stop the guest after N units of fuel (metering
@@ -367,6 +371,8 @@ interface RunValues {
   "max-memory"?: string | boolean;
   fuel?: string | boolean;
   "service-name"?: (string | boolean)[];
+  listen?: (string | boolean)[];
+  connect?: (string | boolean)[];
 }
 
 /** `--timeout` and `--max-memory` in milliseconds and bytes (runtime/units.ts loaded only for them). */
@@ -412,11 +418,13 @@ async function runInVmKeep(values: RunValues, module: string, guest: string[]): 
       );
     }
   }
-  if (values["service-name"] !== undefined) {
-    throw new UsageError(
-      `--service-name applies to nil keeps only for now (a VM keep has no TLS sockets yet); ` +
-        `drop it or use --backend nil`,
-    );
+  for (const flag of ["listen", "connect"] as const) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(
+        `--${flag} applies to nil keeps only for now: give a VM keep its sockets as [[files]] ` +
+          `entries of an Enarx.toml (--wasmcfgfile), or use --backend nil`,
+      );
+    }
   }
   const { timeoutMs, maxMemoryBytes } = await parseLimits(values);
   const options = {
@@ -432,7 +440,12 @@ async function runInVmKeep(values: RunValues, module: string, guest: string[]): 
   const stdin = Deno.stdin.isTerminal()
     ? new Uint8Array(0)
     : new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
-  const { runInLocalKeep }: typeof LocalKeepRun = await import(LOCAL_KEEP_RUN);
+  const { runInLocalKeep, vmRunSockets }: typeof LocalKeepRun = await import(LOCAL_KEEP_RUN);
+  const serviceNames = await checkServiceNames(values["service-name"] as string[] | undefined);
+  const sockets = vmRunSockets(
+    configFile === undefined ? undefined : await loadConfig(configFile),
+    serviceNames,
+  );
   const encoder = new TextEncoder();
   const result = await runInLocalKeep({
     module: moduleBytes,
@@ -440,6 +453,7 @@ async function runInVmKeep(values: RunValues, module: string, guest: string[]): 
     args: guest,
     env: Object.fromEntries(((values.env ?? []) as string[]).map(parseEnvOption)),
     stdin,
+    ...sockets,
   }, {
     ...options,
     // Progress for a person: booting a VM keep takes seconds. Scripts get the workload's only.
@@ -448,6 +462,13 @@ async function runInVmKeep(values: RunValues, module: string, guest: string[]): 
     },
     onStdout: (chunk) => writeAll(Deno.stdout, chunk),
     onStderr: (chunk) => writeAll(Deno.stderr, chunk),
+    // Always: the port is the local keepmgr's, not necessarily the one Enarx.toml asked for.
+    onEndpoint: ({ name, prot, host, port, fingerprint }) => {
+      const cert = fingerprint === undefined ? "" : ` (certificate sha256 ${fingerprint})`;
+      Deno.stderr.writeSync(
+        encoder.encode(`enarx: endpoint ${name}: ${prot}://${host}:${port}${cert}\n`),
+      );
+    },
   });
   if (result.reason !== "exit") await printErr(`enarx: ${result.message ?? result.reason}\n`);
   return result.status;

@@ -50,6 +50,13 @@ export interface KeepHandle {
    * keep's network is not the host's (kvm: QEMU's forward); else undefined.
    */
   hostPort?: number;
+  /**
+   * Forwards a free port of the host's 127.0.0.1 to each of these ports of
+   * the keep's network and returns them, in order, when that network is not
+   * the host's (kvm, sev: QEMU's user-net forwards, vm/user_net.ts); else
+   * undefined. keepldr uses it for the workload's `services`.
+   */
+  forwardGuestPorts?: (guestPorts: number[]) => Promise<number[]>;
   /** What the keep is, in an error message: `wasmldr` or `VM (QEMU)`. */
   what: string;
   /**

@@ -3,8 +3,10 @@
  * line): a Linux kernel (Debian's cloud kernel, from `ENARX_KVM_KERNEL` or
  * the cache that tools/test_deps.sh fills), the kernel command line
  * {@link KEEP_APPEND}, and an initrd that holds busybox, Deno with its
- * libraries, libwasmtime, wasmldr's code, the npm packages it imports and
- * the virtio network modules. The initrd is an uncompressed cpio (newc)
+ * libraries, libwasmtime, wasmldr's code, the npm packages it imports, the
+ * socket shim (runtime/wasm/socket_shim.ts, built here with the host's C
+ * compiler: the guest has none), the virtio network modules and a resolver
+ * configuration that names QEMU's user-net DNS (10.0.2.3). The initrd is an uncompressed cpio (newc)
  * archive written here (no compression: building and unpacking it under
  * emulation stay fast).
  *
@@ -30,6 +32,19 @@ import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 export { defaultKernelCache, findKvmKernel, type KvmKernel } from "./kvm_kernel.ts";
+
+/** Where the socket shim is in the guest. */
+export const GUEST_SOCKET_SHIM = "/app/enarx_wasi_sockets.so";
+
+/**
+ * The guest's /etc: names resolve from /etc/hosts, then through the DNS
+ * server of QEMU's user-mode network (it relays to the host's resolvers).
+ */
+export const GUEST_ETC: Readonly<Record<string, string>> = {
+  "/etc/hosts": "127.0.0.1 localhost\n::1 localhost\n",
+  "/etc/nsswitch.conf": "hosts: files dns\n",
+  "/etc/resolv.conf": "nameserver 10.0.2.3\n",
+};
 
 /** Port wasmldr listens on inside the guest. */
 export const GUEST_PORT = 8443;
@@ -113,6 +128,7 @@ function initScript(): string {
     "DENO_NO_UPDATE_CHECK=1",
     "ENARX_LIBWASMTIME=/app/libwasmtime.so",
     `ENARX_WASMLDR_LISTEN=0.0.0.0:${GUEST_PORT}`,
+    `ENARX_SOCKET_SHIM=${GUEST_SOCKET_SHIM}`,
   ];
   return `#!${bb} sh
 ${bb} mount -t proc proc /proc
@@ -182,13 +198,33 @@ async function imageEntries(kernel: KvmKernel): Promise<Entry[]> {
     file(`/app/${path}`, `${ROOT}${path}`);
   }
   for (const [path, from] of nodeModules()) file(path, from);
+  file(GUEST_SOCKET_SHIM, await socketShim(), 0o755);
   const enc = new TextEncoder();
+  for (const [path, text] of Object.entries(GUEST_ETC)) {
+    entries.push({ path, data: enc.encode(text), mode: 0o644 });
+  }
   entries.push({ path: "/init", data: enc.encode(initScript()), mode: 0o755 });
   entries.push({ path: "/app/kvm_entry.ts", data: enc.encode(ENTRY), mode: 0o644 });
   for (const dir of ["/proc", "/sys", "/dev", "/tmp"]) {
     entries.push({ path: dir, mode: DIR_MODE });
   }
   return entries;
+}
+
+/** The socket shim, built on this host (or found in its cache); EnarxError `kvm-image` when it cannot be. */
+async function socketShim(): Promise<string> {
+  const { buildSocketShim } = await import("../wasm/socket_shim.ts");
+  try {
+    return await buildSocketShim();
+  } catch (error) {
+    throw new EnarxError(
+      "kvm-image",
+      `Cannot build the kvm keep image, which holds enarx's socket library: ${
+        error instanceof Error ? error.message : error
+      }`,
+      { exit: "unavailable", cause: error },
+    );
+  }
 }
 
 /** Files of the checkout the guest needs beside wasmldr's code. */

@@ -6,6 +6,8 @@
  * `console.log` there. The workload's HTTPS reaches wasmldr, which listens
  * on 0.0.0.0:8443 in the guest, through QEMU's user-mode network with a
  * forward from a free loopback port of the host; TLS ends inside the VM.
+ * The workload's `listen` sockets get their forwards while the keep runs,
+ * through QEMU's QMP socket (vm/user_net.ts).
  *
  * Acceleration is TCG (emulation) unless `ENARX_KVM_ACCEL` says `kvm`:
  * nested KVM on this kind of host is slower than emulation. Evidence is the
@@ -18,6 +20,7 @@
 import { EnarxError } from "../errors.ts";
 import { buildKvmImage, GUEST_PORT, type KvmImage, READY_MARKER } from "./kvm_image.ts";
 import { findQemu, QEMU } from "./kvm.ts";
+import { freeLoopbackPort, QMP_SOCKET_NAME, qmpForwarder, vmNetworkArgs } from "./vm/user_net.ts";
 
 /** A running kvm keep, shaped like the child process of a nil keep. */
 export interface KvmKeep {
@@ -37,6 +40,8 @@ export interface KvmKeep {
   guestPort: number;
   /** The measurement of the kernel, initrd and command line QEMU boots (as `enarx measure`). */
   measurement: () => Promise<Uint8Array>;
+  /** Forwards free host loopback ports to guest ports (the workload's services). */
+  forwardGuestPorts: (guestPorts: number[]) => Promise<number[]>;
 }
 
 /** Options of {@link launchKvmKeep}. */
@@ -51,13 +56,6 @@ export interface LaunchKvmKeepOptions {
   log?: (line: string) => void;
   /** Start QEMU in a process group of its own (LaunchOptions.detached). */
   detached?: boolean;
-}
-
-function freeLoopbackPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Where QEMU and the guest's image are, or a clear error saying what is missing. */
@@ -96,7 +94,7 @@ async function prepare(options: LaunchKvmKeepOptions, log: (line: string) => voi
 function qemuArgs(
   image: KvmImage,
   options: LaunchKvmKeepOptions,
-  vm: { socket: string; hostPort: number },
+  vm: { socket: string; hostPort: number; qmpSocket: string },
 ): string[] {
   const accel = Deno.env.get("ENARX_KVM_ACCEL") === "kvm" ? "kvm" : "tcg";
   return [
@@ -121,8 +119,7 @@ function qemuArgs(
     `socket,id=frames,path=${vm.socket},server=on,wait=off`,
     "-serial",
     "chardev:frames",
-    "-nic",
-    `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${vm.hostPort}-:${GUEST_PORT}`,
+    ...vmNetworkArgs({ hostPort: vm.hostPort, guestPort: GUEST_PORT }, vm.qmpSocket),
     "-kernel",
     image.kernel,
     "-initrd",
@@ -187,8 +184,9 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
   const log = options.log ?? (() => {});
   const { qemu, image, socket, started } = await prepare(options, log);
   const hostPort = freeLoopbackPort();
+  const qmpSocket = `${options.workDir}/${QMP_SOCKET_NAME}`;
   const child = new Deno.Command(qemu, {
-    args: qemuArgs(image, options, { socket, hostPort }),
+    args: qemuArgs(image, options, { socket, hostPort, qmpSocket }),
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
@@ -225,6 +223,7 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     hostPort,
     guestPort: GUEST_PORT,
     measurement: () => measureImage(image),
+    forwardGuestPorts: qmpForwarder(qmpSocket),
   };
 }
 

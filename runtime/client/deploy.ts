@@ -1049,7 +1049,7 @@ function connectHost(host: string, keepmgr: URL): string {
 const UNAVAILABLE_REFUSALS = ["sockets-unsupported-backend", "config-unsupported"];
 
 /** keepmgr's codes that a keep's end reason may start with and that a deploy passes on. */
-const KEEPMGR_REASON_CODES = ["no-free-port"];
+const KEEPMGR_REASON_CODES = ["no-free-port", "service-forward"];
 
 /** The code that keepmgr's reason (as {@link keepmgrReason} quotes it) starts with, if passed on. */
 function reasonCode(why: string): string | undefined {

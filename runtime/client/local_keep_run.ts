@@ -20,8 +20,17 @@ import { defaultImageCacheDir } from "../backends/keep_image.ts";
 import { gatherHostFacts } from "../platform/host_facts.ts";
 import { evaluatePlatform } from "../platform/info.ts";
 import { LocalKeepmgr, localSimulatorDir } from "../keepmgr/local.ts";
-import { deploy, type DeployEvent, type DeployResult, type DeployWorkload } from "./deploy.ts";
+import {
+  deploy,
+  type DeployEndpoint,
+  type DeployEvent,
+  type DeployResult,
+  type DeployTls,
+  type DeployWorkload,
+} from "./deploy.ts";
 import type { Backend } from "../backends/backend.ts";
+import type { EnarxConfig } from "../wasm/config.ts";
+import { UsageError } from "../errors.ts";
 
 /** Options of {@link runInLocalKeep}. */
 export interface LocalKeepRunOptions {
@@ -37,6 +46,38 @@ export interface LocalKeepRunOptions {
   onStdout?: (chunk: Uint8Array) => void | Promise<void>;
   /** Receives the workload's standard error as it arrives. */
   onStderr?: (chunk: Uint8Array) => void | Promise<void>;
+  /** Told where each `listen` socket is reached: a port of the local keepmgr's. */
+  onEndpoint?: (endpoint: DeployEndpoint) => void;
+}
+
+/** The default names of a VM keep's certificate in `enarx run` (as `enarx run` of a nil keep). */
+const RUN_SERVICE_NAMES = ["localhost", "127.0.0.1"];
+
+/**
+ * What a VM keep run needs of `config`'s sockets: how many `listen`
+ * endpoints to wait for, and the keep's service identity when a socket
+ * presents its certificate (`names`: `--service-name`, default localhost
+ * and 127.0.0.1). UsageError (64) for names without such a socket.
+ */
+export function vmRunSockets(
+  config: EnarxConfig | undefined,
+  names: string[] | undefined,
+): { services: number; tls?: DeployTls } {
+  const files = config?.files ?? [];
+  const services = files.filter((f) => f.kind === "listen").length;
+  const presents = files.some((f) =>
+    f.prot === "tls" && (f.kind === "listen" || (f.kind === "connect" && f.mtls === true))
+  );
+  if (!presents) {
+    if (names !== undefined && names.length > 0) {
+      throw new UsageError(
+        `--service-name needs a [[files]] socket with prot = "tls" (kind = "listen", or ` +
+          `"connect" with mtls = true) in --wasmcfgfile`,
+      );
+    }
+    return { services };
+  }
+  return { services, tls: { names: names ?? RUN_SERVICE_NAMES } };
 }
 
 /** The backend by name, or the registry's error for one whose keeps no keepmgr launches. */
@@ -116,6 +157,7 @@ export async function runInLocalKeep(
     trustSimulated: backend.evidence === "snp-sim" ? keepmgr.simulatorRoot : undefined,
     timeoutMs: options.timeoutMs,
     onStep: (event) => {
+      if (event.kind === "endpoint") options.onEndpoint?.(event.endpoint);
       const line = progressLine(event, backend.name);
       if (line !== undefined) progress(line);
     },

@@ -1,9 +1,10 @@
 /**
  * A deployed workload's `listen` and `connect` sockets, as wasmldr handles
- * them: only nil keeps may have them for now (a kvm or sev keep's loopback is
- * inside its VM, which keepmgr cannot forward to yet); every `listen` socket
- * is opened on the keep's 127.0.0.1 with a port the system chooses (the keep
- * never binds the host's public interfaces), and reported to keepmgr in one
+ * them, in nil, kvm and sev keeps: every `listen` socket is opened with a
+ * port the system chooses on the keep's 127.0.0.1 (a nil keep never binds the
+ * host's public interfaces) or, in a VM keep, on the guest's interface, which
+ * only QEMU's forwards from the host's 127.0.0.1 reach
+ * (runtime/backends/vm/user_net.ts); and reported to keepmgr in one
  * `services` frame, which forwards a host port to each (spec/protocol.md,
  * "services").
  *
@@ -15,7 +16,7 @@ import type { EnarxConfig } from "../wasm/config.ts";
 import type { GuestSocket } from "../wasm/sockets.ts";
 
 /** The backends whose keeps may have sockets. */
-export const SOCKET_BACKENDS: readonly string[] = ["nil"];
+export const SOCKET_BACKENDS: readonly string[] = ["nil", "kvm", "sev"];
 
 /** Whether `config` has `listen` or `connect` sockets. */
 export function hasSockets(config: EnarxConfig | undefined): boolean {
@@ -23,16 +24,17 @@ export function hasSockets(config: EnarxConfig | undefined): boolean {
 }
 
 /**
- * Refuses sockets in a keep on `backend` other than nil: EnarxError
- * `sockets-unsupported-backend` (exit 69).
+ * Refuses sockets in a keep on a backend not in {@link SOCKET_BACKENDS}:
+ * EnarxError `sockets-unsupported-backend` (exit 69).
  */
 export function checkSocketBackend(config: EnarxConfig | undefined, backend: string): void {
   if (!hasSockets(config) || SOCKET_BACKENDS.includes(backend)) return;
   const socket = config!.files.find((f) => f.kind === "listen" || f.kind === "connect")!;
   throw new EnarxError(
     "sockets-unsupported-backend",
-    `[[files]] "${socket.name}" (kind "${socket.kind}") needs a nil keep for now; a ${backend} ` +
-      `keep cannot serve or open sockets yet: deploy with --backend nil`,
+    `[[files]] "${socket.name}" (kind "${socket.kind}") needs a ${
+      SOCKET_BACKENDS.join(", ")
+    } keep; a ${backend} keep cannot serve or open sockets yet: deploy with --backend nil`,
     { exit: "unavailable" },
   );
 }
@@ -64,17 +66,21 @@ export function checkDeployedSockets(config: EnarxConfig | undefined, backend: s
 }
 
 /**
- * `config` with every `listen` socket moved to 127.0.0.1 and a port the
- * system chooses, and the ports those entries asked for, by name.
+ * `config` with every `listen` socket moved to `options.host` (default
+ * 127.0.0.1; a VM keep's wasmldr gives the guest's interface, where it serves
+ * its own HTTPS) and a port the system chooses, and the ports those entries
+ * asked for, by name.
  */
 export function keepLocalListens(
   config: EnarxConfig,
+  options: { host?: string } = {},
 ): { config: EnarxConfig; asked: Map<string, number> } {
   const asked = new Map<string, number>();
+  const addr = options.host ?? "127.0.0.1";
   const files = config.files.map((f) => {
     if (f.kind !== "listen") return f;
     asked.set(f.name ?? "", f.port ?? 0);
-    return { ...f, addr: "127.0.0.1", port: 0 };
+    return { ...f, addr, port: 0 };
   });
   return { config: { ...config, files }, asked };
 }

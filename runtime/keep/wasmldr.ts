@@ -13,8 +13,9 @@
  * 4. accepts exactly one workload, over a request that carries the sealed
  *    upload token (others get 401; after the one, 409), sends `running`,
  *    runs it with runtime/wasm/workload.ts, streams its output as a CBOR sequence
- *    and sends `exited`; then it stops. Its `listen` sockets open on
- *    127.0.0.1 and are reported in a `services` frame (deployed_sockets.ts).
+ *    and sends `exited`; then it stops. Its `listen` sockets open where
+ *    its HTTPS does (127.0.0.1; a VM keep's interface) and are reported in a
+ *    `services` frame (deployed_sockets.ts).
  *    A detached workload (`detach: true`) gets one `detached` item; its output
  *    goes to keepmgr in `output` frames instead, and it runs on without a client.
  *
@@ -472,8 +473,11 @@ async function runRequested(
   io: { emit: (item: unknown, wait: boolean) => Promise<void>; signal: AbortSignal },
 ): Promise<WorkloadResult> {
   const limits = context.hello.limits;
-  // listen sockets bind the keep's loopback only; keepmgr forwards host ports to them.
-  const local = config === undefined ? undefined : keepLocalListens(config);
+  // listen sockets bind where wasmldr's HTTPS does (the keep's loopback; in a VM keep
+  // the guest's interface, which only QEMU's forwards reach); keepmgr forwards host ports to them.
+  const local = config === undefined
+    ? undefined
+    : keepLocalListens(config, { host: context.options.listen?.hostname });
   const onSocket = local === undefined || local.asked.size === 0
     ? undefined
     : servicesReporter(local.asked, (frame) => {

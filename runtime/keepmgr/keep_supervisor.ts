@@ -371,7 +371,9 @@ export class KeepSupervisor {
       if (!SOCKET_BACKENDS.includes(keep.backend)) {
         throw new KeepError(
           "sockets-unsupported-backend",
-          `A ${keep.backend} keep reported services; only nil keeps' are forwarded for now`,
+          `A ${keep.backend} keep reported services; only ${
+            SOCKET_BACKENDS.join(", ")
+          } keeps' are forwarded`,
           400,
         );
       }

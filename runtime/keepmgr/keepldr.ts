@@ -9,9 +9,11 @@
  * The keep comes from the backend registry (runtime/backends/mod.ts): a nil
  * keep is a separate `enarx wasmldr` process, a kvm keep a QEMU micro-VM
  * whose wasmldr speaks frames on the guest's second serial port. Where the
- * keep's network is not the host's (kvm), keepldr rewrites the port of the
- * `listening` frame to the host port that reaches it (the only field it
- * changes; the TLS still ends inside the keep).
+ * keep's network is not the host's (kvm, sev), keepldr rewrites the port of the
+ * `listening` frame to the host port that reaches it, and the ports of the
+ * `services` frame to host ports it has QEMU forward to them
+ * (runtime/backends/vm/user_net.ts): the only fields it changes; TLS still
+ * ends inside the keep.
  *
  * keepldr is also where the simulated SNP platform sits for nil and kvm
  * keeps (host_simulator.ts): it answers the keep's `report-request` frames
@@ -31,6 +33,7 @@ import {
   parseHelloFrame,
   parseKeepFrame,
 } from "../protocol/messages.ts";
+import { forwardVmServices } from "../backends/vm/user_net.ts";
 import { type HostReportSigner, hostReportSigner, SNP_SIM_DIR_ENV } from "./host_simulator.ts";
 import { keepUnitName, systemdRunArgs } from "./systemd.ts";
 import { selfCommand } from "./self_command.ts";
@@ -288,13 +291,23 @@ async function relayUpstream(relay: Relay): Promise<void> {
         await mgr.toMgr.writePayload(encodeCbor({ ...frame, port: keep.hostPort }));
         continue;
       }
+      if (frame.t === "services" && keep.forwardGuestPorts !== undefined) {
+        // kvm, sev: the services listen inside the VM; QEMU forwards host ports to them.
+        const onHost = await forwardVmServices(frame, keep.forwardGuestPorts);
+        await mgr.toMgr.writePayload(encodeCbor(onHost));
+        continue;
+      }
       await mgr.toMgr.writePayload(payload);
     }
   } catch (error) {
     relay.finalSeen = true;
+    const code = error instanceof MessageError
+      ? "protocol"
+      : (error as EnarxError).code ?? "protocol";
+    const message = error instanceof Error ? error.message : String(error);
     await mgr.sendError(
-      error instanceof MessageError ? "protocol" : (error as EnarxError).code ?? "protocol",
-      `The keep broke the protocol: ${error instanceof Error ? error.message : error}`,
+      code,
+      code === "service-forward" ? message : `The keep broke the protocol: ${message}`,
     );
     killProcess(keep, "SIGKILL");
   }

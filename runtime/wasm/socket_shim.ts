@@ -3,10 +3,15 @@
  * once with the system's C compiler (`$ENARX_CC`, else `cc`, `gcc`, `clang`)
  * into the user's cache, `$ENARX_CACHE/wasi-sockets` or
  * `$XDG_CACHE_HOME/enarx/wasi-sockets` (else `~/.cache/enarx/...`), under a
- * name that holds the sha256 of its source, so that a changed source is
- * rebuilt and a stale library is never used. Loaded only when a workload has
- * `listen` or `connect` entries: a plain `enarx run` needs no compiler and
- * loads nothing of this. See docs/sockets.md.
+ * name that holds a SHA-256 of its source and build recipe, so that a changed
+ * source is rebuilt and a stale library is never used. The build is reproducible (the
+ * compiler sees the same file name in every build, so the same compiler
+ * gives the same bytes): a VM keep's image holds the library
+ * (runtime/backends/kvm_image.ts), and its measurement must be predictable.
+ * Inside a VM keep {@link SOCKET_SHIM_ENV} names that prebuilt copy (the
+ * guest has no compiler). Loaded only when a workload has `listen` or
+ * `connect` entries: a plain `enarx run` needs no compiler and loads nothing
+ * of this. See docs/sockets.md.
  *
  * @module
  */
@@ -18,6 +23,15 @@ import { EnarxError } from "../errors.ts";
 
 /** The shim's C source, beside the FFI binding (compile.sh `--include`s it). */
 const SOURCE_URL = new URL("../../ffi/native/enarx_wasi_sockets.c", import.meta.url);
+
+/**
+ * Names a prebuilt shim to use instead of building one: set by a VM keep's
+ * init, whose image holds the library (measured with the rest of it).
+ */
+export const SOCKET_SHIM_ENV = "ENARX_SOCKET_SHIM";
+
+/** Part of what a built shim's name hashes: a new recipe never reuses an old build. */
+const RECIPE = "enarx/v2 socket shim: cc -shared -fPIC -O2, source enarx_wasi_sockets.c\0";
 
 /** Where built shims are kept, or undefined when there is no user cache (then a temporary one). */
 export function socketShimCacheDir(): string | undefined {
@@ -32,13 +46,16 @@ function compilers(): string[] {
   return chosen ? [chosen] : ["cc", "gcc", "clang"];
 }
 
-async function compile(source: string, out: string): Promise<void> {
+/** Compiles `enarx_wasi_sockets.c` in `dir` to `out` (in `dir` too). */
+async function compile(dir: string, out: string): Promise<void> {
   const tried: string[] = [];
   for (const cc of compilers()) {
     let result: Deno.CommandOutput;
     try {
       result = await new Deno.Command(cc, {
-        args: ["-shared", "-fPIC", "-O2", "-o", out, source],
+        // Relative names from `dir`: the file name ends up in the library's symbols.
+        args: ["-shared", "-fPIC", "-O2", "-o", out, "enarx_wasi_sockets.c"],
+        cwd: dir,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -69,8 +86,14 @@ async function compile(source: string, out: string): Promise<void> {
 
 /** Builds the shim unless the cache has it; returns its path. */
 async function builtShim(): Promise<string> {
+  const prebuilt = Deno.env.get(SOCKET_SHIM_ENV);
+  if (prebuilt !== undefined && prebuilt !== "") return prebuilt;
   const source = await Deno.readFile(SOURCE_URL);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", source)).toHex();
+  const recipe = new TextEncoder().encode(RECIPE);
+  const hashed = new Uint8Array(recipe.length + source.length);
+  hashed.set(recipe);
+  hashed.set(source, recipe.length);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", hashed)).toHex();
   const dir = socketShimCacheDir() ?? await Deno.makeTempDir({ prefix: "enarx-wasi-sockets-" });
   const path = join(dir, `enarx_wasi_sockets-${digest.slice(0, 16)}.so`);
   try {
@@ -81,15 +104,15 @@ async function builtShim(): Promise<string> {
   }
   await Deno.mkdir(dir, { recursive: true });
   // The compiler reads a real file: the source may live in a compiled binary's virtual file system.
-  const tmpSource = join(dir, `.source-${Deno.pid}.c`);
-  const tmpOut = join(dir, `.build-${Deno.pid}.so`);
+  // A build folder of its own (concurrent builds), the same file name in each.
+  const build = join(dir, `.build-${Deno.pid}-${crypto.randomUUID()}`);
   try {
-    await Deno.writeFile(tmpSource, source);
-    await compile(tmpSource, tmpOut);
-    await Deno.rename(tmpOut, path); // atomic: a concurrent run sees all or nothing
+    await Deno.mkdir(build, { recursive: true });
+    await Deno.writeFile(join(build, "enarx_wasi_sockets.c"), source);
+    await compile(build, "out.so");
+    await Deno.rename(join(build, "out.so"), path); // atomic: a concurrent run sees all or nothing
   } finally {
-    await Deno.remove(tmpSource).catch(() => {});
-    await Deno.remove(tmpOut).catch(() => {});
+    await Deno.remove(build, { recursive: true }).catch(() => {});
   }
   return path;
 }

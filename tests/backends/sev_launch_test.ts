@@ -5,7 +5,8 @@
  * this host's QEMU fails and is reported as exit 69 with what to check; and
  * the AmdSev OVMF of tools/build_ovmf.sh boots the keep kernel and initrd to
  * wasmldr's ready line on q35 under TCG without SNP, with the kernel hashes
- * table that QEMU's `kernel-hashes=on` would have written loaded in its place.
+ * table that QEMU's `kernel-hashes=on` would have written loaded in its place;
+ * that keep's QEMU then forwards a host port for a service through its QMP socket.
  */
 import assert from "node:assert/strict";
 import { backendByName } from "../../runtime/backends/mod.ts";
@@ -276,6 +277,12 @@ async function bootWithHashes(hashedAppend: string, waitMs: number): Promise<boo
     });
     if (keep === undefined) return false;
     console.log(`AmdSev OVMF to wasmldr (TCG): ${(performance.now() - started).toFixed(0)} ms`);
+    // A workload's services get their forwards through the keep's QMP socket, as a kvm keep's.
+    const [hostPort] = await keep.forwardGuestPorts([35001]);
+    assert.throws(
+      () => Deno.listen({ hostname: "127.0.0.1", port: hostPort }),
+      Deno.errors.AddrInUse,
+    );
     keep.kill("SIGKILL");
     await keep.status;
     return true;

@@ -4,6 +4,7 @@
  * from CPUID, what a failed SNP launch means.
  */
 import assert from "node:assert/strict";
+import { hostfwdCommand } from "../../runtime/backends/vm/user_net.ts";
 import {
   explainSnpFailure,
   parseQemuVersion,
@@ -27,6 +28,7 @@ const BASE: SevQemuOptions = {
   accel: "kvm",
   consoleLog: "/w/console.log",
   framesSocket: "/w/frames.sock",
+  qmpSocket: "/w/qmp.sock",
   hostPort: 40123,
   guestPort: 8443,
 };
@@ -93,10 +95,14 @@ Deno.test("sev qemu: console on ttyS0 to a file, frames on ttyS1 through a unix 
 });
 
 Deno.test("sev qemu: wasmldr's port forwarded from a host loopback port over user networking", () => {
+  const args = sevQemuArgs(BASE);
+  // The netdev id is the one keepldr's hostfwd_add names for the workload's services.
   assert.equal(
-    value(sevQemuArgs(BASE), "-nic"),
-    "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:40123-:8443",
+    value(args, "-nic"),
+    "user,id=net0,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:40123-:8443",
   );
+  assert.equal(value(args, "-qmp"), "unix:/w/qmp.sock,server=on,wait=off");
+  assert.equal(hostfwdCommand(41000, 35123), "hostfwd_add net0 tcp:127.0.0.1:41000-:35123");
 });
 
 Deno.test("sev qemu: without snp, plain q35 (TCG) with the same firmware and image", () => {

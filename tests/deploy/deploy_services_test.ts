@@ -3,8 +3,8 @@
  * and `connect` sockets through a real keepmgr (child process) on the nil
  * backend, reached over real TCP through the port keepmgr forwards; the
  * port freed when the keep ends; a full --service-ports range; --detach with
- * `enarx keep list|logs|stop`; and the refusals (kvm/sev). prot = "tls" is
- * in deploy_tls_test.ts.
+ * `enarx keep list|logs|stop`; and which backends take sockets (kvm keeps'
+ * are in kvm_keep_test.ts). prot = "tls" is in deploy_tls_test.ts.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -241,26 +241,26 @@ Deno.test("services: a connect socket in a deployed workload reaches a loopback 
   }
 });
 
-Deno.test("services: kvm and sev keeps refuse sockets (69)", async () => {
+Deno.test("services: nil, kvm and sev keeps take sockets; a backend that cannot is refused (69)", async () => {
   const config = parseDeployedConfig(listenToml(8080));
-  for (const backend of ["kvm", "sev"]) {
-    assert.throws(
-      () => checkSocketBackend(config, backend),
-      (e: unknown) =>
-        e instanceof Error && (e as { code?: string }).code === "sockets-unsupported-backend" &&
-        (e as { exitStatus?: number }).exitStatus === 69 &&
-        /needs a nil keep for now; a \w+ keep cannot serve.*--backend nil/.test(e.message),
-    );
-  }
-  checkSocketBackend(config, "nil"); // no throw
+  for (const backend of ["nil", "kvm", "sev"]) checkSocketBackend(config, backend); // no throw
+  // tdx keeps are not launched by this release: nothing could forward their services.
+  assert.throws(
+    () => checkSocketBackend(config, "tdx"),
+    (e: unknown) =>
+      e instanceof Error && (e as { code?: string }).code === "sockets-unsupported-backend" &&
+      (e as { exitStatus?: number }).exitStatus === 69 &&
+      /needs a nil, kvm, sev keep; a tdx keep cannot serve.*--backend nil/.test(e.message),
+  );
   assert.throws(
     () => checkListenNames(parseDeployedConfig(listenToml(1) + listenToml(2).slice(STDIO.length))),
     (e: unknown) =>
       e instanceof Error && (e as { exitStatus?: number }).exitStatus === 65 &&
       /Two \[\[files\]\] listen entries are named "web"/.test(e.message),
   );
-  checkSocketBackend(parseDeployedConfig(STDIO), "kvm"); // no sockets: nothing to refuse
-  // The CLI refuses before it contacts any keepmgr (nothing listens on port 1).
+  checkSocketBackend(parseDeployedConfig(STDIO), "tdx"); // no sockets: nothing to refuse
+  // The CLI no longer refuses a kvm deploy with sockets: it goes on to the keepmgr
+  // (nothing listens on port 1), as a kvm keep serves them (tests/deploy/kvm_keep_test.ts).
   await withToml(listenToml(8080), async (toml) => {
     const r = await enarx([
       "deploy",
@@ -273,6 +273,7 @@ Deno.test("services: kvm and sev keeps refuse sockets (69)", async () => {
       SOCKETS,
     ]);
     assert.equal(r.code, 69, r.stderr);
-    assert.match(r.stderr, /needs a nil keep for now.*deploy with --backend nil/);
+    assert.match(r.stderr, /Cannot reach the keepmgr at "https:\/\/127\.0\.0\.1:1"/);
+    assert.doesNotMatch(r.stderr, /sockets-unsupported|cannot serve or open sockets/);
   });
 });

@@ -2,12 +2,15 @@
  * The keep image is reproducible: two builds into fresh caches give the
  * same initrd, byte for byte; one changed input byte gives another; the
  * archive is sorted with fixed times, owners and inode numbers and names
- * no host path; the cache is keyed by content and private (0600 in 0700);
+ * no host path; it holds the socket shim this host builds and the guest's
+ * resolver configuration, and its init points wasmldr at that shim; the
+ * cache is keyed by content and private (0600 in 0700);
  * `enarx keep image` prints and writes exactly the launched image.
  */
 import assert from "node:assert/strict";
 import { buildKvmImage, findKvmKernel, NET_MODULES } from "../../runtime/backends/kvm_image.ts";
 import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
+import { buildSocketShim } from "../../runtime/wasm/socket_shim.ts";
 import { requires } from "../_requires.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -33,7 +36,7 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource)).toHex();
 }
 
-/** The cpio newc records: name, ino, mode, uid, gid, mtime. */
+/** The cpio newc records: name, ino, mode, uid, gid, mtime, data. */
 function cpioRecords(archive: Uint8Array) {
   const dec = new TextDecoder();
   const records = [];
@@ -52,6 +55,7 @@ function cpioRecords(archive: Uint8Array) {
       uid: field(2),
       gid: field(3),
       mtime: field(5),
+      data: archive.subarray(Math.ceil((at + 110 + nameSize) / 4) * 4).subarray(0, size),
     });
     if (name === "TRAILER!!!") return records;
     at = Math.ceil((at + 110 + nameSize) / 4) * 4;
@@ -92,6 +96,16 @@ Deno.test({
       assert.deepEqual(records.slice(0, -1).map((r) => r.ino), names.map((_, i) => i + 1));
       for (const r of records) assert.deepEqual([r.uid, r.gid, r.mtime], [0, 0, 0], r.name);
       assert.ok(names.includes("bin/deno") && names.includes("lib/modules/virtio_net.ko"));
+      // The socket shim is in the measured image: a changed shim changes the measurement.
+      const data = (name: string) => records.find((r) => r.name === name)?.data;
+      assert.deepEqual(
+        data("app/enarx_wasi_sockets.so"),
+        await Deno.readFile(await buildSocketShim()),
+      );
+      const text = (name: string) => new TextDecoder().decode(data(name));
+      assert.equal(text("etc/resolv.conf"), "nameserver 10.0.2.3\n");
+      assert.equal(text("etc/nsswitch.conf"), "hosts: files dns\n");
+      assert.match(text("init"), / ENARX_SOCKET_SHIM=\/app\/enarx_wasi_sockets\.so /);
       const root = new TextEncoder().encode(decodeURIComponent(ROOT.pathname));
       assert.equal(Buffer.from(bytesA).indexOf(root), -1, "the archive names a build path");
 

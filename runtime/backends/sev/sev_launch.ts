@@ -16,6 +16,7 @@ import { amdSevOvmfPath } from "../../dirs.ts";
 import { findKvmKernel, type KvmKernel } from "../kvm_kernel.ts";
 import type { LaunchPiece } from "../../platform/host_facts.ts";
 import { findQemu, QEMU } from "../kvm.ts";
+import { freeLoopbackPort, QMP_SOCKET_NAME, qmpForwarder } from "../vm/user_net.ts";
 import {
   explainSnpFailure,
   type HashesLoad,
@@ -255,7 +256,7 @@ export function snpLaunchError(stderr: string): EnarxError {
 
 /** Options of {@link startSevQemu}. */
 export interface StartSevQemuOptions
-  extends Omit<SevQemuOptions, "framesSocket" | "consoleLog" | "hostPort"> {
+  extends Omit<SevQemuOptions, "framesSocket" | "consoleLog" | "hostPort" | "qmpSocket"> {
   /** The QEMU program. */
   qemu: string;
   /** The keep's work directory (frames socket, console log). */
@@ -272,17 +273,12 @@ export interface SevQemu {
   framesSocket: string;
   /** The host port forwarded to wasmldr. */
   hostPort: number;
+  /** QEMU's QMP socket. */
+  qmpSocket: string;
   /** The guest console's file. */
   consoleLog: string;
   /** QEMU's stderr so far (whole once it has exited). */
   stderr(): string;
-}
-
-function freeLoopbackPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Starts QEMU for a sev keep (or its no-SNP twin) and collects its stderr. */
@@ -290,9 +286,10 @@ export function startSevQemu(options: StartSevQemuOptions): SevQemu {
   const framesSocket = `${options.workDir}/frames.sock`;
   const consoleLog = `${options.workDir}/console.log`;
   const hostPort = freeLoopbackPort();
+  const qmpSocket = `${options.workDir}/${QMP_SOCKET_NAME}`;
   const { qemu, workDir: _, ...rest } = options;
   const child = new Deno.Command(qemu, {
-    args: sevQemuArgs({ ...rest, framesSocket, consoleLog, hostPort }),
+    args: sevQemuArgs({ ...rest, framesSocket, consoleLog, hostPort, qmpSocket }),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -304,7 +301,7 @@ export function startSevQemu(options: StartSevQemuOptions): SevQemu {
       write: (chunk) => void (text += decoder.decode(chunk, { stream: true })),
     }),
   ).catch(() => {});
-  return { child, framesSocket, hostPort, consoleLog, stderr: () => text };
+  return { child, framesSocket, hostPort, qmpSocket, consoleLog, stderr: () => text };
 }
 
 /** A running sev keep, shaped like a kvm keep. */
@@ -321,6 +318,8 @@ export interface SevKeep {
   kill(signal?: Deno.Signal): void;
   /** The host loopback port forwarded to wasmldr. */
   hostPort: number;
+  /** Forwards free host loopback ports to guest ports (the workload's services). */
+  forwardGuestPorts: (guestPorts: number[]) => Promise<number[]>;
   /** The guest console's file. */
   consoleLog: string;
 }
@@ -403,6 +402,7 @@ export async function bootSevKeep(
     ready: Promise.resolve(),
     kill,
     hostPort: vm.hostPort,
+    forwardGuestPorts: qmpForwarder(vm.qmpSocket),
     consoleLog: vm.consoleLog,
   };
 }

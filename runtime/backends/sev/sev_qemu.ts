@@ -7,7 +7,8 @@
  * initrd and command line, which QEMU hashes into the launch measurement
  * (`kernel-hashes=on`) and the firmware checks before booting them. Frames
  * travel on the second serial port and wasmldr's HTTPS through a user-net
- * forward, as for kvm keeps (kvm_vm.ts).
+ * forward, and the workload's services through forwards added over QMP, as
+ * for kvm keeps (kvm_vm.ts, vm/user_net.ts).
  *
  * Without `snp` the same firmware, kernel, initrd and command line boot on
  * q35 with neither the SNP object nor the memfd (TCG here): the test of the
@@ -23,6 +24,7 @@
  *
  * @module
  */
+import { vmNetworkArgs } from "../vm/user_net.ts";
 
 /** The first QEMU release with `sev-snp-guest` (upstream SNP support). */
 export const SEV_MIN_QEMU: readonly [number, number] = [9, 1];
@@ -87,6 +89,8 @@ export interface SevQemuOptions {
   consoleLog: string;
   /** Unix socket of the frames port (second serial port), QEMU the server. */
   framesSocket: string;
+  /** Unix socket of QEMU's QMP (keepldr adds the services' forwards through it). */
+  qmpSocket: string;
   /** Host loopback port forwarded to {@link guestPort}. */
   hostPort: number;
   /** The port wasmldr listens on in the guest. */
@@ -125,8 +129,7 @@ export function sevQemuArgs(options: SevQemuOptions): string[] {
     `socket,id=frames,path=${options.framesSocket},server=on,wait=off`,
     "-serial",
     "chardev:frames",
-    "-nic",
-    `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${options.hostPort}-:${options.guestPort}`,
+    ...vmNetworkArgs(options, options.qmpSocket),
   ];
 }
 
