@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test workloads into tests/workloads/build/ from source with
 # Debian's toolchains: clang + lld + wasi-libc for C (clang --target=wasm32-wasi),
-# /usr/bin/rustc with libstd-rust-dev-wasm32 for Rust (--target wasm32-wasi).
+# /usr/bin/rustc with libstd-rust-dev-wasm32 for Rust (--target wasm32-wasi),
+# and rustc-web for the Cargo workloads (below).
 # Incremental: a module is rebuilt only when its source is newer.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +40,36 @@ for src in "$HERE"/rust/*.rs; do
   fresh "$out" "$src" && continue
   say "rustc $name.rs"
   /usr/bin/rustc --target wasm32-wasi -O -C strip=debuginfo -o "$out.tmp" "$src"
+  mv "$out.tmp" "$out"
+done
+
+# Cargo workloads (rust/NAME/Cargo.toml, built to NAME-rs.wasm): tokio and
+# today's crates need a newer Rust than bookworm's, so these use the toolchain
+# of tools/rust_wasm_toolchain.sh (Debian's rustc-web, unpacked in the cache),
+# which builds std for wasm32-wasip1 from its sources (-Zbuild-std, allowed on
+# a stable compiler by RUSTC_BOOTSTRAP=1) and links with trixie's wasi-libc,
+# whose pthread stubs std needs (-lwasi-emulated-pthread). tokio enables `net`
+# on WASI only with --cfg tokio_unstable. Crates at the exact versions that
+# each Cargo.toml names.
+# Rebuilt when a file of the project is newer than its module.
+for manifest in "$HERE"/rust/*/Cargo.toml; do
+  [ -f "$manifest" ] || continue
+  proj=$(dirname "$manifest")
+  name=$(basename "$proj")
+  out="$OUT/$name-rs.wasm"
+  if [ -f "$out" ] && [ "$out" -nt "$HERE/build.sh" ] &&
+    [ -z "$(find "$proj" -type f ! -name Cargo.lock -newer "$out" -print -quit)" ]; then
+    continue
+  fi
+  env_file=$("$HERE/../../tools/rust_wasm_toolchain.sh" --env) || exit 1
+  # shellcheck source=/dev/null
+  . "$env_file"
+  say "cargo build $name (rustc-web, -Zbuild-std for wasm32-wasip1)"
+  (cd "$proj" && env LD_LIBRARY_PATH="$ENARX_RUST_LIBS" RUSTC="$RUSTC" RUSTC_BOOTSTRAP=1 \
+    RUSTFLAGS="--cfg tokio_unstable -C linker=$ENARX_WASM_LD -C link-arg=-lwasi-emulated-pthread" \
+    "$CARGO" build --quiet --release --target wasm32-wasip1 \
+    -Zbuild-std=std,panic_abort --target-dir "$OUT/cargo-target" >&2)
+  cp "$OUT/cargo-target/wasm32-wasip1/release/$name.wasm" "$out.tmp"
   mv "$out.tmp" "$out"
 done
 
