@@ -26,8 +26,8 @@
 #
 # Result: $ENARX_CACHE/rust-wasm/VERSION/ (ENARX_CACHE as tools/bootstrap.sh
 # sets it: the checkout's .cache by default) with usr/bin/{rustc,cargo}, and
-# an env file there that build.sh sources (RUSTC, CARGO, LD_LIBRARY_PATH,
-# ENARX_WASM_LD). Idempotent: a ready toolchain of apt's current rustc-web
+# an env file there that build.sh sources (RUSTC, CARGO, ENARX_RUST_LIBS for
+# LD_LIBRARY_PATH, ENARX_WASM_LD). Idempotent: a ready toolchain of apt's current rustc-web
 # version is used as it is.
 #
 #   tools/rust_wasm_toolchain.sh          prepare it (root, or sudo)
@@ -55,11 +55,12 @@ candidate() {
   apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '(none)' || true
 }
 
-# The newest ready toolchain's env file, or nothing.
+# The env file of the newest ready toolchain, or nothing.
 ready_env() {
-  local env
-  env=$(ls -d "$BASE"/*/env 2>/dev/null | sort -V | tail -1 || true)
-  [ -n "$env" ] && [ -f "$(dirname "$env")/.ready" ] && echo "$env"
+  local dir
+  for dir in $(ls -d "$BASE"/*/ 2>/dev/null | sort -rV); do
+    [ -f "$dir/.ready" ] && [ -f "$dir/env" ] && { echo "${dir%/}/env"; return 0; }
+  done
   return 0
 }
 
@@ -180,13 +181,16 @@ main() {
   rm -rf "$DIR/deb" "$DIR/apt" "$DIR/usr/share"
   local wasm_ld="/usr/lib/llvm-$LLVM/bin/wasm-ld"
   [ -x "$wasm_ld" ] || fail "lld-$LLVM installed no $wasm_ld"
-  cat >"$DIR/env" <<ENV
-# Written by tools/rust_wasm_toolchain.sh: rustc-web $VERSION unpacked here.
-RUSTC="$DIR/usr/bin/rustc"
-CARGO="$DIR/usr/bin/cargo"
-ENARX_RUST_LIBS="$DIR/usr/lib/x86_64-linux-gnu"
-ENARX_WASM_LD="$wasm_ld"
+  # Paths inside the toolchain are taken relative to this file (a checkout
+  # and its .cache may move); wasm-ld is the system's.
+  cat >"$DIR/env" <<'ENV'
+# Written by tools/rust_wasm_toolchain.sh; sourced by tests/workloads/build.sh.
+ENARX_RUST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RUSTC="$ENARX_RUST_DIR/usr/bin/rustc"
+CARGO="$ENARX_RUST_DIR/usr/bin/cargo"
+ENARX_RUST_LIBS="$ENARX_RUST_DIR/usr/lib/x86_64-linux-gnu"
 ENV
+  echo "ENARX_WASM_LD=\"$wasm_ld\"" >>"$DIR/env"
   v=$(LD_LIBRARY_PATH="$DIR/usr/lib/x86_64-linux-gnu" "$DIR/usr/bin/rustc" --version) ||
     fail "the unpacked rustc does not run; see the messages above"
   touch "$DIR/.ready"
