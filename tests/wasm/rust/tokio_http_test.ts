@@ -11,23 +11,38 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensureLibwasmtime, workload } from "../../workloads/helpers.ts";
 import { get, RawClient, type Reply } from "../../workloads/http_client.ts";
-import { type KeepProcess, startKeep } from "../../workloads/tls_helpers.ts";
+import {
+  type KeepProcess,
+  pemFingerprint,
+  presentedCertificate,
+  startKeep,
+} from "../../workloads/tls_helpers.ts";
 
 ensureLibwasmtime();
 const TOKIO = workload("tokio_http-rs.wasm");
 const HELLO = "hello from the keep\n";
-const TOML = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n' +
-  '[[files]]\nkind = "listen"\nprot = "tcp"\nname = "web"\naddr = "127.0.0.1"\nport = 0\n';
+const STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n';
+
+/** Enarx.toml with the listen entry "web" on a free loopback port. */
+function toml(prot: "tcp" | "tls"): string {
+  return STDIO +
+    `[[files]]\nkind = "listen"\nprot = "${prot}"\nname = "web"\naddr = "127.0.0.1"\nport = 0\n`;
+}
 const HEADERS = "GET / HTTP/1.1\r\nX: ";
 const LINE = /"web" listening on 127\.0\.0\.1:(\d+)\n/;
 
-/** Runs tokio_http under `enarx run` with TOML's listen entry, serving N connections. */
-async function withServer<T>(n: number, fn: (keep: KeepProcess) => Promise<T>): Promise<T> {
+/** Runs tokio_http under `enarx run` with a listen entry (tcp unless `prot`), serving N connections. */
+async function withServer<T>(
+  n: number,
+  fn: (keep: KeepProcess) => Promise<T>,
+  prot: "tcp" | "tls" = "tcp",
+): Promise<T> {
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "Enarx.toml");
-    await Deno.writeTextFile(path, TOML);
-    const keep = await startKeep(["--wasmcfgfile", path, TOKIO, "web", String(n)], { line: LINE });
+    await Deno.writeTextFile(path, toml(prot));
+    const args = ["--wasmcfgfile", path, TOKIO, "web", String(n)];
+    const keep = await startKeep(args, prot === "tcp" ? { line: LINE } : {});
     try {
       return await fn(keep);
     } catch (error) {
@@ -178,4 +193,35 @@ Deno.test("tokio http: a write to a client that left is an error code in the wor
       /^served 3 requests on 3 connections, at most [12] at once, 0 refused, 1 failed\n$/,
     );
   });
+});
+
+Deno.test('tokio http behind prot = "tls": fetch trusting the printed certificate gets the right bodies', async () => {
+  await withServer(21, async (keep) => {
+    const pem = await presentedCertificate(keep.port);
+    assert.equal(await pemFingerprint(pem), keep.fingerprint); // the one enarx printed
+    const client = Deno.createHttpClient({ caCerts: [pem], http2: false });
+    try {
+      // Each its own connection (Connection: close), all at once: 20 tasks in the guest.
+      const bodies = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+        const response = await fetch(`https://localhost:${keep.port}/echo?tls-${i}`, {
+          client,
+          headers: { connection: "close" },
+        } as RequestInit);
+        assert.equal(response.status, 200);
+        return await response.text();
+      }));
+      assert.deepEqual(bodies, Array.from({ length: 20 }, (_, i) => `tls-${i}`));
+      // Without the certificate, fetch refuses the keep (its handshake never completes, so the
+      // guest never sees it: its 21 connections are presentedCertificate's and the 20 above).
+      await assert.rejects(fetch(`https://localhost:${keep.port}/`));
+    } finally {
+      client.close();
+    }
+    const end = await keep.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.match(
+      end.stdout,
+      /^served 20 requests on 21 connections, at most \d+ at once, 0 refused, 0 failed\n$/,
+    );
+  }, "tls");
 });
