@@ -35,13 +35,14 @@ const LINE = /"web" listening on 127\.0\.0\.1:(\d+)\n/;
 async function withServer<T>(
   n: number,
   fn: (keep: KeepProcess) => Promise<T>,
-  prot: "tcp" | "tls" = "tcp",
+  options: { prot?: "tcp" | "tls"; enarxArgs?: string[] } = {},
 ): Promise<T> {
+  const prot = options.prot ?? "tcp";
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "Enarx.toml");
     await Deno.writeTextFile(path, toml(prot));
-    const args = ["--wasmcfgfile", path, TOKIO, "web", String(n)];
+    const args = [...options.enarxArgs ?? [], "--wasmcfgfile", path, TOKIO, "web", String(n)];
     const keep = await startKeep(args, prot === "tcp" ? { line: LINE } : {});
     try {
       return await fn(keep);
@@ -223,5 +224,33 @@ Deno.test('tokio http behind prot = "tls": fetch trusting the printed certificat
       end.stdout,
       /^served 20 requests on 21 connections, at most \d+ at once, 0 refused, 0 failed\n$/,
     );
-  }, "tls");
+  }, { prot: "tls" });
+});
+
+Deno.test("tokio http: large answers pipelined all at once are sent as they are made, in bounded memory", async () => {
+  // 40 answers of 4 MiB asked in one write: 160 MiB in all, in a guest allowed 64 MiB of memory.
+  const size = 4 << 20, count = 40;
+  await withServer(1, async (keep) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: keep.port });
+    const ask = get(`/bytes?${size}`).repeat(count) + get("/echo?end", "Connection: close\r\n");
+    await conn.write(new TextEncoder().encode(ask));
+    const head = `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${size}\r\n\r\n`;
+    const tail = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n" +
+      "Connection: close\r\n\r\nend";
+    let total = 0, last = new Uint8Array(0);
+    const chunk = new Uint8Array(1 << 16);
+    for (let n; (n = await conn.read(chunk)) !== null;) {
+      total += n;
+      last = chunk.slice(Math.max(0, n - tail.length), n);
+    }
+    conn.close();
+    assert.equal(total, count * (head.length + size) + tail.length);
+    assert.ok(new TextDecoder().decode(last).endsWith("end"));
+    const end = await keep.done();
+    assert.equal(end.code, 0, end.stderr);
+    assert.equal(
+      end.stdout,
+      "served 41 requests on 1 connections, at most 1 at once, 0 refused, 0 failed\n",
+    );
+  }, { enarxArgs: ["--max-memory", "64MiB"] });
 });

@@ -13,7 +13,7 @@
 //!
 //!   GET /            200, "hello from the keep\n"
 //!   GET /echo?TEXT   200, TEXT as it came (no decoding)
-//!   GET /bytes?N     200, N bytes of "x" (at most 64 MiB)
+//!   GET /bytes?N     200, N bytes of "x" (at most 32 MiB)
 //!   HEAD             the same without the body
 //!   other paths      404; other methods 405; bodies (Content-Length) are read
 //!                    and ignored; Transfer-Encoding 501; a malformed request
@@ -32,7 +32,9 @@ use tokio::task::{JoinSet, LocalSet};
 
 const HELLO: &[u8] = b"hello from the keep\n";
 const IN_CAP: usize = 8192;
-const MAX_BYTES: usize = 64 << 20;
+const MAX_BYTES: usize = 32 << 20;
+/// Past this much output, it is sent before more pipelined requests are answered.
+const OUT_FLUSH: usize = 64 << 10;
 
 /// What the server counts; printed at the end when it was given N.
 #[derive(Default)]
@@ -157,20 +159,26 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Appends one response to `out`; `None` for the body sends the reason phrase.
-fn respond(
-    out: &mut Vec<u8>,
-    status: u16,
-    body: Option<&[u8]>,
-    head: bool,
-    closing: bool,
-    ka10: bool,
-) {
-    let body = body.unwrap_or(reason(status).as_bytes());
+/// What a response carries after its head.
+enum Body<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// N bytes of "x" (GET /bytes?N), appended without a copy of their own.
+    Xs(usize),
+    /// The reason phrase of the status.
+    Reason,
+}
+
+/// Appends one response to `out`: its head, then (unless `head`) its body.
+fn respond(out: &mut Vec<u8>, status: u16, body: Body, head: bool, closing: bool, ka10: bool) {
+    let len = match body {
+        Body::Bytes(bytes) => bytes.len(),
+        Body::Xs(n) => n,
+        Body::Reason => reason(status).len(),
+    };
     let mut headers = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
-        reason(status),
-        body.len()
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n",
+        reason(status)
     );
     if closing {
         headers.push_str("Connection: close\r\n");
@@ -183,8 +191,18 @@ fn respond(
     headers.push_str("\r\n");
     out.extend_from_slice(headers.as_bytes());
     if !head {
-        out.extend_from_slice(body);
+        match body {
+            Body::Bytes(bytes) => out.extend_from_slice(bytes),
+            Body::Xs(n) => out.resize(out.len() + n, b'x'),
+            Body::Reason => out.extend_from_slice(reason(status).as_bytes()),
+        }
     }
+}
+
+/// The N of GET /bytes?N, when it is a count within MAX_BYTES.
+fn byte_count(query: Option<&[u8]>) -> Option<usize> {
+    let n = std::str::from_utf8(query?).ok()?.parse::<usize>().ok()?;
+    (n <= MAX_BYTES).then_some(n)
 }
 
 /// Answers one well-formed request; returns whether the connection closes after it.
@@ -197,22 +215,15 @@ fn route(out: &mut Vec<u8>, r: &Request, stats: &Stats) -> bool {
         Some(q) => (&r.target[..q], Some(&r.target[q + 1..])),
         None => (r.target, None),
     };
-    let bytes;
-    let (status, body): (u16, Option<&[u8]>) = match path {
-        _ if r.method != b"GET" && !head => (405, None),
-        b"/" if query.is_none() => (200, Some(HELLO)),
-        b"/echo" => (200, Some(query.unwrap_or_default())),
-        b"/bytes" => match std::str::from_utf8(query.unwrap_or_default())
-            .ok()
-            .and_then(|q| q.parse::<usize>().ok())
-        {
-            Some(n) if n <= MAX_BYTES => {
-                bytes = vec![b'x'; n];
-                (200, Some(bytes.as_slice()))
-            }
-            _ => (404, None),
+    let (status, body) = match path {
+        _ if r.method != b"GET" && !head => (405, Body::Reason),
+        b"/" if query.is_none() => (200, Body::Bytes(HELLO)),
+        b"/echo" => (200, Body::Bytes(query.unwrap_or_default())),
+        b"/bytes" => match byte_count(query) {
+            Some(n) => (200, Body::Xs(n)),
+            None => (404, Body::Reason),
         },
-        _ => (404, None),
+        _ => (404, Body::Reason),
     };
     if status >= 400 {
         bump(&stats.refused);
@@ -221,13 +232,27 @@ fn route(out: &mut Vec<u8>, r: &Request, stats: &Stats) -> bool {
     closing
 }
 
-/// Answers every complete request at the start of `input` (removing them);
-/// returns whether the connection is to be closed once `out` is sent.
-fn answer(input: &mut Vec<u8>, out: &mut Vec<u8>, stats: &Stats) -> bool {
+/// What a connection does once `answer` has answered what it could.
+enum Next {
+    /// Send the output, then read more.
+    Read,
+    /// Send the output, then answer again: requests are waiting and the output was full.
+    Answer,
+    /// Send the output, then close.
+    Close,
+}
+
+/// Answers the complete requests at the start of `input` (removing them)
+/// while the output stays under OUT_FLUSH, so that a client pipelining many
+/// large answers cannot make it grow without bound.
+fn answer(input: &mut Vec<u8>, out: &mut Vec<u8>, stats: &Stats) -> Next {
     loop {
+        if out.len() >= OUT_FLUSH {
+            return Next::Answer;
+        }
         let Some(end) = find(input, b"\r\n\r\n") else {
             if input.len() < IN_CAP {
-                return false;
+                return Next::Read;
             }
             return refuse(out, 431, stats);
         };
@@ -239,20 +264,20 @@ fn answer(input: &mut Vec<u8>, out: &mut Vec<u8>, stats: &Stats) -> bool {
         };
         let total = request.head_len + request.content_length;
         if input.len() < total {
-            return false; // the body is still coming
+            return Next::Read; // the body is still coming
         }
         let closing = route(out, &request, stats);
         input.drain(..total);
         if closing {
-            return true;
+            return Next::Close;
         }
     }
 }
 
-fn refuse(out: &mut Vec<u8>, status: u16, stats: &Stats) -> bool {
+fn refuse(out: &mut Vec<u8>, status: u16, stats: &Stats) -> Next {
     bump(&stats.refused);
-    respond(out, status, None, false, true, false);
-    true
+    respond(out, status, Body::Reason, false, true, false);
+    Next::Close
 }
 
 /// Serves one connection until the peer leaves, a response closes it, or an I/O error.
@@ -261,13 +286,15 @@ async fn connection(mut stream: TcpStream, stats: &Stats) -> io::Result<()> {
     let mut out = Vec::new();
     let mut chunk = [0u8; IN_CAP];
     loop {
-        let closing = answer(&mut input, &mut out, stats);
+        let next = answer(&mut input, &mut out, stats);
         if !out.is_empty() {
             stream.write_all(&out).await?;
             out.clear();
         }
-        if closing {
-            return stream.shutdown().await;
+        match next {
+            Next::Close => return stream.shutdown().await,
+            Next::Answer => continue,
+            Next::Read => {}
         }
         let room = IN_CAP - input.len();
         let n = stream.read(&mut chunk[..room]).await?;
