@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ensureLibwasmtime, workload } from "../../workloads/helpers.ts";
+import { enarx, ensureLibwasmtime, workload } from "../../workloads/helpers.ts";
 import { get, RawClient, type Reply } from "../../workloads/http_client.ts";
 import {
   type KeepProcess,
@@ -253,4 +253,14 @@ Deno.test("tokio http: large answers pipelined all at once are sent as they are 
       "served 41 requests on 1 connections, at most 1 at once, 0 refused, 0 failed\n",
     );
   }, { enarxArgs: ["--max-memory", "64MiB"] });
+});
+
+Deno.test("tokio http: a listener name not in FD_NAMES is a one-line error and exit 69, before tokio serves", async () => {
+  const result = await enarx(["run", "--listen", "web=127.0.0.1:0", TOKIO, "nope", "1"]);
+  assert.equal(result.code, 69, result.stderr);
+  assert.match(
+    result.stderr,
+    /\ntokio_http: no socket named "nope" in FD_NAMES \(stdin:stdout:stderr:web\)\n$/,
+  );
+  assert.equal(result.stdout, "");
 });
