@@ -9,6 +9,9 @@
  *     (it needs ENARX_LIBWASMTIME, as enarx does)
  *   - the same C program built for the host with gcc -O2
  *   - the wasm under `enarx run` with its listen entry as `prot = "tls"`
+ *   - tests/workloads/rust/tokio_http (the same answers from tokio's
+ *     current-thread runtime, Rust) under `enarx run --listen`, when
+ *     tests/workloads/build.sh has built it
  *
  * Each server is started once; rounds alternate between them (`wrk -t1 -cC
  * -dDs --latency` per server per round, GET /), first with keep-alive, then
@@ -24,6 +27,7 @@ import { trampolineWat } from "../ffi/wasi_sockets.ts";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "bench", "build");
 const SOURCE = join(ROOT, "tests", "workloads", "c", "http_server.c");
+const TOKIO = join(ROOT, "tests", "workloads", "build", "tokio_http-rs.wasm");
 const rounds = Number(Deno.args[0] ?? "3");
 const seconds = Number(Deno.args[1] ?? "5");
 const connections = Number(Deno.args[2] ?? "100");
@@ -144,6 +148,20 @@ async function servers(wasm: string, native: string): Promise<[string, string, s
     console.error("http_bench: no bench/build/http_host (run bench/build.sh): its row is skipped");
   }
   list.push(["native (gcc -O2)", native, ["0"]]);
+  try {
+    await Deno.stat(TOKIO);
+    list.push(["enarx run (nil), tokio guest", enarx, [
+      "run",
+      "--listen",
+      "web=127.0.0.1:0",
+      TOKIO,
+      "web",
+    ]]);
+  } catch {
+    console.error(
+      "http_bench: no tokio_http-rs.wasm (run tests/workloads/build.sh): its row is skipped",
+    );
+  }
   list.push(['enarx run (nil), prot = "tls"', enarx, [
     "run",
     "--wasmcfgfile",

@@ -10,6 +10,7 @@ ENARX_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 enarx_bootstrap
 enarx_test_deps_qemu
 enarx_test_deps_apt
+enarx_test_deps_rust_wasm
 enarx_test_deps_wasmtime_headers
 enarx_test_deps_kvm_kernel
 enarx_test_deps_ovmf_amdsev

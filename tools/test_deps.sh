@@ -1,5 +1,6 @@
 # Installs what the test suite needs beyond ./enarx's own bootstrap: Debian's
-# WASI toolchains (clang, lld, wasi-libc; rustc with the wasm32-wasi std), the
+# WASI toolchains (clang, lld, wasi-libc; rustc with the wasm32-wasi std; a
+# newer Rust for the Cargo workloads), the
 # C compiler for the uapi-header checks, QEMU and busybox for kvm keeps, the
 # wasmtime C headers (the wasmtime-c-api-impl crate of the pinned version,
 # through cargo fetch) and the kernel of kvm keeps (Debian's cloud kernel).
@@ -35,6 +36,16 @@ enarx_test_deps_apt() {
   $sudo apt-get update -qq >&2 || true
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2 || {
     enarx_say "apt-get install ${missing[*]} failed; see the messages above"
+    return 1
+  }
+}
+
+# The Rust of the Cargo workloads (tests/workloads/rust/*/, tokio): Debian's
+# rustc-web unpacked into the cache with trixie's wasi-libc, beside bookworm's
+# rustc (see tools/rust_wasm_toolchain.sh for what it fetches and installs).
+enarx_test_deps_rust_wasm() {
+  "$ENARX_ROOT/tools/rust_wasm_toolchain.sh" || {
+    enarx_say "tools/rust_wasm_toolchain.sh could not prepare the Rust of the Cargo workloads; see the messages above"
     return 1
   }
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensureLibwasmtime, workload } from "../workloads/helpers.ts";
+import { get, RawClient, type Reply } from "../workloads/http_client.ts";
 import { pemFingerprint, presentedCertificate, startKeep } from "../workloads/tls_helpers.ts";
 
 ensureLibwasmtime();
@@ -14,75 +15,6 @@ const HTTP = workload("http_server.wasm");
 const HELLO = "hello from the keep\n";
 const STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n';
 const TCP_LINE = /listening on 127\.0\.0\.1:(\d+)\n/;
-
-/** One HTTP response as read off the wire. */
-interface Reply {
-  status: number;
-  head: string;
-  body: string;
-}
-
-/** A raw TCP client that reads responses one by one (Content-Length framed). */
-class RawClient {
-  #buf = new Uint8Array(0);
-  private constructor(readonly conn: Deno.Conn) {}
-
-  static async open(port: number): Promise<RawClient> {
-    return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
-  }
-
-  async send(text: string | Uint8Array): Promise<void> {
-    const data = typeof text === "string" ? new TextEncoder().encode(text) : text;
-    for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
-  }
-
-  /** Reads more bytes; false at end of stream (or a reset). */
-  async #fill(): Promise<boolean> {
-    const chunk = new Uint8Array(16384);
-    const n = await this.conn.read(chunk).catch(() => null);
-    if (n === null) return false;
-    const joined = new Uint8Array(this.#buf.length + n);
-    joined.set(this.#buf);
-    joined.set(chunk.subarray(0, n), this.#buf.length);
-    this.#buf = joined;
-    return true;
-  }
-
-  /** The next response (of a HEAD: without a body), or null when the server closed first. */
-  async reply(head = false): Promise<Reply | null> {
-    let end: number;
-    while ((end = new TextDecoder().decode(this.#buf).indexOf("\r\n\r\n")) < 0) {
-      if (!await this.#fill()) return null;
-    }
-    const text = new TextDecoder().decode(this.#buf.subarray(0, end));
-    let length = Number(/\r\ncontent-length: *(\d+)/i.exec(text)?.[1] ?? NaN);
-    assert.ok(Number.isInteger(length), `no Content-Length in ${JSON.stringify(text)}`);
-    if (head) length = 0;
-    while (this.#buf.length < end + 4 + length) {
-      if (!await this.#fill()) return null;
-    }
-    const body = new TextDecoder().decode(this.#buf.subarray(end + 4, end + 4 + length));
-    this.#buf = this.#buf.slice(end + 4 + length);
-    return { status: Number(text.split(" ")[1]), head: text, body };
-  }
-
-  /** True when the server ends the stream (nothing more to read). */
-  async ended(): Promise<boolean> {
-    return this.#buf.length === 0 && !await this.#fill();
-  }
-
-  close(): void {
-    try {
-      this.conn.close();
-    } catch {
-      // already closed
-    }
-  }
-}
-
-function get(target: string, extra = ""): string {
-  return `GET ${target} HTTP/1.1\r\nHost: keep.test\r\n${extra}\r\n`;
-}
 
 async function withToml<T>(toml: string, fn: (path: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir();

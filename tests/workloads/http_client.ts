@@ -1,0 +1,85 @@
+/**
+ * A raw HTTP/1.1 client for the tests of the HTTP workloads
+ * (tests/workloads/c/http_server.c, tests/workloads/rust/tokio_http/): it
+ * writes bytes as given (pipelined, malformed, cut short) and reads responses
+ * one by one off the wire, framed by Content-Length.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+
+/** One HTTP response as read off the wire. */
+export interface Reply {
+  /** The status code. */
+  status: number;
+  /** The status line and headers, without the blank line. */
+  head: string;
+  /** The body (none for a HEAD). */
+  body: string;
+}
+
+/** A raw TCP client that reads responses one by one (Content-Length framed). */
+export class RawClient {
+  #buf = new Uint8Array(0);
+  private constructor(readonly conn: Deno.Conn) {}
+
+  /** Connects to 127.0.0.1:PORT. */
+  static async open(port: number): Promise<RawClient> {
+    return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  /** Writes all of `text`. */
+  async send(text: string | Uint8Array): Promise<void> {
+    const data = typeof text === "string" ? new TextEncoder().encode(text) : text;
+    for (let at = 0; at < data.length;) at += await this.conn.write(data.subarray(at));
+  }
+
+  /** Reads more bytes; false at end of stream (or a reset). */
+  async #fill(): Promise<boolean> {
+    const chunk = new Uint8Array(16384);
+    const n = await this.conn.read(chunk).catch(() => null);
+    if (n === null) return false;
+    const joined = new Uint8Array(this.#buf.length + n);
+    joined.set(this.#buf);
+    joined.set(chunk.subarray(0, n), this.#buf.length);
+    this.#buf = joined;
+    return true;
+  }
+
+  /** The next response (of a HEAD: without a body), or null when the server closed first. */
+  async reply(head = false): Promise<Reply | null> {
+    let end: number;
+    while ((end = new TextDecoder().decode(this.#buf).indexOf("\r\n\r\n")) < 0) {
+      if (!await this.#fill()) return null;
+    }
+    const text = new TextDecoder().decode(this.#buf.subarray(0, end));
+    let length = Number(/\r\ncontent-length: *(\d+)/i.exec(text)?.[1] ?? NaN);
+    assert.ok(Number.isInteger(length), `no Content-Length in ${JSON.stringify(text)}`);
+    if (head) length = 0;
+    while (this.#buf.length < end + 4 + length) {
+      if (!await this.#fill()) return null;
+    }
+    const body = new TextDecoder().decode(this.#buf.subarray(end + 4, end + 4 + length));
+    this.#buf = this.#buf.slice(end + 4 + length);
+    return { status: Number(text.split(" ")[1]), head: text, body };
+  }
+
+  /** True when the server ends the stream (nothing more to read). */
+  async ended(): Promise<boolean> {
+    return this.#buf.length === 0 && !await this.#fill();
+  }
+
+  /** Closes the connection (once; later calls do nothing). */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** A GET request for `target`, with `extra` header lines (each ending in CRLF). */
+export function get(target: string, extra = ""): string {
+  return `GET ${target} HTTP/1.1\r\nHost: keep.test\r\n${extra}\r\n`;
+}
