@@ -30,6 +30,12 @@
 import { EnarxError } from "../errors.ts";
 import { keepDigest, type MeasuredInput, measureFile, sha256 } from "../measure/keep_digest.ts";
 import { defaultDigestCacheDir } from "../measure/file_digest_cache.ts";
+import {
+  changedRecently,
+  type FileIdentity,
+  fileIdentity,
+  sameFileIdentity,
+} from "../cache_dir.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const ENTRY = "cli/wasmldr.ts";
@@ -37,8 +43,16 @@ const EXTRA = ["package-lock.json"];
 
 const IMPORT_RE = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["'](\.{1,2}\/[^"']+\.ts)["']/g;
 
-/** The cached measurement, and the test input it was computed with. */
-let cached: { extra: string | undefined; digest: Promise<Uint8Array> } | undefined;
+/**
+ * The last measurement, the test input it was computed with, and the
+ * identity of every file it covers (none when it was given, not computed;
+ * "recomputed" when a file had just changed, so it cannot be trusted again).
+ */
+let cached: {
+  extra: string | undefined;
+  digest: Promise<Uint8Array>;
+  files: Promise<Map<string, FileIdentity> | undefined | "recompute">;
+} | undefined;
 
 /**
  * Tests only: names one more file that the nil keep's measurement covers
@@ -116,13 +130,13 @@ export async function readEmbeddedMeasurement(
 export const MEASUREMENT_FILE_ENV = "ENARX_WASMLDR_MEASUREMENT_FILE";
 
 /**
- * Returns the 48-byte measurement of this enarx's nil keep (computed once
- * per process): in a compiled binary the one compile.sh embedded, where
+ * Returns the 48-byte measurement of this enarx's nil keep (computed again
+ * only when one of its files changed): in a compiled binary the one compile.sh embedded, where
  * {@link MEASUREMENT_FILE_ENV} names a file the value it holds, else
  * computed from the files ({@link nilKeepInputs}). Throws EnarxError
  * `measurement-unavailable` when none can be read.
  */
-export function wasmldrMeasurement(): Promise<Uint8Array> {
+export async function wasmldrMeasurement(): Promise<Uint8Array> {
   // Only a compiled binary uses the embedded value: in a checkout it could
   // be stale, left by an earlier compile.sh.
   const fromEnv = readEnv(MEASUREMENT_FILE_ENV);
@@ -137,8 +151,12 @@ export function wasmldrMeasurement(): Promise<Uint8Array> {
     ? readEmbeddedMeasurement()
     : Promise.resolve(undefined);
   const extra = readEnv(TEST_MEASURED_EXTRA_ENV) || undefined;
-  if (cached !== undefined && cached.extra === extra) return cached.digest;
-  const digest = given.then(async (m) => m ?? await keepDigest("nil", await nilKeepInputs()))
+  if (cached !== undefined && cached.extra === extra && await unchanged(cached.files)) {
+    return await cached.digest;
+  }
+  const inputs = given.then((m) => m === undefined ? nilKeepInputs() : undefined);
+  const files = inputs.then(identities, () => "recompute" as const);
+  const digest = given.then(async (m) => m ?? await keepDigest("nil", (await inputs)!))
     .catch((cause) => {
       cached = undefined;
       throw new EnarxError(
@@ -149,8 +167,47 @@ export function wasmldrMeasurement(): Promise<Uint8Array> {
         { exit: "unavailable", cause },
       );
     });
-  cached = { extra, digest };
-  return digest;
+  cached = { extra, digest, files };
+  return await digest;
+}
+
+/**
+ * The identities of the files `inputs` read, or "recompute" when one of
+ * them changed in the last 2 s (it may have changed after it was read).
+ */
+async function identities(
+  inputs: MeasuredInput[] | undefined,
+): Promise<Map<string, FileIdentity> | undefined | "recompute"> {
+  if (inputs === undefined) return undefined;
+  const files = new Map<string, FileIdentity>();
+  for (const input of inputs) {
+    if (input.path === undefined) return "recompute";
+    const identity = fileIdentity(await Deno.stat(input.path));
+    if (changedRecently(identity)) return "recompute";
+    files.set(input.path, identity);
+  }
+  return files;
+}
+
+/**
+ * Whether every file of a measurement is as it was (a stat each): a
+ * long-running keepmgr measures each keep it launches, as the firmware it
+ * stands for would, without reading anything that did not change.
+ */
+async function unchanged(
+  pending: Promise<Map<string, FileIdentity> | undefined | "recompute">,
+): Promise<boolean> {
+  const files = await pending;
+  if (files === undefined) return true; // given, not computed from files
+  if (files === "recompute") return false;
+  for (const [path, identity] of files) {
+    try {
+      if (!sameFileIdentity(identity, fileIdentity(await Deno.stat(path)))) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** An environment variable, or undefined where it is unset or not readable (no --allow-env). */

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   readEmbeddedMeasurement,
+  TEST_MEASURED_EXTRA_ENV,
   wasmldrFiles,
   wasmldrMeasurement,
 } from "../../runtime/keep/measurement.ts";
@@ -60,6 +61,30 @@ Deno.test("measurement: the embedded value is read back exactly; absent is undef
     await Deno.writeTextFile(file, hex(value).slice(2));
     await assert.rejects(readEmbeddedMeasurement({ file }), /not 48 bytes of hex/);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("measurement: a long-running process measures a changed file again, and only then", async () => {
+  const dir = await Deno.makeTempDir();
+  const extra = `${dir}/extra`;
+  const before = Deno.env.get(TEST_MEASURED_EXTRA_ENV);
+  try {
+    await Deno.writeTextFile(extra, "one");
+    Deno.env.set(TEST_MEASURED_EXTRA_ENV, extra);
+    // Files that changed in the last 2 s are measured again every time;
+    // wait until this one is settled, so that the second call can reuse.
+    await new Promise((r) => setTimeout(r, 2_100));
+    const first = hex(await wasmldrMeasurement());
+    assert.equal(hex(await wasmldrMeasurement()), first);
+    await Deno.writeTextFile(extra, "two"); // same size, new content
+    const changed = hex(await wasmldrMeasurement());
+    assert.notEqual(changed, first);
+    await Deno.writeTextFile(extra, "one");
+    assert.equal(hex(await wasmldrMeasurement()), first);
+  } finally {
+    if (before === undefined) Deno.env.delete(TEST_MEASURED_EXTRA_ENV);
+    else Deno.env.set(TEST_MEASURED_EXTRA_ENV, before);
     await Deno.remove(dir, { recursive: true });
   }
 });
