@@ -65,14 +65,14 @@ export function workload(
 
 /** Starts a real keepmgr whose every process carries ENARX_TEST_TAG=<tag>. */
 export async function startKeepmgr(
-  options: { stateDir?: string; args?: string[]; tag?: string } = {},
+  options: { stateDir?: string; args?: string[]; tag?: string; env?: Record<string, string> } = {},
 ): Promise<LocalKeepmgr & { tag: string }> {
   const tag = options.tag ?? crypto.randomUUID();
   const mgr = await LocalKeepmgr.start({
     simDir: SIM_DIR,
     stateDir: options.stateDir,
     args: options.args,
-    env: { ENARX_TEST_TAG: tag },
+    env: { ...options.env, ENARX_TEST_TAG: tag },
   });
   return Object.assign(mgr, { tag });
 }

@@ -129,9 +129,10 @@ Deno.test("measurement: one changed measured byte refuses the deploy, naming bot
   Deno.env.set(TEST_MEASURED_EXTRA_ENV, extra);
   try {
     const expected = (await nilBackend.measurement())!.toHex();
-    // keepldr measures what it launches when the keep starts: after this change.
-    await Deno.writeFile(extra, new TextEncoder().encode("measured inpuT"));
-    await using mgr = await startKeepmgr();
+    // The host runs code that differs in one measured byte from the client's.
+    const hostExtra = `${dir}/host-measured.bin`;
+    await Deno.writeFile(hostExtra, new TextEncoder().encode("measured inpuT"));
+    await using mgr = await startKeepmgr({ env: { [TEST_MEASURED_EXTRA_ENV]: hostExtra } });
     await assert.rejects(
       deploy(workload(STREAMS_WAT), {
         keepmgr: mgr.url,

@@ -542,9 +542,10 @@ Deno.test("keepmgr: keeps of a keepmgr killed with SIGKILL end by themselves", a
 });
 
 Deno.test("keepmgr: a work directory no record names is removed at the next start, unless its keepldr runs", async () => {
-  const km = await startKeepmgr();
+  // No warm keeps: a keep launched for its create works in work/<id>.
+  const km = await startKeepmgr({ args: ["--warm-keeps", "0"] });
   const keep = parseCreateKeepResponse((await call(km, "POST", "/v1/keeps", createBody())).body);
-  const pids = pidsWith(keep.keep);
+  const pids = keepPids(km, keep.keep);
   const work = `${km.stateDir}/work`;
   assert.ok(exists(`${work}/${keep.keep}`));
   await stopKeepmgr(km, "SIGKILL");
