@@ -102,6 +102,9 @@ export class TcpForward {
         closeQuietly(client);
         continue;
       }
+      // A relay must not add Nagle's wait to the delayed ACKs of both ends
+      // (TLS records are written whole; each waits otherwise up to 40 ms).
+      client.setNoDelay(true);
       const pair: Pair = { client, lastActive: performance.now(), answered: false };
       this.#pairs.add(pair);
       pair.done = this.#forward(pair).finally(() => this.#pairs.delete(pair));
@@ -134,6 +137,7 @@ export class TcpForward {
   async #forward(pair: Pair): Promise<void> {
     try {
       pair.target = await Deno.connect({ hostname: "127.0.0.1", port: this.#targetPort });
+      pair.target.setNoDelay(true);
       if (this.#closed || !this.#pairs.has(pair)) return;
       // Each direction ends when its source ends (closing its destination's
       // write side); the pair is done when both have ended.

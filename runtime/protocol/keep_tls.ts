@@ -201,6 +201,9 @@ export async function connectPinned(
   let tcp: Deno.TcpConn;
   try {
     tcp = await Deno.connect({ hostname: host, port, signal: options.signal });
+    // The request head, body and the keep's answers are small TLS records:
+    // with Nagle each could wait for a delayed ACK (40 ms) of the one before.
+    tcp.setNoDelay(true);
   } catch (cause) {
     throw new EnarxError(
       "keep-unreachable",
