@@ -176,6 +176,24 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
 }
 
 /** Writes the body; stops early once `answered()` (the peer replied before reading it all). */
+/** Bodies up to this size are sent with the request head. */
+const SMALL_BODY = 64 * 1024;
+
+/** A streamed body's bytes in one array (for a small body). */
+async function collect(body: Http1StreamedBody): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body.chunks()) chunks.push(chunk);
+  const bytes = concatBytes(...chunks);
+  if (bytes.length !== body.length) {
+    throw new EnarxError(
+      "http-body-length",
+      `Sent ${bytes.length} bytes of a ${body.length}-byte body`,
+      { exit: "internal" },
+    );
+  }
+  return bytes;
+}
+
 async function sendBody(
   stream: Http1Stream,
   body: Uint8Array | Http1StreamedBody,
@@ -210,7 +228,12 @@ export async function http1Request(
   stream: Http1Stream,
   request: Http1Request,
 ): Promise<Http1Response> {
-  const body = request.body ?? new Uint8Array(0);
+  let body = request.body ?? new Uint8Array(0);
+  // A small body goes with the head, in one write and without waiting for
+  // 100 Continue: a round trip less, and no small write for Nagle's
+  // algorithm to hold back behind the peer's delayed ACK.
+  if (!(body instanceof Uint8Array) && body.length <= SMALL_BODY) body = await collect(body);
+  const small = body instanceof Uint8Array && body.length <= SMALL_BODY;
   const lines = [
     `${request.method} ${request.path} HTTP/1.1`,
     `host: ${request.host}`,
@@ -231,7 +254,8 @@ export async function http1Request(
   const reader = new Reader(stream);
   let responseHead: ResponseHead;
   try {
-    await writeAll(stream, head);
+    await writeAll(stream, small ? concatBytes(head, body as Uint8Array) : head);
+    if (small) body = new Uint8Array(0);
     // A streamed body may be large: the peer may refuse it (413) before it is
     // sent; a peer that closes on unread bytes would otherwise reset the
     // connection, and its answer with it.

@@ -114,12 +114,18 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
   const writer = new FrameWriter(options.output);
   const stop = new AbortController();
   let server: Deno.HttpServer | undefined;
+  // The sealing key pair is made while the keep waits for its hello (a warm
+  // keep waits long): the first HPKE key generation of a process costs it
+  // 35-55 ms. It is this keep's own and fresh, and the evidence binds it to
+  // the client's nonce only once hello has arrived.
+  const generating = SealingKeyPair.generate();
+  generating.catch(() => {}); // awaited below
   try {
     // Step 4: hello, key pair, evidence.
     const first = await reader.read();
     if (first === null) return { exitStatus: 0 }; // keepldr went away first
     const hello = parseHelloFrame(first);
-    const keys = await SealingKeyPair.generate();
+    const keys = await generating;
     const reportData = await computeReportData(hello.nonce, keys.publicKey);
     const evidence = await options.evidence(reportData, hello, {
       host: hostReportChannel(reader, writer),
