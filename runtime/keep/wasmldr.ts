@@ -2,8 +2,9 @@
  * wasmldr, the app loader inside a keep (deploy steps 4, 7, 8 and 10). It
  * talks frames with keepldr on one channel (spec/protocol.md, "Frames"):
  *
- * 1. reads `hello` (keep id, backend, the client's nonce, limits);
- * 2. makes an ephemeral HPKE key pair, asks the platform for evidence whose
+ * 1. makes an ephemeral HPKE key pair while it reads `hello` (keep id,
+ *    backend, the client's nonce, limits);
+ * 2. asks the platform for evidence whose
  *    report data binds the nonce and that public key (report_data.ts), and
  *    sends `evidence`;
  * 3. reads `sealed-key`, opens it (only this keep can), checks that it names
