@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import {
+  BasicConstraintsExtension,
+  pemBlocks,
+  readDerElement,
+  signedParts,
+  verifySignedBy,
+  X509Certificate,
+  X509Crl,
+} from "../../runtime/x509.ts";
+import {
+  type CertificateFields,
+  checkSignedBy,
+  readCertificate,
+  readCrl,
+} from "../../runtime/x509_reader.ts";
+import { AMD_SNP_ROOTS } from "../../runtime/attestation/amd/amd_roots.ts";
+import { certificateFromDer } from "../../runtime/attestation/_x509_chain.ts";
+import { MalformedEvidenceError } from "../../runtime/attestation/result.ts";
+
+const TESTDATA = new URL("../testdata/", import.meta.url);
+
+/** Every file under tests/testdata, with its path relative to it. */
+function testdataFiles(dir = TESTDATA, prefix = ""): { path: string; bytes: Uint8Array }[] {
+  const out: { path: string; bytes: Uint8Array }[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+    if (entry.isDirectory) out.push(...testdataFiles(url, `${prefix}${entry.name}/`));
+    else out.push({ path: prefix + entry.name, bytes: Deno.readFileSync(url) });
+  }
+  return out;
+}
+
+/**
+ * The DER certificates and CRLs in `bytes`: PEM blocks anywhere (quotes and
+ * collateral embed them), and every `30 82 …` element that @peculiar/x509
+ * parses as one (DER files, CBOR bundles, certificate tables).
+ */
+function embeddedDer(bytes: Uint8Array, label: string): Uint8Array[] {
+  const found = new Map<string, Uint8Array>();
+  const text = Array.from(bytes, (b) => String.fromCharCode(b)).join("").replaceAll("\\n", "\n");
+  for (const der of pemBlocks(text, label)) found.set(der.toHex(), der);
+  for (let i = 0; i + 4 < bytes.length; i++) {
+    if (bytes[i] !== 0x30 || bytes[i + 1] !== 0x82 || bytes[i + 4] !== 0x30) continue;
+    let der: Uint8Array;
+    try {
+      const e = readDerElement(bytes, i);
+      der = bytes.slice(e.start, e.end);
+      signedParts(der);
+      if (label === "CERTIFICATE") void new X509Certificate(der.slice()).subject;
+      else void new X509Crl(der.slice()).issuer;
+    } catch {
+      continue;
+    }
+    found.set(der.toHex(), der);
+  }
+  return [...found.values()];
+}
+
+const FILES = testdataFiles();
+const CERTIFICATES = new Map<string, Uint8Array>();
+for (const f of FILES) {
+  for (const der of embeddedDer(f.bytes, "CERTIFICATE")) CERTIFICATES.set(der.toHex(), der);
+}
+for (const r of AMD_SNP_ROOTS) {
+  for (const pem of [r.arkPem, r.askPem, r.asvkPem]) {
+    const der = pemBlocks(pem)[0];
+    CERTIFICATES.set(der.toHex(), der);
+  }
+}
+
+function assertSameFields(mine: CertificateFields, theirs: X509Certificate, what: string): void {
+  assert.equal(mine.serialNumber, theirs.serialNumber, `${what}: serial`);
+  assert.equal(mine.subject, theirs.subject, `${what}: subject`);
+  assert.equal(mine.issuer, theirs.issuer, `${what}: issuer`);
+  assert.equal(mine.subjectCommonName, theirs.subjectName.getField("CN")[0] ?? null, what);
+  assert.equal(mine.notBefore.getTime(), theirs.notBefore.getTime(), `${what}: notBefore`);
+  assert.equal(mine.notAfter.getTime(), theirs.notAfter.getTime(), `${what}: notAfter`);
+  assert.deepEqual(mine.publicKey.spki, new Uint8Array(theirs.publicKey.rawData), `${what}: spki`);
+  const key = theirs.publicKey.algorithm as EcKeyAlgorithm;
+  if (key.name === "ECDSA") assert.equal(mine.publicKey.namedCurve, key.namedCurve, what);
+  else assert.match(mine.publicKey.name, /^RSA/, `${what}: ${key.name}`);
+  assert.equal(mine.publicKey.name === "ECDSA", key.name === "ECDSA", `${what}: key type`);
+  const alg = theirs.signatureAlgorithm as Algorithm & { hash?: Algorithm; saltLength?: number };
+  assert.equal(mine.signatureAlgorithm.name, alg.name, `${what}: signature algorithm`);
+  assert.equal(mine.signatureAlgorithm.hash, alg.hash?.name, `${what}: hash`);
+  if (alg.name === "RSA-PSS") assert.equal(mine.signatureAlgorithm.saltLength, alg.saltLength);
+  assert.deepEqual(
+    mine.extensions.map((e) => [e.oid, e.critical, e.value.toHex()]),
+    [...theirs.extensions].map((e) => [e.type, e.critical, new Uint8Array(e.value).toHex()]),
+    `${what}: extensions`,
+  );
+  assert.equal(
+    mine.basicConstraintsCa,
+    theirs.getExtension(BasicConstraintsExtension)?.ca ?? null,
+    `${what}: BasicConstraints`,
+  );
+  const parts = signedParts(mine.der);
+  assert.deepEqual(mine.tbs, parts.tbs, `${what}: signed bytes`);
+  assert.deepEqual(mine.signature, parts.signature, `${what}: signature`);
+}
+
+Deno.test("x509 reader: every certificate under tests/testdata reads as @peculiar/x509 reads it", () => {
+  assert.ok(CERTIFICATES.size >= 20, `only ${CERTIFICATES.size} certificates found`);
+  const subjects = new Set<string>();
+  for (const der of CERTIFICATES.values()) {
+    const theirs = new X509Certificate(der.slice());
+    assertSameFields(readCertificate(der), theirs, theirs.subject);
+    subjects.add(theirs.subject);
+  }
+  // AMD's, Intel's and AWS's chains are all among them.
+  for (const name of ["CN=ARK-Milan", "CN=Intel SGX PCK Certificate", "aws.nitro-enclaves"]) {
+    assert.ok([...subjects].some((s) => s.includes(name)), name);
+  }
+});
+
+Deno.test("x509 reader: every signature between certificates under tests/testdata agrees with @peculiar/x509", async () => {
+  const all = [...CERTIFICATES.values()].map((der) => ({
+    mine: readCertificate(der),
+    theirs: new X509Certificate(der.slice()),
+  }));
+  let valid = 0;
+  for (const child of all) {
+    for (const parent of all.filter((p) => p.mine.subject === child.mine.issuer)) {
+      const expected = await verifySignedBy(child.theirs, parent.theirs);
+      assert.equal(await checkSignedBy(child.mine, parent.mine), expected, child.mine.subject);
+      if (expected) valid++;
+    }
+  }
+  assert.ok(valid >= 10, `only ${valid} valid links`);
+});
+
+Deno.test("x509 reader: the CRLs under tests/testdata read as @peculiar/x509 reads them", async () => {
+  const crls = FILES.flatMap((f) => embeddedDer(f.bytes, "X509 CRL"));
+  assert.ok(crls.length >= 2, `only ${crls.length} CRLs found`);
+  const certs = [...CERTIFICATES.values()].map((der) => readCertificate(der));
+  for (const der of crls) {
+    const mine = readCrl(der);
+    const theirs = new X509Crl(der.slice());
+    assert.equal(mine.issuer, theirs.issuer);
+    assert.equal(mine.thisUpdate.getTime(), theirs.thisUpdate.getTime());
+    assert.equal(mine.nextUpdate?.getTime(), theirs.nextUpdate?.getTime());
+    assert.deepEqual(
+      mine.entries.map((e) => [e.serialNumber, e.revocationDate.getTime()]),
+      theirs.entries.map((e) => [e.serialNumber, e.revocationDate.getTime()]),
+    );
+    const issuer = certs.find((c) => c.subject === mine.issuer);
+    assert.ok(issuer !== undefined, mine.issuer);
+    assert.equal(await checkSignedBy(mine, issuer), true, `CRL of ${mine.issuer}`);
+  }
+});
+
+/** Variants of `der` that are not a certificate. */
+function malformedVariants(der: Uint8Array): [string, Uint8Array][] {
+  const out: [string, Uint8Array][] = [
+    ["empty", new Uint8Array(0)],
+    ["trailing byte", Uint8Array.of(...der, 0)],
+    ["wrong outer tag", Uint8Array.of(0x31, ...der.subarray(1))],
+    ["length past the end", Uint8Array.of(...der.subarray(0, 2), 0xff, 0xff, ...der.subarray(4))],
+    ["indefinite length", Uint8Array.of(0x30, 0x80, ...der.subarray(4))],
+  ];
+  for (const n of [1, 3, 10, 100, der.length >> 1, der.length - 1]) {
+    out.push([`truncated to ${n}`, der.subarray(0, n)]);
+  }
+  // Every byte of the signed part's first 200 changed, one at a time.
+  for (let i = 4; i < 200; i++) {
+    const bad = der.slice();
+    bad[i] ^= 0xff;
+    out.push([`byte ${i} flipped`, bad]);
+  }
+  return out;
+}
+
+Deno.test("x509 reader: malformed DER is a MalformedEvidenceError, never a crash or a hang", () => {
+  const milanVcek = [...CERTIFICATES.values()].find((d) =>
+    readCertificate(d).subjectCommonName === "SEV-VCEK"
+  )!;
+  for (const [what, bad] of malformedVariants(milanVcek)) {
+    let parsed: CertificateFields | undefined;
+    try {
+      parsed = certificateFromDer(bad, "test certificate");
+    } catch (error) {
+      assert.ok(error instanceof MalformedEvidenceError, `${what}: ${error}`);
+      assert.match(error.message, /^Cannot parse the test certificate as an X\.509 certificate/);
+      continue;
+    }
+    // A flipped byte inside a string or a key may still be a certificate:
+    // then it must differ from the original and fail its signature.
+    assert.ok(what.includes("flipped"), `${what} was accepted`);
+    assert.notDeepEqual(parsed.der, milanVcek);
+  }
+});
+
+Deno.test("x509 reader: wrong tags, bad times and bad BasicConstraints are named", () => {
+  const ark = pemBlocks(AMD_SNP_ROOTS[0].arkPem)[0];
+  const cert = readCertificate(ark);
+  // notBefore's UTCTime tag (0x17) turned into an OCTET STRING.
+  const at = ark.indexOf(0x17, cert.tbs.byteOffset + 100);
+  const badTime = ark.slice();
+  badTime[at] = 0x04;
+  assert.throws(() => readCertificate(badTime), /Time at \d+ is malformed/);
+  const badMonth = ark.slice();
+  badMonth[at + 4] = 0x31; // "2013…" month "13"
+  badMonth[at + 5] = 0x33;
+  assert.throws(() => readCertificate(badMonth), /not a valid date/);
+  assert.throws(() => readCrl(ark), /CRL/);
+  assert.throws(() => readCertificate(Uint8Array.of(0x30, 0x00)), /SEQUENCE \{ SEQUENCE/);
+});
