@@ -206,3 +206,37 @@ Deno.test("x509 reader: wrong tags, bad times and bad BasicConstraints are named
   assert.throws(() => readCrl(ark), /CRL/);
   assert.throws(() => readCertificate(Uint8Array.of(0x30, 0x00)), /SEQUENCE \{ SEQUENCE/);
 });
+
+Deno.test("x509 reader: a deploy client verifying SNP evidence never loads @peculiar/x509", async () => {
+  // reflect-metadata defines Reflect.getMetadata, and runtime/x509.ts loads it
+  // before @peculiar/x509: the probe sees whether that pair was ever loaded.
+  const root = new URL("../../", import.meta.url).href;
+  const script = `
+    const probe = () => typeof Reflect.getMetadata;
+    await import("${root}runtime/client/deploy.ts");
+    const { verifySnpReport } = await import("${root}runtime/attestation/amd/snp_verify.ts");
+    const { loadSample, SNP_SAMPLES } = await import("${root}tests/attestation/amd/_snp_samples.ts");
+    const s = SNP_SAMPLES[0];
+    const { report, certs } = loadSample(s);
+    const result = await verifySnpReport(report, { certs, at: s.at, trustedRoots: [] });
+    const failed = result.checks.filter((c) => !c.ok).map((c) => c.id);
+    const before = probe();
+    await import("${root}runtime/x509.ts");
+    console.log(JSON.stringify({ failed, before, after: probe() }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    cwd: new URL(root).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  // The chain, signature and extensions were all checked (the policy's
+  // measurement and TCB are the sample's business, not this test's).
+  for (const id of ["chain", "root", "validity", "tcb-match", "chip-id", "signature"]) {
+    assert.ok(!seen.failed.includes(id), `${id} failed: ${seen.failed}`);
+  }
+  assert.equal(seen.before, "undefined", "@peculiar/x509 was loaded while verifying");
+  assert.equal(seen.after, "function", "the probe does not see @peculiar/x509 at all");
+});
