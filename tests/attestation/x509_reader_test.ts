@@ -240,3 +240,19 @@ Deno.test("x509 reader: a deploy client verifying SNP evidence never loads @pecu
   assert.equal(seen.before, "undefined", "@peculiar/x509 was loaded while verifying");
   assert.equal(seen.after, "function", "the probe does not see @peculiar/x509 at all");
 });
+
+Deno.test("x509 reader: a malformed CRL given to the SNP verifier is a MalformedEvidenceError", async () => {
+  const { verifySnpReport } = await import("../../runtime/attestation/amd/snp_verify.ts");
+  const { loadSample, SNP_SAMPLES } = await import("./amd/_snp_samples.ts");
+  const s = SNP_SAMPLES[0];
+  const { report, certs } = loadSample(s);
+  const crl = FILES.flatMap((f) => embeddedDer(f.bytes, "X509 CRL"))[0];
+  for (
+    const bad of [crl.subarray(0, crl.length - 1), Uint8Array.of(...crl, 0), crl.subarray(0, 9)]
+  ) {
+    await assert.rejects(
+      verifySnpReport(report, { certs, at: s.at, crls: [bad] }),
+      (e: unknown) => e instanceof MalformedEvidenceError && /^A CRL \(\d+ bytes\)/.test(e.message),
+    );
+  }
+});
