@@ -94,8 +94,12 @@ export function derValue(bytes: Uint8Array, e: DerElement): Uint8Array {
   return bytes.subarray(e.valueStart, e.end);
 }
 
-/** The dotted form of an OBJECT IDENTIFIER element (X.690 §8.19). */
-export function readOid(bytes: Uint8Array, e: DerElement): string {
+/**
+ * The dotted form of an OBJECT IDENTIFIER element (X.690 §8.19); throws
+ * RangeError when `e` is missing or not an OID.
+ */
+export function readOid(bytes: Uint8Array, e: DerElement | undefined): string {
+  if (e === undefined) throw new RangeError("An OBJECT IDENTIFIER is missing");
   if (e.tag !== 0x06 || e.end === e.valueStart) {
     throw new RangeError(`OBJECT IDENTIFIER at ${e.start} is malformed`);
   }
@@ -116,9 +120,10 @@ export function readOid(bytes: Uint8Array, e: DerElement): string {
 
 /**
  * A small non-negative INTEGER element's value; throws RangeError when it is
- * negative or larger than 2^48.
+ * missing, negative or larger than 2^48.
  */
-export function readSmallInteger(bytes: Uint8Array, e: DerElement): number {
+export function readSmallInteger(bytes: Uint8Array, e: DerElement | undefined): number {
+  if (e === undefined) throw new RangeError("An INTEGER is missing");
   const len = e.end - e.valueStart;
   if (e.tag !== 0x02 || len === 0 || len > 6 || bytes[e.valueStart] & 0x80) {
     throw new RangeError(`INTEGER at ${e.start} is not a small non-negative number`);

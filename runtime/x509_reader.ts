@@ -220,6 +220,7 @@ function signatureAlgorithm(bytes: Uint8Array, e: DerElement): SignatureAlgorith
 
 /** A Time (RFC 5280 §4.1.2.5): UTCTime (years 1950–2049) or GeneralizedTime, in UTC. */
 function readTime(bytes: Uint8Array, e: DerElement): Date {
+  if (e.end - e.valueStart > 24) throw new RangeError(`Time at ${e.start} is too long`);
   const text = String.fromCharCode(...derValue(bytes, e));
   const m = e.tag === 0x17
     ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(text)
@@ -258,7 +259,10 @@ function attributeText(bytes: Uint8Array, e: DerElement): string | undefined {
     case 0x1c: { // UniversalString
       const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
       let s = "";
-      for (let i = 0; i + 4 <= value.length; i += 4) s += String.fromCodePoint(view.getUint32(i));
+      for (let i = 0; i + 4 <= value.length; i += 4) {
+        const c = view.getUint32(i);
+        s += c <= 0x10ffff ? String.fromCodePoint(c) : "\ufffd";
+      }
       return s;
     }
     default:
