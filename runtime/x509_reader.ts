@@ -423,7 +423,9 @@ export function readCertificate(input: Uint8Array): CertificateFields {
   let extensions: CertificateExtension[] = [];
   if (fields[i]?.tag === 0xa3) {
     const [inner, ...rest] = derChildren(der, fields[i++]);
-    if (inner === undefined || rest.length > 0) throw new RangeError("Extensions malformed");
+    if (inner === undefined || rest.length > 0) {
+      throw new RangeError("The certificate's extensions are malformed");
+    }
     extensions = readExtensions(der, inner);
   }
   if (i !== fields.length) throw new RangeError("The certificate has unexpected fields");
@@ -484,7 +486,9 @@ export function readCrl(input: Uint8Array): CrlFields {
   if (fields[i]?.tag === 0x30) entries = readRevoked(der, fields[i++]);
   if (fields[i]?.tag === 0xa0) {
     const [inner, ...rest] = derChildren(der, fields[i++]);
-    if (inner === undefined || rest.length > 0) throw new RangeError("CRL extensions malformed");
+    if (inner === undefined || rest.length > 0) {
+      throw new RangeError("The CRL's extensions are malformed");
+    }
     readExtensions(der, inner);
   }
   if (i !== fields.length) throw new RangeError("The CRL has unexpected fields");
