@@ -2,8 +2,8 @@
  * Writing DER (ITU-T X.690), just enough for the certificates enarx makes on
  * its hot paths: a keep's one-use TLS certificate is made in every keep and
  * by every deploy client, and @peculiar/x509 (with its CommonJS dependencies)
- * costs a process about 100 ms of CPU to load. Reading DER and everything
- * else X.509 stays in runtime/x509.ts.
+ * costs a process about 100 ms of CPU to load. Reading DER is
+ * runtime/der_reader.ts; certificates and CRLs, runtime/x509_reader.ts.
  *
  * @module
  */

@@ -7,26 +7,16 @@
  *
  * @module
  */
-import {
-  BasicConstraintsExtension,
-  ecdsaDerToRaw,
-  ecdsaRawToDer,
-  verifySignedBy,
-  X509Certificate,
-} from "../x509.ts";
+import { ecdsaDerToRaw, ecdsaRawToDer } from "../der_reader.ts";
+import { type CertificateFields, checkSignedBy, readCertificate } from "../x509_reader.ts";
 import { cachedParse, cachedSignature } from "./_cert_cache.ts";
 import { type Check, MalformedEvidenceError } from "./result.ts";
 import { bytesEqual } from "../bytes.ts";
 
 /** Parses a DER certificate, reusing an earlier parse of the same bytes; throws a `dataError`. */
-export function certificateFromDer(der: Uint8Array, what: string): X509Certificate {
+export function certificateFromDer(der: Uint8Array, what: string): CertificateFields {
   try {
-    const cert = cachedParse("x509", der, () => new X509Certificate(der.slice()));
-    // @peculiar/x509 decodes some parts lazily: touch them all now, so that
-    // corrupt DER fails here rather than in the middle of a check.
-    void [cert.subject, cert.issuer, cert.serialNumber, cert.notBefore, cert.notAfter];
-    void [cert.publicKey.algorithm, cert.extensions.map((e) => e.type), cert.signature];
-    return cert;
+    return cachedParse("x509", der, () => readCertificate(der));
   } catch (error) {
     throw new MalformedEvidenceError(
       `Cannot parse the ${what} as an X.509 certificate (${
@@ -95,7 +85,7 @@ export function certificatesFromBytes(bytes: Uint8Array, what: string): Uint8Arr
 }
 
 // ---------------------------------------------------------------------------
-// Strict signature check. @peculiar/x509 tolerates a non-minimal ECDSA-Sig-Value
+// Strict signature check. A BER reader tolerates a non-minimal ECDSA-Sig-Value
 // or BIT STRING, so the same signed certificate could be re-encoded in many
 // ways; here the outer structure, the algorithm and the signature must be
 // exactly DER (X.690 §10), and the outer signatureAlgorithm must equal the
@@ -172,16 +162,15 @@ function signedPartsStrict(
 }
 
 const CURVE_SIZES: Record<string, number> = { "P-256": 32, "P-384": 48, "P-521": 66 };
-const issuerKeys = new WeakMap<X509Certificate, Promise<CryptoKey>>();
+const issuerKeys = new WeakMap<CertificateFields, Promise<CryptoKey>>();
 
-function issuerKey(issuer: X509Certificate): Promise<CryptoKey> {
+function issuerKey(issuer: CertificateFields): Promise<CryptoKey> {
   let key = issuerKeys.get(issuer);
   if (key === undefined) {
-    const namedCurve = (issuer.publicKey.algorithm as EcKeyAlgorithm).namedCurve;
     key = crypto.subtle.importKey(
       "spki",
-      issuer.publicKey.rawData,
-      { name: "ECDSA", namedCurve },
+      issuer.publicKey.spki as Uint8Array<ArrayBuffer>,
+      { name: "ECDSA", namedCurve: issuer.publicKey.namedCurve! },
       false,
       ["verify"],
     );
@@ -202,22 +191,25 @@ export type SignatureScheme = "ecdsa-strict" | "x509";
  * per pair of parsed certificates (the shared cache of _cert_cache.ts).
  */
 export function signedBy(
-  subject: X509Certificate,
-  issuer: X509Certificate,
+  subject: CertificateFields,
+  issuer: CertificateFields,
   scheme: SignatureScheme = "ecdsa-strict",
 ): Promise<boolean> {
   return cachedSignature(
     scheme,
     { subject, issuer },
-    () => scheme === "x509" ? verifySignedBy(subject, issuer) : signedByStrict(subject, issuer),
+    () => scheme === "x509" ? checkSignedBy(subject, issuer) : signedByStrict(subject, issuer),
   );
 }
 
-async function signedByStrict(subject: X509Certificate, issuer: X509Certificate): Promise<boolean> {
-  const algorithm = issuer.publicKey.algorithm as EcKeyAlgorithm;
-  const size = algorithm.name === "ECDSA" ? CURVE_SIZES[algorithm.namedCurve] : undefined;
+async function signedByStrict(
+  subject: CertificateFields,
+  issuer: CertificateFields,
+): Promise<boolean> {
+  const key = issuer.publicKey;
+  const size = key.name === "ECDSA" ? CURVE_SIZES[key.namedCurve!] : undefined;
   if (size === undefined) throw new RangeError("The issuer's key is not an ECDSA key");
-  const parts = signedPartsStrict(new Uint8Array(subject.rawData), size);
+  const parts = signedPartsStrict(subject.der, size);
   return await crypto.subtle.verify(
     { name: "ECDSA", hash: parts.hash },
     await issuerKey(issuer),
@@ -229,7 +221,7 @@ async function signedByStrict(subject: X509Certificate, issuer: X509Certificate)
 /** Options of {@link findIssuer}. */
 export interface FindIssuerOptions<T> {
   /** The certificate of a candidate. */
-  certificate: (candidate: T) => X509Certificate;
+  certificate: (candidate: T) => CertificateFields;
   /** How signatures are checked (default "ecdsa-strict"). */
   scheme?: SignatureScheme;
 }
@@ -241,7 +233,7 @@ export interface FindIssuerOptions<T> {
  * embedded intermediates, and Intel's and AWS's chains that leave the root out.
  */
 export async function findIssuer<T>(
-  subject: X509Certificate,
+  subject: CertificateFields,
   candidates: readonly T[],
   options: FindIssuerOptions<T>,
 ): Promise<T | undefined> {
@@ -253,9 +245,8 @@ export async function findIssuer<T>(
   return undefined;
 }
 
-function isCa(cert: X509Certificate): boolean {
-  const bc = cert.getExtension(BasicConstraintsExtension);
-  return bc !== null && bc.ca;
+function isCa(cert: CertificateFields): boolean {
+  return cert.basicConstraintsCa === true;
 }
 
 /** The three checks of a certificate chain, and the parsed certificates leaf first. */
@@ -267,7 +258,7 @@ export interface ChainOutcome {
   /** Every certificate, the root included, is valid at the verification time. */
   validity: Check;
   /** The certificates from leaf to root (the root appended when the chain omitted it). */
-  certificates: X509Certificate[];
+  certificates: CertificateFields[];
 }
 
 /** Options of {@link verifyCertificateChain}. */
@@ -329,9 +320,9 @@ export async function verifyCertificateChain(
  */
 async function anchorChain(
   chainDer: Uint8Array[],
-  certs: X509Certificate[],
+  certs: CertificateFields[],
   options: ChainOptions,
-): Promise<{ path: X509Certificate[]; ok: boolean; detail: string }> {
+): Promise<{ path: CertificateFields[]; ok: boolean; detail: string }> {
   const rootIndex = chainDer.findIndex((der) => options.roots.some((r) => bytesEqual(r, der)));
   if (rootIndex >= 0) {
     const ok = rootIndex === certs.length - 1;
@@ -356,7 +347,7 @@ async function anchorChain(
 }
 
 /** Why the path's links fail (issuer names, CA flags, signatures), or undefined. */
-async function chainLinkFailure(path: X509Certificate[]): Promise<string | undefined> {
+async function chainLinkFailure(path: CertificateFields[]): Promise<string | undefined> {
   if (path.length === 0) return "No certificates";
   for (let i = 0; i + 1 < path.length; i++) {
     const [child, parent] = [path[i], path[i + 1]];
@@ -372,7 +363,7 @@ async function chainLinkFailure(path: X509Certificate[]): Promise<string | undef
 }
 
 /** Why a certificate of the path is not valid at `at`, or undefined. */
-function chainValidityFailure(path: X509Certificate[], at: Date): string | undefined {
+function chainValidityFailure(path: CertificateFields[], at: Date): string | undefined {
   const t = at.getTime();
   for (const cert of path) {
     if (t < cert.notBefore.getTime()) {
@@ -386,7 +377,7 @@ function chainValidityFailure(path: X509Certificate[], at: Date): string | undef
 }
 
 /** A short description of a certificate for claims. */
-export function certificateSummary(cert: X509Certificate): Record<string, string> {
+export function certificateSummary(cert: CertificateFields): Record<string, string> {
   return {
     subject: cert.subject,
     issuer: cert.issuer,

@@ -19,12 +19,7 @@ import {
   parseServiceKeyResponse,
   parseWorkloadOutput,
 } from "../protocol/messages.ts";
-import {
-  checkServiceKeyAnswer,
-  issueServiceCertificate,
-  type ServiceCa,
-  type ServiceCertificate,
-} from "./service_ca.ts";
+import type { ServiceCa, ServiceCertificate } from "./service_ca.ts";
 import { serviceNames } from "../wasm/certificate_names.ts";
 import { KeepmgrClient } from "./keepmgr_client.ts";
 import { type EndpointWatch, watchEndpoints } from "./endpoints.ts";
@@ -601,11 +596,14 @@ async function certifyStep(
   const body = new Uint8Array(await run.guard(new Response(response.body).arrayBuffer()));
   closeQuietly(tls);
   const answer = parseServiceKeyResponse(decodeCbor(body, { what: "service-key response" }));
+  // Loaded only here: service_ca.ts makes certificates with @peculiar/x509,
+  // ~90 ms of CPU to load, which a deploy without service keys never pays.
+  const { checkServiceKeyAnswer, issueServiceCertificate } = await import("./service_ca.ts");
   const { csr } = await checkServiceKeyAnswer(answer);
   const chain = wanted.ca === undefined
     ? [answer.certificate]
     : await issueServiceCertificate(wanted.ca, csr, { names: wanted.names, days: wanted.days });
-  const { sha256Fingerprint } = await import("../x509.ts");
+  const { sha256Fingerprint } = await import("../der_reader.ts");
   const names = serviceNames(wanted.names).map((n) => n.value);
   const certificate: ServiceCertificate = {
     fingerprint: await sha256Fingerprint(chain[0]),

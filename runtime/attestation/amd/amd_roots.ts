@@ -28,7 +28,7 @@ export interface AmdSnpRoots {
   /** SHA-256 of the ASVK's DER. */
   asvkSha256: string;
   /**
-   * The ARK's subject as the verifier renders it (runtime/x509.ts), so that
+   * The ARK's subject as the verifier renders it (runtime/x509_reader.ts), so that
    * a chain search parses only the embedded certificates a chain names.
    */
   arkSubject: string;
@@ -38,7 +38,7 @@ export interface AmdSnpRoots {
   asvkSubject: string;
 }
 
-/** The subject of AMD's certificate with common name `cn`, as runtime/x509.ts renders it. */
+/** The subject of AMD's certificate with common name `cn`, as runtime/x509_reader.ts renders it. */
 function amdSubject(cn: string): string {
   return `OU=Engineering, C=US, L=Santa Clara, ST=CA, O=Advanced Micro Devices, CN=${cn}`;
 }

@@ -16,15 +16,14 @@
  *
  * @module
  */
+import { pemBlocks, readDerElement, sha256Fingerprint } from "../../der_reader.ts";
 import {
-  type Extension,
-  pemBlocks,
-  readDerElement,
-  sha256Fingerprint,
-  verifySignedBy,
-  X509Certificate,
-  X509Crl,
-} from "../../x509.ts";
+  type CertificateFields,
+  checkSignedBy,
+  type CrlFields,
+  readCertificate,
+  readCrl,
+} from "../../x509_reader.ts";
 import { isAllZero } from "../_bytes.ts";
 import { cachedParse, clearCertificateCache } from "../_cert_cache.ts";
 import { findIssuer } from "../_x509_chain.ts";
@@ -132,9 +131,9 @@ function derString(value: Uint8Array): string | null {
  * Reads AMD's extensions from a VCEK or VLEK. The hwID is accepted raw (as
  * AMD's key server writes it) or wrapped in an OCTET STRING (`04 40 …`).
  */
-export function amdCertExtensions(cert: X509Certificate): AmdCertExtensions {
+export function amdCertExtensions(cert: CertificateFields): AmdCertExtensions {
   const ext = new Map<string, Uint8Array>();
-  for (const e of cert.extensions as Extension[]) ext.set(e.type, new Uint8Array(e.value));
+  for (const e of cert.extensions) ext.set(e.oid, e.value);
   const int = (oid: string) => (ext.has(oid) ? derInteger(ext.get(oid)!) : null);
   let hwId = ext.get(AMD_OID.hwId) ?? null;
   if (hwId && (hwId.length === 66 || hwId.length === 10) && hwId[0] === 0x04) {
@@ -158,25 +157,22 @@ export function amdCertExtensions(cert: X509Certificate): AmdCertExtensions {
 
 interface CertEntry {
   der: Uint8Array;
-  cert: X509Certificate;
+  cert: CertificateFields;
   fingerprint: string;
   commonName: string;
   ecdsaKey?: Promise<CryptoKey>;
   extensions?: AmdCertExtensions;
 }
 
-function commonNameOf(cert: X509Certificate): string {
-  const cn = cert.subjectName.getField("CN");
-  return cn.length > 0 ? cn[0] : cert.subject;
+function commonNameOf(cert: CertificateFields): string {
+  return cert.subjectCommonName ?? cert.subject;
 }
 
 /** A certificate parsed through the shared cache, with what the SNP checks read of it. */
 function certEntry(der: Uint8Array): Promise<CertEntry> {
-  let cert: X509Certificate;
+  let cert: CertificateFields;
   try {
-    cert = cachedParse("x509", der, () => new X509Certificate(der.slice()));
-    // Touch the fields we use, so that a malformed certificate fails here.
-    void cert.subject, cert.issuer, cert.notBefore, cert.notAfter, cert.publicKey;
+    cert = cachedParse("x509", der, () => readCertificate(der));
   } catch (error) {
     throw new MalformedEvidenceError(
       `A certificate (${der.length} bytes) is not valid DER X.509: ${
@@ -288,9 +284,9 @@ function productFromArk(entry: CertEntry): SnpProduct | null {
   return null;
 }
 
-function isAmdPss(cert: X509Certificate): boolean {
-  const alg = cert.signatureAlgorithm as Algorithm & { hash?: Algorithm; saltLength?: number };
-  return alg.name === "RSA-PSS" && alg.hash?.name === "SHA-384" && alg.saltLength === 48;
+function isAmdPss(cert: CertificateFields): boolean {
+  const alg = cert.signatureAlgorithm;
+  return alg.name === "RSA-PSS" && alg.hash === "SHA-384" && alg.saltLength === 48;
 }
 
 function iso(d: Date): string {
@@ -324,7 +320,7 @@ async function buildChain(
   };
   const kind = report.keyInfo.signingKey;
   const leafCn = kind === "vlek" ? "SEV-VLEK" : "SEV-VCEK";
-  const isLeaf = (e: CertEntry) => e.cert.publicKey.algorithm.name === "ECDSA";
+  const isLeaf = (e: CertEntry) => e.cert.publicKey.name === "ECDSA";
   const leaves = supplied.filter(isLeaf);
   chain.leaf = leaves.find((e) => e.commonName.startsWith(leafCn)) ??
     (leaves.length === 1 && !leaves[0].commonName.startsWith("SEV-V") ? leaves[0] : undefined);
@@ -680,13 +676,13 @@ async function signatureCheck(report: SnpReport, leaf: CertEntry | undefined): P
   const id = "signature";
   const description = "The report's ECDSA P-384 signature verifies with the VCEK's key";
   if (!leaf) return check(id, description, false, "no VCEK to verify with");
-  const alg = leaf.cert.publicKey.algorithm as EcKeyAlgorithm;
+  const alg = leaf.cert.publicKey;
   if (alg.name !== "ECDSA" || alg.namedCurve !== "P-384") {
     return check(id, description, false, `the certificate's key is not EC P-384`);
   }
   leaf.ecdsaKey ??= crypto.subtle.importKey(
     "spki",
-    leaf.cert.publicKey.rawData,
+    leaf.cert.publicKey.spki as Uint8Array<ArrayBuffer>,
     { name: "ECDSA", namedCurve: "P-384" },
     false,
     ["verify"],
@@ -731,21 +727,25 @@ async function revocationCheck(crls: Uint8Array[], chain: Chain, at: Date): Prom
   const problems: string[] = [];
   const notes: string[] = [];
   for (const der of crlInputs(crls)) {
-    let crl: X509Crl;
+    let crl: CrlFields;
     try {
-      crl = new X509Crl(der.slice());
-      void crl.issuer, crl.entries, crl.thisUpdate;
+      crl = readCrl(der);
     } catch (error) {
-      throw new MalformedEvidenceError(`A CRL (${der.length} bytes) is not valid DER`, {
-        cause: error,
-      });
+      throw new MalformedEvidenceError(
+        `A CRL (${der.length} bytes) is not valid DER: ${
+          error instanceof Error ? error.message : error
+        }`,
+        {
+          cause: error,
+        },
+      );
     }
     const issuer = [chain.root, chain.intermediate].find((e) => e && e.cert.subject === crl.issuer);
     if (!issuer) {
       problems.push(`a CRL from "${crl.issuer}" is not from this chain's ARK or ASK`);
       continue;
     }
-    if (!(await verifySignedBy(crl, issuer.cert))) {
+    if (!(await checkSignedBy(crl, issuer.cert))) {
       problems.push(`the CRL from "${issuer.commonName}" has a bad signature`);
       continue;
     }

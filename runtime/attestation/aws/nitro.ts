@@ -10,7 +10,7 @@
  * @module
  */
 import { UsageError } from "../../errors.ts";
-import type { X509Certificate } from "../../x509.ts";
+import type { CertificateFields } from "../../x509_reader.ts";
 import {
   type Check,
   type Claims,
@@ -199,7 +199,7 @@ async function signatureStep(
   sign1: CoseSign1,
   payload: NitroPayload,
   claims: Claims,
-): Promise<{ check: Check; leaf?: X509Certificate }> {
+): Promise<{ check: Check; leaf?: CertificateFields }> {
   const leaf = payload.certificate === undefined
     ? undefined
     : certificateFromDer(payload.certificate, "Nitro document certificate");
@@ -208,7 +208,13 @@ async function signatureStep(
   if (leaf !== undefined) {
     claims.certificate = certificateSummary(leaf);
     try {
-      const key = await leaf.publicKey.export({ name: "ECDSA", namedCurve: "P-384" }, ["verify"]);
+      const key = await crypto.subtle.importKey(
+        "spki",
+        leaf.publicKey.spki as Uint8Array<ArrayBuffer>,
+        { name: "ECDSA", namedCurve: "P-384" },
+        false,
+        ["verify"],
+      );
       sigOk = await verifyCoseSign1(sign1, key);
       sigDetail = "The signature does not verify with the document's certificate";
     } catch {
@@ -248,7 +254,11 @@ async function chainChecks(payload: NitroPayload, options: NitroVerifyOptions, c
 }
 
 /** The timestamp lies inside the leaf's validity and not after the verification time. */
-function timestampCheck(payload: NitroPayload, leaf: X509Certificate | undefined, at: Date): Check {
+function timestampCheck(
+  payload: NitroPayload,
+  leaf: CertificateFields | undefined,
+  at: Date,
+): Check {
   let tsOk = false;
   let tsDetail = "The document has no timestamp";
   if (payload.timestamp !== undefined) {

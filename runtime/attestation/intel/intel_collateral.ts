@@ -21,7 +21,7 @@
  */
 import { EnarxError } from "../../errors.ts";
 import { bytesEqual } from "../../bytes.ts";
-import type { X509Certificate } from "../../x509.ts";
+import type { CertificateFields } from "../../x509_reader.ts";
 import type { Check } from "../result.ts";
 import { certificatesFromBytes, pemCertificates, verifyCertificateChain } from "../_x509_chain.ts";
 import { INTEL_SGX_ROOT_CA_PEM } from "./intel_roots.ts";
@@ -498,9 +498,15 @@ export interface CollateralSignatureOutcome {
   signer?: string;
 }
 
-async function signedWith(cert: X509Certificate, c: SignedCollateral): Promise<boolean> {
+async function signedWith(cert: CertificateFields, c: SignedCollateral): Promise<boolean> {
   try {
-    const key = await cert.publicKey.export({ name: "ECDSA", namedCurve: "P-256" }, ["verify"]);
+    const key = await crypto.subtle.importKey(
+      "spki",
+      cert.publicKey.spki as Uint8Array<ArrayBuffer>,
+      { name: "ECDSA", namedCurve: "P-256" },
+      false,
+      ["verify"],
+    );
     return await crypto.subtle.verify(
       { name: "ECDSA", hash: "SHA-256" },
       key,

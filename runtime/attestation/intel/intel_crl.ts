@@ -9,7 +9,13 @@
  *
  * @module
  */
-import { pemBlocks, verifySignedBy, type X509Certificate, X509Crl } from "../../x509.ts";
+import { pemBlocks } from "../../der_reader.ts";
+import {
+  type CertificateFields,
+  checkSignedBy,
+  type CrlFields,
+  readCrl,
+} from "../../x509_reader.ts";
 import type { Check } from "../result.ts";
 import { MalformedCollateralError } from "./intel_collateral.ts";
 
@@ -48,11 +54,9 @@ export function crlDerList(inputs: readonly Uint8Array[]): Uint8Array[] {
 }
 
 /** Parses a DER CRL; throws {@link MalformedCollateralError} (exit status 65). */
-export function parseCrl(der: Uint8Array, what: string): X509Crl {
+export function parseCrl(der: Uint8Array, what: string): CrlFields {
   try {
-    const crl = new X509Crl(der.slice());
-    void [crl.issuer, crl.thisUpdate, crl.nextUpdate, crl.entries.map((e) => e.serialNumber)];
-    return crl;
+    return readCrl(der);
   } catch (error) {
     throw new MalformedCollateralError(
       `The ${what} (${der.length} bytes) is not a valid DER or PEM CRL; pass the CRL as Intel's ` +
@@ -74,7 +78,7 @@ function serial(s: string): string {
  * of the chain.
  */
 export async function pckRevocationCheck(
-  chain: readonly X509Certificate[],
+  chain: readonly CertificateFields[],
   crls: readonly Uint8Array[],
   options: { at: Date },
 ): Promise<Check> {
@@ -90,7 +94,7 @@ export async function pckRevocationCheck(
       continue;
     }
     applied++;
-    if (!await verifySignedBy(crl, issuer)) {
+    if (!await checkSignedBy(crl, issuer)) {
       problems.push(`the CRL from "${crl.issuer}" has a bad signature`);
       continue;
     }
@@ -98,7 +102,7 @@ export async function pckRevocationCheck(
       problems.push(
         `the CRL from "${crl.issuer}" is issued ${crl.thisUpdate.toISOString()}, after ${at.toISOString()}`,
       );
-    } else if (crl.nextUpdate !== undefined && at > crl.nextUpdate) {
+    } else if (crl.nextUpdate !== null && at > crl.nextUpdate) {
       problems.push(
         `the CRL from "${crl.issuer}" was due for update ${crl.nextUpdate.toISOString()}; ` +
           `fetch a current one or verify with --at inside its window`,

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { X509Certificate } from "../../x509.ts";
+import type { CertificateFields } from "../../x509_reader.ts";
 import { UsageError } from "../../errors.ts";
 import {
   type Check,
@@ -629,10 +629,10 @@ async function verifyP256(
  * the platform makes until its TCB changes, so the outcome is remembered per
  * PCK certificate (keyed by the exact report and signature bytes).
  */
-const qeSignatureMemo = new WeakMap<X509Certificate, Map<string, boolean>>();
+const qeSignatureMemo = new WeakMap<CertificateFields, Map<string, boolean>>();
 
 async function qeReportSignedBy(
-  pck: X509Certificate,
+  pck: CertificateFields,
   report: Uint8Array,
   signature: Uint8Array,
 ): Promise<boolean> {
@@ -644,7 +644,13 @@ async function qeReportSignedBy(
   const key = report.toHex() + signature.toHex();
   const known = memo.get(key);
   if (known !== undefined) return known;
-  const publicKey = await pck.publicKey.export({ name: "ECDSA", namedCurve: "P-256" }, ["verify"]);
+  const publicKey = await crypto.subtle.importKey(
+    "spki",
+    pck.publicKey.spki as Uint8Array<ArrayBuffer>,
+    { name: "ECDSA", namedCurve: "P-256" },
+    false,
+    ["verify"],
+  );
   const ok = await verifyP256(publicKey, signature, report);
   if (memo.size >= 64) memo.clear();
   memo.set(key, ok);
@@ -745,20 +751,20 @@ async function attestationKeyBindingCheck(quote: IntelQuote): Promise<Check> {
 interface PckOutcome {
   checks: Check[];
   extension?: PckExtension;
-  path?: X509Certificate[];
+  path?: CertificateFields[];
 }
 
 /** The PCK's SGX extension (FMSPC, PCE id, TCB) as a check, recording its claims. */
 function pckExtensionStep(
-  leaf: X509Certificate,
+  leaf: CertificateFields,
   claims: Claims,
 ): { check: Check; extension?: PckExtension } {
-  const ext = leaf.extensions.find((e) => e.type === SGX_EXTENSION_OID);
+  const ext = leaf.extensions.find((e) => e.oid === SGX_EXTENSION_OID);
   let extension: PckExtension | undefined;
   let extDetail = "The PCK certificate has no SGX extension";
   if (ext !== undefined) {
     try {
-      extension = parsePckExtension(new Uint8Array(ext.value));
+      extension = parsePckExtension(ext.value);
     } catch (error) {
       extDetail = `The PCK certificate's SGX extension is malformed (${(error as Error).message})`;
     }
@@ -929,7 +935,7 @@ function qeIdentityCheck(
 
 /** The revocation check of the PCK chain against the supplied CRLs. */
 async function pckRevocationStep(
-  path: X509Certificate[] | undefined,
+  path: CertificateFields[] | undefined,
   crls: Uint8Array[],
   at: Date,
 ): Promise<Check> {

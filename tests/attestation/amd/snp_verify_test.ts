@@ -4,6 +4,7 @@ import { verifySnpReport } from "../../../runtime/attestation/amd/snp_verify.ts"
 import { amdCertExtensions } from "../../../runtime/attestation/amd/snp_verify.ts";
 import { MalformedEvidenceError } from "../../../runtime/attestation/result.ts";
 import { pemBlocks, verifySignedBy, X509Certificate } from "../../../runtime/x509.ts";
+import { readCertificate } from "../../../runtime/x509_reader.ts";
 import { AMD_SNP_ROOTS, ASVK_MILAN_PEM } from "../../../runtime/attestation/amd/amd_roots.ts";
 
 import { loadSample, readEvidence, samplePolicy, SNP_SAMPLES } from "./_snp_samples.ts";
@@ -73,7 +74,7 @@ Deno.test("snp verify: 04's VLEK verifies under the ASVK, has cspID and no hwID,
   const chain = claimsToJson(ok.claims).chain as Record<string, string | null>;
   assert.equal(chain.intermediate, "SEV-VLEK-Milan");
   assert.ok(chain.cspId?.endsWith("cc-us-east-2.amazonaws.com"));
-  const ext = amdCertExtensions(new X509Certificate(certs[0]));
+  const ext = amdCertExtensions(readCertificate(certs[0]));
   assert.equal(ext.hwId, null);
   const late = await verifySnpReport(report, { certs, at: NOW, policy: samplePolicy(s) });
   assert.deepEqual(failed(late), ["validity"]);
@@ -85,7 +86,7 @@ Deno.test("snp verify: 03's synthetic VCEKs parse (raw and wrapped hwID) and fai
   const fake = Uint8Array.from({ length: 64 }, (_, i) => i);
   for (const name of ["test-vcek-invalid-legacy.der", "test-vcek-invalid-new.der"]) {
     const der = readEvidence(`sev-snp/03-trustee-milan-v2-vcek/${name}`);
-    const ext = amdCertExtensions(new X509Certificate(der));
+    const ext = amdCertExtensions(readCertificate(der));
     assert.deepEqual(ext.hwId, fake, name);
     const result = await verifySnpReport(report, { certs: [der], at: NOW });
     assert.equal(result.ok, false);
