@@ -35,7 +35,7 @@ export function defaultMaxCreating(): number {
 export const DEFAULT_QUEUE_LIMITS: CreateQueueLimits = {
   maxCreating: defaultMaxCreating(),
   maxQueued: 1000,
-  abandonMs: 20_000,
+  abandonMs: 60_000,
 };
 
 /** Where one create is: waiting (`ahead` creates before it), being created, or done. */
