@@ -83,3 +83,53 @@ export class RawClient {
 export function get(target: string, extra = ""): string {
   return `GET ${target} HTTP/1.1\r\nHost: keep.test\r\n${extra}\r\n`;
 }
+
+/**
+ * `clients` keep-alive clients against an HTTP server at `port` (the C and
+ * the tokio example answer the same requests): each gets its first answer
+ * before any goes on, so that all are open in the guest at once; then three
+ * requests each, then two pipelined in one write, the second asking to
+ * close. Asserts every status and body, and that each connection was closed.
+ */
+export async function concurrentKeepAliveClients(
+  port: number,
+  clients: number,
+  hello: string,
+): Promise<void> {
+  let arrived = 0;
+  let release!: () => void;
+  const barrier = new Promise<void>((resolve) => release = resolve);
+  const results = await Promise.all(Array.from({ length: clients }, async (_, i) => {
+    const client = await RawClient.open(port);
+    const seen: (Reply | null)[] = [];
+    try {
+      await client.send(get("/"));
+      seen.push(await client.reply());
+    } finally {
+      if (++arrived === clients) release();
+    }
+    await barrier;
+    for (let k = 0; k < 3; k++) {
+      await client.send(get(`/echo?client=${i}&k=${k}`));
+      seen.push(await client.reply());
+    }
+    await client.send(get(`/echo?${i}-a`) + get(`/echo?${i}-b`, "Connection: close\r\n"));
+    seen.push(await client.reply(), await client.reply());
+    const ended = await client.ended();
+    client.close();
+    return { i, seen, ended };
+  }));
+  for (const { i, seen, ended } of results) {
+    assert.deepEqual(seen.map((r) => r?.status), [200, 200, 200, 200, 200, 200]);
+    assert.deepEqual(seen.map((r) => r?.body), [
+      hello,
+      `client=${i}&k=0`,
+      `client=${i}&k=1`,
+      `client=${i}&k=2`,
+      `${i}-a`,
+      `${i}-b`,
+    ]);
+    assert.match(seen[5]!.head, /\r\nConnection: close/);
+    assert.ok(ended, `client ${i}: the server kept the connection after Connection: close`);
+  }
+}

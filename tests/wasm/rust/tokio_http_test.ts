@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { enarx, ensureLibwasmtime, workload } from "../../workloads/helpers.ts";
-import { get, RawClient, type Reply } from "../../workloads/http_client.ts";
+import { concurrentKeepAliveClients, get, RawClient } from "../../workloads/http_client.ts";
 import {
   type KeepProcess,
   pemFingerprint,
@@ -59,44 +59,7 @@ async function withServer<T>(
 Deno.test("tokio http: 200 concurrent keep-alive clients, several requests each (some pipelined), all answered", async () => {
   const clients = 200;
   await withServer(clients, async (keep) => {
-    // Every client gets its first answer before any goes on: all 200 are open in the guest at once.
-    let arrived = 0;
-    let release!: () => void;
-    const barrier = new Promise<void>((resolve) => release = resolve);
-    const results = await Promise.all(Array.from({ length: clients }, async (_, i) => {
-      const client = await RawClient.open(keep.port);
-      const seen: (Reply | null)[] = [];
-      try {
-        await client.send(get("/"));
-        seen.push(await client.reply());
-      } finally {
-        if (++arrived === clients) release();
-      }
-      await barrier;
-      for (let k = 0; k < 3; k++) {
-        await client.send(get(`/echo?client=${i}&k=${k}`));
-        seen.push(await client.reply());
-      }
-      // Two pipelined in one write, the second asking to close.
-      await client.send(get(`/echo?${i}-a`) + get(`/echo?${i}-b`, "Connection: close\r\n"));
-      seen.push(await client.reply(), await client.reply());
-      const ended = await client.ended();
-      client.close();
-      return { i, seen, ended };
-    }));
-    for (const { i, seen, ended } of results) {
-      assert.deepEqual(seen.map((r) => r?.status), [200, 200, 200, 200, 200, 200]);
-      assert.deepEqual(seen.map((r) => r?.body), [
-        HELLO,
-        `client=${i}&k=0`,
-        `client=${i}&k=1`,
-        `client=${i}&k=2`,
-        `${i}-a`,
-        `${i}-b`,
-      ]);
-      assert.match(seen[5]!.head, /\r\nConnection: close/);
-      assert.ok(ended, `client ${i}: the server kept the connection after Connection: close`);
-    }
+    await concurrentKeepAliveClients(keep.port, clients, HELLO);
     const end = await keep.done();
     assert.equal(end.code, 0, end.stderr);
     assert.equal(
