@@ -108,6 +108,35 @@ export const DEFAULT_KEEP_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 
 const BEARER_RE = /^Bearer ([0-9a-fA-F]{64})$/;
 
+/**
+ * Starts making the keep's sealing key pair at once, while it waits for its
+ * hello (a warm keep waits long): a process's first HPKE key generation costs
+ * 35-55 ms. The pair is this keep's own and fresh; the evidence binds it to
+ * the client's nonce only once hello has arrived.
+ */
+function generateAhead(): Promise<SealingKeyPair> {
+  const generating = SealingKeyPair.generate();
+  generating.catch(() => {}); // awaited by the caller
+  return generating;
+}
+
+/** Step 4: reads hello from `first`, gets evidence over the nonce and `keys`, and sends it. */
+async function attest(
+  first: unknown,
+  keys: SealingKeyPair,
+  reader: FrameReader,
+  writer: FrameWriter,
+  options: WasmldrOptions,
+): Promise<{ hello: HelloFrame; keys: SealingKeyPair }> {
+  const hello = parseHelloFrame(first);
+  const reportData = await computeReportData(hello.nonce, keys.publicKey);
+  const evidence = await options.evidence(reportData, hello, {
+    host: hostReportChannel(reader, writer),
+  });
+  await writer.write({ t: "evidence", evidence, sealing_key: keys.publicKey });
+  return { hello, keys };
+}
+
 /** Runs wasmldr to completion over the frame channel; see the module comment. */
 export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcome> {
   const log = options.log ?? ((line: string) => console.error(`wasmldr: ${line}`));
@@ -115,23 +144,12 @@ export async function runWasmldr(options: WasmldrOptions): Promise<WasmldrOutcom
   const writer = new FrameWriter(options.output);
   const stop = new AbortController();
   let server: Deno.HttpServer | undefined;
-  // The sealing key pair is made while the keep waits for its hello (a warm
-  // keep waits long): the first HPKE key generation of a process costs it
-  // 35-55 ms. It is this keep's own and fresh, and the evidence binds it to
-  // the client's nonce only once hello has arrived.
-  const generating = SealingKeyPair.generate();
-  generating.catch(() => {}); // awaited below
+  const generating = generateAhead();
   try {
     // Step 4: hello, key pair, evidence.
     const first = await reader.read();
     if (first === null) return { exitStatus: 0 }; // keepldr went away first
-    const hello = parseHelloFrame(first);
-    const keys = await generating;
-    const reportData = await computeReportData(hello.nonce, keys.publicKey);
-    const evidence = await options.evidence(reportData, hello, {
-      host: hostReportChannel(reader, writer),
-    });
-    await writer.write({ t: "evidence", evidence, sealing_key: keys.publicKey });
+    const { hello, keys } = await attest(first, await generating, reader, writer, options);
 
     // Step 7: the sealed key.
     const { certPem, keyPem, token } = await receiveSealedKey(reader, keys, hello);
