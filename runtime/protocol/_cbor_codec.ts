@@ -276,6 +276,22 @@ function writeMap(w: Writer, map: Record<string, unknown>, depth: number): void 
   }
 }
 
+/** A Map, whose keys may be any value: each encoded alone, then sorted bytewise. */
+function writeAnyKeyMap(w: Writer, map: Map<unknown, unknown>, depth: number): void {
+  const entries: [Uint8Array, unknown][] = [];
+  for (const [key, value] of map) {
+    const keyWriter = new Writer();
+    writeValue(keyWriter, key, depth);
+    entries.push([keyWriter.finish(), value]);
+  }
+  entries.sort(([a], [b]) => compareBytes(a, 0, a.length, b, 0, b.length));
+  w.head(MAP, entries.length);
+  for (const [key, value] of entries) {
+    w.bytes(key);
+    writeValue(w, value, depth);
+  }
+}
+
 function writeObject(w: Writer, value: object, depth: number): void {
   if (value instanceof Uint8Array) {
     w.head(BYTES, value.length);
@@ -293,6 +309,7 @@ function writeObject(w: Writer, value: object, depth: number): void {
     for (const item of value) writeValue(w, item, depth + 1);
     return;
   }
+  if (value instanceof Map) return writeAnyKeyMap(w, value, depth + 1);
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
     throw new TypeError(
@@ -335,10 +352,13 @@ export function encodeDeterministic(value: unknown): Uint8Array {
 class Reader {
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /** Well-formed CBOR of any key order and float width, maps as Map (see decodeGeneric). */
+  readonly generic: boolean;
   pos = 0;
 
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array, generic: boolean) {
     this.bytes = bytes;
+    this.generic = generic;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -440,6 +460,7 @@ function readFloat(r: Reader, initial: number, at: number): number {
   if (size === 2) value = halfToNumber(r.view.getUint16(pos));
   else if (size === 4) value = r.view.getFloat32(pos);
   else value = r.view.getFloat64(pos);
+  if (r.generic) return value;
   if (Number.isNaN(value)) throw r.malformed(at, "NaN (not allowed)");
   if (!Number.isFinite(value)) throw r.malformed(at, "infinity (not allowed)");
   if (Number.isSafeInteger(value)) {
@@ -497,7 +518,7 @@ function readMap(r: Reader, n: number, depth: number): Record<string, unknown> {
     const key = readItem(r, depth) as string;
     const keyEnd = r.pos;
     if (i > 0) {
-      const order = compareBytes(bytes, lastStart, lastEnd, keyStart, keyEnd);
+      const order = compareBytes(bytes, lastStart, lastEnd, bytes, keyStart, keyEnd);
       if (order === 0) throw r.malformed(keyStart, `repeated map key "${key}"`);
       if (order > 0) throw r.nondeterministic(keyStart, `map key "${key}" out of order`);
     }
@@ -515,11 +536,18 @@ function readMap(r: Reader, n: number, depth: number): Record<string, unknown> {
   return map;
 }
 
-/** Bytewise order of bytes[a0, a1) and bytes[b0, b1). */
-function compareBytes(bytes: Uint8Array, a0: number, a1: number, b0: number, b1: number): number {
+/** Bytewise order of a[a0, a1) and b[b0, b1). */
+function compareBytes(
+  a: Uint8Array,
+  a0: number,
+  a1: number,
+  b: Uint8Array,
+  b0: number,
+  b1: number,
+): number {
   const n = Math.min(a1 - a0, b1 - b0);
   for (let i = 0; i < n; i++) {
-    const d = bytes[a0 + i] - bytes[b0 + i];
+    const d = a[a0 + i] - b[b0 + i];
     if (d !== 0) return d;
   }
   return (a1 - a0) - (b1 - b0);
@@ -558,7 +586,19 @@ function readItem(r: Reader, depth: number): unknown {
     for (let i = 0; i < n; i++) list.push(readItem(r, depth + 1));
     return list;
   }
-  return readMap(r, length(r, arg, 2, at), depth + 1);
+  const n = length(r, arg, 2, at);
+  return r.generic ? readAnyKeyMap(r, n, depth + 1) : readMap(r, n, depth + 1);
+}
+
+function readAnyKeyMap(r: Reader, n: number, depth: number): Map<unknown, unknown> {
+  const map = new Map<unknown, unknown>();
+  for (let i = 0; i < n; i++) {
+    const at = r.pos;
+    const key = readItem(r, depth);
+    if (map.has(key)) throw r.malformed(at, `repeated map key ${String(key)}`);
+    map.set(key, readItem(r, depth));
+  }
+  return map;
 }
 
 /**
@@ -568,7 +608,23 @@ function readItem(r: Reader, depth: number): unknown {
  * 2^53 - 1 in magnitude and as bigints beyond, maps as plain objects.
  */
 export function decodeDeterministic(bytes: Uint8Array): unknown {
-  const r = new Reader(bytes);
+  return decodeWhole(new Reader(bytes, false));
+}
+
+/**
+ * Decodes the one data item that fills `bytes` when it is well-formed CBOR
+ * with definite lengths and shortest heads, in any map key order: maps come
+ * back as Map (keys of any type, none repeated), floats of any width,
+ * NaN and infinities included. Tags, `undefined` and other simple values,
+ * invalid UTF-8 and nesting past {@link MAX_CBOR_DEPTH} are refused. For
+ * documents others encode, such as COSE.
+ */
+export function decodeGeneric(bytes: Uint8Array): unknown {
+  return decodeWhole(new Reader(bytes, true));
+}
+
+function decodeWhole(r: Reader): unknown {
+  const { bytes } = r;
   const value = readItem(r, 0);
   if (r.pos !== bytes.length) {
     throw r.malformed(r.pos, `${bytes.length - r.pos} bytes after the data item`);

@@ -16,6 +16,7 @@ import { concatBytes } from "../bytes.ts";
 import {
   CborSyntaxError,
   decodeDeterministic,
+  decodeGeneric,
   encodeDeterministic,
   MAX_CBOR_DEPTH as CODEC_MAX_DEPTH,
 } from "./_cbor_codec.ts";
@@ -81,16 +82,36 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeCborOptions = {}): 
   try {
     return decodeDeterministic(bytes);
   } catch (error) {
-    if (!(error instanceof CborSyntaxError)) throw error;
-    throw new CborError(
-      "cbor-malformed",
-      error.kind === "malformed"
-        ? `The ${what} is not valid CBOR ("${error.message}"); send one deterministic CBOR data item`
-        : `The ${what} is not deterministically encoded CBOR (RFC 8949 §4.2.1: shortest ` +
-          `lengths, sorted map keys; ${error.message}); encode it deterministically`,
-      error,
-    );
+    throw cborError(error, what);
   }
+}
+
+/**
+ * Decodes one well-formed CBOR data item filling `bytes` as others may
+ * encode it, for documents outside the protocol (COSE): definite lengths and
+ * shortest heads, but map keys in any order and of any type (maps come back
+ * as Map), and floats of any width. Rejects tags, `undefined`, repeated map
+ * keys, invalid UTF-8 and deep nesting with `cbor-malformed`. Does not check
+ * a size limit: the caller does.
+ */
+export function decodeCborGeneric(bytes: Uint8Array, options: { what?: string } = {}): unknown {
+  try {
+    return decodeGeneric(bytes);
+  } catch (error) {
+    throw cborError(error, options.what ?? "input");
+  }
+}
+
+function cborError(error: unknown, what: string): unknown {
+  if (!(error instanceof CborSyntaxError)) return error;
+  return new CborError(
+    "cbor-malformed",
+    error.kind === "malformed"
+      ? `The ${what} is not valid CBOR ("${error.message}"); send one deterministic CBOR data item`
+      : `The ${what} is not deterministically encoded CBOR (RFC 8949 §4.2.1: shortest ` +
+        `lengths, sorted map keys; ${error.message}); encode it deterministically`,
+    error,
+  );
 }
 
 /**
