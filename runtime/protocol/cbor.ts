@@ -6,14 +6,27 @@
  * through here, so that a body is valid exactly when its re-encoding is the
  * same bytes.
  *
+ * The codec is our own (`_cbor_codec.ts`, written from RFC 8949): every
+ * process on the deploy path loads this module, and a general CBOR library
+ * cost each of them more CPU at start-up than the rest of the protocol.
+ *
  * @module
  */
-import { decode, encode } from "cborg";
-import { bytesEqual, concatBytes } from "../bytes.ts";
+import { concatBytes } from "../bytes.ts";
+import {
+  CborSyntaxError,
+  decodeDeterministic,
+  decodeGeneric,
+  encodeDeterministic,
+  MAX_CBOR_DEPTH as CODEC_MAX_DEPTH,
+} from "./_cbor_codec.ts";
 import { EnarxError } from "../errors.ts";
 
 /** The largest body or frame any hop accepts: 64 MiB (a workload module fits). */
 export const MAX_CBOR_SIZE = 64 * 1024 * 1024;
+
+/** The deepest nesting of arrays and maps that is encoded or decoded: 100. */
+export const MAX_CBOR_DEPTH: number = CODEC_MAX_DEPTH;
 
 /** A CBOR value that cannot be decoded, is not deterministic, or is too large. */
 export class CborError extends EnarxError {
@@ -32,35 +45,27 @@ export interface DecodeCborOptions {
   what?: string;
 }
 
-const DECODE_OPTIONS = {
-  strict: true,
-  allowIndefinite: false,
-  allowUndefined: false,
-  allowInfinity: false,
-  allowNaN: false,
-  rejectDuplicateMapKeys: true,
-  useMaps: false,
-} as const;
-
 /**
  * Encodes a value deterministically. Maps are plain objects with string keys;
- * byte strings are Uint8Array; `undefined` properties are left out.
+ * byte strings are Uint8Array; `undefined` properties are left out. Integers
+ * are numbers (safe integers) or bigints (up to 64 bits); other numbers are
+ * floats in the shortest form that holds them exactly. Throws TypeError for
+ * anything else (Map, Date, functions…) and RangeError past 64-bit integers
+ * or {@link MAX_CBOR_DEPTH} nested arrays and maps.
  */
 export function encodeCbor(value: unknown): Uint8Array {
-  const out = encode(value, { ignoreUndefinedProperties: true });
-  // cborg hands back a node Buffer where one exists; callers get a plain
-  // Uint8Array (Buffer's slice() shares memory, Uint8Array's copies).
-  return out.constructor === Uint8Array
-    ? out
-    : new Uint8Array(out.buffer, out.byteOffset, out.length);
+  return encodeDeterministic(value);
 }
 
 /**
  * Decodes exactly one CBOR data item that fills all of `bytes`. Rejects with
  * {@link CborError} (`cbor-malformed`): truncated or trailing bytes,
- * indefinite lengths, `undefined`, NaN and infinities, tags, duplicate or
- * non-text map keys, non-shortest heads, and map keys out of canonical
- * order; (`cbor-too-large`): more than `maxSize` bytes.
+ * indefinite lengths, `undefined`, NaN and infinities, tags, other simple
+ * values, duplicate or non-text map keys, invalid UTF-8, nesting deeper than
+ * {@link MAX_CBOR_DEPTH}, non-shortest heads or floats, and map keys out of
+ * canonical order; (`cbor-too-large`): more than `maxSize` bytes. Byte
+ * strings come back as fresh Uint8Arrays, integers as numbers, or bigints
+ * past 2^53 - 1, maps as plain objects.
  */
 export function decodeCbor(bytes: Uint8Array, options: DecodeCborOptions = {}): unknown {
   const what = options.what ?? "input";
@@ -74,39 +79,39 @@ export function decodeCbor(bytes: Uint8Array, options: DecodeCborOptions = {}): 
   if (bytes.length === 0) {
     throw new CborError("cbor-malformed", `The ${what} is empty; send one CBOR data item`);
   }
-  let value: unknown;
   try {
-    value = decode(bytes, DECODE_OPTIONS);
+    return decodeDeterministic(bytes);
   } catch (error) {
-    const reason = error instanceof Error ? error.message.replace(/^CBOR decode error: /, "") : "";
-    throw new CborError(
-      "cbor-malformed",
-      `The ${what} is not valid CBOR ("${reason}"); send one deterministic CBOR data item`,
-      error,
-    );
+    throw cborError(error, what);
   }
-  // Deterministic encoding means one encoding per value: compare with ours.
-  let again: Uint8Array;
+}
+
+/**
+ * Decodes one well-formed CBOR data item filling `bytes` as others may
+ * encode it, for documents outside the protocol (COSE): definite lengths and
+ * shortest heads, but map keys in any order and of any type (maps come back
+ * as Map), and floats of any width. Rejects tags, `undefined`, repeated map
+ * keys, invalid UTF-8 and deep nesting with `cbor-malformed`. Does not check
+ * a size limit: the caller does.
+ */
+export function decodeCborGeneric(bytes: Uint8Array, options: { what?: string } = {}): unknown {
   try {
-    again = encodeCbor(value);
+    return decodeGeneric(bytes);
   } catch (error) {
-    // A value nested thousands deep decodes but overflows the encoder's stack.
-    throw new CborError(
-      "cbor-malformed",
-      `The ${what} cannot be re-encoded (${
-        error instanceof Error ? error.message : error
-      }); send a shallower CBOR data item`,
-      error,
-    );
+    throw cborError(error, options.what ?? "input");
   }
-  if (!bytesEqual(again, bytes)) {
-    throw new CborError(
-      "cbor-malformed",
-      `The ${what} is not deterministically encoded CBOR (RFC 8949 §4.2.1: shortest ` +
-        `lengths, sorted map keys); encode it deterministically`,
-    );
-  }
-  return value;
+}
+
+function cborError(error: unknown, what: string): unknown {
+  if (!(error instanceof CborSyntaxError)) return error;
+  return new CborError(
+    "cbor-malformed",
+    error.kind === "malformed"
+      ? `The ${what} is not valid CBOR ("${error.message}"); send one deterministic CBOR data item`
+      : `The ${what} is not deterministically encoded CBOR (RFC 8949 §4.2.1: shortest ` +
+        `lengths, sorted map keys; ${error.message}); encode it deterministically`,
+    error,
+  );
 }
 
 /**

@@ -2,12 +2,14 @@
  * COSE_Sign1 (RFC 9052 §4.2, formerly RFC 8152): parse the four-element
  * structure, build the `Sig_structure` that is signed, and sign or verify it
  * with ECDSA (ES256, ES384, ES512; RFC 9053 §2.1, signatures as raw r‖s).
- * CBOR goes through cborg; the protected header and payload are kept as the
- * exact bytes received, since those are what the signature covers.
+ * CBOR goes through the protocol's codec (well-formed mode for what AWS
+ * encodes, deterministic encoding for what we sign); the protected header and
+ * payload are kept as the exact bytes received, since those are what the
+ * signature covers.
  *
  * @module
  */
-import { decode, encode } from "cborg";
+import { decodeCborGeneric, encodeCbor } from "../../protocol/cbor.ts";
 import { MalformedEvidenceError } from "../result.ts";
 
 /** CBOR tag of a COSE_Sign1 (RFC 9052 §2). */
@@ -46,29 +48,23 @@ export interface CoseSign1 {
 /** Documents larger than this are refused before decoding. */
 export const MAX_COSE_BYTES = 1 << 20;
 
-const DECODE_OPTIONS = {
-  useMaps: true,
-  rejectDuplicateMapKeys: true,
-  strict: true,
-  allowIndefinite: false,
-  allowUndefined: false,
-} as const;
-
 function malformed(message: string, cause?: unknown): MalformedEvidenceError {
   return new MalformedEvidenceError(message, { cause });
 }
 
-/** Decodes one CBOR item strictly (definite lengths, minimal encoding, no duplicate keys). */
+/**
+ * Decodes one CBOR item strictly (definite lengths, minimal heads, no
+ * duplicate keys, no tags or `undefined`); maps come back as Map.
+ */
 export function decodeCborStrict(bytes: Uint8Array, what: string): unknown {
   try {
-    return decode(bytes, DECODE_OPTIONS);
+    return decodeCborGeneric(bytes, { what });
   } catch (error) {
-    throw malformed(
-      `The ${what} is not valid CBOR (${
-        error instanceof Error ? error.message : String(error)
-      }); the evidence is corrupt`,
-      error,
-    );
+    // The codec's own reason (byte offset and what is wrong), without its advice.
+    const reason = error instanceof Error && error.cause instanceof Error
+      ? error.cause.message
+      : String(error);
+    throw malformed(`The ${what} is not valid CBOR (${reason}); the evidence is corrupt`, error);
   }
 }
 
@@ -139,7 +135,7 @@ export function coseSign1ToBeSigned(
   sign1: Pick<CoseSign1, "protectedBytes" | "payload">,
   externalAad: Uint8Array = new Uint8Array(0),
 ): Uint8Array {
-  return encode(["Signature1", sign1.protectedBytes, externalAad, sign1.payload]);
+  return encodeCbor(["Signature1", sign1.protectedBytes, externalAad, sign1.payload]);
 }
 
 /** The `alg` of the protected header, or undefined when absent or not an integer. */
@@ -187,7 +183,7 @@ export async function signCoseSign1(
   const alg = options.alg ?? COSE_ALG_ES384;
   const params = COSE_ECDSA_ALGORITHMS[alg];
   if (params === undefined) throw new RangeError(`COSE algorithm ${alg} is not supported`);
-  const protectedBytes = encode(new Map([[COSE_HEADER_ALG, alg]]));
+  const protectedBytes = encodeCbor(new Map([[COSE_HEADER_ALG, alg]]));
   const signature = new Uint8Array(
     await crypto.subtle.sign(
       { name: "ECDSA", hash: params.hash },
@@ -196,7 +192,7 @@ export async function signCoseSign1(
     ),
   );
   const unprotected = "unprotected" in options ? options.unprotected : new Map();
-  const body = encode([protectedBytes, unprotected, payload, signature]);
+  const body = encodeCbor([protectedBytes, unprotected, payload, signature]);
   if (!options.tagged) return body;
   const out = new Uint8Array(body.length + 1);
   out[0] = 0xd2;
