@@ -99,6 +99,10 @@ export function selfCommand(
     "run",
     "--quiet",
     "--no-prompt",
+    // A keep runs most of wasmldr's functions once: compiled with the module
+    // (and so kept in Deno's code cache), not lazily at first call, as for
+    // `enarx run` (./enarx). About 5 % less CPU per nil keep (BENCHMARKS.md).
+    ...(subcommand === "wasmldr" ? ["--v8-flags=--no-lazy"] : []),
     ...(options.permissions ?? ["--allow-all"]),
     "--config",
     config.pathname,
