@@ -142,6 +142,10 @@ export async function runInLocalKeep(
     args: [
       "--backends",
       backend.name,
+      // A VM keep under emulation (TCG) on a busy machine can take longer
+      // than keepmgr's default 30 s to boot and attest.
+      "--step-timeout",
+      "120s",
       ...(options.keepMemoryBytes === undefined
         ? []
         : ["--keep-memory", String(options.keepMemoryBytes)]),

@@ -43,7 +43,8 @@ Deno.test({
     const logs: string[] = [];
     const mgr = await LocalKeepmgr.start({
       simDir: SIM_DIR,
-      args: ["--backends", "kvm,nil"],
+      // A VM under TCG on a busy machine may take longer than 30 s to its evidence.
+      args: ["--backends", "kvm,nil", "--step-timeout", "120s"],
       env: { ENARX_TEST_TAG: tag, ENARX_KVM_CACHE_DIR: IMAGE_CACHE },
       onLog: (line) => void logs.push(line),
     });
