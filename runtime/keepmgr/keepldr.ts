@@ -126,7 +126,10 @@ export function launchKeepldr(keepId: string, options: LaunchKeepldrOptions = {}
     const memoryMax = options.memoryMax === undefined
       ? undefined
       : options.memoryMax + KEEP_LOADER_MEMORY;
-    command = ["systemd-run", ...systemdRunArgs(unit, command, { ...options, memoryMax })];
+    command = [
+      "systemd-run",
+      ...systemdRunArgs(unit, command, { ...options, memoryMax, env: cacheEnv() }),
+    ];
   }
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
@@ -166,6 +169,16 @@ export function launchKeepldr(keepId: string, options: LaunchKeepldrOptions = {}
     status,
     kill,
   };
+}
+
+/** keepmgr's `XDG_CACHE_HOME` and `HOME`, where set: what a keepldr unit needs to find the caches. */
+function cacheEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ["XDG_CACHE_HOME", "HOME"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined && value !== "") env[name] = value;
+  }
+  return env;
 }
 
 /** Sends a signal to a process group, ignoring a group that is gone. */

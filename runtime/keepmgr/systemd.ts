@@ -41,6 +41,12 @@ export interface SystemdRunOptions {
   memoryMax?: number;
   /** RuntimeMaxSec= in seconds. */
   runtimeMaxSec?: number;
+  /**
+   * Environment variables for the unit (`--setenv`): a transient unit starts
+   * with none of keepmgr's, and without `XDG_CACHE_HOME` or `HOME` a keepldr
+   * has no digest cache and hashes Deno and libwasmtime (~300 ms) per keep.
+   */
+  env?: Record<string, string>;
 }
 
 /** Returns the unit name of a keep. */
@@ -62,6 +68,9 @@ export function systemdRunArgs(
   if (options.memoryMax !== undefined) args.push("--property", `MemoryMax=${options.memoryMax}`);
   if (options.runtimeMaxSec !== undefined) {
     args.push("--property", `RuntimeMaxSec=${Math.max(1, Math.ceil(options.runtimeMaxSec))}`);
+  }
+  for (const [name, value] of Object.entries(options.env ?? {})) {
+    args.push(`--setenv=${name}=${value}`);
   }
   // A keep's loader needs no new privileges and dies with its whole cgroup.
   args.push("--property", "NoNewPrivileges=yes", "--property", "KillMode=control-group");

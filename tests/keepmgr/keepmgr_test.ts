@@ -745,7 +745,11 @@ Deno.test("keepmgr: systemd-run gets the unit name, limits and the keepldr comma
   const args = systemdRunArgs(keepUnitName("abc"), ["enarx", "keepldr", "--keep", "abc"], {
     memoryMax: 268435456,
     runtimeMaxSec: 70.5,
+    env: { XDG_CACHE_HOME: "/var/cache/enarx-keepmgr" },
   });
+  // Where the digest cache is: a transient unit has none of keepmgr's environment.
+  assert.ok(args.includes("--setenv=XDG_CACHE_HOME=/var/cache/enarx-keepmgr"));
+  assert.ok(args.indexOf("--setenv=XDG_CACHE_HOME=/var/cache/enarx-keepmgr") < args.indexOf("--"));
   assert.deepEqual(args.slice(0, 2), ["--unit", "enarx-keep-abc"]);
   for (const flag of ["--collect", "--pipe", "--wait"]) assert.ok(args.includes(flag), flag);
   assert.ok(args.includes("MemoryMax=268435456"));
@@ -760,6 +764,9 @@ Deno.test("keepmgr: dist/enarx-keepmgr.service is a unit that runs keepmgr with 
     /^ExecStart=\/usr\/local\/bin\/enarx keepmgr --listen \S+ --state-dir \$\{STATE_DIRECTORY\}/m,
   );
   assert.match(unit, /^StateDirectory=enarx-keepmgr$/m);
+  // The digest and module caches (XDG_CACHE_HOME), passed on to keep units.
+  assert.match(unit, /^CacheDirectory=enarx-keepmgr$/m);
+  assert.match(unit, /^Environment=XDG_CACHE_HOME=%C\/enarx-keepmgr$/m);
   assert.match(unit, /^NoNewPrivileges=yes$/m);
   // Limits: keepmgr's own memory and tasks, and each keep's memory.
   assert.match(unit, /^MemoryMax=\d+[KMG]?$/m);
