@@ -4,6 +4,7 @@
  * - `normal`: hello → evidence; sealed-key → listens on 127.0.0.1 (plain TCP),
  *   sends listening; the first connection gets "hello from keep <id>\n", then
  *   running and exited {status 0}.
+ * - `die-at-start`: exits with status 4 at once, before any hello (a broken install).
  * - `die-after-hello`: exits with status 3 after reading hello.
  * - `silent`: reads hello and never answers.
  * - `sleep`: ignores everything and sleeps 60 s (a decoy process).
@@ -14,6 +15,8 @@ import { FrameReader, FrameWriter } from "../../runtime/protocol/frames.ts";
 import { parseHelloFrame, parseSealedKeyFrame } from "../../runtime/protocol/messages.ts";
 
 const mode = Deno.args[0] ?? "normal";
+
+if (mode === "die-at-start") Deno.exit(4);
 
 if (mode === "sleep") {
   await new Promise((resolve) => setTimeout(resolve, 60_000));

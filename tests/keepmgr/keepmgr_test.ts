@@ -647,6 +647,31 @@ Deno.test("keepmgr: warm keeps are launched ahead, each claimed by one create, a
   assert.deepEqual([...Deno.readDirSync(`${km.stateDir}/work`)], []);
 });
 
+Deno.test("keepmgr: warm keeps that die before their claim are replaced ever more slowly, not in a loop", async () => {
+  const km = await startKeepmgr({ mode: "die-at-start", args: ["--warm-keeps", "nil=2"] });
+  let stderr: string;
+  let createdAt = "";
+  try {
+    await new Promise((r) => setTimeout(r, 3_000));
+    createdAt = new Date().toISOString();
+    // A create still gets an answer: the keep it is given dies, and it says so.
+    const reply = await call(km, "POST", "/v1/keeps", createBody());
+    assert.equal(reply.status, 502);
+    assert.equal(errorCodeOf(reply), "keep-failed");
+  } finally {
+    assert.equal((await stopKeepmgr(km)).code, 0);
+    stderr = await km.stderr;
+  }
+  const retries = stderr.split("\n").filter((l) => l.includes("a warm keep ended before its claim"))
+    .map((l) => JSON.parse(l)).filter((e) => e.ts < createdAt).map((e) => e.retry_ms as number);
+  // Both first warm keeps died and were noticed; the waits doubled (250, 500, 1000, ...), so
+  // in about 3 s there were a handful of launches, where a loop would have made hundreds.
+  assert.ok(retries.length >= 2, stderr);
+  assert.ok(retries.length <= 12, `${retries.length} warm keeps launched: ${retries}`);
+  for (let i = 1; i < retries.length; i++) assert.ok(retries[i] >= retries[i - 1], `${retries}`);
+  assert.ok(retries.at(-1)! >= 1_000, `${retries}`);
+});
+
 Deno.test("keepmgr: restart kills a hosted keep's process only if it started when recorded", async () => {
   const stateDir = await tempDir();
   await Deno.mkdir(`${stateDir}/keeps`, { recursive: true });

@@ -104,6 +104,10 @@ export class KeepHost {
     });
     if (warm !== undefined) {
       this.#options.log("debug", "keep claimed from the warm pool", { keep: keepId });
+      // Only a keep that ran its course shows the backend works (a claim does not).
+      proc.status.then((s) => {
+        if (s.code === 0) this.#failures.set(options.backend, 0);
+      });
     }
     return { ...proc, workDir: chosen.workDir };
   }
@@ -135,7 +139,6 @@ export class KeepHost {
   #take(backend: string): WarmKeep | undefined {
     const warm = this.#pool.get(backend)?.shift();
     if (warm === undefined) return undefined;
-    this.#failures.set(backend, 0);
     this.#refill(0);
     return warm;
   }
