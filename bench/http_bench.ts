@@ -22,6 +22,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { quantile, startListening } from "./_echo.ts";
 import { trampolineWat } from "../ffi/wasi_sockets.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -55,28 +56,6 @@ async function build(): Promise<{ wasm: string; native: string }> {
   await run("clang", ["--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-o", wasm, SOURCE]);
   await run("gcc", ["-O2", "-o", native, SOURCE]);
   return { wasm, native };
-}
-
-/** Starts a server and waits for its `listening on 127.0.0.1:PORT` line. */
-async function start(
-  cmd: string,
-  args: string[],
-): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "null", stderr: "piped" })
-    .spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd} ended before listening: ${seen}`);
-    seen += value;
-    const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
-    if (match) {
-      reader.releaseLock();
-      child.stderr.cancel().catch(() => {});
-      return { port: Number(match[1]), child };
-    }
-  }
 }
 
 /** wrk's duration ("812.00us", "1.20ms", "1.01s") in microseconds. */
@@ -115,11 +94,6 @@ function errorText(runs: Record<string, number>[]): string {
   }
   const parts = [...sums].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
   return parts.length ? parts.join(", ") : "0";
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function tlsConfig(): Promise<string> {
@@ -176,7 +150,7 @@ await ensureWrk();
 const { wasm, native } = await build();
 const started: { name: string; url: string; child: Deno.ChildProcess }[] = [];
 for (const [name, cmd, args] of await servers(wasm, native)) {
-  const { port, child } = await start(cmd, args);
+  const { port, child } = await startListening(cmd, args);
   const scheme = name.includes("tls") ? "https" : "http";
   started.push({ name, url: `${scheme}://127.0.0.1:${port}/`, child });
 }
@@ -208,9 +182,9 @@ console.log(
 console.log("| --- | ---: | ---: | ---: | ---: | --- |");
 for (const [name, list] of results) {
   const cells = [
-    median(list.map((x) => x.rps)).toFixed(0),
-    median(list.map((x) => x.p50)).toFixed(0),
-    median(list.map((x) => x.p99)).toFixed(0),
+    quantile(list.map((x) => x.rps), 0.5).toFixed(0),
+    quantile(list.map((x) => x.p50), 0.5).toFixed(0),
+    quantile(list.map((x) => x.p99), 0.5).toFixed(0),
     errorText(list.map((x) => x.errors)),
     list.map((x) => (x.rps / 1000).toFixed(1) + "k").join(" "),
   ];

@@ -12,6 +12,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { measureEcho, quantile, startListening, tcpClient } from "./_echo.ts";
 import { LocalKeepmgr } from "../runtime/keepmgr/local.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -48,77 +49,6 @@ async function buildEcho(): Promise<string> {
   return wasm;
 }
 
-/** Starts `cmd` and waits until its standard error matches `pattern` (group 1: the port). */
-async function start(
-  cmd: string,
-  args: string[],
-  pattern: RegExp,
-): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .spawn();
-  child.stdout.cancel().catch(() => {});
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd} ended before it was reachable: ${seen}`);
-    seen += value;
-    const match = pattern.exec(seen);
-    if (match) {
-      // Keep draining, so that a chatty child never blocks on a full pipe.
-      (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })().catch(() => {});
-      return { port: Number(match[1]), child };
-    }
-  }
-}
-
-async function readExactly(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
-  for (let at = 0; at < buf.length;) {
-    const n = await conn.read(buf.subarray(at));
-    if (n === null) throw new Error("server closed early");
-    at += n;
-  }
-}
-
-async function measure(port: number): Promise<{ rttUs: number[]; mbps: number }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  conn.setNoDelay(true);
-  const ping = new Uint8Array(64).fill(7);
-  const pong = new Uint8Array(64);
-  const rttUs: number[] = [];
-  for (let i = 0; i < roundTrips; i++) {
-    const t = performance.now();
-    await conn.write(ping);
-    await readExactly(conn, pong);
-    rttUs.push((performance.now() - t) * 1000);
-  }
-  const chunk = new Uint8Array(1 << 20).fill(1);
-  const sink = new Uint8Array(1 << 20);
-  const t = performance.now();
-  const reading = (async () => {
-    let got = 0;
-    while (got < BULK) {
-      const n = await conn.read(sink);
-      if (n === null) throw new Error("server closed early");
-      got += n;
-    }
-  })();
-  for (let sent = 0; sent < BULK; sent += chunk.length) {
-    for (let at = 0; at < chunk.length;) at += await conn.write(chunk.subarray(at));
-  }
-  await reading;
-  const seconds = (performance.now() - t) / 1000;
-  conn.close();
-  return { rttUs, mbps: BULK / (1 << 20) / seconds };
-}
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length * q)];
-}
-
 const wasm = await buildEcho();
 const toml = join(OUT, "service_forward_Enarx.toml");
 await Deno.writeTextFile(
@@ -151,8 +81,8 @@ const servers: Record<string, [string, string[], RegExp]> = {
 const results: Record<string, { rtt: number[]; mbps: number[] }> = {};
 for (let round = 0; round < rounds; round++) {
   for (const [name, [cmd, args, pattern]] of Object.entries(servers)) {
-    const { port, child } = await start(cmd, args, pattern);
-    const { rttUs, mbps } = await measure(port);
+    const { port, child } = await startListening(cmd, args, pattern);
+    const { rttUs, mbps } = await measureEcho(await tcpClient(port), roundTrips, BULK);
     await child.status;
     results[name] ??= { rtt: [], mbps: [] };
     results[name].rtt.push(...rttUs);

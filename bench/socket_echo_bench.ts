@@ -12,6 +12,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { measureEcho, quantile, startListening, tcpClient } from "./_echo.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(ROOT, "bench", "build");
@@ -37,78 +38,6 @@ async function build(): Promise<{ wasm: string; native: string; writes: string }
   return { wasm, native, writes };
 }
 
-/** Starts a server and waits for its `listening on 127.0.0.1:PORT` line. */
-async function start(
-  cmd: string,
-  args: string[],
-): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "null", stderr: "piped" })
-    .spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server ended before listening: ${seen}`);
-    seen += value;
-    const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
-    if (match) {
-      reader.releaseLock();
-      child.stderr.cancel().catch(() => {});
-      return { port: Number(match[1]), child };
-    }
-  }
-}
-
-async function readExactly(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
-  for (let at = 0; at < buf.length;) {
-    const n = await conn.read(buf.subarray(at));
-    if (n === null) throw new Error("server closed early");
-    at += n;
-  }
-}
-
-async function measure(port: number): Promise<{ rttUs: number[]; mbps: number }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  conn.setNoDelay(true);
-  const ping = new Uint8Array(64).fill(7);
-  const pong = new Uint8Array(64);
-  const rttUs: number[] = [];
-  for (let i = 0; i < roundTrips; i++) {
-    const t = performance.now();
-    await conn.write(ping);
-    await readExactly(conn, pong);
-    rttUs.push((performance.now() - t) * 1000);
-  }
-  const chunk = new Uint8Array(1 << 20).fill(1);
-  const sink = new Uint8Array(1 << 20);
-  const t = performance.now();
-  const reading = (async () => {
-    let got = 0;
-    while (got < BULK) {
-      const n = await conn.read(sink);
-      if (n === null) throw new Error("server closed early");
-      got += n;
-    }
-  })();
-  for (let sent = 0; sent < BULK; sent += chunk.length) {
-    for (let at = 0; at < chunk.length;) at += await conn.write(chunk.subarray(at));
-  }
-  await reading;
-  const seconds = (performance.now() - t) / 1000;
-  conn.close();
-  return { rttUs, mbps: BULK / (1 << 20) / seconds };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function p99(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length * 0.99)];
-}
-
 const { wasm, native, writes } = await build();
 const servers: Record<string, [string, string[]]> = {
   "enarx run (nil), WASI guest": [join(ROOT, "enarx"), [
@@ -122,8 +51,8 @@ const servers: Record<string, [string, string[]]> = {
 const results: Record<string, { rtt: number[]; mbps: number[] }> = {};
 for (let round = 0; round < rounds; round++) {
   for (const [name, [cmd, args]] of Object.entries(servers)) {
-    const { port, child } = await start(cmd, args);
-    const { rttUs, mbps } = await measure(port);
+    const { port, child } = await startListening(cmd, args);
+    const { rttUs, mbps } = await measureEcho(await tcpClient(port), roundTrips, BULK);
     await child.status;
     results[name] ??= { rtt: [], mbps: [] };
     results[name].rtt.push(...rttUs);
@@ -136,8 +65,8 @@ console.log(
 console.log("| --- | ---: | ---: | ---: |");
 for (const [name, r] of Object.entries(results)) {
   console.log(
-    `| ${name} | ${median(r.rtt).toFixed(1)} | ${p99(r.rtt).toFixed(1)} | ${
-      median(r.mbps).toFixed(0)
+    `| ${name} | ${quantile(r.rtt, 0.5).toFixed(1)} | ${quantile(r.rtt, 0.99).toFixed(1)} | ${
+      quantile(r.mbps, 0.5).toFixed(0)
     } |`,
   );
 }
@@ -162,7 +91,9 @@ for (let round = 0; round < rounds; round++) {
 }
 console.log(`\n| write(1, 16 bytes), 10^6 calls, ${rounds} rounds | ns per call (median) |`);
 console.log("| --- | ---: |");
-console.log(`| enarx run, no socket (wasmtime's fd_write) | ${median(plain)} |`);
+console.log(`| enarx run, no socket (wasmtime's fd_write) | ${quantile(plain, 0.5)} |`);
 console.log(
-  `| enarx run, one socket (shim, trampoline, wasmtime's fd_write) | ${median(withSocket)} |`,
+  `| enarx run, one socket (shim, trampoline, wasmtime's fd_write) | ${
+    quantile(withSocket, 0.5)
+  } |`,
 );

@@ -17,6 +17,7 @@
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { fileURLToPath } from "node:url";
+import { measureEcho, quantile, startListening, tcpClient } from "./_echo.ts";
 import { presentedCertificate } from "../tests/workloads/tls_helpers.ts";
 import { createKeepIdentity } from "../runtime/wasm/keep_identity.ts";
 
@@ -38,83 +39,13 @@ async function config(prot: "tcp" | "tls", name: string): Promise<string> {
   return path;
 }
 
-/** Starts `enarx run ARGS` and waits for its `listening on 127.0.0.1:PORT` line. */
-async function start(args: string[]): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const child = new Deno.Command(join(ROOT, "enarx"), {
-    args: ["run", ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`enarx ended before listening: ${seen}`);
-    seen += value;
-    const match = /listening on 127\.0\.0\.1:(\d+)/.exec(seen);
-    if (match) {
-      reader.releaseLock();
-      child.stderr.cancel().catch(() => {});
-      return { port: Number(match[1]), child };
-    }
-  }
-}
-
 /**
  * A TLS client with Nagle off (Deno.connectTls has no setNoDelay): TCP with
  * TCP_NODELAY, then startTls, so that the client's own small writes are
  * not what is measured.
  */
 async function tlsClient(port: number, pem: string): Promise<Deno.TlsConn> {
-  const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
-  tcp.setNoDelay(true);
-  return await Deno.startTls(tcp, { hostname: "localhost", caCerts: [pem] });
-}
-
-async function readExactly(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
-  for (let at = 0; at < buf.length;) {
-    const n = await conn.read(buf.subarray(at));
-    if (n === null) throw new Error("server closed early");
-    at += n;
-  }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
-}
-
-/** Round trips of 64 bytes, then 64 MiB echoed, on `conn`. */
-async function measure(conn: Deno.Conn): Promise<{ rttUs: number[]; mbps: number }> {
-  const ping = new Uint8Array(64).fill(7);
-  const pong = new Uint8Array(64);
-  const rttUs: number[] = [];
-  for (let i = 0; i < roundTrips; i++) {
-    const t = performance.now();
-    await writeAll(conn, ping);
-    await readExactly(conn, pong);
-    rttUs.push((performance.now() - t) * 1000);
-  }
-  const chunk = new Uint8Array(1 << 20).fill(1);
-  const t = performance.now();
-  const reading = (async () => {
-    const sink = new Uint8Array(1 << 20);
-    for (let got = 0; got < BULK;) {
-      const n = await conn.read(sink);
-      if (n === null) throw new Error("server closed early");
-      got += n;
-    }
-  })();
-  for (let sent = 0; sent < BULK; sent += chunk.length) await writeAll(conn, chunk);
-  await reading;
-  const seconds = (performance.now() - t) / 1000;
-  conn.close();
-  return { rttUs, mbps: BULK / (1 << 20) / seconds };
-}
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
+  return await Deno.startTls(await tcpClient(port), { hostname: "localhost", caCerts: [pem] });
 }
 
 async function echoRounds(): Promise<void> {
@@ -122,7 +53,8 @@ async function echoRounds(): Promise<void> {
   const tomls = { tcp: await config("tcp", "echo"), tls: await config("tls", "echo") };
   for (let round = 0; round < rounds; round++) {
     for (const prot of ["tcp", "tls"] as const) {
-      const { port, child } = await start([
+      const { port, child } = await startListening(join(ROOT, "enarx"), [
+        "run",
         "--wasmcfgfile",
         tomls[prot],
         SOCKETS,
@@ -137,10 +69,9 @@ async function echoRounds(): Promise<void> {
         conn = await tlsClient(port, pem);
       } else {
         (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        conn = await Deno.connect({ hostname: "127.0.0.1", port });
-        (conn as Deno.TcpConn).setNoDelay(true);
+        conn = await tcpClient(port);
       }
-      const { rttUs, mbps } = await measure(conn);
+      const { rttUs, mbps } = await measureEcho(conn, roundTrips, BULK);
       await child.status;
       results[prot] ??= { rtt: [], mbps: [] };
       results[prot].rtt.push(...rttUs);
@@ -190,7 +121,15 @@ async function handshakeCost(): Promise<void> {
   const rows: [string, number[]][] = [];
   for (const prot of ["tcp", "tls"] as const) {
     const toml = await config(prot, "web");
-    const { port, child } = await start(["--wasmcfgfile", toml, SOCKETS, "echo", "web", "1000000"]);
+    const { port, child } = await startListening(join(ROOT, "enarx"), [
+      "run",
+      "--wasmcfgfile",
+      toml,
+      SOCKETS,
+      "echo",
+      "web",
+      "1000000",
+    ]);
     const pem = prot === "tls" ? await presentedCertificate(port) : undefined;
     await connectTimes(port, 20, pem); // warm-up
     rows.push([
