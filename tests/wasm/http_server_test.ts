@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ensureLibwasmtime, workload } from "../workloads/helpers.ts";
-import { concurrentKeepAliveClients, get, RawClient } from "../workloads/http_client.ts";
+import {
+  concurrentKeepAliveClients,
+  get,
+  leaveMidRequest,
+  RawClient,
+  REFUSED_REQUESTS,
+  refusedRequests,
+} from "../workloads/http_client.ts";
 import { pemFingerprint, presentedCertificate, startKeep } from "../workloads/tls_helpers.ts";
 
 ensureLibwasmtime();
@@ -46,36 +53,18 @@ Deno.test("http server: 200 concurrent keep-alive clients, several requests each
 
 /** Clients that misbehave, each on its own connection; returns how many connections it made. */
 async function misbehave(port: number): Promise<number> {
-  // Leaves in the middle of the request line, then in the middle of a body.
-  const half = await RawClient.open(port);
-  await half.send("GET /echo?half HTTP/1.1\r\nHost: ke");
-  half.close();
-  const body = await RawClient.open(port);
-  await body.send("POST /upload HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + "x".repeat(10));
-  body.close();
+  await leaveMidRequest(port);
   // Asks twice in one write (one read for the server), then leaves before reading.
   const rude = await RawClient.open(port);
   await rude.send(get("/echo?rude").repeat(2));
   rude.close();
   // Garbage of several kinds: each gets its error status, then the server closes.
   const cases: [string | Uint8Array, number][] = [
-    ["\x00\x01\x02 not http at all\r\n\r\n", 400],
-    ["GET / HTTP/2.0\r\n\r\n", 505],
-    ["GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400],
-    ["GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501],
-    ["GET / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413],
+    ...REFUSED_REQUESTS,
     // Exactly the server's 8 KiB for headers, all read: its close is a FIN, not a reset.
     [crypto.getRandomValues(new Uint8Array(8192)).map((b) => b === 13 ? 0 : b), 431],
   ];
-  for (const [data, status] of cases) {
-    const client = await RawClient.open(port);
-    await client.send(data);
-    const reply = await client.reply();
-    assert.equal(reply?.status, status, `after ${JSON.stringify(String(data).slice(0, 30))}`);
-    assert.match(reply!.head, /\r\nConnection: close/);
-    assert.ok(await client.ended());
-    client.close();
-  }
+  await refusedRequests(port, cases);
   return 3 + cases.length;
 }
 

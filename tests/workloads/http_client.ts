@@ -133,3 +133,41 @@ export async function concurrentKeepAliveClients(
     assert.ok(ended, `client ${i}: the server kept the connection after Connection: close`);
   }
 }
+
+/** Two clients that leave mid-request: in the request line, then in a body. */
+export async function leaveMidRequest(port: number): Promise<void> {
+  const half = await RawClient.open(port);
+  await half.send("GET /echo?half HTTP/1.1\r\nHost: ke");
+  half.close();
+  const body = await RawClient.open(port);
+  await body.send("POST /upload HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + "x".repeat(10));
+  body.close();
+}
+
+/**
+ * Sends each request of `cases` on a connection of its own and asserts its
+ * error status, `Connection: close`, and that the server then closes.
+ */
+export async function refusedRequests(
+  port: number,
+  cases: [string | Uint8Array, number][],
+): Promise<void> {
+  for (const [data, status] of cases) {
+    const client = await RawClient.open(port);
+    await client.send(data);
+    const reply = await client.reply();
+    assert.equal(reply?.status, status, `after ${JSON.stringify(String(data).slice(0, 30))}`);
+    assert.match(reply!.head, /\r\nConnection: close/);
+    assert.ok(await client.ended());
+    client.close();
+  }
+}
+
+/** Requests both example HTTP servers refuse, with their statuses (the 431 case is each one's own). */
+export const REFUSED_REQUESTS: [string, number][] = [
+  ["\x00\x01\x02 not http at all\r\n\r\n", 400],
+  ["GET / HTTP/2.0\r\n\r\n", 505],
+  ["GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400],
+  ["GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501],
+  ["GET / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413],
+];
