@@ -23,6 +23,7 @@
  */
 import { parseArgs } from "node:util";
 import { LocalKeepmgr } from "../runtime/keepmgr/local.ts";
+import { median, timesMs } from "./_cpu_times.ts";
 
 const { values } = parseArgs({
   options: {
@@ -37,19 +38,6 @@ const warmup = Number(values.warmup);
 const entries = values.enarx ?? [new URL("../enarx", import.meta.url).pathname];
 const module = values.module ?? new URL("../examples/hello.wat", import.meta.url).pathname;
 const simDir = new URL("../.cache/test-snp-sim", import.meta.url).pathname;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Seconds in bash's `times` notation ("0m0.205s") as milliseconds. */
-function timesMs(text: string): number {
-  const m = /^(\d+)m([\d.]+)s$/.exec(text);
-  if (m === null) throw new Error(`unexpected "times" output: ${text}`);
-  return (Number(m[1]) * 60 + Number(m[2])) * 1000;
-}
 
 /** One measured run. */
 interface Run {

@@ -11,6 +11,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { median, timesMs } from "./_cpu_times.ts";
 
 const { values, positionals } = parseArgs({
   options: {
@@ -22,19 +23,6 @@ const { values, positionals } = parseArgs({
 const files = positionals.length > 0
   ? positionals
   : [new URL("./empty.ts", import.meta.url).pathname];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Seconds in bash's `times` notation ("0m0.205s") as milliseconds. */
-function timesMs(text: string): number {
-  const m = /^(\d+)m([\d.]+)s$/.exec(text);
-  if (m === null) throw new Error(`unexpected "times" output: ${text}`);
-  return (Number(m[1]) * 60 + Number(m[2])) * 1000;
-}
 
 /** CPU ms (user + system) of one `deno run FILE`. */
 async function cpuOf(file: string): Promise<number> {
