@@ -91,3 +91,10 @@ export function derEcdsaSignature(raw: Uint8Array): Uint8Array<ArrayBuffer> {
     derUnsignedInteger(raw.subarray(half)),
   );
 }
+
+/** A random 16-byte certificate serial, positive and with no leading zero byte, as hex. */
+export function randomSerial(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0] & 0x7f) | 0x01;
+  return bytes.toHex();
+}

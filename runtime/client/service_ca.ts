@@ -15,7 +15,9 @@
  */
 import * as x509 from "../x509.ts";
 import { EnarxError, UsageError } from "../errors.ts";
-import { type ServiceName, serviceNames } from "../wasm/certificate_names.ts";
+import { serviceNames } from "../wasm/certificate_names.ts";
+import { serviceLeafExtensions } from "../wasm/keep_identity.ts";
+import { randomSerial } from "../der.ts";
 
 /** How long an issued service certificate is valid by default: a week (a keep lives a day by default). */
 export const SERVICE_CERT_VALIDITY_MS = 7 * 86_400_000;
@@ -208,10 +210,6 @@ export async function checkServiceKeyAnswer(
   return { csr: csr!, selfSigned: selfSigned! };
 }
 
-function sanEntries(names: ServiceName[]): x509.JsonGeneralNames {
-  return names.map((n) => ({ type: n.type, value: n.value }));
-}
-
 /**
  * Checks a certificate lifetime in days (`--cert-days`): a whole number
  * from 1 to {@link MAX_SERVICE_CERT_DAYS}; UsageError (64) naming `what`.
@@ -245,10 +243,8 @@ export async function issueServiceCertificate(
     ? SERVICE_CERT_VALIDITY_MS
     : checkCertDays(options.days, "days") * 86_400_000;
   const end = Math.min(now.getTime() + validity, caCert.notAfter.getTime());
-  const serial = crypto.getRandomValues(new Uint8Array(16));
-  serial[0] = (serial[0] & 0x7f) | 0x01; // positive, no leading zero byte
   const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber: serial.toHex(),
+    serialNumber: randomSerial(),
     subject: `CN=${names[0].value}`,
     issuer: caCert.subjectName,
     notBefore: new Date(now.getTime() - 3_600_000),
@@ -257,13 +253,7 @@ export async function issueServiceCertificate(
     signingKey: ca.key,
     signingAlgorithm: ca.signing,
     extensions: [
-      new x509.SubjectAlternativeNameExtension(sanEntries(names)),
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([
-        x509.ExtendedKeyUsage.serverAuth,
-        x509.ExtendedKeyUsage.clientAuth,
-      ]),
+      ...serviceLeafExtensions(names),
       await x509.AuthorityKeyIdentifierExtension.create(caCert, false, crypto),
       await x509.SubjectKeyIdentifierExtension.create(csr.publicKey, false, crypto),
     ],

@@ -27,6 +27,7 @@ import {
   derTime,
   derUnsignedInteger,
   derUtf8String,
+  randomSerial,
 } from "../der.ts";
 import { EnarxError } from "../errors.ts";
 
@@ -161,13 +162,6 @@ export async function makeKeepCertificate(
     derElement(0x03, Uint8Array.of(0), derEcdsaSignature(signature)),
   );
   return pemFromDer(cert, "CERTIFICATE");
-}
-
-function randomSerial(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  bytes[0] &= 0x7f; // positive
-  bytes[0] |= 0x01; // no leading zero byte
-  return bytes.toHex();
 }
 
 /** Encodes DER bytes as PEM with `label` (e.g. "PRIVATE KEY"). */

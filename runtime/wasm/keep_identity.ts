@@ -11,6 +11,8 @@
 import * as x509 from "../x509.ts";
 import { EnarxError } from "../errors.ts";
 import { type ServiceName, serviceNames } from "./certificate_names.ts";
+import { randomSerial } from "../der.ts";
+import { pemFromDer } from "../protocol/keep_tls.ts";
 
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGNING = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
@@ -54,31 +56,37 @@ function sanEntries(names: ServiceName[]): x509.JsonGeneralNames {
   return names.map((n) => ({ type: n.type, value: n.value }));
 }
 
+/**
+ * The extensions of a service's certificate, self-signed by the keep or
+ * issued by the deployer's CA (runtime/client/service_ca.ts): its names, not
+ * a CA, for signatures, as a TLS server and client.
+ */
+export function serviceLeafExtensions(names: ServiceName[]): x509.Extension[] {
+  return [
+    new x509.SubjectAlternativeNameExtension(sanEntries(names)),
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([
+      x509.ExtendedKeyUsage.serverAuth,
+      x509.ExtendedKeyUsage.clientAuth,
+    ]),
+  ];
+}
+
 function pem(der: ArrayBuffer, label: string): string {
-  const lines = new Uint8Array(der).toBase64().match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
+  return pemFromDer(new Uint8Array(der), label);
 }
 
 async function selfSigned(keys: CryptoKeyPair, names: ServiceName[], now: Date): Promise<string> {
-  const serial = crypto.getRandomValues(new Uint8Array(16));
-  serial[0] = (serial[0] & 0x7f) | 0x01; // positive, no leading zero byte
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial.toHex(),
+    serialNumber: randomSerial(),
     name: `CN=${names[0].value}`,
     // An hour back tolerates clients with a slow clock; a keep lives far less than 30 days.
     notBefore: new Date(now.getTime() - 3_600_000),
     notAfter: new Date(now.getTime() + 30 * 86_400_000),
     signingAlgorithm: SIGNING,
     keys,
-    extensions: [
-      new x509.SubjectAlternativeNameExtension(sanEntries(names)),
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([
-        x509.ExtendedKeyUsage.serverAuth,
-        x509.ExtendedKeyUsage.clientAuth,
-      ]),
-    ],
+    extensions: serviceLeafExtensions(names),
   }, crypto);
   return cert.toString("pem");
 }
