@@ -9,8 +9,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { deployArgs, eventually, startKeepmgr } from "./_deploy_fixture.ts";
-import { enarx, ensureLibwasmtime, ROOT, workload } from "../workloads/helpers.ts";
+import { enarx, ensureLibwasmtime, workload } from "../workloads/helpers.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
+import { startEnarx } from "../workloads/tls_helpers.ts";
 import { checkListenNames, checkSocketBackend } from "../../runtime/keep/deployed_sockets.ts";
 import { parseDeployedConfig } from "../../runtime/wasm/config.ts";
 
@@ -42,29 +43,12 @@ async function withToml<T>(toml: string, fn: (path: string) => Promise<T>): Prom
 
 /** A running `enarx deploy` whose stderr is read until it prints an endpoint. */
 async function startDeploy(args: string[]) {
-  const child = new Deno.Command(`${ROOT}enarx`, {
-    args,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  let endpoint: { host: string; port: number } | undefined;
-  while (endpoint === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`enarx deploy ended before an endpoint: ${seen}`);
-    seen += value;
-    const match = /enarx deploy: endpoint web: tcp:\/\/([^:\s]+):(\d+)\n/.exec(seen);
-    if (match) endpoint = { host: match[1], port: Number(match[2]) };
-  }
+  const run = await startEnarx(args, /enarx deploy: endpoint web: tcp:\/\/([^:\s]+):(\d+)\n/);
   return {
-    endpoint,
+    endpoint: { host: run.match[1], port: Number(run.match[2]) },
     async done() {
-      while (!(await reader.read()).done) { /* drain */ }
-      return { code: (await child.status).code, stdout: await stdout };
+      const { code, stdout } = await run.done();
+      return { code, stdout };
     },
   };
 }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { enarx, ensureLibwasmtime, ROOT, workload } from "../workloads/helpers.ts";
 import { trampolineWat } from "../../ffi/wasi_sockets.ts";
+import { type KeepProcess, startKeep } from "../workloads/tls_helpers.ts";
 import { applySocketOptions, parseSocketOption } from "../../cli/run.ts";
 import { defaultConfig } from "../../runtime/wasm/config.ts";
 
@@ -13,51 +14,9 @@ ensureLibwasmtime();
 const SOCKETS = workload("sockets.wasm");
 const STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n';
 
-/** A running `enarx run` whose stderr is read line by line. */
-interface Server {
-  child: Deno.ChildProcess;
-  /** The port printed by enarx for the listen entry. */
-  port: number;
-  /** Waits for the exit; resolves to status, stdout and the rest of stderr. */
-  done(): Promise<{ code: number; stdout: string; stderr: string }>;
-}
-
-async function startServer(args: string[]): Promise<Server> {
-  const child = new Deno.Command(`${ROOT}enarx`, {
-    args: ["run", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  let port = 0;
-  while (port === 0) {
-    const { value, done } = await reader.read();
-    if (done) {
-      const status = await child.status;
-      throw new Error(`enarx exited (${status.code}) before listening: ${seen}`);
-    }
-    seen += value;
-    const match = /listening on [^\n]*:(\d+)\n/.exec(seen);
-    if (match) port = Number(match[1]);
-  }
-  return {
-    child,
-    port,
-    async done() {
-      let rest = seen;
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        rest += value;
-      }
-      const status = await child.status;
-      return { code: status.code, stdout: await stdout, stderr: rest };
-    },
-  };
+/** Starts `enarx run ARGS` and waits for its listening line. */
+function startServer(args: string[]): Promise<KeepProcess> {
+  return startKeep(args, { line: /listening on [^\n]*:(\d+)\n/ });
 }
 
 /** Reads `conn` to end-of-stream with read() (the connection stays open for writing). */

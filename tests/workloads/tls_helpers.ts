@@ -20,16 +20,30 @@ export interface KeepProcess {
   done(): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-/** Starts `enarx run ARGS` and waits for a socket line matching `line` (default: listening). */
-export async function startKeep(
+/** A running `enarx` command whose stderr was read until a line matched. */
+export interface EnarxProcess {
+  /** The process. */
+  child: Deno.ChildProcess;
+  /** The match of the line waited for. */
+  match: RegExpExecArray;
+  /** Waits for the exit: status, stdout and all of stderr. */
+  done(): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/**
+ * Starts `enarx ARGS` and waits until its standard error matches `line`;
+ * throws with what it printed when it exits first. The rest of its standard
+ * error is read on, for {@link EnarxProcess.done}.
+ */
+export async function startEnarx(
   args: string[],
-  options: { line?: RegExp; env?: Record<string, string> } = {},
-): Promise<KeepProcess> {
-  const line = options.line ?? /listening on [^\n]*:(\d+) \(tls[^\n]*\n/;
+  line: RegExp,
+  env?: Record<string, string>,
+): Promise<EnarxProcess> {
   const child = new Deno.Command(`${ROOT}enarx`, {
-    args: ["run", ...args],
+    args,
     cwd: ROOT,
-    env: options.env,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -42,12 +56,11 @@ export async function startKeep(
     const { value, done } = await reader.read();
     if (done) {
       const status = await child.status;
-      throw new Error(`enarx exited (${status.code}) before its socket line: ${seen}`);
+      throw new Error(`enarx ${args[0]} exited (${status.code}) before the line ${line}: ${seen}`);
     }
     seen += value;
     match = line.exec(seen);
   }
-  const printed = /certificate sha256 ([0-9a-f]{64})/.exec(match[0]);
   const rest = (async () => {
     let text = seen;
     while (true) {
@@ -58,13 +71,23 @@ export async function startKeep(
   })();
   return {
     child,
-    port: Number(match[1]),
-    fingerprint: printed?.[1],
+    match,
     async done() {
       const status = await child.status;
       return { code: status.code, stdout: await stdout, stderr: await rest };
     },
   };
+}
+
+/** Starts `enarx run ARGS` and waits for a socket line matching `line` (default: listening). */
+export async function startKeep(
+  args: string[],
+  options: { line?: RegExp; env?: Record<string, string> } = {},
+): Promise<KeepProcess> {
+  const line = options.line ?? /listening on [^\n]*:(\d+) \(tls[^\n]*\n/;
+  const { child, match, done } = await startEnarx(["run", ...args], line, options.env);
+  const printed = /certificate sha256 ([0-9a-f]{64})/.exec(match[0]);
+  return { child, port: Number(match[1]), fingerprint: printed?.[1], done };
 }
 
 /** The certificate (PEM) that the TLS server at 127.0.0.1:`port` presents, unverified. */
