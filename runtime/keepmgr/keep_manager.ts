@@ -113,15 +113,17 @@ export class KeepManager {
     const host = this.#host;
     this.#supervisor = new KeepSupervisor(this.#table, {
       launcher: launcher ?? (host !== undefined ? (id, o) => host.launch(id, o) : undefined) ??
-        ((id, { workDir }) =>
-          launchKeepldr(id, {
+        (async (id, { workDir }) => {
+          await Deno.mkdir(workDir, { recursive: true, mode: 0o700 });
+          return launchKeepldr(id, {
             workDir,
             systemd: options.systemd,
             memoryMax: options.keepMemory,
             runtimeMaxSec: keepTimeoutMs / 1000 + 10,
             wasmldrCommand: options.wasmldrCommand,
             keepldrCommand: options.keepldrCommand,
-          })),
+          });
+        }),
       keepMemory: options.keepMemory,
       keepTimeoutMs,
       stepTimeoutMs: options.stepTimeoutMs ?? 30_000,

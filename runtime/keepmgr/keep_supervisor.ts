@@ -45,8 +45,8 @@ export type KeepLog = (
 
 /**
  * Starts a keep: keepmgr hosting it (host/keep_host.ts), `launchKeepldr`, or
- * what a test substitutes. A launcher that chose another work directory
- * (a warm keep's) says so in `workDir`.
+ * what a test substitutes. The launcher makes the work directory it uses
+ * (mode 0700); one that chose another (a warm keep's) says so in `workDir`.
  */
 export type KeepLauncher = (
   keepId: string,
@@ -243,18 +243,13 @@ export class KeepSupervisor {
 
   /** Starts the keepldr, records it, and starts reading its frames, output and exit. */
   async #launch(keep: SupervisedKeep): Promise<void> {
-    await Deno.mkdir(keep.workDir, { recursive: true, mode: 0o700 });
     if (!isActive(keep.state)) return; // deleted meanwhile: start nothing
     const proc = await this.#options.launcher(keep.id, {
       workDir: keep.workDir,
       backend: keep.backend,
     });
     keep.proc = proc;
-    if ("workDir" in proc && proc.workDir !== undefined && proc.workDir !== keep.workDir) {
-      // A warm keep brought its own: the one made for this keep stays empty.
-      await Deno.remove(keep.workDir).catch(() => {});
-      keep.workDir = proc.workDir;
-    }
+    if ("workDir" in proc && proc.workDir !== undefined) keep.workDir = proc.workDir;
     await this.#table.writeRecord({
       keep: keep.id,
       pid: proc.pid,
