@@ -6,39 +6,10 @@
  *
  * @module
  */
+import { Prng as Rng } from "../robustness/_robustness.ts";
 
-/** A small deterministic PRNG (mulberry32): same seed, same sequence. */
-export class Rng {
-  #state: number;
-
-  /** Starts the sequence at `seed`. */
-  constructor(seed: number) {
-    this.#state = seed | 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) | 0;
-    let t = Math.imul(this.#state ^ (this.#state >>> 15), 1 | this.#state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
-  /** An integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-
-  /** One element of `items`. */
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-
-  /** `n` random bytes. */
-  bytes(n: number): Uint8Array {
-    return Uint8Array.from({ length: n }, () => this.int(256));
-  }
-}
+/** The robustness tests' seeded PRNG (mulberry32): same seed, same sequence. */
+export { Rng };
 
 /** Integers at and around every head-size boundary (RFC 8949 §3). */
 export const BOUNDARY_INTEGERS: readonly number[] = [
