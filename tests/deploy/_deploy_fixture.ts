@@ -255,3 +255,17 @@ export function deployArgs(mgr: LocalKeepmgr, toml: string, more: string[]): str
     ...more,
   ];
 }
+
+/** `--wasmldr-command` for keepmgr: the fake wasmldr (fake_wasmldr.ts) in `mode`, as JSON. */
+export function fakeWasmldrCommand(mode: string): string {
+  return JSON.stringify([
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--quiet",
+    "--config",
+    new URL("../../deno.json", import.meta.url).pathname,
+    new URL("./fake_wasmldr.ts", import.meta.url).pathname,
+    mode,
+  ]);
+}

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { deploy } from "../../runtime/client/deploy.ts";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
 import { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
-import { SIM_DIR, SIM_ROOT } from "../deploy/_deploy_fixture.ts";
+import { fakeWasmldrCommand, SIM_DIR, SIM_ROOT } from "../deploy/_deploy_fixture.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const HELLO = `${ROOT}examples/hello.wat`;
@@ -79,16 +79,7 @@ async function readUntil(
 }
 
 Deno.test("deploy queue: a queued deploy says how many are ahead; past --max-queued it exits 69", async () => {
-  const silent = JSON.stringify([
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--quiet",
-    "--config",
-    `${ROOT}deno.json`,
-    `${ROOT}tests/deploy/fake_wasmldr.ts`,
-    "silent",
-  ]);
+  const silent = fakeWasmldrCommand("silent");
   const mgr = await LocalKeepmgr.start({
     simDir: SIM_DIR,
     args: ["--max-creating", "1", "--max-queued", "1", "--wasmldr-command", silent],

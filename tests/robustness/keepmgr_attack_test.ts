@@ -14,7 +14,13 @@ import { parseErrorResponse } from "../../runtime/protocol/messages.ts";
 import { KeepmgrClient, KeepmgrError } from "../../runtime/client/keepmgr_client.ts";
 import { deploy } from "../../runtime/client/deploy.ts";
 import type { LocalKeepmgr } from "../../runtime/keepmgr/local.ts";
-import { eventually, startKeepmgr, STREAMS_WAT, workload } from "../deploy/_deploy_fixture.ts";
+import {
+  eventually,
+  fakeWasmldrCommand,
+  startKeepmgr,
+  STREAMS_WAT,
+  workload,
+} from "../deploy/_deploy_fixture.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -296,16 +302,7 @@ Deno.test("keepmgr attack: a flood of creates is 429 rate-limited past the burst
 });
 
 Deno.test("keepmgr attack: creates past the queue are 503 queue-full; SIGTERM answers one in flight with 503", async () => {
-  const silent = JSON.stringify([
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--quiet",
-    "--config",
-    `${ROOT}deno.json`,
-    `${ROOT}tests/deploy/fake_wasmldr.ts`,
-    "silent",
-  ]);
+  const silent = fakeWasmldrCommand("silent");
   const mgr = await startKeepmgr({
     args: [
       ...["--max-creating", "1", "--max-queued", "1"],
