@@ -140,25 +140,17 @@ export function launchKeepldr(keepId: string, options: LaunchKeepldrOptions = {}
   }).spawn();
   const pid = child.pid;
   const graceMs = options.killGraceMs ?? 2000;
-  let ended = false;
-  const status = child.status.then((s) => {
-    ended = true;
-    return { code: s.signal === null ? s.code : null, signal: s.signal };
-  });
+  const status = child.status.then((s) => ({
+    code: s.signal === null ? s.code : null,
+    signal: s.signal,
+  }));
   async function kill(): Promise<void> {
     if (unit !== undefined) {
       const { stopUnit } = await import("./systemd.ts");
       await stopUnit(unit);
     }
-    killGroup(pid, "SIGTERM");
-    const timer = new Promise<void>((resolve) => {
-      const id = setTimeout(resolve, graceMs);
-      status.finally(() => clearTimeout(id));
-    });
-    await Promise.race([status, timer]);
     // The group may outlive its leader (wasmldr): always finish it off.
-    killGroup(pid, "SIGKILL");
-    if (!ended) await status;
+    await terminate((signal) => killGroup(pid, signal), status, graceMs);
   }
   return {
     pid,
@@ -179,6 +171,25 @@ function cacheEnv(): Record<string, string> {
     if (value !== undefined && value !== "") env[name] = value;
   }
   return env;
+}
+
+/**
+ * Sends SIGTERM through `signal`, waits up to `graceMs` for `status`, then
+ * sends SIGKILL (whatever is left of a process group) and waits for the end.
+ */
+export async function terminate(
+  signal: (signal: Deno.Signal) => void,
+  status: Promise<unknown>,
+  graceMs: number,
+): Promise<void> {
+  signal("SIGTERM");
+  const timer = new Promise<void>((resolve) => {
+    const id = setTimeout(resolve, graceMs);
+    status.finally(() => clearTimeout(id));
+  });
+  await Promise.race([status, timer]);
+  signal("SIGKILL");
+  await status;
 }
 
 /** Sends a signal to a process group, ignoring a group that is gone. */

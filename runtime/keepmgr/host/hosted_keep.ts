@@ -13,7 +13,13 @@
  * @module
  */
 import type { KeepHandle } from "../../backends/mod.ts";
-import { type KeepProcess, type KeepProcessStatus, killGroup, runKeepldr } from "../keepldr.ts";
+import {
+  type KeepProcess,
+  type KeepProcessStatus,
+  killGroup,
+  runKeepldr,
+  terminate,
+} from "../keepldr.ts";
 
 /** Options of {@link hostKeep}. */
 export interface HostKeepOptions {
@@ -64,7 +70,6 @@ export async function hostKeep(options: HostKeepOptions): Promise<KeepProcess> {
     log: (line) => diagnostics.line(`keepldr: ${line}`),
     launched: { backend: options.backend, keep: options.keep },
   });
-  let ended = false;
   const status: Promise<KeepProcessStatus> = relay.then(async (code) => {
     // The relay ends with the keep, but not when keepmgr went away before
     // hello: then the keep launched for it must go too.
@@ -72,7 +77,6 @@ export async function hostKeep(options: HostKeepOptions): Promise<KeepProcess> {
       signalKeep(handle, "SIGKILL");
       await handle.status;
     }
-    ended = true;
     diagnostics.close();
     return { code, signal: null };
   });
@@ -80,16 +84,8 @@ export async function hostKeep(options: HostKeepOptions): Promise<KeepProcess> {
   async function kill(): Promise<void> {
     stopping.resolve();
     await toKeep.writable.close().catch(() => {});
-    if (handle !== undefined) {
-      signalKeep(handle, "SIGTERM");
-      const timer = new Promise<void>((resolve) => {
-        const id = setTimeout(resolve, graceMs);
-        status.finally(() => clearTimeout(id));
-      });
-      await Promise.race([status, timer]);
-      signalKeep(handle, "SIGKILL");
-    }
-    if (!ended) await status;
+    if (handle === undefined) await status;
+    else await terminate((signal) => signalKeep(handle, signal), status, graceMs);
   }
   return {
     pid: handle?.pid,
