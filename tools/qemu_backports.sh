@@ -81,6 +81,15 @@ write_if_changed() {
   return 0
 }
 
+# Whether apt has a qemu-system-x86 candidate from bookworm-backports. The
+# output is read whole: `apt-cache ... | grep -q` under pipefail fails at
+# random when grep exits before apt-cache has written everything (SIGPIPE).
+apt_knows_backports() {
+  local policy
+  policy=$(apt-cache policy qemu-system-x86 2>/dev/null) || return 1
+  [[ $policy == *bookworm-backports* ]]
+}
+
 # The sources entry and the pin; apt-get update when either changed, or when
 # apt does not know the backports candidate yet.
 add_backports() {
@@ -95,11 +104,11 @@ add_backports() {
     "Package: $QEMU_BACKPORTS" 'Pin: release n=bookworm-backports' 'Pin-Priority: 500' '' \
     '# ... and nothing else is ever installed or upgraded from it.' \
     'Package: *' 'Pin: release n=bookworm-backports' 'Pin-Priority: -1')" && changed=1
-  if [ $changed -eq 1 ] || ! apt-cache policy qemu-system-x86 2>/dev/null | grep -q 'bookworm-backports'; then
+  if [ $changed -eq 1 ] || ! apt_knows_backports; then
     say "apt-get update"
     $sudo apt-get update -qq >&2 || fail "apt-get update failed; see the messages above"
   fi
-  apt-cache policy qemu-system-x86 | grep -q 'bookworm-backports' ||
+  apt_knows_backports ||
     fail "apt knows no qemu-system-x86 in bookworm-backports after apt-get update; see $LIST"
 }
 
