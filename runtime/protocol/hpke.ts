@@ -11,6 +11,8 @@
  * @module
  */
 
+import { generateP256 } from "./p256_keys.ts";
+
 const encoder = new TextEncoder();
 const VERSION_LABEL = encoder.encode("HPKE-v1");
 /** "KEM" || I2OSP(kem_id, 2). */
@@ -143,7 +145,7 @@ export function importP256PublicKey(raw: Uint8Array): Promise<CryptoKey> {
 
 /** Generates a P-256 key pair for the KEM; the private key is not extractable. */
 export function generateP256KeyPair(): Promise<CryptoKeyPair> {
-  return crypto.subtle.generateKey(ECDH_P256, false, ["deriveBits"]) as Promise<CryptoKeyPair>;
+  return generateP256("ECDH");
 }
 
 /** SerializePublicKey: the uncompressed point (65 bytes). */
