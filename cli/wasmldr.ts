@@ -9,8 +9,22 @@ import { type Command, parseCommandArgs, printOut } from "./_command.ts";
 import { UsageError } from "../runtime/errors.ts";
 import { runWasmldr } from "../runtime/keep/wasmldr.ts";
 import { runWorkload } from "../runtime/wasm/workload.ts";
-import { parseDeployedConfig } from "../runtime/wasm/config.ts";
+import type { parseDeployedConfig as ParseDeployedConfig } from "../runtime/wasm/config.ts";
 import { backendEvidence } from "../runtime/keep/evidence.ts";
+
+// Only a deploy with an Enarx.toml needs the TOML parser (smol-toml, an npm
+// package, and node:path): loading either starts Deno's Node compatibility
+// layer, about 20 ms of a keep's CPU. By a specifier in a variable, which
+// `deno run` does not read ahead; compile.sh `--include`s it.
+const CONFIG = "../runtime/wasm/config.ts";
+
+/** Parses a deployed Enarx.toml, loading runtime/wasm/config.ts on first use. */
+async function parseConfig(text: string) {
+  const { parseDeployedConfig }: { parseDeployedConfig: typeof ParseDeployedConfig } = await import(
+    CONFIG
+  );
+  return parseDeployedConfig(text);
+}
 
 const HELP = `Usage: enarx wasmldr
 
@@ -49,7 +63,7 @@ export const command: Command = {
       output: Deno.stdout.writable,
       evidence: backendEvidence(),
       run: runWorkload,
-      parseConfig: (text) => parseDeployedConfig(text),
+      parseConfig,
     });
     return outcome.exitStatus;
   },

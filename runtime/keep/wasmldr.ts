@@ -79,7 +79,7 @@ export interface WasmldrOptions {
   /** Runs the workload. */
   run: WorkloadRunner;
   /** Parses Enarx.toml text (runtime/wasm/config.ts `parseEnarxConfig`). */
-  parseConfig?: (text: string) => EnarxConfig;
+  parseConfig?: (text: string) => EnarxConfig | Promise<EnarxConfig>;
   /** Directory of the compiled-module cache, if any. */
   cacheDir?: string;
   /**
@@ -110,8 +110,7 @@ const BEARER_RE = /^Bearer ([0-9a-fA-F]{64})$/;
 
 /**
  * Starts making the keep's sealing key pair at once, while it waits for its
- * hello (a warm keep waits long): a process's first HPKE key generation costs
- * 35-55 ms. The pair is this keep's own and fresh; the evidence binds it to
+ * hello (a warm keep waits long). The pair is this keep's own and fresh; the evidence binds it to
  * the client's nonce only once hello has arrived.
  */
 function generateAhead(): Promise<SealingKeyPair> {
@@ -450,7 +449,7 @@ async function acceptedConfig(
         exit: "config",
       });
     }
-    config = context.options.parseConfig(workload.config);
+    config = await context.options.parseConfig(workload.config);
     checkDeployedSockets(config, context.hello.backend);
   }
   context.identity = await context.serviceKey.identity(workload.chain);

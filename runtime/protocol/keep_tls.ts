@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { generateP256 } from "./p256_keys.ts";
 import {
   derEcdsaSignature,
   derElement,
@@ -81,7 +82,7 @@ export interface TlsKey {
 
 /** Generates a fresh one-use P-256 TLS key. */
 export async function generateTlsKey(): Promise<TlsKey> {
-  const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
+  const keys = await generateP256("ECDSA", true);
   const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
   return { keys, pkcs8 };
 }

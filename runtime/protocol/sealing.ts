@@ -1,7 +1,7 @@
 /**
  * Sealing the client's one-use TLS key to an attested keep (deploy step 6),
  * with HPKE (RFC 9180) in base mode: DHKEM(P-256, HKDF-SHA256), HKDF-SHA256,
- * AES-128-GCM. The keep's public key is the raw uncompressed P-256 point
+ * AES-128-GCM (hpke.ts, on WebCrypto). The keep's public key is the raw uncompressed P-256 point
  * (65 bytes) that its evidence binds into report data (see report_data.ts).
  *
  * Per spec/protocol.md, `info` is `"enarx/v1 sealed-key\0" || keep id` and
@@ -10,7 +10,13 @@
  *
  * @module
  */
-import { Aes128Gcm, CipherSuite, DhkemP256HkdfSha256, HkdfSha256 } from "@hpke/core";
+import {
+  generateP256KeyPair,
+  hpkeOpen,
+  hpkeSeal,
+  importP256PublicKey,
+  serializeP256PublicKey,
+} from "./hpke.ts";
 import { EnarxError } from "../errors.ts";
 
 /** The suite name carried in the create-keep reply. */
@@ -37,14 +43,6 @@ export interface SealingContext {
   nonce: Uint8Array;
 }
 
-function makeSuite(): CipherSuite {
-  return new CipherSuite({
-    kem: new DhkemP256HkdfSha256(),
-    kdf: new HkdfSha256(),
-    aead: new Aes128Gcm(),
-  });
-}
-
 /** Returns HPKE `info` for a keep: the domain label followed by the keep id. */
 export function sealingInfo(keepId: string): Uint8Array {
   const id = new TextEncoder().encode(keepId);
@@ -63,7 +61,6 @@ export async function sealToKeep(
   plaintext: Uint8Array,
   context: SealingContext,
 ): Promise<Sealed> {
-  const suite = makeSuite();
   if (publicKey.length !== SEALING_PUBLIC_KEY_LENGTH || publicKey[0] !== 0x04) {
     throw new EnarxError(
       "sealing-key-invalid",
@@ -72,13 +69,11 @@ export async function sealToKeep(
     );
   }
   try {
-    const recipientPublicKey = await suite.kem.deserializePublicKey(publicKey);
-    const sealed = await suite.seal(
-      { recipientPublicKey, info: sealingInfo(context.keepId) },
-      plaintext,
-      context.nonce,
-    );
-    return { enc: new Uint8Array(sealed.enc), ct: new Uint8Array(sealed.ct) };
+    const recipient = await importP256PublicKey(publicKey);
+    return await hpkeSeal(recipient, publicKey, plaintext, {
+      info: sealingInfo(context.keepId),
+      aad: context.nonce,
+    });
   } catch (cause) {
     // Encapsulation fails only when the public key is not a valid point.
     throw new EnarxError(
@@ -105,10 +100,8 @@ export class SealingKeyPair {
 
   /** Generates a fresh key pair. */
   static async generate(): Promise<SealingKeyPair> {
-    const suite = makeSuite();
-    const keys = await suite.kem.generateKeyPair();
-    const raw = new Uint8Array(await suite.kem.serializePublicKey(keys.publicKey));
-    return new SealingKeyPair(keys, raw);
+    const keys = await generateP256KeyPair();
+    return new SealingKeyPair(keys, await serializeP256PublicKey(keys.publicKey));
   }
 
   /**
@@ -117,14 +110,11 @@ export class SealingKeyPair {
    * was tampered with.
    */
   async open(sealed: Sealed, context: SealingContext): Promise<Uint8Array> {
-    const suite = makeSuite();
     try {
-      const pt = await suite.open(
-        { recipientKey: this.#keys, enc: sealed.enc, info: sealingInfo(context.keepId) },
-        sealed.ct,
-        context.nonce,
-      );
-      return new Uint8Array(pt);
+      return await hpkeOpen(this.#keys, this.publicKey, sealed.enc, sealed.ct, {
+        info: sealingInfo(context.keepId),
+        aad: context.nonce,
+      });
     } catch (cause) {
       throw new EnarxError(
         "unseal-failed",
