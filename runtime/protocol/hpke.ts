@@ -12,6 +12,7 @@
  */
 
 import { generateP256 } from "./p256_keys.ts";
+import { concatBytes as concat } from "../bytes.ts";
 
 const encoder = new TextEncoder();
 const VERSION_LABEL = encoder.encode("HPKE-v1");
@@ -36,16 +37,6 @@ const NONCE_LENGTH = 12;
 const MODE_BASE = 0x00;
 
 const ECDH_P256 = { name: "ECDH", namedCurve: "P-256" } as const;
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 async function hmac(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
   const k = await crypto.subtle.importKey(
@@ -162,6 +153,30 @@ export interface HpkeParameters {
 }
 
 /**
+ * The shared part of SetupBaseS and SetupBaseR (RFC 9180 5.1.1): DH between
+ * `privateKey` and `publicKey`, the KEM's shared secret over `kemContext`
+ * (enc || pkRm), and the AEAD key with the nonce of sequence number 0.
+ */
+async function setUp(
+  privateKey: CryptoKey,
+  publicKey: CryptoKey,
+  kemContext: Uint8Array,
+  parameters: HpkeParameters,
+): Promise<{ key: CryptoKey; gcm: AesGcmParams }> {
+  const shared = await dh(privateKey, publicKey);
+  const sharedSecret = await extractAndExpand(shared, kemContext);
+  shared.fill(0);
+  const { key, nonce } = await keySchedule(sharedSecret, parameters.info);
+  sharedSecret.fill(0);
+  const gcm = {
+    name: "AES-GCM",
+    iv: nonce as Uint8Array<ArrayBuffer>,
+    additionalData: parameters.aad as Uint8Array<ArrayBuffer>,
+  };
+  return { key, gcm };
+}
+
+/**
  * SealBase (RFC 9180 6.1) of one message to the recipient's public key
  * `recipient` (serialized as `recipientRaw`). `ephemeral` is for tests (the
  * RFC's vectors fix it); otherwise a fresh pair is generated. Rejects when
@@ -176,18 +191,10 @@ export async function hpkeSeal(
 ): Promise<{ enc: Uint8Array; ct: Uint8Array }> {
   const pair = ephemeral ?? await generateP256KeyPair();
   const enc = await serializeP256PublicKey(pair.publicKey);
-  const shared = await dh(pair.privateKey, recipient);
-  const sharedSecret = await extractAndExpand(shared, concat(enc, recipientRaw));
-  shared.fill(0);
-  const { key, nonce } = await keySchedule(sharedSecret, parameters.info);
-  sharedSecret.fill(0);
+  const context = await setUp(pair.privateKey, recipient, concat(enc, recipientRaw), parameters);
   const ct = await crypto.subtle.encrypt(
-    {
-      name: "AES-GCM",
-      iv: nonce as Uint8Array<ArrayBuffer>,
-      additionalData: parameters.aad as Uint8Array<ArrayBuffer>,
-    },
-    key,
+    context.gcm,
+    context.key,
     plaintext as Uint8Array<ArrayBuffer>,
   );
   return { enc, ct: new Uint8Array(ct) };
@@ -207,19 +214,8 @@ export async function hpkeOpen(
   parameters: HpkeParameters,
 ): Promise<Uint8Array> {
   const ephemeral = await importP256PublicKey(enc);
-  const shared = await dh(recipient.privateKey, ephemeral);
-  const sharedSecret = await extractAndExpand(shared, concat(enc, recipientRaw));
-  shared.fill(0);
-  const { key, nonce } = await keySchedule(sharedSecret, parameters.info);
-  sharedSecret.fill(0);
-  const pt = await crypto.subtle.decrypt(
-    {
-      name: "AES-GCM",
-      iv: nonce as Uint8Array<ArrayBuffer>,
-      additionalData: parameters.aad as Uint8Array<ArrayBuffer>,
-    },
-    key,
-    ct as Uint8Array<ArrayBuffer>,
-  );
+  const kemContext = concat(enc, recipientRaw);
+  const context = await setUp(recipient.privateKey, ephemeral, kemContext, parameters);
+  const pt = await crypto.subtle.decrypt(context.gcm, context.key, ct as Uint8Array<ArrayBuffer>);
   return new Uint8Array(pt);
 }
