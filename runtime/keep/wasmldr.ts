@@ -110,10 +110,18 @@ const BEARER_RE = /^Bearer ([0-9a-fA-F]{64})$/;
 
 /**
  * Starts making the keep's sealing key pair at once, while it waits for its
- * hello (a warm keep waits long). The pair is this keep's own and fresh; the evidence binds it to
- * the client's nonce only once hello has arrived.
+ * hello (a warm keep waits long). The pair is this keep's own and fresh;
+ * the evidence binds it to the client's nonce only once hello has arrived.
+ *
+ * It also seeds Deno's TLS random generator now: aws-lc, which Deno's TLS
+ * and WebCrypto use, gathers CPU jitter entropy the first time a process
+ * asks it for randomness (about 30 ms of CPU, once), and the first to ask
+ * would otherwise be the TLS handshake with the client, on the deploy's
+ * critical path. A throwaway HMAC key (WebCrypto draws it from aws-lc; a
+ * P-256 key pair from p256_keys.ts does not) asks first.
  */
 function generateAhead(): Promise<SealingKeyPair> {
+  crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]).catch(() => {});
   const generating = SealingKeyPair.generate();
   generating.catch(() => {}); // awaited by the caller
   return generating;
