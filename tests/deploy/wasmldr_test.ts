@@ -345,3 +345,53 @@ Deno.test("wasmldr: the service key is made once, for the token holder; a chain 
   assert.deepEqual([frame.t, frame.code], ["error", "keep-certificate-mismatch"]);
   assert.notEqual((await keep.done).exitStatus, 0);
 });
+
+/**
+ * The modules `enarx wasmldr` loads when it starts (static imports that carry code, as
+ * `deno info` resolves them), with the module that imports each.
+ */
+async function wasmldrStartupGraph(): Promise<Map<string, string>> {
+  const entry = new URL("../../cli/wasmldr.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "info",
+      "--json",
+      "--config",
+      new URL("../../deno.json", import.meta.url).pathname,
+      entry,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  type Dep = { code?: { specifier?: string }; isDynamic?: boolean };
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: { specifier: string; dependencies?: Dep[] }[];
+  };
+  const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
+  const seen = new Map<string, string>([[info.roots[0], ""]]);
+  const pending = [info.roots[0]];
+  while (pending.length > 0) {
+    const from = pending.pop()!;
+    for (const dep of deps.get(from) ?? []) {
+      const to = dep.code?.specifier;
+      if (to === undefined || dep.isDynamic || seen.has(to)) continue;
+      seen.set(to, from);
+      pending.push(to);
+    }
+  }
+  return seen;
+}
+
+Deno.test("wasmldr: starts without Node's compatibility layer or any npm package", async () => {
+  // Either starts Deno's Node layer in every keep (~20 ms of CPU each, BENCHMARKS.md).
+  const graph = await wasmldrStartupGraph();
+  const foreign = [...graph].filter(([to]) =>
+    to.startsWith("node:") || to.startsWith("npm:") || to.includes("/node_modules/")
+  );
+  assert.deepEqual(foreign, []);
+  // The graph is the real one: wasmldr's own modules are in it.
+  assert.ok([...graph.keys()].some((m) => m.endsWith("/runtime/keep/wasmldr.ts")));
+  assert.ok([...graph.keys()].some((m) => m.endsWith("/runtime/protocol/hpke.ts")));
+});
