@@ -57,3 +57,22 @@ Deno.test("nil launch: a missing wasmldr program is a keep-launch error, detache
     );
   }
 });
+
+Deno.test("nil launch: signalKeep stops a keep whose process group does not exist (yet)", async () => {
+  const { signalKeep } = await import("../../runtime/keepmgr/host/hosted_keep.ts");
+  // Not detached: the child is in our group, so no group has its pid as id;
+  // a keep started through setsid(1) is like that until setsid() has run.
+  const keep = await nilBackend.launch!({
+    wasmldrCommand: ["/bin/sleep", "30"],
+    log: () => {},
+    detached: false,
+  });
+  assert.throws(() => Deno.kill(-keep.pid!, "SIGCONT"));
+  signalKeep(keep, "SIGTERM");
+  const status = await keep.status;
+  assert.equal(status.signal, "SIGTERM");
+  // Once it has ended, signalling it again is a no-op, never a reused pid's signal.
+  signalKeep(keep, "SIGKILL");
+  await keep.stdin.close().catch(() => {});
+  await keep.stdout.cancel();
+});

@@ -13,13 +13,7 @@
  * @module
  */
 import type { KeepHandle } from "../../backends/mod.ts";
-import {
-  type KeepProcess,
-  type KeepProcessStatus,
-  killGroup,
-  runKeepldr,
-  terminate,
-} from "../keepldr.ts";
+import { type KeepProcess, type KeepProcessStatus, runKeepldr, terminate } from "../keepldr.ts";
 
 /** Options of {@link hostKeep}. */
 export interface HostKeepOptions {
@@ -122,11 +116,18 @@ export function deferredLog(): DeferredLog {
   };
 }
 
-/** Signals the keep's process group (it was launched detached), else its process. */
+/**
+ * Signals the keep's process group (it was launched detached), else its
+ * process: a nil keep started through setsid(1) (runtime/backends/nil.ts)
+ * makes its group a moment after the spawn returns. `keep.kill` is the
+ * child's own handle, which never signals a pid reused after it ended.
+ */
 export function signalKeep(keep: KeepHandle, signal: Deno.Signal): void {
   if (keep.pid !== undefined) {
-    killGroup(keep.pid, signal);
-    return;
+    try {
+      Deno.kill(-keep.pid, signal);
+      return;
+    } catch { /* no such group (yet, or any more) */ }
   }
   try {
     keep.kill(signal);
