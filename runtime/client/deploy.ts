@@ -20,7 +20,6 @@ import {
   parseWorkloadOutput,
 } from "../protocol/messages.ts";
 import type { ServiceCa, ServiceCertificate } from "./service_ca.ts";
-import { serviceNames } from "../wasm/certificate_names.ts";
 import { KeepmgrClient } from "./keepmgr_client.ts";
 import { type EndpointWatch, watchEndpoints } from "./endpoints.ts";
 import { computeReportData, freshNonce } from "../protocol/report_data.ts";
@@ -604,6 +603,8 @@ async function certifyStep(
     ? [answer.certificate]
     : await issueServiceCertificate(wanted.ca, csr, { names: wanted.names, days: wanted.days });
   const { sha256Fingerprint } = await import("../der_reader.ts");
+  // Loaded only here: certificate_names.ts needs node:net (~20 ms of CPU to load).
+  const { serviceNames } = await import("../wasm/certificate_names.ts");
   const names = serviceNames(wanted.names).map((n) => n.value);
   const certificate: ServiceCertificate = {
     fingerprint: await sha256Fingerprint(chain[0]),
