@@ -404,8 +404,8 @@ export async function deploy(
       certificate,
     });
     const exit = workload.detach === true
-      ? await detachStep(run, { tls, keepId: created.keep, body: response.body }, watcher)
-      : await runStep(run, { tls, keepId: created.keep, body: response.body });
+      ? await detachStep(run, { tls, keepId: created.keep, body: response.chunks() }, watcher)
+      : await runStep(run, { tls, keepId: created.keep, body: response.chunks() });
     watcher.stop();
     finished = true;
     const result: DeployResult = {
@@ -686,7 +686,7 @@ interface WorkloadExit {
  */
 async function runStep(
   run: DeployRun,
-  keep: { tls: Deno.TlsConn; keepId: string; body: ReadableStream<Uint8Array> },
+  keep: { tls: Deno.TlsConn; keepId: string; body: AsyncIterable<Uint8Array> },
 ): Promise<WorkloadExit> {
   run.begin("run");
   let exit: WorkloadExit | undefined;
@@ -759,7 +759,7 @@ function endpointWatcher(
  */
 async function detachStep(
   run: DeployRun,
-  keep: { tls: Deno.TlsConn; keepId: string; body: ReadableStream<Uint8Array> },
+  keep: { tls: Deno.TlsConn; keepId: string; body: AsyncIterable<Uint8Array> },
   watcher: EndpointWatch,
 ): Promise<WorkloadExit> {
   run.begin("run");
@@ -794,7 +794,7 @@ async function detachStep(
 /** Hands stdout and stderr items to the callbacks; returns the exit item, if one came. */
 async function readOutput(
   run: DeployRun,
-  body: ReadableStream<Uint8Array>,
+  body: AsyncIterable<Uint8Array>,
 ): Promise<WorkloadExit | undefined> {
   for await (const value of readCborSequence(body, { what: "keep output" })) {
     const item = parseWorkloadOutput(value);

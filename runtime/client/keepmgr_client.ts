@@ -323,7 +323,7 @@ export class KeepmgrClient {
         headers,
         body: payload,
       });
-      return { status: response.status, body: await readLimited(response.body) };
+      return { status: response.status, body: await readLimited(response.chunks()) };
     } catch (error) {
       if (deadline.aborted) throw new Error(`no reply within ${this.#timeoutMs} ms`);
       throw keepmgrTransportError(error);
@@ -431,19 +431,13 @@ function replyTooLarge(): EnarxError {
 }
 
 /** Reads a reply body whole, refusing one over {@link MAX_KEEPMGR_REPLY}. */
-async function readLimited(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+async function readLimited(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > MAX_KEEPMGR_REPLY) {
-      await reader.cancel();
-      throw replyTooLarge();
-    }
-    chunks.push(value);
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > MAX_KEEPMGR_REPLY) throw replyTooLarge();
+    chunks.push(chunk);
   }
   return concatBytes(...chunks);
 }

@@ -5,10 +5,12 @@
  * that certificate as their root, without rewriting the cache; a cached
  * certificate that the keepmgr does not hold is refused by Deno's TLS, and
  * the request then takes the first-contact path, which replaces it;
- * `--keepmgr-ca` with a foreign CA still refuses.
+ * `--keepmgr-ca` with a foreign CA still refuses. And http1_client's body
+ * read as chunks, which spares a deploy Deno's web streams.
  */
 import assert from "node:assert/strict";
 import { KeepmgrClient } from "../../runtime/client/keepmgr_client.ts";
+import { http1Request } from "../../runtime/client/http1_client.ts";
 import {
   certificatePem,
   keepmgrCertPath,
@@ -172,4 +174,45 @@ Deno.test("keepmgr client: a server that never answers fails within the timeout"
     await accepting.catch(() => {});
     await Deno.remove(cache, { recursive: true });
   }
+});
+
+/** A one-connection HTTP server that answers with a chunked body of `parts`, then waits for EOF. */
+function chunkedServer(parts: string[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedByClient = (async () => {
+    const conn = await listener.accept();
+    listener.close();
+    const buf = new Uint8Array(4096);
+    await conn.read(buf); // the request
+    const body = parts.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`).join("") + "0\r\n\r\n";
+    await conn.write(
+      new TextEncoder().encode(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${body}`),
+    );
+    // The client closes its side once the body is read or abandoned.
+    const n = await conn.read(buf).catch(() => null);
+    conn.close();
+    return n === null;
+  })();
+  return { port: (listener.addr as Deno.NetAddr).port, closedByClient };
+}
+
+Deno.test("http1 client: a body read as chunks (no web stream) closes the connection, read or abandoned", async () => {
+  for (const readAll of [true, false]) {
+    const server = chunkedServer(["hello ", "keep", "mgr"]);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const response = await http1Request(conn, { method: "GET", path: "/", host: "x" });
+    let text = "";
+    for await (const chunk of response.chunks()) {
+      text += new TextDecoder().decode(chunk);
+      if (!readAll) break;
+    }
+    assert.equal(text, readAll ? "hello keepmgr" : "hello ");
+    assert.equal(await server.closedByClient, true);
+  }
+  // The stream is still there for callers that want one.
+  const server = chunkedServer(["a", "b"]);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  const response = await http1Request(conn, { method: "GET", path: "/", host: "x" });
+  assert.equal(await new Response(response.body).text(), "ab");
+  assert.equal(await server.closedByClient, true);
 });
