@@ -28,7 +28,6 @@ import {
 import { concatBytes } from "../runtime/bytes.ts";
 import { DEFAULT_POLICY, type Policy, readPolicyFile } from "../runtime/attestation/policy.ts";
 import { claimsToJson } from "../runtime/attestation/claims_json.ts";
-import { readCollateralFiles, readCrlFiles } from "../runtime/attestation/evidence_input.ts";
 import { BACKEND_NAMES } from "../runtime/protocol/messages.ts";
 import { readToken } from "../runtime/keepmgr/api/auth.ts";
 import type { EnarxConfig } from "../runtime/wasm/config.ts";
@@ -119,6 +118,27 @@ missing input; 69 keepmgr or keep unavailable; 76 protocol error; 77 the
 keepmgr refused the token (or none was given); 78 bad policy; 124 timed out;
 130 interrupted (Ctrl-C; the keep is deleted).
 `;
+
+/**
+ * The CRLs of `--crl` and `--crl-dir` and the Intel collateral of
+ * `--collateral-dir` (with the CRLs it holds). evidence_input.ts is loaded
+ * only when one is given: most deploys give none.
+ */
+async function readRevocationInputs(
+  crlFiles: string[],
+  crlDirs: string[],
+  { collateralDirs }: { collateralDirs: string[] },
+): Promise<{ crls: Uint8Array[]; collateral: Uint8Array[] }> {
+  if (crlFiles.length + crlDirs.length + collateralDirs.length === 0) {
+    return { crls: [], collateral: [] };
+  }
+  const { readCollateralFiles, readCrlFiles } = await import(
+    "../runtime/attestation/evidence_input.ts"
+  );
+  const collateral = await readCollateralFiles(collateralDirs);
+  const crls = [...await readCrlFiles(crlFiles, crlDirs), ...collateral.crls];
+  return { crls, collateral: collateral.json };
+}
 
 /** Largest workload output kept for --json, per stream. */
 const JSON_OUTPUT_LIMIT = 16 * 1024 * 1024;
@@ -211,11 +231,11 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
   const keepmgrToken = tokenFile === undefined || tokenFile === ""
     ? undefined
     : await readToken(tokenFile);
-  const collateral = await readCollateralFiles(values["collateral-dir"] ?? []);
-  const crls = [
-    ...await readCrlFiles(values.crl ?? [], values["crl-dir"] ?? []),
-    ...collateral.crls,
-  ];
+  const { crls, collateral } = await readRevocationInputs(
+    values.crl ?? [],
+    values["crl-dir"] ?? [],
+    { collateralDirs: values["collateral-dir"] ?? [] },
+  );
   // Streamed from the file while it is uploaded; a file that cannot be opened fails here.
   const module = await openableFile(modulePath, "module");
   const config = values.wasmcfgfile === undefined ? null : await readConfig(values.wasmcfgfile);
@@ -242,7 +262,7 @@ async function planDeploy(values: DeployValues, positionals: string[]): Promise<
       backend,
       policy,
       crls,
-      collateral: collateral.json,
+      collateral,
       allowSimulated: values["insecure-allow-simulated"] === true,
       trustSimulated,
       measurement,

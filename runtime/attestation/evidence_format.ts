@@ -10,7 +10,7 @@
 import { FieldReader } from "./_bytes.ts";
 import { decodeEvidenceBundle, looksLikeEvidenceBundle } from "./bundle.ts";
 import { type EvidenceFormat, MalformedEvidenceError } from "./result.ts";
-import { looksLikeSevCerts } from "./amd/sev_chain.ts";
+import { looksLikeSevCerts } from "./amd/sev_cert.ts";
 import { SNP_REPORT_LAYOUT, SNP_REPORT_SIZE, SNP_REPORT_VERSIONS } from "./amd/snp_report.ts";
 import {
   ATTESTATION_KEY_ECDSA_P256,
@@ -18,7 +18,7 @@ import {
   QUOTE_HEADER,
   QUOTE_HEADER_SIZE,
   TEE_TYPE_TDX,
-} from "./intel/intel_quote.ts";
+} from "./intel/quote_header.ts";
 
 /** The largest evidence accepted: 1 MiB. Real evidence is a few KiB. */
 export const MAX_EVIDENCE_SIZE = 1024 * 1024;

@@ -20,7 +20,6 @@ import {
   parseWorkloadOutput,
 } from "../protocol/messages.ts";
 import type { ServiceCa, ServiceCertificate } from "./service_ca.ts";
-import { serviceNames } from "../wasm/certificate_names.ts";
 import { KeepmgrClient } from "./keepmgr_client.ts";
 import { type EndpointWatch, watchEndpoints } from "./endpoints.ts";
 import { computeReportData, freshNonce } from "../protocol/report_data.ts";
@@ -405,8 +404,8 @@ export async function deploy(
       certificate,
     });
     const exit = workload.detach === true
-      ? await detachStep(run, { tls, keepId: created.keep, body: response.body }, watcher)
-      : await runStep(run, { tls, keepId: created.keep, body: response.body });
+      ? await detachStep(run, { tls, keepId: created.keep, body: response.chunks() }, watcher)
+      : await runStep(run, { tls, keepId: created.keep, body: response.chunks() });
     watcher.stop();
     finished = true;
     const result: DeployResult = {
@@ -604,6 +603,8 @@ async function certifyStep(
     ? [answer.certificate]
     : await issueServiceCertificate(wanted.ca, csr, { names: wanted.names, days: wanted.days });
   const { sha256Fingerprint } = await import("../der_reader.ts");
+  // Loaded only here: certificate_names.ts needs node:net (~20 ms of CPU to load).
+  const { serviceNames } = await import("../wasm/certificate_names.ts");
   const names = serviceNames(wanted.names).map((n) => n.value);
   const certificate: ServiceCertificate = {
     fingerprint: await sha256Fingerprint(chain[0]),
@@ -685,7 +686,7 @@ interface WorkloadExit {
  */
 async function runStep(
   run: DeployRun,
-  keep: { tls: Deno.TlsConn; keepId: string; body: ReadableStream<Uint8Array> },
+  keep: { tls: Deno.TlsConn; keepId: string; body: AsyncIterable<Uint8Array> },
 ): Promise<WorkloadExit> {
   run.begin("run");
   let exit: WorkloadExit | undefined;
@@ -758,7 +759,7 @@ function endpointWatcher(
  */
 async function detachStep(
   run: DeployRun,
-  keep: { tls: Deno.TlsConn; keepId: string; body: ReadableStream<Uint8Array> },
+  keep: { tls: Deno.TlsConn; keepId: string; body: AsyncIterable<Uint8Array> },
   watcher: EndpointWatch,
 ): Promise<WorkloadExit> {
   run.begin("run");
@@ -793,7 +794,7 @@ async function detachStep(
 /** Hands stdout and stderr items to the callbacks; returns the exit item, if one came. */
 async function readOutput(
   run: DeployRun,
-  body: ReadableStream<Uint8Array>,
+  body: AsyncIterable<Uint8Array>,
 ): Promise<WorkloadExit | undefined> {
   for await (const value of readCborSequence(body, { what: "keep output" })) {
     const item = parseWorkloadOutput(value);

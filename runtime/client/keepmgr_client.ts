@@ -14,8 +14,6 @@
  *
  * @module
  */
-import https from "node:https";
-import http from "node:http";
 import { decodeCbor, encodeCbor } from "../protocol/cbor.ts";
 import {
   CBOR_MEDIA_TYPE,
@@ -37,6 +35,8 @@ import {
 } from "../protocol/messages.ts";
 import { EnarxError } from "../errors.ts";
 import { concatBytes } from "../bytes.ts";
+import { http1Request } from "./http1_client.ts";
+import { keepmgrCertCacheDir, readKeepmgrCert, recordKeepmgrCert } from "./keepmgr_cert_cache.ts";
 
 /** Largest keepmgr reply accepted: 16 MiB (evidence with certificates is a few KiB). */
 export const MAX_KEEPMGR_REPLY = 16 * 1024 * 1024;
@@ -49,6 +49,12 @@ export interface KeepmgrClientOptions {
   timeoutMs?: number;
   /** The keepmgr operator's bearer token (needed to create and list keeps). */
   token?: string;
+  /**
+   * Where the keepmgr certificates seen are cached (keepmgr_cert_cache.ts):
+   * default `keepmgr-certs` in the user's cache; `false`: none, every
+   * connection through Node's TLS.
+   */
+  certCache?: string | false;
 }
 
 /** What a 401 from keepmgr tells the user to do. */
@@ -81,6 +87,7 @@ export class KeepmgrClient {
   readonly #ca?: string[];
   readonly #timeoutMs: number;
   readonly #token?: string;
+  readonly #certCache?: string;
   readonly #capabilities = new Map<string, string>();
 
   /** Makes a client for `url` (https:, or http: for a loopback keepmgr in tests). */
@@ -106,6 +113,9 @@ export class KeepmgrClient {
     this.#ca = options.caCerts;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#token = options.token;
+    this.#certCache = options.certCache === false
+      ? undefined
+      : options.certCache ?? keepmgrCertCacheDir();
   }
 
   /** The credential for keep `id`: its capability when this client created it, else the token. */
@@ -246,46 +256,116 @@ export class KeepmgrClient {
     throw new KeepmgrError(reply.status, code, message);
   }
 
-  #request(
+  /**
+   * One request. http: and a keepmgr whose certificate this user's cache
+   * holds go through Deno's own TCP and TLS (keepmgr_cert_cache.ts); a
+   * certificate that no longer verifies, a first contact, and `--keepmgr-ca`
+   * go through Node's TLS layer, loaded only then.
+   */
+  async #request(
     method: string,
     target: URL,
     { payload, credential }: { payload?: Uint8Array; credential?: string },
   ): Promise<{ status: number; body: Uint8Array }> {
-    const secure = target.protocol === "https:";
     const headers: Record<string, string> = { accept: CBOR_MEDIA_TYPE };
     if (credential !== undefined) headers["authorization"] = `Bearer ${credential}`;
-    if (payload !== undefined) {
-      headers["content-type"] = CBOR_MEDIA_TYPE;
-      headers["content-length"] = String(payload.length);
+    if (payload !== undefined) headers["content-type"] = CBOR_MEDIA_TYPE;
+    const request = { method, target, headers, payload };
+    if (target.protocol === "http:") return await this.#requestDeno(request);
+    if (this.#ca !== undefined) return await this.#requestNode(request, { ca: this.#ca });
+    const cache = this.#certCache;
+    const seen = cache === undefined ? undefined : readKeepmgrCert(cache, this.url.origin);
+    if (seen !== undefined) {
+      try {
+        return await this.#requestDeno(request, seen);
+      } catch (error) {
+        if (!(error instanceof CertificateNotVerified)) throw error;
+      }
     }
+    return await this.#requestNode(request, { record: cache });
+  }
+
+  /** `request` over Deno.connect, or Deno.startTls with `seenCert` as the added root. */
+  async #requestDeno(request: KeepmgrRequest, seenCert?: string) {
+    const { method, target, headers, payload } = request;
+    const hostname = target.hostname.replace(/^\[|\]$/g, "");
+    const port = target.port === "" ? (seenCert ? 443 : 80) : Number(target.port);
+    // AbortSignal.timeout rather than setTimeout: Deno's global setTimeout
+    // loads node:timers (~5 ms of CPU), which nothing else here needs.
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    let conn: Deno.Conn | undefined;
+    const onTimeout = () => {
+      try {
+        conn?.close();
+      } catch { /* closed */ }
+    };
+    deadline.addEventListener("abort", onTimeout, { once: true });
+    try {
+      const tcp = await Deno.connect({ hostname, port });
+      conn = tcp;
+      tcp.setNoDelay(true);
+      let stream: Deno.Conn = tcp;
+      if (seenCert !== undefined) {
+        // The name is not checked: the only root added is the certificate
+        // itself, and the default path checks nothing (keepmgr_cert_cache.ts).
+        const tls = await Deno.startTls(tcp, {
+          hostname,
+          caCerts: [seenCert],
+          unsafelyDisableHostnameVerification: true,
+        });
+        conn = stream = tls;
+        await handshakeWithCachedCert(tls);
+      }
+      const response = await http1Request(stream, {
+        method,
+        path: target.pathname + target.search,
+        host: target.host,
+        headers,
+        body: payload,
+      });
+      return { status: response.status, body: await readLimited(response.chunks()) };
+    } catch (error) {
+      if (deadline.aborted) throw new Error(`no reply within ${this.#timeoutMs} ms`);
+      throw keepmgrTransportError(error);
+    } finally {
+      deadline.removeEventListener("abort", onTimeout);
+    }
+  }
+
+  /**
+   * `request` through node:https; with `ca`, verified against
+   * those roots; else unverified, and with `record` (a cache directory) the
+   * certificate seen is kept there for the next connection
+   * (keepmgr_cert_cache.ts).
+   */
+  async #requestNode(
+    request: KeepmgrRequest,
+    { ca, record }: { ca?: string[]; record?: string },
+  ): Promise<{ status: number; body: Uint8Array }> {
+    const { method, target, headers, payload } = request;
+    const https = (await import("node:https")).default;
     const options = {
       method,
       host: target.hostname.replace(/^\[|\]$/g, ""),
-      port: target.port === "" ? (secure ? 443 : 80) : Number(target.port),
+      port: target.port === "" ? 443 : Number(target.port),
       path: target.pathname + target.search,
-      headers,
+      headers: payload === undefined
+        ? headers
+        : { ...headers, "content-length": String(payload.length) },
       timeout: this.#timeoutMs,
-      ...(secure
-        ? (this.#ca === undefined
-          ? { rejectUnauthorized: false }
-          : { rejectUnauthorized: true, ca: this.#ca })
-        : {}),
+      ...(ca === undefined ? { rejectUnauthorized: false } : { rejectUnauthorized: true, ca }),
     };
-    return new Promise((resolve, reject) => {
-      const onResponse = (res: http.IncomingMessage) => {
+    let seen: Uint8Array | undefined;
+    const reply = await new Promise<{ status: number; body: Uint8Array }>((resolve, reject) => {
+      const req = https.request(options, (res) => {
+        if (record !== undefined) seen = peerCertificate(res.socket);
         const chunks: Uint8Array[] = [];
         let size = 0;
         res.on("data", (chunk: Uint8Array) => {
           size += chunk.length;
           if (size > MAX_KEEPMGR_REPLY) {
             req.destroy();
-            reject(
-              new EnarxError(
-                "keepmgr-protocol",
-                `The keepmgr's reply is over ${MAX_KEEPMGR_REPLY} bytes; is it an enarx keepmgr?`,
-                { exit: "protocol" },
-              ),
-            );
+            reject(replyTooLarge());
             return;
           }
           chunks.push(new Uint8Array(chunk));
@@ -294,13 +374,87 @@ export class KeepmgrClient {
           resolve({ status: res.statusCode ?? 0, body: concatBytes(...chunks) });
         });
         res.on("error", reject);
-      };
-      const req = secure ? https.request(options, onResponse) : http.request(options, onResponse);
+      });
       req.on("timeout", () => {
         req.destroy(new Error(`no reply within ${this.#timeoutMs} ms`));
       });
       req.on("error", reject);
       req.end(payload);
     });
+    if (record !== undefined && seen !== undefined) {
+      await recordKeepmgrCert(record, this.url.origin, seen);
+    }
+    return reply;
   }
+}
+
+/** A request to keepmgr as #request takes it. */
+interface KeepmgrRequest {
+  method: string;
+  target: URL;
+  headers: Record<string, string>;
+  payload?: Uint8Array;
+}
+
+/** The cached certificate did not verify (or the handshake failed): take Node's path. */
+class CertificateNotVerified extends Error {
+  constructor(cause: unknown) {
+    super("the keepmgr's certificate is not the one cached", { cause });
+  }
+}
+
+/** Completes the TLS handshake; a failed one is {@link CertificateNotVerified}. */
+async function handshakeWithCachedCert(tls: Deno.TlsConn): Promise<void> {
+  try {
+    await tls.handshake();
+  } catch (cause) {
+    try {
+      tls.close();
+    } catch { /* closed */ }
+    throw new CertificateNotVerified(cause);
+  }
+}
+
+/** The DER of the certificate a node:tls socket's peer presented, if any. */
+function peerCertificate(socket: unknown): Uint8Array | undefined {
+  const s = socket as { getPeerCertificate?: (detailed: boolean) => { raw?: Uint8Array } };
+  const raw = s.getPeerCertificate?.(true)?.raw;
+  return raw instanceof Uint8Array && raw.length > 0 ? new Uint8Array(raw) : undefined;
+}
+
+function replyTooLarge(): EnarxError {
+  return new EnarxError(
+    "keepmgr-protocol",
+    `The keepmgr's reply is over ${MAX_KEEPMGR_REPLY} bytes; is it an enarx keepmgr?`,
+    { exit: "protocol" },
+  );
+}
+
+/** Reads a reply body whole, refusing one over {@link MAX_KEEPMGR_REPLY}. */
+async function readLimited(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > MAX_KEEPMGR_REPLY) throw replyTooLarge();
+    chunks.push(chunk);
+  }
+  return concatBytes(...chunks);
+}
+
+/**
+ * http1_client's errors speak of a keep; on this hop they are the keepmgr's
+ * (a malformed reply) or the connection's (left for #callStatus to word).
+ */
+function keepmgrTransportError(error: unknown): unknown {
+  if (!(error instanceof EnarxError)) return error;
+  if (error.code === "http-protocol") {
+    return new EnarxError(
+      "keepmgr-protocol",
+      `${error.message.replace(/; the peer is not an enarx keep$/, "")}; is it an enarx keepmgr?`,
+      { exit: "protocol", cause: error },
+    );
+  }
+  if (error.code === "keep-connection-lost") return new Error(error.message, { cause: error });
+  return error;
 }

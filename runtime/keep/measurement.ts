@@ -31,6 +31,11 @@ import { EnarxError } from "../errors.ts";
 import { keepDigest, type MeasuredInput, measureFile, sha256 } from "../measure/keep_digest.ts";
 import { defaultDigestCacheDir } from "../measure/file_digest_cache.ts";
 import {
+  type CachedMeasurementInput,
+  readCachedMeasurement,
+  recordCachedMeasurement,
+} from "../measure/measurement_cache.ts";
+import {
   changedRecently,
   type FileIdentity,
   fileIdentity,
@@ -154,6 +159,17 @@ export async function wasmldrMeasurement(): Promise<Uint8Array> {
   if (cached !== undefined && cached.extra === extra && await unchanged(cached.files)) {
     return await cached.digest;
   }
+  // From the files: the last process's value while none of them changed.
+  const store = fromEnv || Deno.build.standalone ? undefined : await measurementStore(extra);
+  const stored = store === undefined ? undefined : readCachedMeasurement(store.dir, store.key);
+  if (stored !== undefined) {
+    cached = {
+      extra,
+      digest: Promise.resolve(stored.digest),
+      files: Promise.resolve(stored.files),
+    };
+    return stored.digest;
+  }
   const inputs = given.then((m) => m === undefined ? nilKeepInputs() : undefined);
   const files = inputs.then(identities, () => "recompute" as const);
   const digest = given.then(async (m) => m ?? await keepDigest("nil", (await inputs)!))
@@ -168,7 +184,63 @@ export async function wasmldrMeasurement(): Promise<Uint8Array> {
       );
     });
   cached = { extra, digest, files };
+  if (store !== undefined) await storeMeasurement(store, { digest, inputs, files });
   return await digest;
+}
+
+/**
+ * Where this process's nil measurement is cached across processes
+ * (runtime/measure/measurement_cache.ts), and its key: what the value
+ * depends on besides the files' contents. Undefined without a cache.
+ */
+async function measurementStore(
+  extra: string | undefined,
+): Promise<{ dir: string; key: string } | undefined> {
+  const dir = defaultDigestCacheDir({ getEnv: readEnv });
+  if (dir === undefined) return undefined;
+  const { libwasmtimePath } = await import("../wasm/libwasmtime_path.ts");
+  let library: string;
+  try {
+    library = await libwasmtimePath({ getEnv: readEnv });
+  } catch {
+    return undefined; // computing says why
+  }
+  const present = EXTRA.filter((file) => {
+    try {
+      return Deno.statSync(new URL(file, ROOT)).isFile;
+    } catch {
+      return false;
+    }
+  });
+  const key = JSON.stringify(["nil", ROOT.href, Deno.execPath(), library, extra ?? "", present]);
+  return { dir, key };
+}
+
+/** Records a measurement just computed from files whose identities are known and settled. */
+async function storeMeasurement(
+  store: { dir: string; key: string },
+  computed: {
+    digest: Promise<Uint8Array>;
+    inputs: Promise<MeasuredInput[] | undefined>;
+    files: Promise<Map<string, FileIdentity> | undefined | "recompute">;
+  },
+): Promise<void> {
+  let digest: Uint8Array;
+  let inputs: MeasuredInput[] | undefined;
+  let files: Map<string, FileIdentity> | undefined | "recompute";
+  try {
+    [digest, inputs, files] = await Promise.all([computed.digest, computed.inputs, computed.files]);
+  } catch {
+    return; // the caller reports it
+  }
+  if (inputs === undefined || !(files instanceof Map)) return;
+  const covered: CachedMeasurementInput[] = [];
+  for (const input of inputs) {
+    const file = input.path === undefined ? undefined : files.get(input.path);
+    if (input.path === undefined || file === undefined) return;
+    covered.push({ role: input.role, path: input.path, file });
+  }
+  await recordCachedMeasurement(store.dir, store.key, { digest, inputs: covered });
 }
 
 /**

@@ -180,7 +180,7 @@ export function encodeCborSequence(values: unknown[]): Uint8Array {
  * `cbor-malformed`.
  */
 export async function* readCborSequence(
-  stream: ReadableStream<Uint8Array>,
+  stream: AsyncIterable<Uint8Array>,
   options: DecodeCborOptions = {},
 ): AsyncGenerator<unknown> {
   const maxSize = options.maxSize ?? MAX_CBOR_SIZE;

@@ -436,3 +436,16 @@ export function parseAmdCaCert(bytes: Uint8Array, what = "AMD CA certificate"): 
 export function amdKeyIdHex(cert: AmdCaCert): string {
   return cert.keyId.toHex();
 }
+
+/**
+ * True when bytes look like legacy SEV certificates: one to eight 0x824-byte
+ * certificates of version 1, the first with an OCA, PEK, PDH or CEK usage
+ * (a PDH alone, or PDH‖PEK‖OCA‖CEK).
+ */
+export function looksLikeSevCerts(bytes: Uint8Array): boolean {
+  if (bytes.length === 0 || bytes.length % SEV_CERT_SIZE !== 0) return false;
+  if (bytes.length > 8 * SEV_CERT_SIZE) return false;
+  const first = new FieldReader(bytes, SEV_CERT_LAYOUT);
+  const usage = first.uint("pubkeyUsage");
+  return first.uint("version") === 1 && usage >= SEV_USAGE.oca && usage <= SEV_USAGE.cek;
+}

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { FieldReader, isAllZero, reversed } from "../_bytes.ts";
+import { isAllZero, reversed } from "../_bytes.ts";
 import { bytesEqual } from "../../bytes.ts";
 import { cachedParse } from "../_cert_cache.ts";
 import { MalformedEvidenceError, resultFromChecks, type VerificationResult } from "../result.ts";
@@ -28,7 +28,6 @@ import {
   parseAmdCaCert,
   parseSevCert,
   SEV_ALGO,
-  SEV_CERT_LAYOUT,
   SEV_CERT_SIZE,
   SEV_USAGE,
   sevAlgoName,
@@ -44,6 +43,9 @@ import {
   type SevGeneration,
   sevLegacyRoots,
 } from "./sev_legacy_roots.ts";
+
+/** Whether bytes look like legacy SEV certificates (sev_cert.ts; here too for existing callers). */
+export { looksLikeSevCerts } from "./sev_cert.ts";
 
 /** The certificates of a legacy SEV chain, raw bytes. */
 export interface SevChainCerts {
@@ -135,19 +137,6 @@ export function sevChainFromBlobs(blobs: readonly Uint8Array[]): SevChainCerts {
     }
   }
   return found as SevChainCerts;
-}
-
-/**
- * True when bytes look like legacy SEV certificates: one to eight 0x824-byte
- * certificates of version 1, the first with an OCA, PEK, PDH or CEK usage
- * (a PDH alone, or PDH‖PEK‖OCA‖CEK).
- */
-export function looksLikeSevCerts(bytes: Uint8Array): boolean {
-  if (bytes.length === 0 || bytes.length % SEV_CERT_SIZE !== 0) return false;
-  if (bytes.length > 8 * SEV_CERT_SIZE) return false;
-  const first = new FieldReader(bytes, SEV_CERT_LAYOUT);
-  const usage = first.uint("pubkeyUsage");
-  return first.uint("version") === 1 && usage >= SEV_USAGE.oca && usage <= SEV_USAGE.cek;
 }
 
 /** JWK members are unpadded base64url (RFC 7518 §6). */
