@@ -221,22 +221,24 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
   log(`qemu started (pid ${child.pid}, host port ${hostPort})`);
   // Nothing goes to the guest before its port is raw (no echo): hold writes until ready.
   const ready = Promise.withResolvers<void>();
+  const failed = (why: string) => new EnarxError("keep-launch", why, { exit: "unavailable" });
   status.then(() =>
     ready.reject(
-      new EnarxError(
-        "keep-launch",
+      failed(
         failure ?? "QEMU exited before the guest was ready; see the guest's console lines above",
-        { exit: "unavailable" },
       ),
     )
   );
   ready.promise.catch(() => {});
+  const frames = afterMarker(conn.readable, () => {
+    log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
+    ready.resolve();
+  });
   return {
     stdin: heldWriter(conn, ready.promise),
-    stdout: afterMarker(conn.readable, () => {
-      log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
-      ready.resolve();
-    }),
+    // A block of the base disk can fail verification whenever the guest reads it: the
+    // frames then end with the reason rather than quietly.
+    stdout: frames.pipeThrough(endsWithFailure(status.then(() => failure), failed)),
     status,
     kill,
     pid: child.pid,
@@ -276,6 +278,27 @@ async function measureImage(image: KvmImage): Promise<Uint8Array> {
     append: image.append,
   });
   return measured.digest;
+}
+
+/**
+ * Passes frames through; when they end, waits (up to 5 s) for QEMU's end
+ * and errors the stream with `failure`'s reason if the console gave one.
+ */
+function endsWithFailure(
+  failure: Promise<string | undefined>,
+  error: (why: string) => Error,
+): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    async flush(controller) {
+      let timer: number | undefined;
+      const why = await Promise.race([
+        failure,
+        new Promise<undefined>((r) => timer = setTimeout(r, 5000)),
+      ]);
+      clearTimeout(timer);
+      if (why !== undefined) controller.error(error(why));
+    },
+  });
 }
 
 /** Drops everything up to and including the guest's ready line, then passes bytes through. */
