@@ -204,12 +204,13 @@ Deno.test({
   }, async () => {
     const workDir = await Deno.makeTempDir({ prefix: "enarx-sev-" });
     try {
-      // The real QEMU in a mount namespace whose /dev is empty: a host without KVM.
+      // The real QEMU in a mount namespace whose /dev holds only /dev/null (QEMU's file
+      // locking of the base disk probes with it): a host without KVM.
       const wrapper = `${workDir}/qemu-without-kvm`;
       await Deno.writeTextFile(
         wrapper,
-        `#!/bin/sh\nexec ${UNSHARE} --mount sh -c 'mount -t tmpfs none /dev && exec "$0" "$@"' ` +
-          `${findQemu()} "$@"\n`,
+        `#!/bin/sh\nexec ${UNSHARE} --mount sh -c 'mount -t tmpfs none /dev && ` +
+          `mknod -m 666 /dev/null c 1 3 && exec "$0" "$@"' ${findQemu()} "$@"\n`,
       );
       await Deno.chmod(wrapper, 0o755);
       const error = await failedSnpBoot(wrapper, workDir);
