@@ -10,7 +10,8 @@
  * the guest's ready line (written by init before wasmldr starts), and to
  * "settled": the first second in which QEMU used less than 15 % of a CPU
  * after the ready line, which is when wasmldr (Deno) has started and waits
- * for its hello. The keeps stay alive; once the last has settled, it reads
+ * for its hello, and QEMU's CPU time (user + system) at that point, which
+ * load from other work changes less than the wall time. The keeps stay alive; once the last has settled, it reads
  * each QEMU's proportional set size (PSS, /proc/PID/smaps_rollup: pages
  * shared between the QEMUs count a share each) and RSS, then kills them.
  * Prints one JSON object.
@@ -87,7 +88,8 @@ async function launch(vm: KvmVm, scratch: string, cacheDir: string) {
     if (ended) throw new Error(`the keep ended before it was ready; see ${workDir}/console.log`);
   }
   const settledMs = (await settled(keep.pid, 180_000)) - started;
-  return { keep, imageMs, readyMs: readyMs - imageMs, settledMs: settledMs - imageMs };
+  const cpuS = cpuSeconds(keep.pid);
+  return { keep, imageMs, readyMs: readyMs - imageMs, settledMs: settledMs - imageMs, cpuS };
 }
 
 async function main(): Promise<void> {
@@ -115,6 +117,7 @@ async function main(): Promise<void> {
       bootReadyMs: keeps.map((k) => Math.round(k.readyMs)),
       bootSettledMs: keeps.map((k) => Math.round(k.settledMs)),
       imageLookupMs: keeps.map((k) => k.imageMs),
+      qemuCpuSettledS: keeps.map((k) => Number(k.cpuS.toFixed(1))),
       pssMiB: memory.map((m) => Math.round(m.pssMiB)),
       rssMiB: memory.map((m) => Math.round(m.rssMiB)),
       pssTotalMiB: Math.round(sum(memory.map((m) => m.pssMiB))),
