@@ -98,6 +98,15 @@ async function prepare(options: LaunchKvmKeepOptions, log: (line: string) => voi
   return { qemu, image, socket, started };
 }
 
+/**
+ * The size of TCG's translated-code buffer, in MiB. QEMU's default (1 GiB)
+ * let a keep's QEMU touch some 150 MiB of it by the time wasmldr waited for
+ * its hello; 64 MiB saved about 100 MiB per keep with no measurable change in
+ * the CPU time of a boot (bench/kvm_keep_memory_bench.ts, BENCHMARKS.md).
+ * QEMU retranslates what it drops when the buffer fills. KVM keeps have none.
+ */
+const TCG_TB_MIB = 64;
+
 /** QEMU's command-line arguments for a keep. */
 function qemuArgs(
   image: KvmImage,
@@ -109,7 +118,7 @@ function qemuArgs(
     "-machine",
     "q35",
     "-accel",
-    accel,
+    accel === "tcg" ? `tcg,tb-size=${TCG_TB_MIB}` : accel,
     "-cpu",
     accel === "kvm" ? "host" : "max",
     "-m",
