@@ -1,7 +1,8 @@
 /**
  * The read-only base disk of kvm keeps is verified, and measured: a keep
  * whose disk the host changed by one byte stops before wasmldr runs, its
- * frames ending with an error that names the disk and dm-verity's report; a disk whose content
+ * frames ending with an error that names the disk and dm-verity's report;
+ * a disk cut short stops the guest's init before wasmldr, with its reason; a disk whose content
  * differs gives another root hash, so another command line and another
  * measurement, while the kernel and initrd stay the same. Ignored unless
  * QEMU and the keep kernel are present (tools/test_deps.sh).
@@ -44,11 +45,8 @@ Deno.test({
       });
       // The guest may reach its ready line (init opens the disk before wasmldr starts) and
       // panics on the first changed block it reads: the frames end with the reason.
-      const reader = keep.stdout.getReader();
       const timer = setTimeout(() => keep.kill("SIGKILL"), 180_000);
-      const error = await (async () => {
-        while (!(await reader.read()).done) { /* no frame comes */ }
-      })().then(() => undefined, (e) => e);
+      const error = await framesEnd(keep);
       await keep.status;
       clearTimeout(timer);
       assert.ok(error instanceof EnarxError, `${error}\n${logs.join("\n")}`);
@@ -60,6 +58,48 @@ Deno.test({
       assert.doesNotMatch(error.message, /\n/);
       assert.ok(logs.includes(error.message), "keepldr's log says it too");
       assert.ok(!logs.some((l) => /wasmldr exited/.test(l)), "wasmldr never ran");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+});
+
+/** Reads a keep's frames to their end; resolves with the error they ended with, if any. */
+async function framesEnd(keep: { stdout: ReadableStream<Uint8Array> }): Promise<unknown> {
+  const reader = keep.stdout.getReader();
+  try {
+    while (!(await reader.read()).done) { /* no frame comes */ }
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
+
+Deno.test({
+  name: "kvm base disk: a disk shorter than the command line says stops init, which says why",
+  ...requires(NEED, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "enarx-base-" });
+    const logs: string[] = [];
+    try {
+      const image = await buildKvmImage({ cacheDir: `${dir}/cache` });
+      await Deno.truncate(image.base.path, image.base.dataBlocks * 2048);
+      await Deno.mkdir(`${dir}/keep`);
+      const keep = await launchKvmKeep({
+        workDir: `${dir}/keep`,
+        cacheDir: `${dir}/cache`,
+        log: (line) => void logs.push(line),
+      });
+      const timer = setTimeout(() => keep.kill("SIGKILL"), 180_000);
+      const error = await framesEnd(keep);
+      await keep.status;
+      clearTimeout(timer);
+      assert.ok(error instanceof EnarxError, `${error}\n${logs.join("\n")}`);
+      assert.equal(
+        error.message,
+        "The keep's init stopped: dm-verity refused the base disk (/dev/vda): it is smaller " +
+          "than the command line says",
+      );
+      assert.ok(!logs.some((l) => /guest ready/.test(l)), "init stopped before the ready line");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
