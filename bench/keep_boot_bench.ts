@@ -23,7 +23,8 @@
 import { buildKvmImage, findKvmKernel, type KvmImage } from "../runtime/backends/kvm_image.ts";
 import { findQemu } from "../runtime/backends/kvm.ts";
 import { launchKvmKeep } from "../runtime/backends/kvm_vm.ts";
-import { bootSevKeep, SEV_APPEND, sevOvmfPath } from "../runtime/backends/sev/sev_launch.ts";
+import { bootSevKeep, sevOvmfPath } from "../runtime/backends/sev/sev_launch.ts";
+import { baseDiskArgs } from "../runtime/backends/vm/base_disk.ts";
 import { parseOvmf, sevHashesPage, sevHashTable } from "../runtime/measure/mod.ts";
 
 const READY = new TextEncoder().encode("ENARX-KVM-READY\n");
@@ -71,6 +72,7 @@ const microvm: Boot = async (image, workDir) => {
       ...["-device", "isa-serial,chardev=frames,iobase=0x2f8,irq=3"],
       ...["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"],
       ...["-kernel", image.kernel, "-initrd", image.initrd, "-append", image.append],
+      ...baseDiskArgs(image.base.path),
     ],
     stdin: "null",
     stdout: "null",
@@ -132,11 +134,11 @@ const q35Ovmf: Boot = async (image, workDir) => {
   const table = sevHashTable({
     kernel: await Deno.readFile(image.kernel),
     initrd: await Deno.readFile(image.initrd),
-    append: SEV_APPEND,
+    append: image.append,
   });
   const file = `${workDir}/hashes.bin`;
   await Deno.writeFile(file, sevHashesPage(table, area.gpa & 0xfff));
-  await Deno.writeTextFile(`${file}.cmdline`, `${SEV_APPEND}\0`);
+  await Deno.writeTextFile(`${file}.cmdline`, `${image.append}\0`);
   const started = performance.now();
   const keep = await bootSevKeep({
     qemu: findQemu()!,
@@ -144,7 +146,8 @@ const q35Ovmf: Boot = async (image, workDir) => {
     ovmf,
     kernel: image.kernel,
     initrd: image.initrd,
-    append: SEV_APPEND,
+    append: image.append,
+    baseDisk: image.base.path,
     memoryMiB: 1024,
     vcpus: 1,
     vcpuType: "max",

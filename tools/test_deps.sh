@@ -1,7 +1,7 @@
 # Installs what the test suite needs beyond ./enarx's own bootstrap: Debian's
 # WASI toolchains (clang, lld, wasi-libc; rustc with the wasm32-wasi std; a
 # newer Rust for the Cargo workloads), the
-# C compiler for the uapi-header checks, QEMU and busybox for kvm keeps, the
+# C compiler for the uapi-header checks, QEMU, busybox, dmsetup and e2fsprogs for kvm keeps, the
 # wasmtime C headers (the wasmtime-c-api-impl crate of the pinned version,
 # through cargo fetch) and the kernel of kvm keeps (Debian's cloud kernel).
 # Sourced by tools/test.sh after tools/bootstrap.sh.
@@ -17,7 +17,9 @@ enarx_test_deps_qemu() {
   }
 }
 
-ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static systemd ovmf"
+# dmsetup goes into the kvm keep's initrd (it opens the base disk through dm-verity);
+# e2fsprogs (mke2fs, debugfs) builds that disk.
+ENARX_APT_PACKAGES="clang lld wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 linux-libc-dev gcc openssl qemu-system-x86 busybox-static dmsetup e2fsprogs systemd ovmf"
 
 enarx_test_deps_apt() {
   local missing=()

@@ -14,17 +14,19 @@ const HELP = `Usage: enarx keep image [--backend kvm|sev|nil] [--out DIR] [--jso
 
 Builds the image a keep of this release launches, byte for byte the same on
 every build from the same inputs, and prints its parts with their SHA-256:
-for kvm and sev keeps the kernel, the initrd and the kernel command line; for
-nil keeps the files the keep's process executes. "enarx measure" prints the
+for kvm and sev keeps the kernel, the initrd, the read-only base disk that
+every keep shares, and the kernel command line, whose enarx.verity= names the
+disk's dm-verity root hash (so the measurement covers the disk); for nil keeps the files the keep's process executes. "enarx measure" prints the
 measurement of the same image.
 
 Options:
   --backend NAME  kvm (default), sev or nil. A kvm image carries the
                   simulator state of $ENARX_SNP_SIM_DIR when it is set, as
                   the keeps a keepmgr launches do.
-  --out DIR       Also write the image to DIR: vmlinuz, initrd.cpio and
-                  cmdline (kvm, sev), or files.txt (nil: sha256, role, path)
-  --json          Print {backend, append?, built?, inputs: [{role, path, sha256}]}
+  --out DIR       Also write the image to DIR: vmlinuz, initrd.cpio, base.img
+                  and cmdline (kvm, sev), or files.txt (nil: sha256, role, path)
+  --json          Print {backend, append?, base?: {path, dataBlocks, rootHash},
+                  built?, inputs: [{role, path, sha256}]}
   -h, --help      Show this help
 `;
 
@@ -49,6 +51,7 @@ async function writeOut(image: KeepImage, dir: string): Promise<void> {
   }
   await Deno.copyFile(image.kernel, `${dir}/vmlinuz`);
   await Deno.copyFile(image.initrd, `${dir}/initrd.cpio`);
+  await Deno.copyFile(image.base.path, `${dir}/base.img`);
   await Deno.writeTextFile(`${dir}/cmdline`, image.append);
 }
 
@@ -69,7 +72,9 @@ async function imageCommand(args: string[]): Promise<number> {
   const image = await keepImage(values.backend);
   if (values.out !== undefined) await writeOut(image, values.out);
   if (values.json) {
-    const vm = image.backend === "nil" ? {} : { append: image.append, built: image.built };
+    const vm = image.backend === "nil"
+      ? {}
+      : { append: image.append, base: image.base, built: image.built };
     await printJson({ backend: image.backend, ...vm, inputs: image.inputs });
     return 0;
   }

@@ -1,7 +1,8 @@
 /**
  * The image a keep of this release launches, by backend (`enarx keep
- * image`): for VM keeps (kvm, sev) the kernel, the initrd and the kernel
- * command line that runtime/backends/kvm_image.ts builds reproducibly; for
+ * image`): for VM keeps (kvm, sev) the kernel, the initrd, the read-only
+ * base disk and the kernel command line (which names the disk's dm-verity
+ * root hash) that runtime/backends/kvm_image.ts builds reproducibly; for
  * nil keeps the files the keep's process executes
  * (runtime/keep/measurement.ts). The measurement of each is
  * runtime/measure/keep_measure.ts's.
@@ -32,11 +33,17 @@ export interface VmKeepImage {
   kernel: string;
   /** The initrd file (in the image cache). */
   initrd: string;
-  /** The kernel command line. */
+  /** The kernel command line, with the base disk's `enarx.verity=<data blocks>:<root hash>`. */
   append: string;
-  /** True when the initrd was built now rather than found in the cache. */
+  /** The base disk (in the image cache) and its dm-verity parameters. */
+  base: { path: string; dataBlocks: number; rootHash: string };
+  /** True when the initrd or the base disk was built now rather than found in the cache. */
   built: boolean;
-  /** The kernel and initrd as measured inputs. */
+  /**
+   * The kernel, initrd and base disk as files. The measurement covers the
+   * kernel, the initrd and the command line; the command line's root hash
+   * covers the disk.
+   */
   inputs: MeasuredInput[];
 }
 
@@ -86,11 +93,17 @@ export async function keepImage(
     kernel: image.kernel,
     initrd: image.initrd,
     append: image.append,
+    base: {
+      path: image.base.path,
+      dataBlocks: image.base.dataBlocks,
+      rootHash: image.base.rootHash,
+    },
     built: image.built,
-    // The initrd is some 135 MB: its digest is cached while the file is unchanged.
+    // The base disk is some 150 MB: its digest is cached while the file is unchanged.
     inputs: [
       await measureFile("kernel", image.kernel, { digestCache: defaultDigestCacheDir() }),
       await measureFile("initrd", image.initrd, { digestCache: defaultDigestCacheDir() }),
+      await measureFile("base", image.base.path, { digestCache: defaultDigestCacheDir() }),
     ],
   };
 }

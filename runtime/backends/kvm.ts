@@ -1,7 +1,8 @@
 /**
  * The `kvm` backend: a keep is a QEMU micro-VM (no memory encryption; under
- * TCG emulation unless `ENARX_KVM_ACCEL=kvm` gives it KVM acceleration) that boots a kernel and an initrd holding wasmldr
- * (kvm_image.ts, kvm_vm.ts). keepmgr launches it (`enarx run --backend kvm`
+ * TCG emulation unless `ENARX_KVM_ACCEL=kvm` gives it KVM acceleration) that boots a kernel and a
+ * small initrd, and runs wasmldr from a read-only base disk that every keep shares, verified with
+ * dm-verity against the root hash on its measured command line (kvm_image.ts, kvm_vm.ts). keepmgr launches it (`enarx run --backend kvm`
  * through a local keepmgr).
  * Evidence is simulated SNP (snp-sim), signed by keepldr on the host over
  * the kvm keep's own measurement (kernel, initrd, command line:

@@ -1,15 +1,27 @@
 /**
- * The boot image of a VM keep (kvm, and sev's kernel, initrd and command
- * line): a Linux kernel (Debian's cloud kernel, from `ENARX_KVM_KERNEL` or
- * the cache that tools/test_deps.sh fills), the kernel command line
- * {@link KEEP_APPEND}, and an initrd that holds busybox, Deno with its
- * libraries, libwasmtime, wasmldr's code, the npm packages it imports, the
- * socket shim (runtime/wasm/socket_shim.ts, built here with the host's C
- * compiler: the guest has none), the virtio network modules and a resolver
- * configuration that names QEMU's user-net DNS (10.0.2.3). The initrd is an uncompressed cpio (newc)
- * archive written here (no compression: building and unpacking it under
- * emulation stay fast).
+ * The boot image of a VM keep (kvm, and sev's kernel, initrd, command line
+ * and base disk): a Linux kernel (Debian's cloud kernel, from
+ * `ENARX_KVM_KERNEL` or the cache that tools/test_deps.sh fills), a small
+ * initrd, a read-only base disk that every keep shares, and the kernel
+ * command line {@link KEEP_APPEND} followed by `enarx.verity=<data
+ * blocks>:<root hash>`, the dm-verity parameters of that disk.
  *
+ * The base disk (vm/base_disk.ts) holds what is big and the same in every
+ * keep: Deno with its libraries, libwasmtime, wasmldr's code, the npm
+ * packages it imports, the socket shim (runtime/wasm/socket_shim.ts, built
+ * here with the host's C compiler: the guest has none) and a resolver
+ * configuration that names QEMU's user-net DNS (10.0.2.3). The initrd holds
+ * the init script, busybox, dmsetup with its libraries, and the kernel
+ * modules for virtio networking, the virtio disk and dm-verity. The init
+ * opens the disk through dm-verity with the root hash from the command
+ * line, mounts it read-only and runs wasmldr from it (chroot). The command
+ * line is measured (kvm: runtime/measure/keep_measure.ts; sev: the
+ * firmware's kernel hashes), so the measurement covers every byte of the
+ * disk: a block the host changed fails verification when the guest reads
+ * it, and the guest panics (verity.ts).
+ *
+ * The initrd is an uncompressed cpio (newc) archive written here (no
+ * compression: building and unpacking it under emulation stay fast).
  * Reproducible: the same input bytes give the same archive, byte for byte.
  * Entries are sorted by path, every parent directory is listed, inode
  * numbers follow that order, times are 0, owner and group are 0, modes are
@@ -28,6 +40,7 @@ import { EnarxError } from "../errors.ts";
 import { findKvmKernel, isFile, type KvmKernel } from "./kvm_kernel.ts";
 import { wasmldrFiles } from "../keep/measurement.ts";
 import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
+import { BASE_DISK_DEVICE, type BaseDisk, buildBaseDisk } from "./vm/base_disk.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -64,19 +77,32 @@ export const NET_MODULES = [
   "virtio_net",
 ];
 
-/** The kernel command line of a VM keep. */
+/** Kernel modules for the base disk (virtio-blk and dm-verity), in load order, after {@link NET_MODULES}. */
+export const DISK_MODULES = ["virtio_blk", "dm-mod", "dm-bufio", "reed_solomon", "dm-verity"];
+
+/** The kernel command line of a VM keep, before its `enarx.verity=` parameter. */
 export const KEEP_APPEND = "console=ttyS0 quiet panic=-1";
+
+/** The line the guest's init prints on its console before it stops on an error. */
+export const INIT_ERROR_PREFIX = "init: error: ";
 
 /** A built keep image. */
 export interface KvmImage extends KvmKernel {
   /** The initrd (cpio newc). */
   initrd: string;
-  /** The kernel command line. */
+  /** The kernel command line: {@link KEEP_APPEND} and the base disk's verity parameters. */
   append: string;
-  /** True when it was built now rather than found in the cache. */
+  /** The read-only base disk, shared by every keep, and its verity parameters. */
+  base: BaseDisk;
+  /** True when the initrd or the base disk was built now rather than found in the cache. */
   built: boolean;
   /** The content key of the initrd (hex), part of its cache file name. */
   key: string;
+}
+
+/** The kernel command line of a keep whose base disk is `base`. */
+export function keepAppend(base: { dataBlocks: number; rootHash: string }): string {
+  return `${KEEP_APPEND} enarx.verity=${base.dataBlocks}:${base.rootHash}`;
 }
 
 /** Finds a kernel module's .ko file under `modules/kernel`. */
@@ -118,7 +144,15 @@ async function sharedLibraries(binary: string): Promise<[string, string][]> {
   return libs;
 }
 
-/** The init script of the guest. */
+/**
+ * The init script of the guest. It loads the modules, brings up the
+ * network, opens the base disk through dm-verity with the parameters of
+ * the measured command line (the table: Documentation/admin-guide/
+ * device-mapper/verity.rst; the tree: vm/verity.ts), mounts it read-only
+ * with a fresh tmpfs on its /tmp, and runs wasmldr from it. A failure
+ * prints {@link INIT_ERROR_PREFIX} and a reason on the console, which the
+ * host passes on (kvm_vm.ts), and powers off.
+ */
 function initScript(): string {
   const bb = "/bin/busybox";
   const env = [
@@ -130,20 +164,33 @@ function initScript(): string {
     `ENARX_WASMLDR_LISTEN=0.0.0.0:${GUEST_PORT}`,
     `ENARX_SOCKET_SHIM=${GUEST_SOCKET_SHIM}`,
   ];
+  const dev = BASE_DISK_DEVICE;
   return `#!${bb} sh
+fail() { echo "${INIT_ERROR_PREFIX}$*"; ${bb} poweroff -f; }
 ${bb} mount -t proc proc /proc
 ${bb} mount -t sysfs sys /sys
 ${bb} mount -t devtmpfs dev /dev
-for m in ${NET_MODULES.join(" ")}; do ${bb} insmod /lib/modules/$m.ko; done
+for m in ${[...NET_MODULES, ...DISK_MODULES].join(" ")}; do ${bb} insmod /lib/modules/$m.ko; done
 ${bb} ip link set lo up
 ${bb} ip link set eth0 up
 ${bb} ip addr add 10.0.2.15/24 dev eth0
 ${bb} ip route add default via 10.0.2.2
+verity=$(${bb} sed -n 's/.* enarx\\.verity=\\([0-9]*:[0-9a-f]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$verity" ] || fail "the kernel command line has no enarx.verity=<blocks>:<root hash>"
+blocks=\${verity%%:*}
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b ${dev} ] && break; ${bb} sleep 0.2; done
+[ -b ${dev} ] || fail "no base disk (${dev}): QEMU was not given the keep's base disk"
+DM_DISABLE_UDEV=1 /sbin/dmsetup create base --readonly --noudevsync --table \\
+  "0 $((blocks * 8)) verity 1 ${dev} ${dev} 4096 4096 $blocks $blocks sha256 \${verity#*:} - 1 panic_on_corruption" \\
+  || fail "dm-verity refused the base disk (${dev}): it is smaller than the command line says"
+${bb} mount -t ext4 -o ro /dev/mapper/base /base || fail "the verified base disk does not mount"
+${bb} mount -t tmpfs -o mode=1777 tmp /base/tmp
+for d in proc sys dev; do ${bb} mount --bind /$d /base/$d; done
 exec 3<>/dev/ttyS1
 ${bb} stty -F /dev/ttyS1 raw -echo -ixon -ixoff -icrnl -opost cs8
 echo "init: frames port ready at $(${bb} cut -d' ' -f1 /proc/uptime)"
 ${bb} printf '${READY_MARKER.replace("\n", "\\n")}' >&3
-${bb} env ${env.join(" ")} /bin/deno run --quiet --no-prompt --allow-all \\
+${bb} env ${env.join(" ")} ${bb} chroot /base /bin/deno run --quiet --no-prompt --allow-all \\
   --config /app/deno.json /app/kvm_entry.ts <&3 >&3
 echo "init: wasmldr exited with $? at $(${bb} cut -d' ' -f1 /proc/uptime)"
 ${bb} sleep 1
@@ -171,29 +218,59 @@ type ReadEntry = { path: string; mode: number; data: Uint8Array; sha256: Uint8Ar
 
 const DIR_MODE = 0o40755;
 
-/** Lists what goes into the initrd. */
-async function imageEntries(kernel: KvmKernel): Promise<Entry[]> {
-  const entries: Entry[] = [];
-  const file = (path: string, from: string, mode = 0o644) => entries.push({ path, from, mode });
+/** The file at `from` as an entry, or EnarxError `kvm-image` naming what to install. */
+function hostFile(path: string, from: string, mode: number, install: string): Entry {
+  if (!isFile(from)) {
+    throw new EnarxError(
+      "kvm-image",
+      `Cannot build the kvm keep image: "${from}" is missing; install ${install}`,
+      { exit: "unavailable" },
+    );
+  }
+  return { path, from, mode };
+}
+
+/** The host's dmsetup (Debian's dmsetup package). */
+function findDmsetup(): string {
+  return ["/usr/sbin/dmsetup", "/sbin/dmsetup"].find(isFile) ?? "/usr/sbin/dmsetup";
+}
+
+/** Lists what goes into the initrd: init, busybox, dmsetup and its libraries, the modules. */
+async function initrdEntries(kernel: KvmKernel): Promise<Entry[]> {
+  const dmsetup = findDmsetup();
+  const entries = [
+    hostFile("/bin/busybox", "/bin/busybox", 0o755, "busybox-static"),
+    hostFile("/sbin/dmsetup", dmsetup, 0o755, "dmsetup"),
+  ];
+  for (const [path, from] of await sharedLibraries(dmsetup)) {
+    entries.push({ path, from, mode: 0o755 });
+  }
+  for (const name of [...NET_MODULES, ...DISK_MODULES]) {
+    entries.push({
+      path: `/lib/modules/${name}.ko`,
+      from: findModule(kernel.modules, name),
+      mode: 0o644,
+    });
+  }
+  entries.push({ path: "/init", data: new TextEncoder().encode(initScript()), mode: 0o755 });
+  for (const dir of ["/proc", "/sys", "/dev", "/base"]) entries.push({ path: dir, mode: DIR_MODE });
+  return entries;
+}
+
+/** Lists what goes on the base disk: Deno, libwasmtime, their libraries, wasmldr, /etc. */
+async function diskEntries(): Promise<Entry[]> {
   const deno = Deno.execPath();
   const libwasmtime = await libwasmtimePath();
-  for (const [path, from] of [["/bin/busybox", "/bin/busybox"], ["/bin/deno", deno]]) {
-    if (!isFile(from)) {
-      throw new EnarxError(
-        "kvm-image",
-        `Cannot build the kvm keep image: "${from}" is missing; install busybox-static`,
-        { exit: "unavailable" },
-      );
-    }
-    file(path, from, 0o755);
-  }
-  file("/app/libwasmtime.so", libwasmtime, 0o755);
+  const entries = [
+    hostFile("/bin/deno", deno, 0o755, "Deno"),
+    hostFile("/app/libwasmtime.so", libwasmtime, 0o755, "libwasmtime"),
+  ];
+  const file = (path: string, from: string, mode = 0o644) => entries.push({ path, from, mode });
   const libs = new Map<string, string>();
   for (const binary of [deno, libwasmtime]) {
     for (const [path, from] of await sharedLibraries(binary)) libs.set(path, from);
   }
   for (const [path, from] of libs) file(path, from, 0o755);
-  for (const name of NET_MODULES) file(`/lib/modules/${name}.ko`, findModule(kernel.modules, name));
   for (const path of [...await wasmldrFiles(), ...APP_EXTRA]) {
     file(`/app/${path}`, `${ROOT}${path}`);
   }
@@ -203,7 +280,6 @@ async function imageEntries(kernel: KvmKernel): Promise<Entry[]> {
   for (const [path, text] of Object.entries(GUEST_ETC)) {
     entries.push({ path, data: enc.encode(text), mode: 0o644 });
   }
-  entries.push({ path: "/init", data: enc.encode(initScript()), mode: 0o755 });
   entries.push({ path: "/app/kvm_entry.ts", data: enc.encode(ENTRY), mode: 0o644 });
   for (const dir of ["/proc", "/sys", "/dev", "/tmp"]) {
     entries.push({ path: dir, mode: DIR_MODE });
@@ -343,18 +419,32 @@ export interface BuildKvmImageOptions {
 }
 
 /**
- * Returns the keep image, building the initrd when the cache has none with
- * the same content. Concurrent builders each write a temporary file and
- * rename it into place.
+ * Returns the keep image, building the base disk and the initrd when the
+ * cache has none with the same content. Concurrent builders each write
+ * temporary files and rename them into place.
  */
 export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmImage> {
   const kernel = options.kernel ?? findKvmKernel();
-  const entries = await readEntries(await imageEntries(kernel));
-  const key = await contentKey(entries);
-  const initrd = `${options.cacheDir}/initrd-${key}.cpio`;
   await Deno.mkdir(options.cacheDir, { recursive: true, mode: 0o700 });
   await Deno.chmod(options.cacheDir, 0o700).catch(() => {});
-  if (isFile(initrd)) return { ...kernel, initrd, append: KEEP_APPEND, built: false, key };
+  let base: BaseDisk;
+  try {
+    base = await buildBaseDisk(await readEntries(await diskEntries()), options);
+  } catch (error) {
+    if (error instanceof EnarxError) throw error;
+    throw new EnarxError(
+      "kvm-image",
+      `Cannot build the kvm keep's base disk in "${options.cacheDir}": ${
+        error instanceof Error ? error.message : error
+      }`,
+      { exit: "unavailable", cause: error },
+    );
+  }
+  const entries = await readEntries(await initrdEntries(kernel));
+  const key = await contentKey(entries);
+  const initrd = `${options.cacheDir}/initrd-${key}.cpio`;
+  const image = { ...kernel, initrd, append: keepAppend(base), base, key };
+  if (isFile(initrd)) return { ...image, built: base.built };
   const tmp = `${initrd}.${crypto.randomUUID()}.tmp`;
   try {
     await writeCpio(tmp, entries);
@@ -369,5 +459,5 @@ export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmI
       { exit: "io", cause: error },
     );
   }
-  return { ...kernel, initrd, append: KEEP_APPEND, built: true, key };
+  return { ...image, built: true };
 }

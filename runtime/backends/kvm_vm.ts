@@ -1,6 +1,7 @@
 /**
  * A kvm keep's VM: one QEMU micro-VM that boots the image of
- * runtime/backends/kvm_image.ts. Frames travel on the guest's second serial
+ * runtime/backends/kvm_image.ts, with the base disk that every keep shares
+ * attached read-only. Frames travel on the guest's second serial
  * port (QEMU chardev on a unix socket in the keep's work directory, which
  * keepldr connects to); the guest's console (first serial port) goes to
  * `console.log` there. The workload's HTTPS reaches wasmldr, which listens
@@ -18,7 +19,14 @@
  * @module
  */
 import { EnarxError } from "../errors.ts";
-import { buildKvmImage, GUEST_PORT, type KvmImage, READY_MARKER } from "./kvm_image.ts";
+import {
+  buildKvmImage,
+  GUEST_PORT,
+  INIT_ERROR_PREFIX,
+  type KvmImage,
+  READY_MARKER,
+} from "./kvm_image.ts";
+import { baseDiskArgs } from "./vm/base_disk.ts";
 import { findQemu, QEMU } from "./kvm.ts";
 import { freeLoopbackPort, QMP_SOCKET_NAME, qmpForwarder, vmNetworkArgs } from "./vm/user_net.ts";
 
@@ -76,7 +84,7 @@ async function prepare(options: LaunchKvmKeepOptions, log: (line: string) => voi
   log(
     `kvm image ${image.built ? "built" : "reused"} in ${
       (performance.now() - started).toFixed(0)
-    } ms: ${image.initrd}`,
+    } ms: ${image.initrd}, base disk ${image.base.path}`,
   );
   const socket = `${options.workDir}/frames.sock`;
   if (new TextEncoder().encode(socket).length > 107) {
@@ -90,6 +98,15 @@ async function prepare(options: LaunchKvmKeepOptions, log: (line: string) => voi
   return { qemu, image, socket, started };
 }
 
+/**
+ * The size of TCG's translated-code buffer, in MiB. QEMU's default (1 GiB)
+ * let a keep's QEMU touch some 150 MiB of it by the time wasmldr waited for
+ * its hello; 64 MiB saved about 100 MiB per keep with no measurable change in
+ * the CPU time of a boot (bench/kvm_keep_memory_bench.ts, BENCHMARKS.md).
+ * QEMU retranslates what it drops when the buffer fills. KVM keeps have none.
+ */
+const TCG_TB_MIB = 64;
+
 /** QEMU's command-line arguments for a keep. */
 function qemuArgs(
   image: KvmImage,
@@ -101,7 +118,7 @@ function qemuArgs(
     "-machine",
     "q35",
     "-accel",
-    accel,
+    accel === "tcg" ? `tcg,tb-size=${TCG_TB_MIB}` : accel,
     "-cpu",
     accel === "kvm" ? "host" : "max",
     "-m",
@@ -126,6 +143,7 @@ function qemuArgs(
     image.initrd,
     "-append",
     image.append,
+    ...baseDiskArgs(image.base.path),
   ];
 }
 
@@ -198,25 +216,38 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     } catch { /* already gone */ }
   };
   let exited = false;
+  let failure: string | undefined;
   const status = child.status.then(async (s) => {
     exited = true;
     // The guest's console explains a VM that ended early: pass on its last lines.
     const text = await Deno.readTextFile(`${options.workDir}/console.log`).catch(() => "");
     for (const line of text.trimEnd().split("\n").slice(-20)) log(`guest: ${line.trimEnd()}`);
+    failure = guestFailure(text, image);
+    if (failure !== undefined) log(failure);
     return s;
   });
   const conn = await connectFrames(socket, () => exited, kill);
   log(`qemu started (pid ${child.pid}, host port ${hostPort})`);
   // Nothing goes to the guest before its port is raw (no echo): hold writes until ready.
   const ready = Promise.withResolvers<void>();
-  status.then(() => ready.reject(new Error("QEMU exited before the guest was ready")));
+  const failed = (why: string) => new EnarxError("keep-launch", why, { exit: "unavailable" });
+  status.then(() =>
+    ready.reject(
+      failed(
+        failure ?? "QEMU exited before the guest was ready; see the guest's console lines above",
+      ),
+    )
+  );
   ready.promise.catch(() => {});
+  const frames = afterMarker(conn.readable, () => {
+    log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
+    ready.resolve();
+  });
   return {
     stdin: heldWriter(conn, ready.promise),
-    stdout: afterMarker(conn.readable, () => {
-      log(`guest ready in ${(performance.now() - started).toFixed(0)} ms`);
-      ready.resolve();
-    }),
+    // A block of the base disk can fail verification whenever the guest reads it: the
+    // frames then end with the reason rather than quietly.
+    stdout: frames.pipeThrough(endsWithFailure(status.then(() => failure), failed)),
     status,
     kill,
     pid: child.pid,
@@ -225,6 +256,26 @@ export async function launchKvmKeep(options: LaunchKvmKeepOptions): Promise<KvmK
     measurement: () => measureImage(image),
     forwardGuestPorts: qmpForwarder(qmpSocket),
   };
+}
+
+/**
+ * Why the guest stopped, from its console: its base disk failed dm-verity
+ * (the kernel names the block; kvm_image.ts's init panics on it), or its
+ * init printed an error. Undefined when the console says neither.
+ */
+export function guestFailure(console: string, image: Pick<KvmImage, "base">): string | undefined {
+  const lines = console.split("\n").map((l) => l.trim());
+  const verity = lines.find((l) =>
+    /verity: .*(corrupted|error)|dm-verity device corrupted/.test(l)
+  );
+  if (verity !== undefined) {
+    return `The keep's base disk "${image.base.path}" failed verification (dm-verity: ` +
+      `"${verity.replace(/^\[[ .0-9]*\] /, "")}"): it is not the disk whose root hash the ` +
+      `keep's measured command line names; delete it and its .verity.json to have it rebuilt`;
+  }
+  const init = lines.find((l) => l.startsWith(INIT_ERROR_PREFIX));
+  if (init !== undefined) return `The keep's init stopped: ${init.slice(INIT_ERROR_PREFIX.length)}`;
+  return undefined;
 }
 
 /** The kvm measurement of the files QEMU was given, by runtime/measure/keep_measure.ts. */
@@ -236,6 +287,27 @@ async function measureImage(image: KvmImage): Promise<Uint8Array> {
     append: image.append,
   });
   return measured.digest;
+}
+
+/**
+ * Passes frames through; when they end, waits (up to 5 s) for QEMU's end
+ * and errors the stream with `failure`'s reason if the console gave one.
+ */
+function endsWithFailure(
+  failure: Promise<string | undefined>,
+  error: (why: string) => Error,
+): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    async flush(controller) {
+      let timer: number | undefined;
+      const why = await Promise.race([
+        failure,
+        new Promise<undefined>((r) => timer = setTimeout(r, 5000)),
+      ]);
+      clearTimeout(timer);
+      if (why !== undefined) controller.error(error(why));
+    },
+  });
 }
 
 /** Drops everything up to and including the guest's ready line, then passes bytes through. */

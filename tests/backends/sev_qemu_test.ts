@@ -21,6 +21,7 @@ const BASE: SevQemuOptions = {
   kernel: "/c/vmlinuz",
   initrd: "/c/initrd.cpio",
   append: "console=ttyS0 quiet panic=-1",
+  baseDisk: "/c/base.img",
   memoryMiB: 2048,
   vcpus: 2,
   vcpuType: "EPYC-Milan",
@@ -81,7 +82,9 @@ Deno.test("sev qemu: the AmdSev OVMF as -bios and the keep image as kernel, init
   assert.equal(value(args, "-initrd"), "/c/initrd.cpio");
   assert.equal(value(args, "-append"), "console=ttyS0 quiet panic=-1");
   assert.equal(args.includes("-pflash"), false);
-  assert.equal(args.includes("-drive"), false);
+  // The one drive is the shared base disk, read-only on a virtio disk (no firmware flash).
+  assert.equal(value(args, "-drive"), "file=/c/base.img,format=raw,if=none,id=base,readonly=on");
+  assert.equal(value(args, "-device"), "virtio-blk-pci,drive=base");
 });
 
 Deno.test("sev qemu: console on ttyS0 to a file, frames on ttyS1 through a unix socket", () => {
@@ -110,12 +113,15 @@ Deno.test("sev qemu: without snp, plain q35 (TCG) with the same firmware and ima
   assert.equal(value(args, "-machine"), "q35");
   assert.equal(value(args, "-accel"), "tcg");
   assert.deepEqual(values(args, "-object"), []);
-  assert.deepEqual(values(args, "-device"), []);
+  assert.deepEqual(values(args, "-device"), ["virtio-blk-pci,drive=base"]);
   assert.equal(value(args, "-bios"), BASE.ovmf);
   assert.equal(value(args, "-kernel"), BASE.kernel);
   const hashes = { file: "/w/hashes.bin", gpa: 0x810000, cmdlineFile: "/w/cmdline" };
   const loaded = sevQemuArgs({ ...BASE, snp: undefined, hashes });
-  assert.equal(value(loaded, "-device"), "loader,file=/w/hashes.bin,addr=0x810000,force-raw=on");
+  assert.deepEqual(values(loaded, "-device"), [
+    "loader,file=/w/hashes.bin,addr=0x810000,force-raw=on",
+    "virtio-blk-pci,drive=base",
+  ]);
   // The firmware's named blobs: QEMU serves the files unchanged there.
   assert.deepEqual(values(loaded, "-fw_cfg"), [
     "name=etc/boot/kernel,file=/c/vmlinuz",

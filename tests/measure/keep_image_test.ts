@@ -1,14 +1,20 @@
 /**
  * The keep image is reproducible: two builds into fresh caches give the
- * same initrd, byte for byte; one changed input byte gives another; the
- * archive is sorted with fixed times, owners and inode numbers and names
- * no host path; it holds the socket shim this host builds and the guest's
- * resolver configuration, and its init points wasmldr at that shim; the
+ * same initrd and the same base disk, byte for byte; one changed input byte
+ * gives another; the archive is sorted with fixed times, owners and inode
+ * numbers and names no host path; the disk's files are root's with fixed
+ * times; the disk holds the socket shim this host builds and the guest's
+ * resolver configuration, and the init points wasmldr at that shim; the
  * cache is keyed by content and private (0600 in 0700);
  * `enarx keep image` prints and writes exactly the launched image.
  */
 import assert from "node:assert/strict";
-import { buildKvmImage, findKvmKernel, NET_MODULES } from "../../runtime/backends/kvm_image.ts";
+import {
+  buildKvmImage,
+  DISK_MODULES,
+  findKvmKernel,
+  NET_MODULES,
+} from "../../runtime/backends/kvm_image.ts";
 import { kvmLaunchable } from "../../runtime/backends/kvm.ts";
 import { buildSocketShim } from "../../runtime/wasm/socket_shim.ts";
 import { requires } from "../_requires.ts";
@@ -30,6 +36,27 @@ function findModuleFile(dir: string, name: string): string | undefined {
     } else if (entry.name === name) return path;
   }
   return undefined;
+}
+
+/** A file of a base disk's file system, read with debugfs (e2fsprogs). */
+async function diskFile(disk: string, path: string): Promise<Uint8Array> {
+  const out = await new Deno.Command("debugfs", {
+    args: ["-R", `cat ${path}`, disk],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  assert.ok(out.success, `debugfs cat ${path}`);
+  return out.stdout;
+}
+
+/** debugfs's `stat` of a base disk's file. */
+async function diskStat(disk: string, path: string): Promise<string> {
+  const out = await new Deno.Command("debugfs", {
+    args: ["-R", `stat ${path}`, disk],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return new TextDecoder().decode(out.stdout);
 }
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -71,7 +98,7 @@ Deno.test({
       // A copy of the keep kernel's network modules: one byte of one changes the image.
       const kernel = findKvmKernel();
       const modules = `${dir}/modules`;
-      for (const name of NET_MODULES) {
+      for (const name of [...NET_MODULES, ...DISK_MODULES]) {
         const from = findModuleFile(`${kernel.modules}/kernel`, `${name}.ko`)!;
         await Deno.mkdir(`${modules}/kernel/net`, { recursive: true });
         await Deno.copyFile(from, `${modules}/kernel/net/${name}.ko`);
@@ -83,8 +110,22 @@ Deno.test({
       const bytesA = await Deno.readFile(a.initrd);
       assert.equal(await sha256Hex(bytesA), await sha256Hex(await Deno.readFile(b.initrd)));
       assert.equal(a.key, b.key);
-      assert.equal(a.append, "console=ttyS0 quiet panic=-1");
-      assert.equal((await Deno.stat(a.initrd)).mode! & 0o777, 0o600);
+      const diskA = await Deno.readFile(a.base.path);
+      assert.equal(await sha256Hex(diskA), await sha256Hex(await Deno.readFile(b.base.path)));
+      assert.deepEqual([a.base.key, a.base.rootHash], [b.base.key, b.base.rootHash]);
+      assert.equal(
+        a.append,
+        `console=ttyS0 quiet panic=-1 enarx.verity=${a.base.dataBlocks}:${a.base.rootHash}`,
+      );
+      // The hash tree follows the file system: 128 digests to a 4096-byte block, level by level.
+      let treeBlocks = 0;
+      for (let n = a.base.dataBlocks; n > 1; n = Math.ceil(n / 128)) {
+        treeBlocks += Math.ceil(n / 128);
+      }
+      assert.equal(diskA.length, (a.base.dataBlocks + treeBlocks) * 4096);
+      for (const file of [a.initrd, a.base.path]) {
+        assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+      }
       assert.equal((await Deno.stat(`${dir}/a`)).mode! & 0o777, 0o700);
       const again = await buildKvmImage({ cacheDir: `${dir}/a`, kernel: own });
       assert.equal(again.built, false);
@@ -95,17 +136,33 @@ Deno.test({
       assert.deepEqual(names, [...names].sort());
       assert.deepEqual(records.slice(0, -1).map((r) => r.ino), names.map((_, i) => i + 1));
       for (const r of records) assert.deepEqual([r.uid, r.gid, r.mtime], [0, 0, 0], r.name);
-      assert.ok(names.includes("bin/deno") && names.includes("lib/modules/virtio_net.ko"));
-      // The socket shim is in the measured image: a changed shim changes the measurement.
+      assert.ok(names.includes("sbin/dmsetup") && names.includes("lib/modules/dm-verity.ko"));
+      assert.ok(names.includes("lib/modules/virtio_net.ko"));
+      assert.ok(!names.includes("bin/deno"), "Deno is on the base disk, not in every initrd");
       const data = (name: string) => records.find((r) => r.name === name)?.data;
+      const text = (name: string) => new TextDecoder().decode(data(name));
+      assert.match(text("init"), / ENARX_SOCKET_SHIM=\/app\/enarx_wasi_sockets\.so /);
+      assert.match(text("init"), / verity 1 \/dev\/vda \/dev\/vda 4096 4096 /);
+      // The socket shim is on the disk the measured command line names.
       assert.deepEqual(
-        data("app/enarx_wasi_sockets.so"),
+        await diskFile(a.base.path, "/app/enarx_wasi_sockets.so"),
         await Deno.readFile(await buildSocketShim()),
       );
-      const text = (name: string) => new TextDecoder().decode(data(name));
-      assert.equal(text("etc/resolv.conf"), "nameserver 10.0.2.3\n");
-      assert.equal(text("etc/nsswitch.conf"), "hosts: files dns\n");
-      assert.match(text("init"), / ENARX_SOCKET_SHIM=\/app\/enarx_wasi_sockets\.so /);
+      const dec = new TextDecoder();
+      assert.equal(
+        dec.decode(await diskFile(a.base.path, "/etc/resolv.conf")),
+        "nameserver 10.0.2.3\n",
+      );
+      assert.equal(
+        dec.decode(await diskFile(a.base.path, "/etc/nsswitch.conf")),
+        "hosts: files dns\n",
+      );
+      const deno = await diskStat(a.base.path, "/bin/deno");
+      assert.match(deno, /User:\s+0\s+Group:\s+0/);
+      assert.match(deno, /Mode:\s+0755/);
+      for (const time of ["ctime", "atime", "mtime"]) {
+        assert.match(deno, new RegExp(`${time}: 0x00000000:`));
+      }
       const root = new TextEncoder().encode(decodeURIComponent(ROOT.pathname));
       assert.equal(Buffer.from(bytesA).indexOf(root), -1, "the archive names a build path");
 
@@ -151,7 +208,11 @@ Deno.test({
       assert.equal(out.code, 0, out.stderr);
       const image = JSON.parse(out.stdout);
       assert.equal(image.backend, "sev");
-      assert.deepEqual(image.inputs.map((i: { role: string }) => i.role), ["kernel", "initrd"]);
+      assert.deepEqual(image.inputs.map((i: { role: string }) => i.role), [
+        "kernel",
+        "initrd",
+        "base",
+      ]);
       assert.equal(
         image.inputs[0].sha256,
         await sha256Hex(await Deno.readFile(`${dir}/out/vmlinuz`)),
@@ -160,13 +221,22 @@ Deno.test({
         image.inputs[1].sha256,
         await sha256Hex(await Deno.readFile(`${dir}/out/initrd.cpio`)),
       );
+      assert.equal(
+        image.inputs[2].sha256,
+        await sha256Hex(await Deno.readFile(`${dir}/out/base.img`)),
+      );
       assert.equal(await Deno.readTextFile(`${dir}/out/cmdline`), image.append);
+      assert.ok(
+        image.append.endsWith(` enarx.verity=${image.base.dataBlocks}:${image.base.rootHash}`),
+      );
       const kvm = JSON.parse((await enarx(["measure", "--backend", "kvm", "--json"], env)).stdout);
       assert.deepEqual(
         kvm.inputs.slice(0, 2),
-        image.inputs,
+        image.inputs.slice(0, 2),
         "kvm without simulator state is sev's image",
       );
+      // The measured command line is the one that names the disk's root hash.
+      assert.equal(kvm.append, image.append);
       const text = await enarx(["keep", "image", "--backend", "nil"]);
       assert.equal(text.code, 0, text.stderr);
       assert.match(text.stdout, /^[0-9a-f]{64} {2}deno {2}\/\S+\n[0-9a-f]{64} {2}libwasmtime {2}/);
@@ -206,6 +276,7 @@ Deno.test({
       const image = await buildKvmImage({ cacheDir: `${dir}/cache` });
       const bytes = await Deno.readFile(image.initrd);
       assert.deepEqual(keyMaterial(bytes, secrets), []);
+      assert.deepEqual(keyMaterial(await Deno.readFile(image.base.path), secrets), []);
       const names = cpioRecords(bytes).map((r) => r.name);
       assert.ok(
         !names.some((n) => n.startsWith("sim") || n.endsWith(SNP_SIM_STATE_FILE)),

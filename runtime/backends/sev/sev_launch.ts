@@ -5,7 +5,7 @@
  * QEMU with the command line of sev_qemu.ts and connecting to the guest's
  * frames port. A missing piece is an error (exit 69) naming every missing
  * piece; a QEMU that fails to start the SNP guest is one too, with its
- * error line and what to check. The keep image (kernel, initrd) is kvm's
+ * error line and what to check. The keep image (kernel, initrd, base disk) is kvm's
  * (kvm_image.ts); wasmldr inside gets its report from the guest's
  * /dev/sev-guest or configfs-tsm.
  *
@@ -33,7 +33,7 @@ import {
 interface KvmImageModule {
   buildKvmImage(
     options: { cacheDir: string },
-  ): Promise<KvmKernel & { initrd: string; append: string }>;
+  ): Promise<KvmKernel & { initrd: string; append: string; base: { path: string } }>;
   GUEST_PORT: number;
 }
 
@@ -83,7 +83,7 @@ export async function sevKeepMeasurement(): Promise<Uint8Array | undefined> {
 /** The line the guest's init writes on the frames port once it is raw (kvm_image.ts). */
 export const READY_MARKER = "ENARX-KVM-READY\n";
 
-/** The kernel command line of a sev keep. */
+/** The kernel command line of a sev keep, before its base disk's `enarx.verity=` (kvm_image.ts). */
 export const SEV_APPEND = "console=ttyS0 quiet panic=-1";
 
 /** The CPUID leaf that describes AMD memory encryption. */
@@ -483,7 +483,7 @@ export async function launchSevKeep(options: LaunchSevKeepOptions): Promise<SevK
     new URL("../kvm_image.ts", import.meta.url).href
   );
   const image = await buildKvmImage({ cacheDir });
-  log(`sev keep image: ${image.kernel}, ${image.initrd}`);
+  log(`sev keep image: ${image.kernel}, ${image.initrd}, base disk ${image.base.path}`);
   return await bootSevKeep({
     qemu: sevQemu().path!,
     workDir: options.workDir,
@@ -491,6 +491,7 @@ export async function launchSevKeep(options: LaunchSevKeepOptions): Promise<SevK
     kernel: image.kernel,
     initrd: image.initrd,
     append: image.append,
+    baseDisk: image.base.path,
     memoryMiB: 1024,
     vcpus: SEV_VCPUS,
     vcpuType: sevVcpuType(),

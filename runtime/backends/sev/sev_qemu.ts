@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { baseDiskArgs } from "../vm/base_disk.ts";
 import { vmNetworkArgs } from "../vm/user_net.ts";
 
 /** The first QEMU release with `sev-snp-guest` (upstream SNP support). */
@@ -73,8 +74,10 @@ export interface SevQemuOptions {
   kernel: string;
   /** The keep initrd. */
   initrd: string;
-  /** The kernel command line. */
+  /** The kernel command line (with the base disk's `enarx.verity=`, runtime/backends/kvm_image.ts). */
   append: string;
+  /** The read-only base disk that every VM keep shares (runtime/backends/vm/base_disk.ts). */
+  baseDisk: string;
   /** Guest memory in MiB. */
   memoryMiB: number;
   /** Number of vCPUs. */
@@ -130,6 +133,7 @@ export function sevQemuArgs(options: SevQemuOptions): string[] {
     "-serial",
     "chardev:frames",
     ...vmNetworkArgs(options, options.qmpSocket),
+    ...baseDiskArgs(options.baseDisk),
   ];
 }
 
