@@ -99,10 +99,11 @@ export function selfCommand(
     "run",
     "--quiet",
     "--no-prompt",
-    // A keep runs most of wasmldr's functions once: compiled with the module
-    // (and so kept in Deno's code cache), not lazily at first call, as for
-    // `enarx run` (./enarx). About 5 % less CPU per nil keep (BENCHMARKS.md).
-    ...(subcommand === "wasmldr" ? ["--v8-flags=--no-lazy"] : []),
+    // The flags of every enarx process (./enarx): Deno's code cache holds
+    // code compiled under one set of V8 flags, and a process with other
+    // flags compiles and caches again what it loads. --no-lazy compiles a
+    // module's functions with it (a keep runs most of wasmldr's once).
+    "--v8-flags=--no-lazy",
     ...(options.permissions ?? ["--allow-all"]),
     "--config",
     config.pathname,
