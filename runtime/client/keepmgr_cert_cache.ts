@@ -49,16 +49,43 @@ export function certificatePem(der: Uint8Array): string {
 }
 
 /**
- * Records `der` in `dir` as the certificate seen at `origin`. Best effort: a
+ * How many keepmgr certificates the cache keeps: one file per origin ever
+ * contacted would grow without end for a user (or a test suite) that meets
+ * keepmgrs on ever-new ports.
+ */
+export const KEEPMGR_CERT_CACHE_ENTRIES = 256;
+
+/**
+ * Records `der` in `dir` as the certificate seen at `origin`, then removes
+ * the least recently recorded files beyond `maxEntries`. Best effort: a
  * cache that cannot be written only means the next connection is the slow one.
  */
 export async function recordKeepmgrCert(
   dir: string,
   origin: string,
   der: Uint8Array,
+  maxEntries = KEEPMGR_CERT_CACHE_ENTRIES,
 ): Promise<void> {
   try {
     await ensurePrivateDirectory(dir);
     await writeFileAtomic(keepmgrCertPath(dir, origin), certificatePem(der), { mode: 0o600 });
+    await pruneKeepmgrCerts(dir, maxEntries);
   } catch { /* a cache */ }
+}
+
+/** Removes the oldest (by modification time) `.pem` files of `dir` beyond `maxEntries`. */
+async function pruneKeepmgrCerts(dir: string, maxEntries: number): Promise<void> {
+  const entries: { path: string; mtime: number }[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isFile || !entry.name.endsWith(".pem")) continue;
+    const path = `${dir}/${entry.name}`;
+    try {
+      entries.push({ path, mtime: (await Deno.stat(path)).mtime?.getTime() ?? 0 });
+    } catch { /* removed meanwhile */ }
+  }
+  if (entries.length <= maxEntries) return;
+  entries.sort((a, b) => a.mtime - b.mtime);
+  for (const { path } of entries.slice(0, entries.length - maxEntries)) {
+    await Deno.remove(path).catch(() => {});
+  }
 }

@@ -79,6 +79,32 @@ Deno.test("keepmgr client: the cache file of an origin, and PEM that round-trips
   }
 });
 
+Deno.test("keepmgr client: the certificate cache keeps the most recently recorded origins only", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const der = crypto.getRandomValues(new Uint8Array(64));
+    const origin = (port: number) => `https://127.0.0.1:${port}`;
+    for (let port = 1; port <= 5; port++) {
+      await recordKeepmgrCert(dir, origin(port), der, 3);
+      // Distinct modification times, oldest first, whatever the file system's resolution.
+      const at = new Date(Date.UTC(2026, 0, 1, 0, 0, port));
+      await Deno.utime(keepmgrCertPath(dir, origin(port)), at, at);
+    }
+    await Deno.writeTextFile(`${dir}/note.txt`, "not a certificate");
+    await recordKeepmgrCert(dir, origin(6), der, 3);
+    const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(left, [
+      "https_127.0.0.1_4.pem",
+      "https_127.0.0.1_5.pem",
+      "https_127.0.0.1_6.pem",
+      "note.txt",
+    ]);
+    assert.equal(readKeepmgrCert(dir, origin(6)), certificatePem(der));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("keepmgr client: first contact caches the certificate, later ones use it", async () => {
   await using mgr = await startKeepmgr();
   const cache = await Deno.makeTempDir();
