@@ -95,7 +95,8 @@ if [ -n "$REF" ]; then
   ln -s "$ENARX_ROOT/node_modules" "$SCRATCH/before/node_modules"
   add_runner "before ($(git -C "$ENARX_ROOT" rev-parse --short "$REF"))" "$SCRATCH/before"
 fi
-add_runner "after ($(git -C "$ENARX_ROOT" rev-parse --short HEAD))" "$ENARX_ROOT"
+head="$(git -C "$ENARX_ROOT" rev-parse --short HEAD)"
+if [ -n "$REF" ]; then add_runner "after ($head)" "$ENARX_ROOT"; else add_runner "enarx run ($head)" "$ENARX_ROOT"; fi
 add_runner wazero wazero
 add_runner node:wasi node
 echo "" >"$SCRATCH/empty.ts"
