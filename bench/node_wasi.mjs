@@ -13,7 +13,7 @@
  * `--dir` takes the same form as `enarx run --dir`; node:wasi has no
  * read-only preopens, so a `:ro` directory is preopened writable. Exit status:
  * the guest's, 134 on a trap, 64 on bad usage, 66 when the module cannot be
- * read.
+ * read, 70 when it cannot be compiled or instantiated.
  *
  * @module
  */
@@ -86,9 +86,15 @@ async function main(argv) {
     stdout: blockingStdio(1),
     stderr: blockingStdio(2),
   });
+  let instance;
   try {
     const module = await WebAssembly.compile(bytes);
-    const instance = await WebAssembly.instantiate(module, wasi.getImportObject());
+    instance = await WebAssembly.instantiate(module, wasi.getImportObject());
+  } catch (e) {
+    console.error(`node_wasi: Cannot load "${options.module}": ${e.message}`);
+    return 70;
+  }
+  try {
     return wasi.start(instance);
   } catch (e) {
     console.error(`node_wasi: trap: ${e.message}`);
