@@ -6,9 +6,12 @@
 # (`-ps`); and hello.wasm. Every command runs with its module cache filled,
 # interleaved round by round by bench/native/timeit.c with a bare `deno run`
 # of an empty script: `./enarx run` of this checkout, of REF (a worktree, to
-# compare before and after a change), and bench/native/run.c (which maps its
-# cached module with wasmtime_module_deserialize_file). Prints medians, the
-# p25-p75 spread and ratios as Markdown.
+# compare before and after a change), bench/native/run.c (which maps its
+# cached module with wasmtime_module_deserialize_file), and the peers of
+# bench/peers.sh: wazero (its compilation cache filled) and node:wasi (which
+# compiles on every run). First checks that every runner gives the same output
+# (stdout, and the WAV file byte for byte). Prints medians, the p25-p75 spread
+# and ratios as Markdown (bench/_peer_table.ts).
 #
 # Usage: bench/cached_runs.sh [REF] [RUNS]   (default: no REF, 30 runs)
 set -euo pipefail
@@ -16,6 +19,9 @@ ENARX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=tools/bootstrap.sh
 . "$ENARX_ROOT/tools/bootstrap.sh"
 enarx_bootstrap || exit 70
+# shellcheck source=bench/peers.sh
+. "$ENARX_ROOT/bench/peers.sh"
+enarx_peers || exit 69
 REF=${1:-}
 RUNS=${2:-30}
 FLITE_VERSION=0.1.1
@@ -33,7 +39,7 @@ cleanup() {
   rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-mkdir -p "$SCRATCH/cache/wasmtime-$WASMTIME_VERSION" "$SCRATCH/out" "$SCRATCH/native"
+mkdir -p "$SCRATCH/cache/wasmtime-$WASMTIME_VERSION" "$SCRATCH/out" "$SCRATCH/native" "$SCRATCH/wazero"
 chmod 700 "$SCRATCH/cache"
 ln -s "$ENARX_LIBWASMTIME" "$SCRATCH/cache/wasmtime-$WASMTIME_VERSION/libwasmtime.so"
 export ENARX_CACHE="$SCRATCH/cache"
@@ -50,59 +56,57 @@ but the more he blew the more closely did the traveler fold his cloak around him
 Wind gave up the attempt. Then the Sun shined out warmly, and immediately the traveler took off his \
 cloak. And so the North Wind was obliged to confess that the Sun was the stronger of the two."
 q() { printf '%q ' "$@"; }
-enarx_cmds=()
-add_enarx() { # label root
-  local label=$1 root=$2
-  enarx_cmds+=("$label, flite paragraph" "" "$(q "$root/enarx" run --dir "$SCRATCH/out::/out" "$SCRATCH/flite.wasm" -t "$paragraph" -o /out/p.wav)")
-  enarx_cmds+=("$label, flite -ps" "" "$(q "$root/enarx" run "$SCRATCH/flite.wasm" -ps "hello world" -o none) >/dev/null")
-  enarx_cmds+=("$label, hello" "" "$(q "$root/enarx" run "$SCRATCH/hello.wasm") >/dev/null")
+# run_with RUNNER OUT MODULE ARGS...: the command by which RUNNER (native,
+# wazero, node, or the root of an enarx checkout) runs MODULE, with
+# $SCRATCH/out preopened as /out if OUT is "out". Every runner of the
+# paragraph writes its WAV to /out/p.wav.
+run_with() {
+  local runner=$1 out=$2 module=$3
+  shift 3
+  local dir=()
+  case $runner in
+    native)
+      [ -z "$out" ] || dir=(--dir "$SCRATCH/out::/out")
+      q "$B/run" --cache "$SCRATCH/native/$(basename "$module" .wasm).cwasm" "${dir[@]}" "$module" "$@"
+      ;;
+    wazero)
+      [ -z "$out" ] || dir=(-mount "$SCRATCH/out:/out")
+      q "$WAZERO" run -cachedir "$SCRATCH/wazero" "${dir[@]}" "$module" "$@"
+      ;;
+    node)
+      [ -z "$out" ] || dir=(--dir "$SCRATCH/out::/out")
+      q "${NODE_WASI[@]}" "${dir[@]}" "$module" "$@"
+      ;;
+    *)
+      [ -z "$out" ] || dir=(--dir "$SCRATCH/out::/out")
+      q "$runner/enarx" run "${dir[@]}" "$module" "$@"
+      ;;
+  esac
 }
+cmds=()
+add_runner() { # label runner
+  cmds+=("$1, flite paragraph" "" "$(run_with "$2" out "$SCRATCH/flite.wasm" -t "$paragraph" -o /out/p.wav)")
+  cmds+=("$1, flite -ps" "" "$(run_with "$2" "" "$SCRATCH/flite.wasm" -ps "hello world" -o none)")
+  cmds+=("$1, hello" "" "$(run_with "$2" "" "$SCRATCH/hello.wasm")")
+}
+add_runner "C harness" native
 if [ -n "$REF" ]; then
   git -C "$ENARX_ROOT" worktree add -q --detach "$SCRATCH/before" "$REF"
   ln -s "$ENARX_ROOT/node_modules" "$SCRATCH/before/node_modules"
-  add_enarx "before ($(git -C "$ENARX_ROOT" rev-parse --short "$REF"))" "$SCRATCH/before"
+  add_runner "before ($(git -C "$ENARX_ROOT" rev-parse --short "$REF"))" "$SCRATCH/before"
 fi
-add_enarx "after ($(git -C "$ENARX_ROOT" rev-parse --short HEAD))" "$ENARX_ROOT"
-N="$B/run"
-native=(
-  "C harness, flite paragraph" "" "$(q "$N" --cache "$SCRATCH/native/flite.cwasm" --dir "$SCRATCH/out::/out" "$SCRATCH/flite.wasm" -t "$paragraph" -o /out/n.wav)"
-  "C harness, flite -ps" "" "$(q "$N" --cache "$SCRATCH/native/flite.cwasm" "$SCRATCH/flite.wasm" -ps "hello world" -o none) >/dev/null"
-  "C harness, hello" "" "$(q "$N" --cache "$SCRATCH/native/hello.cwasm" "$SCRATCH/hello.wasm") >/dev/null"
-)
+head="$(git -C "$ENARX_ROOT" rev-parse --short HEAD)"
+if [ -n "$REF" ]; then add_runner "after ($head)" "$ENARX_ROOT"; else add_runner "enarx run ($head)" "$ENARX_ROOT"; fi
+add_runner wazero wazero
+add_runner node:wasi node
 echo "" >"$SCRATCH/empty.ts"
-all=("bare Deno" "" "$(q "$DENO" run --quiet "$SCRATCH/empty.ts")" "${native[@]}" "${enarx_cmds[@]}")
-# Fill every cache (and Deno's code cache); twice, so that enarx's file links exist.
-for ((k = 2; k < ${#all[@]}; k += 3)); do sh -c "${all[k]}" >/dev/null; sh -c "${all[k]}" >/dev/null; done
+all=("bare Deno" "" "$(q "$DENO" run --quiet "$SCRATCH/empty.ts")" "${cmds[@]}")
+# Every runner must give the same output, or the timings mean nothing; this
+# first run of each command also fills its cache.
+peers_check_outputs "$SCRATCH/out" cat "${all[@]}" || exit 1
+# Fill every cache (and Deno's code cache) once more, so that enarx's file links exist.
+for ((k = 2; k < ${#all[@]}; k += 3)); do sh -c "${all[k]}" >/dev/null; done
+echo "bench/cached_runs.sh: $(date -u), load average $(cut -d" " -f1-3 /proc/loadavg); $PEERS_VERSIONS" >&2
 "$B/timeit" "$RUNS" 2 "$SCRATCH/out.json" "${all[@]}"
-"$DENO" run --quiet --allow-read - "$SCRATCH/out.json" "$RUNS" <<'TS'
-const [file, runs] = Deno.args;
-const { results } = JSON.parse(Deno.readTextFileSync(file));
-const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
-const median = (xs: number[]) => {
-  const s = sorted(xs);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const at = (xs: number[], q: number) => sorted(xs)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
-type R = { command: string; times: number[]; user: number[]; system: number[]; maxrss_kib: number[] };
-const ms = (xs: number[]) => xs.map((x) => x * 1000);
-const shell = results.find((r: R) => r.command === "shell");
-const floor = shell ? median(ms(shell.times)) : 0;
-const wall = (name: string) => median(ms(results.find((r: R) => r.command === name).times)) - floor;
-const bare = wall("bare Deno");
-console.log(`| what (${runs} interleaved rounds, caches filled) | median ms | p25–p75 ms | CPU ms | ÷ C harness | − C harness ms | − bare Deno ms |`);
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-for (const r of results as R[]) {
-  if (r.command === "shell") continue;
-  const w = wall(r.command);
-  const t = ms(r.times);
-  const cpu = median(r.user.map((u, i) => (u + r.system[i]) * 1000));
-  const work = r.command.split(", ").slice(1).join(", ");
-  const native = work ? wall(`C harness, ${work}`) : undefined;
-  const ratio = native === undefined || r.command.startsWith("C harness") ? "—" : (w / native).toFixed(2);
-  const over = native === undefined || r.command.startsWith("C harness") ? "—" : (w - native).toFixed(1);
-  const overBare = r.command === "bare Deno" ? "—" : (w - bare).toFixed(1);
-  console.log(
-    `| ${r.command} | ${w.toFixed(1)} | ${(at(t, 0.25) - floor).toFixed(1)}–${(at(t, 0.75) - floor).toFixed(1)} | ${cpu.toFixed(1)} | ${ratio} | ${over} | ${overBare} |`,
-  );
-}
-TS
+echo "bench/cached_runs.sh: $(date -u), load average $(cut -d" " -f1-3 /proc/loadavg)" >&2
+"$DENO" run --quiet --allow-read "$ENARX_ROOT/bench/_peer_table.ts" "$SCRATCH/out.json" "$RUNS"

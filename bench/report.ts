@@ -25,6 +25,11 @@ interface Runs {
 /** What bench/run.sh records about the run. */
 interface Meta {
   date: string;
+  /** When the run ended, and the load average then (absent in older runs). */
+  end?: string;
+  loadavgEnd?: string;
+  /** The peers' versions (bench/peers.sh), absent in older runs. */
+  peers?: string;
   cpu: string;
   nproc: number;
   kernel: string;
@@ -91,6 +96,9 @@ function startupSection(dir: string, meta: Meta): string[] {
     ["enarx-cold", "`./enarx run hello.wasm`, empty module cache"],
     ["enarx-cached", "`./enarx run hello.wasm`, module cached"],
     ["main-cached", "`deno run -A cli/main.ts run hello.wasm`, cached (no wrapper)"],
+    ["wazero-cold", "wazero CLI, empty -cachedir"],
+    ["wazero-cached", "wazero CLI, -cachedir filled"],
+    ["node-wasi", "node:wasi (compiles on every run; ÷ native cold)"],
   ];
   const out = [
     `### 1. Start-up of hello-world (${meta.startupRuns} rounds, 3 warm-up)`,
@@ -215,9 +223,12 @@ function main(args: string[]): void {
   }
   const meta = JSON.parse(Deno.readTextFileSync(`${dir}/meta.json`)) as Meta;
   const lines = [
-    `Measured ${meta.date} on ${meta.cpu}, ${meta.nproc} CPUs (\`nproc\`), Linux ` +
-    `${meta.kernel}, load average before the run ${meta.loadavg}; ${meta.deno}, ` +
-    `libwasmtime ${meta.wasmtime}. Every runner in one \`bench/run.sh\` run, interleaved ` +
+    `Measured ${meta.date}${meta.end ? ` to ${meta.end}` : ""} on ${meta.cpu}, ` +
+    `${meta.nproc} CPUs (\`nproc\`), Linux ${meta.kernel}, load average before the run ` +
+    `${meta.loadavg}${meta.loadavgEnd ? `, after ${meta.loadavgEnd}` : ""}; ${meta.deno}, ` +
+    `libwasmtime ${meta.wasmtime}${
+      meta.peers ? `; peers: ${meta.peers}` : ""
+    }. Every runner in one \`bench/run.sh\` run, interleaved ` +
     "round by round (bench/native/timeit.c); figures are medians, wall times less the " +
     "cost of `sh -c true`; CPU = user + system. Fuel metering and epoch interruption " +
     'are off unless a row says otherwise. "In-guest" throughput is timed by the workload ' +
@@ -233,6 +244,8 @@ function main(args: string[]): void {
       [
         ["native", "native harness (wasm, cached module)"],
         ["enarx", "`./enarx run` (cached module)"],
+        ["wazero", "wazero CLI (-cachedir filled)"],
+        ["node", "node:wasi (compiles on every run)"],
         ["native-epoch", "native harness, epoch interruption on"],
         ["native-fuel", "native harness, fuel metering on"],
         ["enarx-fuel", "`./enarx run --fuel` (metering on)"],
@@ -251,7 +264,12 @@ function main(args: string[]): void {
       ...throughputSection(
         `### 3. Guest writes to stdout in 64 KiB chunks, \`${how}\` (${meta.stdoutRuns} rounds)`,
         readRuns(`${dir}/${file}.json`),
-        [["native", "native harness (cached module)"], ["enarx", "`./enarx run` (cached module)"]],
+        [
+          ["native", "native harness (cached module)"],
+          ["enarx", "`./enarx run` (cached module)"],
+          ["wazero", "wazero CLI (-cachedir filled)"],
+          ["node", "node:wasi"],
+        ],
         meta,
         0.9,
         { dir, prefix: file, warmup: meta.stdoutWarmup },

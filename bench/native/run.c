@@ -7,11 +7,13 @@
  * `_start`, exit with the guest's status.
  *
  * Usage: run [--cache FILE] [--opt none|speed|speed_and_size] [--epoch]
- *            [--fuel N] [--dir HOST::GUEST] [--timings] MODULE.wasm [ARGS...]
+ *            [--fuel N] [--dir HOST::GUEST[:ro]]... [--timings] MODULE.wasm
+ *            [ARGS...]
  *
  *   --cache FILE  map FILE (wasmtime_module_deserialize_file) if it exists,
  *                 else compile and write it
- *   --dir H::G    preopen host directory H as G, writable (one only)
+ *   --dir H::G    preopen host directory H as G, writable; H::G:ro for
+ *                 read-only (as `enarx run --dir`); repeatable, up to 16
  *   --epoch       enable epoch interruption (deadline never reached), to
  *                 measure what the check costs
  *   --fuel N      enable fuel metering with N units
@@ -109,7 +111,8 @@ static const char *base_name(const char *path) {
 
 int main(int argc, char **argv) {
   const char *cache = NULL;
-  const char *dir = NULL;
+  const char *dirs[16];
+  int ndirs = 0;
   wasmtime_opt_level_t opt = WASMTIME_OPT_LEVEL_SPEED;
   int epoch = 0;
   uint64_t fuel = 0;
@@ -127,7 +130,11 @@ int main(int argc, char **argv) {
         return 64;
       }
     } else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
-      dir = argv[++i];
+      if (ndirs == (int)(sizeof dirs / sizeof dirs[0])) {
+        fprintf(stderr, "run: too many --dir options (at most %d)\n", ndirs);
+        return 64;
+      }
+      dirs[ndirs++] = argv[++i];
     } else if (!strcmp(argv[i], "--epoch")) {
       epoch = 1;
     } else if (!strcmp(argv[i], "--fuel") && i + 1 < argc) {
@@ -141,7 +148,7 @@ int main(int argc, char **argv) {
   }
   if (i >= argc) {
     fprintf(stderr, "usage: run [--cache FILE] [--opt LEVEL] [--epoch] [--fuel N] "
-                    "[--timings] MODULE.wasm [ARGS...]\n");
+                    "[--dir HOST::GUEST[:ro]]... [--timings] MODULE.wasm [ARGS...]\n");
     return 64;
   }
   const char *module_path = argv[i];
@@ -202,18 +209,26 @@ int main(int argc, char **argv) {
   wasi_config_set_argv(wasi, guest_argc, guest_argv);
   free(guest_argv);
   wasi_config_inherit_stdin(wasi);
-  if (dir) {
-    const char *sep = strstr(dir, "::");
-    if (!sep) {
-      fprintf(stderr, "run: --dir wants HOST::GUEST, not \"%s\"\n", dir);
+  for (int d = 0; d < ndirs; d++) {
+    const char *sep = strstr(dirs[d], "::");
+    if (!sep || sep == dirs[d] || !sep[2]) {
+      fprintf(stderr, "run: --dir wants HOST::GUEST or HOST::GUEST:ro, not \"%s\"\n", dirs[d]);
       return 64;
     }
-    char *host = strndup(dir, (size_t)(sep - dir));
-    if (!wasi_config_preopen_dir(wasi, host, sep + 2, true)) {
+    char *host = strndup(dirs[d], (size_t)(sep - dirs[d]));
+    char *guest = strdup(sep + 2);
+    size_t glen = strlen(guest);
+    int mutable = 1;
+    if (glen > 3 && !strcmp(guest + glen - 3, ":ro")) {
+      guest[glen - 3] = '\0';
+      mutable = 0;
+    }
+    if (!wasi_config_preopen_dir(wasi, host, guest, mutable)) {
       fprintf(stderr, "run: cannot preopen \"%s\"\n", host);
       return 66;
     }
     free(host);
+    free(guest);
   }
   wasi_config_inherit_stdout(wasi);
   wasi_config_inherit_stderr(wasi);
