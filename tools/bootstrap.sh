@@ -98,3 +98,16 @@ PY
 enarx_bootstrap() {
   enarx_bootstrap_deno && enarx_bootstrap_wasmtime && export ENARX_LIBWASMTIME
 }
+
+# The run bundle, build/enarx_run.js: `enarx run` as one module
+# (tools/build_run_bundle.ts), which ./enarx runs instead of cli/main.ts's
+# twenty. Built when missing (a stale one deletes itself on its next start,
+# cli/bundle/guard.ts). Returns 1 when there is none to run: a checkout
+# this user cannot write, or a build that failed (sources that do not
+# bundle say why when cli/main.ts loads them); ./enarx then runs the sources.
+enarx_build_run_bundle() {
+  [ -f "$ENARX_ROOT/build/enarx_run.js" ] && return 0
+  [ -w "$ENARX_ROOT" ] || return 1
+  "$DENO" run --quiet --allow-all --no-prompt --config "$ENARX_ROOT/deno.json" \
+    "$ENARX_ROOT/tools/build_run_bundle.ts" >/dev/null 2>&1
+}
