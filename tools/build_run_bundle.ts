@@ -125,7 +125,11 @@ async function build(out: string): Promise<void> {
   // Recorded before the bundler reads anything: a file saved after this has
   // another identity, whether or not the bundle caught its new text.
   const record: Record<string, FileIdentity> = {};
-  for (const file of [...files, ...CONFIG_FILES]) record[file] = fileIdentity(ROOT + file);
+  for (const file of [...files, ...CONFIG_FILES]) {
+    // A config file that is not there is not recorded (cli/bundle/guard.ts says why).
+    const identity = fileIdentity(ROOT + file);
+    if (identity !== null || files.includes(file)) record[file] = identity;
+  }
   await Deno.mkdir(out.slice(0, out.lastIndexOf("/")), { recursive: true });
   const tmp = `${out}.tmp-${Deno.pid}`;
   try {
