@@ -184,3 +184,28 @@ Deno.test("run bundle: the guard is the first module code the bundle runs, and i
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("run bundle: a build that fails runs the sources, and is not tried on every run", async () => {
+  const { root, env } = await copyCheckout();
+  try {
+    // A build script that counts its runs and fails (as offline, or with sources that do not bundle).
+    await Deno.writeTextFile(
+      `${root}/tools/build_run_bundle.ts`,
+      `Deno.writeTextFileSync("${root}/builds", "x", { append: true }); Deno.exit(1);\n`,
+    );
+    for (let i = 0; i < 2; i++) {
+      const r = await runIn(root, env, ["run", "examples/hello.wat"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "Hello from a WebAssembly keep!\n");
+    }
+    assert.equal(
+      await Deno.readTextFile(`${root}/builds`),
+      "x",
+      "one build tried, then an hour's rest",
+    );
+    assert.ok(await exists(`${root}/build/enarx_run.failed`));
+    assert.ok(!await exists(`${root}/build/enarx_run.js`));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
