@@ -80,6 +80,17 @@ async function copyCheckout(): Promise<{ root: string; env: Record<string, strin
   await Deno.chmod(cache, 0o700);
   await Deno.symlink(LIB, `${cache}/wasmtime-50.0.1/libwasmtime.so`);
   const env: Record<string, string> = { ENARX_CACHE: cache, ENARX_LIBWASMTIME: "" };
+  // A Deno cache of the copy's own, so that the copy's modules leave no code-cache rows in the
+  // shared one; Deno's esbuild (for deno bundle) and npm downloads are shared.
+  const shared = Deno.env.get("DENO_DIR");
+  if (shared) {
+    env.DENO_DIR = `${root}/.cache/deno`;
+    await Deno.mkdir(env.DENO_DIR, { recursive: true });
+    for (const dir of ["dl", "npm"]) {
+      await Deno.mkdir(`${shared}/${dir}`, { recursive: true });
+      await Deno.symlink(`${shared}/${dir}`, `${env.DENO_DIR}/${dir}`);
+    }
+  }
   return { root, env };
 }
 
