@@ -9,7 +9,7 @@
  * graph, deno.json, package-lock.json, which pins Deno and so the bundler,
  * and the build script): device, inode, size, mtime (ms) and ctime (Deno
  * gives it in whole seconds). Here each file is stat'ed again (24 `stat`
- * calls, about 0.2 ms) and must have the same identity. No lock file can
+ * calls, about 0.3 ms) and must have the same identity. No lock file can
  * change the bundle: the build refuses a graph with any module from outside
  * the checkout (npm, jsr, remote), and a deno.lock is recorded only when
  * there is one (a stat of a file that is not there costs 1.6 ms here: Deno

@@ -2,7 +2,7 @@
  * The entry of the run bundle, build/enarx_run.js: `enarx run` of a nil keep
  * as one JavaScript file (tools/build_run_bundle.ts makes it with `deno
  * bundle`; ./enarx runs it for `run`). Deno loads one module instead of the
- * twenty of cli/main.ts's `run`, about 2-3 ms less per start (BENCHMARKS.md,
+ * twenty of cli/main.ts's `run`, 4-5 ms less per cached run (BENCHMARKS.md,
  * "Start-up cut").
  *
  * cli/bundle/guard.ts comes first: a bundle older than its sources never
