@@ -70,7 +70,11 @@ includes=(--include "$embed" --include "$measurement" --include "$ENARX_ROOT/run
   --include "$ENARX_ROOT/ffi/native/enarx_wasi_sockets.c" --include "$ENARX_ROOT/runtime/wasm/sockets.ts"
   --include "$ENARX_ROOT/runtime/wasm/tls_bridge.ts" --include "$ENARX_ROOT/runtime/wasm/keep_identity.ts"
   --include "$ENARX_ROOT/runtime/wasm/certificate_names.ts" --include "$ENARX_ROOT/runtime/units.ts")
-for f in "$ENARX_ROOT"/cli/*.ts "$ENARX_ROOT"/cli/*/*.ts; do includes+=(--include "$f"); done
+# (Not the run bundle's entry and guard: ./enarx's, the binary does not use them.)
+for f in "$ENARX_ROOT"/cli/*.ts "$ENARX_ROOT"/cli/*/*.ts; do
+  case "$f" in */cli/bundle/*) continue ;; esac
+  includes+=(--include "$f")
+done
 # With "nodeModulesDir": "manual" deno compile embeds every node_modules
 # directory it finds: leave out the Deno CLI itself (npm packages deno and
 # @deno/*, 92 MB), type declarations and the test workloads' packages

@@ -130,7 +130,8 @@ function startupSection(dir: string, meta: Meta): string[] {
     `Target: \`enarx run\` with the cache ≤ bare Deno + 15 ms: \`./enarx run\` is ` +
       `${over.toFixed(1)} ms over bare Deno: ${verdict(over <= 15)}; without the ` +
       `wrapper (\`deno run cli/main.ts run\`, what the compiled binary does) ` +
-      `${overMain.toFixed(1)} ms: ${verdict(overMain <= 15)}. The wrapper costs ` +
+      `${overMain.toFixed(1)} ms: ${verdict(overMain <= 15)}. \`./enarx run\` (which runs ` +
+      `the run bundle, build/enarx_run.js) against \`deno run cli/main.ts run\`: ` +
       `${ms(cached.wall - main.wall)} ms. Peak RSS of \`enarx run\` for hello: ` +
       `${(cached.rssKib / 1024).toFixed(1)} MiB cached, ` +
       `${(get(r, "enarx-cold").rssKib / 1024).toFixed(1)} MiB cold.`,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { UsageError } from "../runtime/errors.ts";
+import { errorCode, exitStatusFor, UsageError } from "../runtime/errors.ts";
 
 /** A subcommand: `run(args)` gets the arguments after its name and returns the exit status. */
 export interface Command {
@@ -230,4 +230,30 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === "bigint") return value.toString();
   if (value instanceof Uint8Array) return value.toHex();
   return value;
+}
+
+/**
+ * Prints `error` as one line on standard error (with its stack trace when
+ * `verbose`) and returns the exit status it calls for: what the CLI does
+ * with an error a subcommand throws (cli/main.ts, cli/bundle/run.ts).
+ */
+export function reportError(error: unknown, verbose: boolean): number {
+  const message = error instanceof Error ? error.message : String(error);
+  if (verbose && error instanceof Error && error.stack) {
+    console.error(error.stack);
+  }
+  const code = errorCode(error);
+  const prefix = code === "internal" ? "enarx: internal error" : "enarx";
+  console.error(`${prefix}: ${oneLine(message)}`);
+  return exitStatusFor(error);
+}
+
+/**
+ * Escapes line breaks and other control characters, which arrive in messages
+ * through quoted input (a TOML string, a CBOR map key), so that an error is
+ * always one line on stderr.
+ */
+function oneLine(message: string): string {
+  // deno-lint-ignore no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }

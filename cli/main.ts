@@ -5,8 +5,8 @@
  * @module
  */
 import { ENARX_VERSION, WASMTIME_VERSION } from "../runtime/version.ts";
-import { errorCode, ExitStatus, exitStatusFor, UsageError } from "../runtime/errors.ts";
-import type { Command } from "./_command.ts";
+import { ExitStatus, UsageError } from "../runtime/errors.ts";
+import { type Command, reportError as report } from "./_command.ts";
 
 /**
  * Loads a subcommand module of cli/. The specifier is computed on purpose:
@@ -119,27 +119,6 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     return report(error, verbose);
   }
-}
-
-function report(error: unknown, verbose: boolean): number {
-  const message = error instanceof Error ? error.message : String(error);
-  if (verbose && error instanceof Error && error.stack) {
-    console.error(error.stack);
-  }
-  const code = errorCode(error);
-  const prefix = code === "internal" ? "enarx: internal error" : "enarx";
-  console.error(`${prefix}: ${oneLine(message)}`);
-  return exitStatusFor(error);
-}
-
-/**
- * Escapes line breaks and other control characters, which arrive in messages
- * through quoted input (a TOML string, a CBOR map key), so that an error is
- * always one line on stderr.
- */
-function oneLine(message: string): string {
-  // deno-lint-ignore no-control-regex
-  return message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 if (import.meta.main) {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type Command, parseCommandArgs, printErr, printOut } from "./_command.ts";
+import { type Command, type OptionSpec, parseCommandArgs, printErr, printOut } from "./_command.ts";
 import { EnarxError, ExitStatus, UsageError } from "../runtime/errors.ts";
 import type * as Units from "../runtime/units.ts";
 import {
@@ -271,31 +271,68 @@ async function loadConfig(path: string): Promise<EnarxConfig> {
   return await loadEnarxConfig(path);
 }
 
-/** The `run` subcommand. */
 /** Modules at least this large get a progress line while they compile (on a terminal). */
 const COMPILE_NOTICE_BYTES = 4 * 1024 * 1024;
+
+/** The options of `enarx run`. */
+const RUN_OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  backend: { type: "string", default: "nil" },
+  wasmcfgfile: { type: "string" },
+  dir: { type: "string", multiple: true },
+  env: { type: "string", multiple: true },
+  listen: { type: "string", multiple: true },
+  connect: { type: "string", multiple: true },
+  "service-name": { type: "string", multiple: true },
+  timeout: { type: "string" },
+  "max-memory": { type: "string" },
+  fuel: { type: "string" },
+  "no-cache": { type: "boolean" },
+} as const satisfies OptionSpec;
+
+/**
+ * The options whose handling loads a module on demand (runtime/units.ts,
+ * runtime/wasm/config.ts and the socket code, certificate_names.ts): the run
+ * bundle (cli/bundle/run.ts) holds none of them.
+ */
+const ON_DEMAND_OPTIONS = [
+  "help",
+  "wasmcfgfile",
+  "listen",
+  "connect",
+  "service-name",
+  "timeout",
+  "max-memory",
+] as const;
+
+/**
+ * Whether the run bundle (build/enarx_run.js, cli/bundle/run.ts) can run
+ * `enarx run ARGS` by itself: a nil keep (`--backend nil` or `auto`, the
+ * default) and none of {@link ON_DEMAND_OPTIONS}. Anything else, arguments
+ * that do not parse included, is run from the sources, whose modules load
+ * what they need: a module loaded beside the bundle would have its own copy
+ * of every module it shares with it (another `EnarxError` class, another
+ * libwasmtime state), so the bundle never loads one.
+ */
+export function runBundleCovers(args: string[]): boolean {
+  let values;
+  try {
+    ({ values } = parseCommandArgs("run", splitRunArgs(args).own, { options: RUN_OPTIONS }));
+  } catch {
+    return false;
+  }
+  if (values.backend !== "nil" && values.backend !== "auto") return false;
+  return ON_DEMAND_OPTIONS.every((name) => values[name] === undefined);
+}
+
+/** The `run` subcommand. */
 
 export const command: Command = {
   name: "run",
   summary: "Run a WebAssembly (WASI) module in a local keep",
   async run(args: string[]): Promise<number> {
     const { own, guest } = splitRunArgs(args);
-    const { values, positionals } = parseCommandArgs("run", own, {
-      options: {
-        help: { type: "boolean", short: "h" },
-        backend: { type: "string", default: "nil" },
-        wasmcfgfile: { type: "string" },
-        dir: { type: "string", multiple: true },
-        env: { type: "string", multiple: true },
-        listen: { type: "string", multiple: true },
-        connect: { type: "string", multiple: true },
-        "service-name": { type: "string", multiple: true },
-        timeout: { type: "string" },
-        "max-memory": { type: "string" },
-        fuel: { type: "string" },
-        "no-cache": { type: "boolean" },
-      },
-    });
+    const { values, positionals } = parseCommandArgs("run", own, { options: RUN_OPTIONS });
     if (values.help) {
       await printOut(help((await units()).UNITS_HELP));
       return ExitStatus.ok;

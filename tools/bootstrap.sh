@@ -98,3 +98,26 @@ PY
 enarx_bootstrap() {
   enarx_bootstrap_deno && enarx_bootstrap_wasmtime && export ENARX_LIBWASMTIME
 }
+
+# The run bundle, build/enarx_run.js: `enarx run` as one module
+# (tools/build_run_bundle.ts), which ./enarx runs instead of cli/main.ts's
+# twenty. Built when missing (a stale one deletes itself on its next start,
+# cli/bundle/guard.ts). Returns 1 when there is none to run: a checkout
+# this user cannot write, or a build that failed; ./enarx then runs the
+# sources. `deno bundle` fetches Deno's esbuild (from the npm registry, into
+# DENO_DIR) the first time; a failed build (offline, or sources that do not
+# bundle, which cli/main.ts then reports) is not tried again for an hour, so
+# that such a checkout does not pay for a build on every run.
+enarx_build_run_bundle() {
+  local failed="$ENARX_ROOT/build/enarx_run.failed"
+  [ -f "$ENARX_ROOT/build/enarx_run.js" ] && return 0
+  [ -w "$ENARX_ROOT" ] || return 1
+  if [ -f "$failed" ] && [ -n "$(find "$failed" -mmin -60 2>/dev/null)" ]; then return 1; fi
+  if "$DENO" run --quiet --allow-all --no-prompt --config "$ENARX_ROOT/deno.json" \
+    "$ENARX_ROOT/tools/build_run_bundle.ts" >/dev/null 2>&1; then
+    rm -f "$failed"
+    return 0
+  fi
+  mkdir -p "$ENARX_ROOT/build" && : >"$failed"
+  return 1
+}

@@ -14,12 +14,16 @@ import type { RunOptions, Workload, WorkloadResult } from "../wasm/workload.ts";
 import { EnarxError } from "../errors.ts";
 import type * as SelfCommand from "../keepmgr/self_command.ts";
 import type * as Measurement from "../keep/measurement.ts";
+import type * as SocketShim from "../wasm/socket_shim.ts";
+import type * as TlsSocketPaths from "../wasm/tls_socket_paths.ts";
 
 // Specifiers in variables: `deno run` reads every literal dynamic import at
 // start-up, and `enarx run` needs neither module (compile.sh includes both).
 // They resolve against this module as literals would.
 const SELF_COMMAND = "../keepmgr/self_command.ts";
 const MEASUREMENT = "../keep/measurement.ts";
+const SOCKET_SHIM = "../wasm/socket_shim.ts";
+const TLS_SOCKET_PATHS = "../wasm/tls_socket_paths.ts";
 
 class InProcessKeep implements Keep {
   readonly backend = "nil";
@@ -61,7 +65,7 @@ async function nilKeepPermissions(workDir: string | undefined): Promise<string[]
   const { defaultModuleCacheDir } = await import("../wasm/module_cache.ts");
   // Sockets: the keep may not run a compiler, so the host builds the shim
   // (once; without a compiler the keep says so when a workload needs it).
-  const { buildSocketShim } = await import("../wasm/socket_shim.ts");
+  const { buildSocketShim } = await import(SOCKET_SHIM) as typeof SocketShim;
   const shim = await buildSocketShim().catch(() => undefined);
   const read = [defaultModuleCacheDir(), shim]
     .filter((p): p is string => p !== undefined && p !== "");
@@ -117,7 +121,7 @@ async function launchProcessKeep(options: LaunchOptions): Promise<KeepHandle> {
     env.TMPDIR = options.workDir;
     // The sandbox grants exactly the TLS socket paths of this directory.
     const { keepTlsSocketDir } = await import(SELF_COMMAND) as typeof SelfCommand;
-    const { TLS_SOCKET_DIR_ENV } = await import("../wasm/tls_socket_paths.ts");
+    const { TLS_SOCKET_DIR_ENV } = await import(TLS_SOCKET_PATHS) as typeof TlsSocketPaths;
     env[TLS_SOCKET_DIR_ENV] = keepTlsSocketDir(options.workDir);
   }
   const launch = options.detached ? sessionCommand(command) : { command, detached: false };
