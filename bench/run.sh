@@ -117,7 +117,7 @@ say "1. start-up of hello.wasm ($STARTUP_RUNS rounds)"
   native-cached "" "$(q "$NATIVE" --cache "$NCACHE/hello.cwasm" "$B/hello.wasm")" \
   enarx-cold "rm -rf $(q "$ENARX_MODULE_CACHE")" "$(q "$ENARX" run "$B/hello.wasm")" \
   enarx-cached "" "$(q "$ENARX" run "$B/hello.wasm")" \
-  main-cached "" "$(q "${DENO_RUN[@]}" "$ENARX_ROOT/cli/main.ts" run "$B/hello.wasm")" \
+  main-cached "" "$(q "${DENO_RUN[@]}" --v8-flags=--no-lazy "$ENARX_ROOT/cli/main.ts" run "$B/hello.wasm")" \
   wazero-cold "rm -rf $(q "$WCACHE")" "$(q "${WAZERO_RUN[@]}" "$B/hello.wasm")" \
   wazero-cached "" "$(q "${WAZERO_RUN[@]}" "$B/hello.wasm")" \
   node-wasi "" "$(q "${NODE_WASI[@]}" "$B/hello.wasm")"
