@@ -41,6 +41,8 @@ import { findKvmKernel, isFile, type KvmKernel } from "./kvm_kernel.ts";
 import { wasmldrFiles } from "../keep/measurement.ts";
 import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 import { BASE_DISK_DEVICE, type BaseDisk, buildBaseDisk } from "./vm/base_disk.ts";
+import { cachedFileSha256s, defaultDigestCacheDir } from "../measure/file_digest_cache.ts";
+import { bytesEqual } from "../bytes.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -105,28 +107,33 @@ export function keepAppend(base: { dataBlocks: number; rootHash: string }): stri
   return `${KEEP_APPEND} enarx.verity=${base.dataBlocks}:${base.rootHash}`;
 }
 
-/** Finds a kernel module's .ko file under `modules/kernel`. */
-function findModule(modules: string, name: string): string {
-  const walk = (dir: string): string | undefined => {
+/**
+ * Finds the modules `names` (uncompressed `NAME.ko`) under the kernel's
+ * module tree, walked once; EnarxError `kvm-kernel-missing` for one that is
+ * not there.
+ */
+function findModules(modules: string, names: readonly string[]): string[] {
+  const found = new Map<string, string>();
+  const walk = (dir: string) => {
     for (const entry of Deno.readDirSync(dir)) {
       const path = `${dir}/${entry.name}`;
-      if (entry.isDirectory) {
-        const found = walk(path);
-        if (found !== undefined) return found;
-      } else if (entry.name === `${name}.ko`) return path;
+      if (entry.isDirectory) walk(path);
+      else if (entry.name.endsWith(".ko") && !found.has(entry.name)) found.set(entry.name, path);
     }
-    return undefined;
   };
-  const found = walk(`${modules}/kernel`);
-  if (found === undefined) {
-    throw new EnarxError(
-      "kvm-kernel-missing",
-      `The kernel module "${name}.ko" (uncompressed) is not under "${modules}"; ` +
-        `use a kernel with virtio networking as modules (Debian's cloud kernel)`,
-      { exit: "unavailable" },
-    );
-  }
-  return found;
+  walk(`${modules}/kernel`);
+  return names.map((name) => {
+    const path = found.get(`${name}.ko`);
+    if (path === undefined) {
+      throw new EnarxError(
+        "kvm-kernel-missing",
+        `The kernel module "${name}.ko" (uncompressed) is not under "${modules}"; ` +
+          `use a kernel with virtio networking as modules (Debian's cloud kernel)`,
+        { exit: "unavailable" },
+      );
+    }
+    return path;
+  });
 }
 
 /** The shared libraries `ldd` lists for `binary`: [guest path, host path]. */
@@ -213,7 +220,10 @@ Deno.exit(status);
 /** One entry of the archive: a file from the host, inline bytes, or a directory (mode 0o40755). */
 type Entry = { path: string; from?: string; data?: Uint8Array; mode: number };
 
-/** A file entry with its bytes read and hashed. */
+/** An entry with the SHA-256 of its bytes (of a host file: from the file-digest cache). */
+type HashedEntry = Entry & { sha256: Uint8Array };
+
+/** An entry with its bytes, read to build an image. */
 type ReadEntry = { path: string; mode: number; data: Uint8Array; sha256: Uint8Array };
 
 const DIR_MODE = 0o40755;
@@ -245,13 +255,10 @@ async function initrdEntries(kernel: KvmKernel): Promise<Entry[]> {
   for (const [path, from] of await sharedLibraries(dmsetup)) {
     entries.push({ path, from, mode: 0o755 });
   }
-  for (const name of [...NET_MODULES, ...DISK_MODULES]) {
-    entries.push({
-      path: `/lib/modules/${name}.ko`,
-      from: findModule(kernel.modules, name),
-      mode: 0o644,
-    });
-  }
+  const names = [...NET_MODULES, ...DISK_MODULES];
+  findModules(kernel.modules, names).forEach((from, i) => {
+    entries.push({ path: `/lib/modules/${names[i]}.ko`, from, mode: 0o644 });
+  });
   entries.push({ path: "/init", data: new TextEncoder().encode(initScript()), mode: 0o755 });
   for (const dir of ["/proc", "/sys", "/dev", "/base"]) entries.push({ path: dir, mode: DIR_MODE });
   return entries;
@@ -327,10 +334,14 @@ function nodeModules(): [string, string][] {
 }
 
 /**
- * Reads and hashes every file entry, adds every parent directory, drops
- * duplicates (the last one wins) and sorts by path: the archive's order.
+ * Hashes every file entry, adds every parent directory, drops duplicates
+ * (the last one wins) and sorts by path: the archive's order. A host file's
+ * digest comes from the file-digest cache while the file is unchanged
+ * (runtime/measure/file_digest_cache.ts), so a launch whose images are
+ * already built reads none of the ~130 MB that go into them (Deno,
+ * libwasmtime: about 0.4 s of reading and hashing per launch before).
  */
-async function readEntries(entries: Entry[]): Promise<ReadEntry[]> {
+async function hashEntries(entries: Entry[]): Promise<HashedEntry[]> {
   const byPath = new Map<string, Entry>();
   for (const e of entries) {
     const parts = e.path.split("/").filter((x) => x);
@@ -341,16 +352,49 @@ async function readEntries(entries: Entry[]): Promise<ReadEntry[]> {
     byPath.set(e.path, e);
   }
   const sorted = [...byPath.values()].sort((a, b) => compareBytes(a.path, b.path));
-  const out: ReadEntry[] = new Array(sorted.length);
-  // A few reads and digests at once: WebCrypto digests off the main thread,
-  // so the cores share the hashing of Deno and libwasmtime.
+  const files = sorted.filter((e) => !(e.mode & 0o40000) && e.data === undefined);
+  const digests = new Map<Entry, Uint8Array>();
+  const fileDigests = await cachedFileSha256s(files.map((e) => e.from!), {
+    cacheDir: defaultDigestCacheDir(),
+  });
+  files.forEach((e, i) => digests.set(e, fileDigests[i]));
+  return await inParallel(sorted, async (e) => ({
+    ...e,
+    sha256: digests.get(e) ?? await sha256(e.data ?? new Uint8Array(0)),
+  }));
+}
+
+/**
+ * Reads the bytes of hashed entries, to build an image, and checks that
+ * each host file still has the digest its entry was keyed by: an image
+ * never holds other bytes than its content key names.
+ */
+async function readEntries(entries: HashedEntry[]): Promise<ReadEntry[]> {
+  return await inParallel(entries, async (e) => {
+    const data = e.mode & 0o40000 ? new Uint8Array(0) : e.data ?? await Deno.readFile(e.from!);
+    if (e.from !== undefined && !bytesEqual(await sha256(data), e.sha256)) {
+      throw new EnarxError(
+        "kvm-image",
+        `"${e.from}" changed while the kvm keep image was being built; try again`,
+        { exit: "unavailable" },
+      );
+    }
+    return { path: e.path, mode: e.mode, data, sha256: e.sha256 };
+  });
+}
+
+/**
+ * `work` over every item, a few at once (WebCrypto digests off the main
+ * thread, so the cores share the hashing of Deno and libwasmtime), results
+ * in the items' order.
+ */
+async function inParallel<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
-    while (next < sorted.length) {
+    while (next < items.length) {
       const i = next++;
-      const e = sorted[i];
-      const data = e.mode & 0o40000 ? new Uint8Array(0) : e.data ?? await Deno.readFile(e.from!);
-      out[i] = { path: e.path, mode: e.mode, data, sha256: await sha256(data) };
+      out[i] = await work(items[i]);
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
@@ -367,7 +411,7 @@ async function sha256(data: Uint8Array): Promise<Uint8Array> {
 }
 
 /** The content key of an archive: SHA-256 over its sorted (path, mode, SHA-256) list. */
-async function contentKey(entries: ReadEntry[]): Promise<string> {
+async function contentKey(entries: HashedEntry[]): Promise<string> {
   const lines = ["enarx/v1 keep-initrd"];
   for (const e of entries) lines.push(`${e.path} ${e.mode.toString(8)} ${e.sha256.toHex()}`);
   return (await sha256(new TextEncoder().encode(lines.join("\n")))).toHex();
@@ -429,7 +473,8 @@ export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmI
   await Deno.chmod(options.cacheDir, 0o700).catch(() => {});
   let base: BaseDisk;
   try {
-    base = await buildBaseDisk(await readEntries(await diskEntries()), options);
+    const disk = await hashEntries(await diskEntries());
+    base = await buildBaseDisk(disk, () => readEntries(disk), options);
   } catch (error) {
     if (error instanceof EnarxError) throw error;
     throw new EnarxError(
@@ -440,14 +485,14 @@ export async function buildKvmImage(options: BuildKvmImageOptions): Promise<KvmI
       { exit: "unavailable", cause: error },
     );
   }
-  const entries = await readEntries(await initrdEntries(kernel));
+  const entries = await hashEntries(await initrdEntries(kernel));
   const key = await contentKey(entries);
   const initrd = `${options.cacheDir}/initrd-${key}.cpio`;
   const image = { ...kernel, initrd, append: keepAppend(base), base, key };
   if (isFile(initrd)) return { ...image, built: base.built };
   const tmp = `${initrd}.${crypto.randomUUID()}.tmp`;
   try {
-    await writeCpio(tmp, entries);
+    await writeCpio(tmp, await readEntries(entries));
     await Deno.rename(tmp, initrd);
   } catch (error) {
     await Deno.remove(tmp).catch(() => {});

@@ -98,20 +98,46 @@ export async function cachedFileSha256(
   path: string,
   options: FileDigestOptions = {},
 ): Promise<Uint8Array> {
+  return (await cachedFileSha256s([path], options))[0];
+}
+
+/**
+ * {@link cachedFileSha256} of each of `paths`, in order, with the cache
+ * directory checked once for all of them (an image's thousand inputs).
+ * Throws what reading a file throws.
+ */
+export async function cachedFileSha256s(
+  paths: readonly string[],
+  options: FileDigestOptions = {},
+): Promise<Uint8Array[]> {
+  let dir = options.cacheDir;
+  if (dir !== undefined) {
+    const check = checkCacheDir(dir);
+    if (!check.ok) {
+      if (check.refused !== undefined) {
+        options.onCache?.("refused", { reason: check.refused });
+        options = { ...options, onCache: undefined };
+      }
+      dir = undefined;
+    }
+  }
+  const out: Uint8Array[] = [];
+  for (const path of paths) out.push(await lookup(path, dir, options));
+  return out;
+}
+
+/** One file's digest through the checked cache directory `dir` (undefined: no cache). */
+async function lookup(
+  path: string,
+  dir: string | undefined,
+  options: FileDigestOptions,
+): Promise<Uint8Array> {
   let info: Deno.FileInfo | undefined;
   try {
     info = Deno.statSync(path);
   } catch { /* reading it says why */ }
-  const dir = options.cacheDir;
   if (dir === undefined || info === undefined || !info.isFile) {
     options.onCache?.("disabled", {});
-    return await sha256File(path);
-  }
-  const check = checkCacheDir(dir);
-  if (!check.ok) {
-    options.onCache?.(check.refused === undefined ? "disabled" : "refused", {
-      reason: check.refused,
-    });
     return await sha256File(path);
   }
   const before = fileIdentity(info);

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   cachedFileSha256,
+  cachedFileSha256s,
   defaultDigestCacheDir,
   type DigestCacheOutcome,
   digestCachePath,
@@ -168,6 +169,36 @@ Deno.test("digest cache: a directory others can write is not trusted; the file i
     assert.equal((await lookUp(file, below)).outcome, "hit");
   } finally {
     await Deno.chmod(`${work}/open`, 0o755).catch(() => {});
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("digest cache: many files at once give each its own digest, in order, the directory checked once", async () => {
+  const work = await Deno.makeTempDir();
+  try {
+    const dir = `${work}/digests`;
+    const contents = [1, 2, 3].map(() => crypto.getRandomValues(new Uint8Array(1000)));
+    const files = contents.map((_, i) => `${work}/f${i}`);
+    for (let i = 0; i < files.length; i++) await Deno.writeFile(files[i], contents[i]);
+    await quiet();
+    const expected = await Promise.all(contents.map(sha256Hex));
+    const outcomes: DigestCacheOutcome[] = [];
+    const onCache = (o: DigestCacheOutcome) => void outcomes.push(o);
+    const first = await cachedFileSha256s(files, { cacheDir: dir, onCache });
+    assert.deepEqual(first.map((d) => d.toHex()), expected);
+    assert.deepEqual(outcomes, ["miss", "miss", "miss"]);
+    outcomes.length = 0;
+    const again = await cachedFileSha256s([files[2], files[0]], { cacheDir: dir, onCache });
+    assert.deepEqual(again.map((d) => d.toHex()), [expected[2], expected[0]]);
+    assert.deepEqual(outcomes, ["hit", "hit"]);
+
+    // A directory others can write: refused once for the whole batch, every file still hashed.
+    await Deno.chmod(dir, 0o777);
+    outcomes.length = 0;
+    const refused = await cachedFileSha256s(files, { cacheDir: dir, onCache });
+    assert.deepEqual(refused.map((d) => d.toHex()), expected);
+    assert.deepEqual(outcomes, ["refused"]);
+  } finally {
     await Deno.remove(work, { recursive: true });
   }
 });

@@ -28,16 +28,20 @@
  */
 import { appendVerityTree, VERITY_BLOCK, type VerityParams } from "./verity.ts";
 
-/** One file or directory (mode 0o40755) of the disk, its bytes read and hashed. */
-export interface DiskEntry {
+/** One file or directory (mode 0o40755) of the disk, named by the SHA-256 of its bytes. */
+export interface DiskEntryDigest {
   /** Absolute guest path. */
   path: string;
   /** Permission bits, with 0o40000 for a directory. */
   mode: number;
+  /** The SHA-256 of its bytes (of nothing, for a directory). */
+  sha256: Uint8Array;
+}
+
+/** A {@link DiskEntryDigest} with its bytes, read to build the disk. */
+export interface DiskEntry extends DiskEntryDigest {
   /** The bytes (empty for a directory). */
   data: Uint8Array;
-  /** Their SHA-256. */
-  sha256: Uint8Array;
 }
 
 /** A built base disk. */
@@ -79,7 +83,7 @@ async function sha256Hex(data: Uint8Array): Promise<string> {
 }
 
 /** The content key of a disk: SHA-256 over its sorted (path, mode, SHA-256) list. */
-async function diskKey(entries: DiskEntry[]): Promise<string> {
+async function diskKey(entries: DiskEntryDigest[]): Promise<string> {
   const lines = ["enarx/v1 keep-base ext4 dm-verity"];
   for (const e of entries) lines.push(`${e.path} ${e.mode.toString(8)} ${e.sha256.toHex()}`);
   return await sha256Hex(new TextEncoder().encode(lines.join("\n")));
@@ -174,11 +178,14 @@ export interface BuildBaseDiskOptions {
 
 /**
  * Returns the base disk of `entries` (sorted by path, every parent listed),
- * building it when the cache has none with the same content. Concurrent
- * builders each work in a folder of their own and rename into place.
+ * building it when the cache has none with the same content: only then are
+ * the bytes needed, and `load` gives them (the same entries, in the same
+ * order, whose bytes must have the digests given). Concurrent builders each
+ * work in a folder of their own and rename into place.
  */
 export async function buildBaseDisk(
-  entries: DiskEntry[],
+  entries: DiskEntryDigest[],
+  load: () => Promise<DiskEntry[]>,
   options: BuildBaseDiskOptions,
 ): Promise<BaseDisk> {
   const key = await diskKey(entries);
@@ -191,7 +198,7 @@ export async function buildBaseDisk(
   const work = await Deno.makeTempDir({ dir: options.cacheDir, prefix: "base-build-" });
   try {
     const image = `${work}/base.img`;
-    await makeFileSystem(entries, image, work);
+    await makeFileSystem(await load(), image, work);
     const params = await appendVerityTree(image);
     await Deno.chmod(image, 0o600);
     await Deno.writeTextFile(`${work}/params`, JSON.stringify(params) + "\n", { mode: 0o600 });
