@@ -8,8 +8,9 @@
  * reachable through relative imports (static `import`/`export ... from` and
  * `import("...")` with a literal) from cli/wasmldr.ts, plus
  * package-lock.json, which pins the exact npm packages (with their integrity
- * hashes) that those files import by name, each as `app/<path relative to
- * the repository root>`, sorted. The digest is runtime/measure/keep_digest.ts's
+ * hashes) that those files import by name, and the socket shim's C source
+ * (ffi/native/enarx_wasi_sockets.c, which a keep with sockets loads,
+ * compiled), each as `app/<path relative to the repository root>`, sorted. The digest is runtime/measure/keep_digest.ts's
  * encoding with the label `enarx/v1 nil-keep-measurement\0`. Not covered:
  * the C library and the other shared libraries Deno links, and the npm
  * packages' own files beyond the lock file's pins.
@@ -44,7 +45,12 @@ import {
 
 const ROOT = new URL("../../", import.meta.url);
 const ENTRY = "cli/wasmldr.ts";
-const EXTRA = ["package-lock.json"];
+/**
+ * Measured beside the TypeScript: the lock file (the npm packages' pins) and
+ * the socket shim's C source, which a keep with sockets compiles (or finds
+ * compiled, by a name that hashes this source) and loads into its process.
+ */
+const EXTRA = ["package-lock.json", "ffi/native/enarx_wasi_sockets.c"];
 
 const IMPORT_RE = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["'](\.{1,2}\/[^"']+\.ts)["']/g;
 
@@ -305,7 +311,7 @@ export interface NilKeepInputsOptions {
 
 /**
  * The inputs of the nil keep's measurement, in digest order: `deno`,
- * `libwasmtime`, then `app/<path>` for wasmldr's files and package-lock.json.
+ * `libwasmtime`, then `app/<path>` for wasmldr's files, package-lock.json and the socket shim's source.
  */
 export async function nilKeepInputs(options: NilKeepInputsOptions = {}): Promise<MeasuredInput[]> {
   // Loaded here: the registry imports this module and must not pull in the

@@ -1,6 +1,7 @@
 /** The measurement of a nil keep's wasmldr: what it covers and how the single binary carries it. */
 import assert from "node:assert/strict";
 import {
+  nilKeepInputs,
   readEmbeddedMeasurement,
   TEST_MEASURED_EXTRA_ENV,
   wasmldrFiles,
@@ -31,6 +32,20 @@ Deno.test("measurement: covers wasmldr's import graph, including the wasmtime FF
   assert.deepEqual(files, [...files].sort());
   const m = await wasmldrMeasurement();
   assert.equal(m.length, 48);
+});
+
+Deno.test("measurement: the nil keep's inputs include the socket shim's C source and the lock file, with their digests", async () => {
+  const inputs = await nilKeepInputs({ digestCache: false });
+  for (const path of ["ffi/native/enarx_wasi_sockets.c", "package-lock.json"]) {
+    const input = inputs.find((i) => i.role === `app/${path}`);
+    assert.ok(input !== undefined, path);
+    const bytes = await Deno.readFile(new URL(path, ROOT));
+    assert.equal(
+      hex(input.sha256),
+      hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))),
+      path,
+    );
+  }
 });
 
 Deno.test("measurement: every module wasmldr's code loads by a computed specifier is measured too", async () => {
