@@ -326,7 +326,6 @@ export function runBundleCovers(args: string[]): boolean {
 }
 
 /** The `run` subcommand. */
-
 export const command: Command = {
   name: "run",
   summary: "Run a WebAssembly (WASI) module in a local keep",
