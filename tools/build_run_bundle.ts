@@ -17,6 +17,8 @@
  *
  * @module
  */
+// The identity the guard checks (importing the guard from the sources runs nothing).
+import { type FileIdentity, fileIdentity } from "../cli/bundle/guard.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const ENTRY = "cli/bundle/run.ts";
@@ -25,29 +27,10 @@ const PLACEHOLDER = '"@ENARX_RUN_BUNDLE_SOURCES@"';
 /** Files that are no module of the bundle but change what it would be. */
 const CONFIG_FILES = ["deno.json", "deno.lock", "package-lock.json", "tools/build_run_bundle.ts"];
 
-type FileIdentity = [number, number, number, number, number] | null;
-
 class BuildError extends Error {}
 
 function fail(message: string): never {
   throw new BuildError(message);
-}
-
-/** The same identity as cli/bundle/guard.ts's fileIdentity (kept in step by tests/run_bundle_test.ts). */
-function fileIdentity(path: string): FileIdentity {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.statSync(path);
-  } catch {
-    return null;
-  }
-  return [
-    info.dev,
-    info.ino ?? -1,
-    info.size,
-    info.mtime?.getTime() ?? -1,
-    info.ctime?.getTime() ?? -1,
-  ];
 }
 
 async function deno(args: string[]): Promise<string> {
