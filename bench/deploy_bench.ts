@@ -26,6 +26,12 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 const levels = values.concurrent.split(",").filter((s) => s !== "").map(Number);
+if (!Number.isInteger(runs) || runs < 0 || levels.some((k) => !Number.isInteger(k) || k < 1)) {
+  console.error(
+    "--runs takes a whole number (0: no latency section), --concurrent whole numbers ≥ 1",
+  );
+  Deno.exit(64);
+}
 const simDir = new URL("../.cache/test-snp-sim", import.meta.url).pathname;
 
 function median(xs: number[]): number {
@@ -133,24 +139,7 @@ try {
   for (let i = 0; i < runs; i++) {
     results.push(await deploy({ module: hello, ...empty }, options));
   }
-  const total = median(results.map((r) => r.totalMs));
-  console.log(`\n## latency: ${runs} sequential deploys of examples/hello.wat (nil, snp-sim)\n`);
-  console.log("| step | DESIGN.md | median | share of the median total |");
-  console.log("| --- | --- | --- | --- |");
-  for (const id of results[0].steps.map((s) => s.id)) {
-    const ms = median(results.map((r) => r.steps.find((s) => s.id === id)!.ms));
-    const step = results[0].steps.find((s) => s.id === id)!;
-    console.log(
-      `| ${id} | ${step.design} | ${ms.toFixed(1)} ms | ${(100 * ms / total).toFixed(0)} % |`,
-    );
-  }
-  console.log(`| **total** | 1-10 | **${total.toFixed(1)} ms** | 100 % |`);
-  const sorted = results.map((r) => r.totalMs).sort((a, b) => a - b);
-  console.log(
-    `\nmin ${sorted[0].toFixed(1)} ms, p90 ${
-      sorted[Math.floor(0.9 * (sorted.length - 1))].toFixed(1)
-    } ms, max ${sorted.at(-1)!.toFixed(1)} ms`,
-  );
+  if (runs > 0) latencySection(results);
 
   // 2. Concurrency.
   console.log("\n## concurrency: K deploys at once of a sleeping workload\n");
@@ -214,4 +203,26 @@ try {
   }
 } finally {
   await mgr.close();
+}
+
+/** Prints the latency table of `results` (sequential deploys), median per step. */
+function latencySection(results: DeployResult[]): void {
+  const total = median(results.map((r) => r.totalMs));
+  console.log(`\n## latency: ${runs} sequential deploys of examples/hello.wat (nil, snp-sim)\n`);
+  console.log("| step | DESIGN.md | median | share of the median total |");
+  console.log("| --- | --- | --- | --- |");
+  for (const id of results[0].steps.map((s) => s.id)) {
+    const ms = median(results.map((r) => r.steps.find((s) => s.id === id)!.ms));
+    const step = results[0].steps.find((s) => s.id === id)!;
+    console.log(
+      `| ${id} | ${step.design} | ${ms.toFixed(1)} ms | ${(100 * ms / total).toFixed(0)} % |`,
+    );
+  }
+  console.log(`| **total** | 1-10 | **${total.toFixed(1)} ms** | 100 % |`);
+  const sorted = results.map((r) => r.totalMs).sort((a, b) => a - b);
+  console.log(
+    `\nmin ${sorted[0].toFixed(1)} ms, p90 ${
+      sorted[Math.floor(0.9 * (sorted.length - 1))].toFixed(1)
+    } ms, max ${sorted.at(-1)!.toFixed(1)} ms`,
+  );
 }
