@@ -200,13 +200,18 @@ export class TcpForward {
    * first lets open connections relay what is still in flight (a keep that
    * has exited may have just written its last bytes, and the client may read
    * slowly): a connection is closed when it has finished or moved no byte for
-   * `drainIdleMs` (default 120 s). Safe to call twice.
+   * `drainIdleMs` (default 120 s) since the drain began. Safe to call twice.
    */
   async close(options: { drain?: boolean; drainIdleMs?: number } = {}): Promise<void> {
     if (this.#closed) return;
     this.stopAccepting();
     if (options.drain === true) {
       const idleMs = options.drainIdleMs ?? 120_000;
+      // Idle counts from here: a workload silent for longer than idleMs
+      // left every pair "idle" just before its last bytes, which the copy
+      // loops may not have relayed yet when this first looks.
+      const started = performance.now();
+      for (const pair of this.#pairs) pair.lastActive = Math.max(pair.lastActive, started);
       while (this.#pairs.size > 0) {
         const now = performance.now();
         for (const pair of this.#pairs) {

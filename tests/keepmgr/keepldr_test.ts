@@ -127,6 +127,38 @@ Deno.test("forward: copies both ways, and close() ends every connection", async 
   target.close();
 });
 
+Deno.test("forward: a drain after a silent workload still relays the keep's last bytes", async () => {
+  // The keep answers "a" at once, stays silent longer than the drain's idle
+  // limit (a workload that sleeps), and writes its last bytes only as keepmgr
+  // starts draining (it heard "exited" before the forward read them).
+  const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = target.accept();
+  const forward = TcpForward.open({ targetPort: target.addr.port });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: forward.port });
+  await client.write(new TextEncoder().encode("g"));
+  const keep = await accepted;
+  await keep.read(new Uint8Array(1));
+  await keep.write(new TextEncoder().encode("a"));
+  assert.equal((await client.read(new Uint8Array(1)))!, 1);
+  forward.stopAccepting(); // the workload runs
+  await new Promise((r) => setTimeout(r, 400)); // silent for twice the idle limit below
+  const closing = forward.close({ drain: true, drainIdleMs: 200 });
+  await new Promise((r) => setTimeout(r, 20));
+  await keep.write(new TextEncoder().encode("tail"));
+  keep.close();
+  const received: number[] = [];
+  const buf = new Uint8Array(16);
+  while (true) {
+    const n = await client.read(buf).catch(() => null);
+    if (n === null) break;
+    received.push(...buf.subarray(0, n));
+  }
+  client.close();
+  await closing;
+  target.close();
+  assert.equal(new TextDecoder().decode(new Uint8Array(received)), "tail");
+});
+
 Deno.test("forward: a connection the keep never answers is closed; a newcomer evicts the idlest", async () => {
   // A target that accepts and says nothing, except "hi" to whoever writes first.
   const target = Deno.listen({ hostname: "127.0.0.1", port: 0 });
