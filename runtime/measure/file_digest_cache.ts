@@ -121,8 +121,17 @@ export async function cachedFileSha256s(
       dir = undefined;
     }
   }
-  const out: Uint8Array[] = [];
-  for (const path of paths) out.push(await lookup(path, dir, options));
+  // A few at once: a file not in the cache is read and hashed, and
+  // WebCrypto digests off the main thread, so the cores share the work.
+  const out: Uint8Array[] = new Array(paths.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      out[i] = await lookup(paths[i], dir, options);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, paths.length) }, worker));
   return out;
 }
 
