@@ -64,7 +64,10 @@ async function deploysNormally(mgr: LocalKeepmgr): Promise<void> {
   const result = await deploy(workload(STREAMS_WAT), {
     keepmgr: mgr.url,
     keepmgrToken: mgr.token,
-    allowSimulated: true,
+    // This keepmgr's own simulator, named: trust on first use would record it
+    // in the user's trusted-simulators file for this URL, and a later test's
+    // keepmgr on the same port (another simulator) would then be refused.
+    trustSimulated: mgr.simulatorRoot,
     timeoutMs: 60_000,
   });
   assert.equal(result.status, 7);
@@ -347,7 +350,7 @@ Deno.test("keepmgr attack: a bad value from a deployed Enarx.toml reaches the de
       const result = await deploy(workload(STREAMS_WAT, { config }), {
         keepmgr: mgr.url,
         keepmgrToken: mgr.token,
-        allowSimulated: true,
+        trustSimulated: mgr.simulatorRoot,
         timeoutMs: 60_000,
       });
       said = `${result.reason} ${result.message ?? ""}`;
