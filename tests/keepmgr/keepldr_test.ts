@@ -141,8 +141,8 @@ Deno.test("forward: a drain after a silent workload still relays the keep's last
   await keep.write(new TextEncoder().encode("a"));
   assert.equal((await client.read(new Uint8Array(1)))!, 1);
   forward.stopAccepting(); // the workload runs
-  await new Promise((r) => setTimeout(r, 400)); // silent for twice the idle limit below
-  const closing = forward.close({ drain: true, drainIdleMs: 200 });
+  await new Promise((r) => setTimeout(r, 1_500)); // silent for longer than the idle limit below
+  const closing = forward.close({ drain: true, drainIdleMs: 1_000 });
   await new Promise((r) => setTimeout(r, 20));
   await keep.write(new TextEncoder().encode("tail"));
   keep.close();
