@@ -356,6 +356,11 @@ export class KeepmgrClient {
       ...(ca === undefined ? { rejectUnauthorized: false } : { rejectUnauthorized: true, ca }),
     };
     let seen: Uint8Array | undefined;
+    // Node's `timeout` is the socket's idle time, and Deno's node:https
+    // starts it again once connected: a server that accepts and never
+    // answers held the request twice as long (60 s for 30). This deadline
+    // covers the whole request.
+    let deadline: ReturnType<typeof setTimeout> | undefined;
     const reply = await new Promise<{ status: number; body: Uint8Array }>((resolve, reject) => {
       const req = https.request(options, (res) => {
         if (record !== undefined) seen = peerCertificate(res.socket);
@@ -375,12 +380,12 @@ export class KeepmgrClient {
         });
         res.on("error", reject);
       });
-      req.on("timeout", () => {
-        req.destroy(new Error(`no reply within ${this.#timeoutMs} ms`));
-      });
+      const late = () => req.destroy(new Error(`no reply within ${this.#timeoutMs} ms`));
+      req.on("timeout", late);
+      deadline = setTimeout(late, this.#timeoutMs);
       req.on("error", reject);
       req.end(payload);
-    });
+    }).finally(() => clearTimeout(deadline));
     if (record !== undefined && seen !== undefined) {
       await recordKeepmgrCert(record, this.url.origin, seen);
     }
