@@ -13,8 +13,9 @@
  * change the bundle: the build refuses a graph with any module from outside
  * the checkout (npm, jsr, remote), and a deno.lock is recorded only when
  * there is one (a stat of a file that is not there costs 1.6 ms here: Deno
- * makes a NotFound error with its stack trace). Saving a file changes its mtime and ctime (and
- * the inode, for editors that write a new file and rename it); a checkout,
+ * makes a NotFound error with its stack trace). Saving a file changes its
+ * mtime and ctime (and the inode, for editors that write a new file and
+ * rename it); a checkout,
  * `cp -p`, `tar` or `touch -d` that sets an older mtime still changes the
  * ctime, which no program can set; a moved, added or removed file changes
  * the inode or the importing module. What it cannot see: a change of the

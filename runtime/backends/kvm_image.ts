@@ -43,6 +43,7 @@ import { libwasmtimePath } from "../wasm/libwasmtime_path.ts";
 import { BASE_DISK_DEVICE, type BaseDisk, buildBaseDisk } from "./vm/base_disk.ts";
 import { cachedFileSha256s, defaultDigestCacheDir } from "../measure/file_digest_cache.ts";
 import { bytesEqual } from "../bytes.ts";
+import { mapLimited } from "../concurrency.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -358,10 +359,12 @@ async function hashEntries(entries: Entry[]): Promise<HashedEntry[]> {
     cacheDir: defaultDigestCacheDir(),
   });
   files.forEach((e, i) => digests.set(e, fileDigests[i]));
-  return await inParallel(sorted, async (e) => ({
+  // The rest are directories (the digest of no bytes) and a few small inline files.
+  const empty = await sha256(new Uint8Array(0));
+  return await Promise.all(sorted.map(async (e) => ({
     ...e,
-    sha256: digests.get(e) ?? await sha256(e.data ?? new Uint8Array(0)),
-  }));
+    sha256: digests.get(e) ?? (e.data === undefined ? empty : await sha256(e.data)),
+  })));
 }
 
 /**
@@ -370,7 +373,8 @@ async function hashEntries(entries: Entry[]): Promise<HashedEntry[]> {
  * never holds other bytes than its content key names.
  */
 async function readEntries(entries: HashedEntry[]): Promise<ReadEntry[]> {
-  return await inParallel(entries, async (e) => {
+  // A few at once: WebCrypto digests off the main thread.
+  return await mapLimited(entries, 8, async (e) => {
     const data = e.mode & 0o40000 ? new Uint8Array(0) : e.data ?? await Deno.readFile(e.from!);
     if (e.from !== undefined && !bytesEqual(await sha256(data), e.sha256)) {
       throw new EnarxError(
@@ -381,24 +385,6 @@ async function readEntries(entries: HashedEntry[]): Promise<ReadEntry[]> {
     }
     return { path: e.path, mode: e.mode, data, sha256: e.sha256 };
   });
-}
-
-/**
- * `work` over every item, a few at once (WebCrypto digests off the main
- * thread, so the cores share the hashing of Deno and libwasmtime), results
- * in the items' order.
- */
-async function inParallel<T, R>(items: T[], work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
-  return out;
 }
 
 /** Orders paths by their UTF-8 bytes (as `LC_ALL=C sort`). */

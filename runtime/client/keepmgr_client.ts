@@ -352,14 +352,13 @@ export class KeepmgrClient {
       headers: payload === undefined
         ? headers
         : { ...headers, "content-length": String(payload.length) },
-      timeout: this.#timeoutMs,
       ...(ca === undefined ? { rejectUnauthorized: false } : { rejectUnauthorized: true, ca }),
     };
     let seen: Uint8Array | undefined;
-    // Node's `timeout` is the socket's idle time, and Deno's node:https
-    // starts it again once connected: a server that accepts and never
-    // answers held the request twice as long (60 s for 30). This deadline
-    // covers the whole request.
+    // A deadline for the whole request. Not Node's `timeout` option: that is
+    // the socket's idle time, and Deno's node:https starts it again once
+    // connected, so a server that accepts and never answers held the
+    // request twice as long (60 s for 30).
     let deadline: ReturnType<typeof setTimeout> | undefined;
     const reply = await new Promise<{ status: number; body: Uint8Array }>((resolve, reject) => {
       const req = https.request(options, (res) => {
@@ -380,9 +379,10 @@ export class KeepmgrClient {
         });
         res.on("error", reject);
       });
-      const late = () => req.destroy(new Error(`no reply within ${this.#timeoutMs} ms`));
-      req.on("timeout", late);
-      deadline = setTimeout(late, this.#timeoutMs);
+      deadline = setTimeout(
+        () => req.destroy(new Error(`no reply within ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
       req.on("error", reject);
       req.end(payload);
     }).finally(() => clearTimeout(deadline));

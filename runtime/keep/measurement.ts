@@ -10,8 +10,9 @@
  * package-lock.json, which pins the exact npm packages (with their integrity
  * hashes) that those files import by name, and the socket shim's C source
  * (ffi/native/enarx_wasi_sockets.c, which a keep with sockets loads,
- * compiled), each as `app/<path relative to the repository root>`, sorted. The digest is runtime/measure/keep_digest.ts's
- * encoding with the label `enarx/v1 nil-keep-measurement\0`. Not covered:
+ * compiled), each as `app/<path relative to the repository root>`, sorted.
+ * The digest is runtime/measure/keep_digest.ts's encoding with the label
+ * `enarx/v1 nil-keep-measurement\0`. Not covered:
  * the C library and the other shared libraries Deno links, and the npm
  * packages' own files beyond the lock file's pins.
  *
@@ -311,7 +312,8 @@ export interface NilKeepInputsOptions {
 
 /**
  * The inputs of the nil keep's measurement, in digest order: `deno`,
- * `libwasmtime`, then `app/<path>` for wasmldr's files, package-lock.json and the socket shim's source.
+ * `libwasmtime`, then `app/<path>` for wasmldr's files, package-lock.json and
+ * the socket shim's source.
  */
 export async function nilKeepInputs(options: NilKeepInputsOptions = {}): Promise<MeasuredInput[]> {
   // Loaded here: the registry imports this module and must not pull in the

@@ -32,6 +32,7 @@ import {
 } from "../cache_dir.ts";
 import { type DirOptions, userCacheDir } from "../dirs.ts";
 import { writeFileAtomic } from "../fs.ts";
+import { mapLimited } from "../concurrency.ts";
 
 /** Bumped whenever the entry layout changes. */
 const FORMAT = "enarx-file-digest-cache-v1";
@@ -121,18 +122,8 @@ export async function cachedFileSha256s(
       dir = undefined;
     }
   }
-  // A few at once: a file not in the cache is read and hashed, and
-  // WebCrypto digests off the main thread, so the cores share the work.
-  const out: Uint8Array[] = new Array(paths.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < paths.length) {
-      const i = next++;
-      out[i] = await lookup(paths[i], dir, options);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(8, paths.length) }, worker));
-  return out;
+  // A few at once: a file not in the cache is read and hashed.
+  return await mapLimited(paths, 8, (path) => lookup(path, dir, options));
 }
 
 /** One file's digest through the checked cache directory `dir` (undefined: no cache). */
